@@ -1,0 +1,191 @@
+"""Reading and writing image files: LoadImage, SaveImage, PreviewImage."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, ImageSequence, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
+
+from studio.fileio import write_new_file
+from studio.graph.png import WORKFLOW_TEXT_KEY
+from studio.graph.sockets import IMAGE, MASK, STRING
+from studio.node_api import Input, NodeBase, Output
+from studio.runtime.images import pil_to_tensors, tensor_to_pil
+from studio.settings import Settings
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# Characters that some file system refuses in a name; replaced so a prefix works everywhere.
+_UNSAFE_NAME_CHARACTERS = re.compile(r'[<>:"|?*\x00-\x1f]')
+
+
+def find_input_image(name: str, settings: Settings) -> Path | None:
+    """Resolve LoadImage's ``image`` value: an absolute path, or a path relative to one of
+    the input folders (the user's, then the samples shipped with Seed Studio)."""
+    if not name:
+        return None
+    candidate = Path(name).expanduser()
+    if candidate.is_absolute():
+        return candidate if candidate.is_file() else None
+    for folder in settings.image_search_dirs:
+        path = folder / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def list_input_images(settings: Settings) -> list[str]:
+    """Image files in the input folders, as LoadImage would name them."""
+    names: set[str] = set()
+    for folder in settings.image_search_dirs:
+        if folder.is_dir():
+            names.update(path.relative_to(folder).as_posix() for path in folder.rglob("*")
+                         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+    return sorted(names)
+
+
+class LoadImage(NodeBase):
+    """Loads an image file as IMAGE, and its transparency as MASK (1 where transparent).
+
+    The file is looked up in the input folders (and the bundled samples) unless the path is
+    absolute. Animated files give one batch item per frame.
+    """
+
+    type_name = "LoadImage"
+    category = "image"
+    title = "Load Image"
+    inputs = (Input("image", STRING, default="", tooltip="file name in the input folder, or an absolute path"),)
+    outputs = (Output("IMAGE", IMAGE), Output("MASK", MASK))
+
+    @classmethod
+    def check(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+        name = values.get("image") or ""
+        if find_input_image(name, settings) is None:
+            folders = ", ".join(str(folder) for folder in settings.image_search_dirs)
+            return [("image", f"image file {name!r} not found (looked in {folders})")]
+        return []
+
+    @classmethod
+    def fingerprint(cls, values: Mapping[str, Any], settings: Settings) -> Any:
+        # A file edited on disk under the same name must be loaded again.
+        path = find_input_image(values.get("image") or "", settings)
+        if path is None:
+            return None
+        stat = path.stat()
+        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+    def run(self, ctx, image: str) -> tuple[torch.Tensor, torch.Tensor]:
+        path = find_input_image(image, ctx.settings)
+        if path is None:
+            raise FileNotFoundError(f"image file {image!r} not found in the input folders")
+        try:
+            with Image.open(path) as opened:
+                frames = [pil_to_tensors(frame) for frame in ImageSequence.Iterator(opened)]
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{path.name} is not an image Seed Studio can read ({error})") from None
+        size = frames[0][0].shape[1:3]
+        frames = [frame for frame in frames if frame[0].shape[1:3] == size]
+        images = torch.cat([frame[0] for frame in frames])
+        masks = torch.cat([frame[1] for frame in frames])
+        return images, masks
+
+
+def safe_output_folder(output_root: Path, prefix: str) -> tuple[Path, str]:
+    """Split a filename prefix like ``portraits/cat`` into a folder inside ``output_root``
+    and a file stem, whatever the prefix tries (``../../x``, ``/etc/x``, ``C:\\x``).
+
+    Parent references, roots and drive letters are dropped rather than refused, so a
+    workflow from someone else still renders, and the result is checked once more after
+    symbolic links are resolved.
+    """
+    parts = [part for part in re.split(r"[\\/]+", prefix)
+             if part not in ("", ".", "..") and not re.fullmatch(r"[A-Za-z]:", part)]
+    parts = [_UNSAFE_NAME_CHARACTERS.sub("_", part).strip(" .") for part in parts]
+    parts = [part for part in parts if part]
+    stem = parts.pop() if parts else "SeedStudio"
+    root = output_root.expanduser().resolve()
+    folder = root.joinpath(*parts) if parts else root
+    resolved = folder.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise PermissionError(f"the filename prefix {prefix!r} leads outside the output folder {root}")
+    return resolved, stem
+
+
+def _next_counter(folder: Path, stem: str) -> int:
+    pattern = re.compile(re.escape(stem) + r"_(\d+)_\.png$")
+    highest = 0
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = pattern.match(path.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
+
+
+def save_images(images: torch.Tensor, folder: Path, stem: str, workflow_text: str,
+                compress_level: int = 4) -> list[Path]:
+    """Write each image of the batch as ``stem_00001_.png`` and up, never overwriting, with
+    the workflow in a text chunk."""
+    info = PngInfo()
+    info.add_text(WORKFLOW_TEXT_KEY, workflow_text, zip=False)
+    written = []
+    counter = _next_counter(folder, stem)
+    for image in images:
+        buffer = BytesIO()
+        tensor_to_pil(image).save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)
+        data = buffer.getvalue()
+        while True:
+            path = folder / f"{stem}_{counter:05d}_.png"
+            counter += 1
+            if write_new_file(path, data):
+                written.append(path)
+                break
+    return written
+
+
+class SaveImage(NodeBase):
+    """Saves images as PNG files in the output folder, with the workflow embedded so that
+    opening the PNG restores the graph. Existing files are never overwritten: each image
+    gets the next free number. The prefix may name sub-folders, which always stay inside
+    the output folder."""
+
+    type_name = "SaveImage"
+    category = "image"
+    title = "Save Image"
+    is_output = True
+    inputs = (Input("images", IMAGE),
+              Input("filename_prefix", STRING, default="SeedStudio",
+                    tooltip="file name start; may contain sub-folders, e.g. portraits/cat"))
+    outputs = ()
+
+    def run(self, ctx, images: torch.Tensor, filename_prefix: str) -> tuple[()]:
+        folder, stem = safe_output_folder(ctx.settings.output_dir, filename_prefix)
+        for path in save_images(images, folder, stem, ctx.workflow_text):
+            ctx.record_file(path)
+        return ()
+
+
+class PreviewImage(NodeBase):
+    """Shows images without keeping them: they are written to a temporary folder that is
+    not the output folder."""
+
+    type_name = "PreviewImage"
+    category = "image"
+    title = "Preview Image"
+    is_output = True
+    inputs = (Input("images", IMAGE),)
+    outputs = ()
+
+    def run(self, ctx, images: torch.Tensor) -> tuple[()]:
+        folder = ctx.settings.temp_dir.expanduser()
+        stem = "preview_" + secrets.token_hex(4)
+        for path in save_images(images, folder, stem, ctx.workflow_text, compress_level=1):
+            ctx.record_file(path)
+        return ()
+

@@ -1,0 +1,215 @@
+"""Primitive values and arithmetic on them, to drive several inputs from one field."""
+
+from __future__ import annotations
+
+import math
+import operator
+import sys
+
+from studio.graph.sockets import BOOLEAN, FLOAT, INT, STRING
+from studio.node_api import SEED_MAX, Input, NodeBase, Output
+
+_INT_LIMIT = sys.maxsize
+_FLOAT_LIMIT = sys.float_info.max
+
+
+class PrimitiveInt(NodeBase):
+    """A whole number, to wire into any INT input (widths, steps, seeds…)."""
+
+    type_name = "PrimitiveInt"
+    category = "utils/primitive"
+    title = "Int"
+    inputs = (Input("value", INT, default=0, min=-_INT_LIMIT, max=_INT_LIMIT),)
+    outputs = (Output("INT", INT),)
+
+    def run(self, ctx, value: int) -> tuple[int]:
+        return (value,)
+
+
+class PrimitiveFloat(NodeBase):
+    """A number with decimals, to wire into any FLOAT input (cfg, denoise, scale…)."""
+
+    type_name = "PrimitiveFloat"
+    category = "utils/primitive"
+    title = "Float"
+    inputs = (Input("value", FLOAT, default=0.0, min=-_FLOAT_LIMIT, max=_FLOAT_LIMIT),)
+    outputs = (Output("FLOAT", FLOAT),)
+
+    def run(self, ctx, value: float) -> tuple[float]:
+        return (value,)
+
+
+class PrimitiveString(NodeBase):
+    """A line of text, to wire into any STRING input (file prefixes, prompts…)."""
+
+    type_name = "PrimitiveString"
+    category = "utils/primitive"
+    title = "String"
+    inputs = (Input("value", STRING, default=""),)
+    outputs = (Output("STRING", STRING),)
+
+    def run(self, ctx, value: str) -> tuple[str]:
+        return (value,)
+
+
+class PrimitiveStringMultiline(NodeBase):
+    """Several lines of text (a prompt shared by several encoders, say)."""
+
+    type_name = "PrimitiveStringMultiline"
+    category = "utils/primitive"
+    title = "String (Multiline)"
+    inputs = (Input("value", STRING, default="", multiline=True),)
+    outputs = (Output("STRING", STRING),)
+
+    def run(self, ctx, value: str) -> tuple[str]:
+        return (value,)
+
+
+class PrimitiveBoolean(NodeBase):
+    """True or false, to wire into any BOOLEAN input."""
+
+    type_name = "PrimitiveBoolean"
+    category = "utils/primitive"
+    title = "Boolean"
+    inputs = (Input("value", BOOLEAN, default=False),)
+    outputs = (Output("BOOLEAN", BOOLEAN),)
+
+    def run(self, ctx, value: bool) -> tuple[bool]:
+        return (value,)
+
+
+class Seed(NodeBase):
+    """A seed shared by several nodes; the field can randomise or count up after each run,
+    and a sweep over it re-runs only the nodes the seed feeds."""
+
+    type_name = "Seed"
+    category = "utils/primitive"
+    title = "Seed"
+    inputs = (Input("seed", INT, default=0, min=0, max=SEED_MAX, seed=True),)
+    outputs = (Output("seed", INT),)
+
+    def run(self, ctx, seed: int) -> tuple[int]:
+        return (seed,)
+
+
+def _divide_int(a: int, b: int) -> int:
+    if b == 0:
+        raise ZeroDivisionError("b is 0: cannot divide by zero")
+    return a // b
+
+
+def _modulo(a, b):
+    if b == 0:
+        raise ZeroDivisionError("b is 0: cannot take the remainder of a division by zero")
+    return a % b
+
+
+def _power_int(a: int, b: int) -> int:
+    if b < 0:
+        raise ValueError("a negative power of a whole number is not a whole number; use FloatMath")
+    # Guard against results with millions of digits, which would hang the run.
+    if abs(a) > 1 and b * math.log2(abs(a)) > 256:
+        raise OverflowError(f"{a} to the power {b} is too large")
+    return a ** b
+
+
+INT_OPERATIONS = {
+    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul,
+    "divide": _divide_int, "modulo": _modulo, "power": _power_int, "min": min, "max": max,
+}
+
+
+def _divide_float(a: float, b: float) -> float:
+    if b == 0:
+        raise ZeroDivisionError("b is 0: cannot divide by zero")
+    return a / b
+
+
+def _power_float(a: float, b: float) -> float:
+    if a < 0 and not float(b).is_integer():
+        raise ValueError(f"cannot raise the negative number {a} to the fractional power {b}")
+    return math.pow(a, b)
+
+
+FLOAT_OPERATIONS = {
+    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul,
+    "divide": _divide_float, "modulo": _modulo, "power": _power_float, "min": min, "max": max,
+}
+
+
+class IntMath(NodeBase):
+    """a (operation) b for whole numbers; divide rounds down."""
+
+    type_name = "IntMath"
+    category = "utils/math"
+    title = "Int Math"
+    inputs = (
+        Input("a", INT, default=0, min=-_INT_LIMIT, max=_INT_LIMIT),
+        Input("b", INT, default=0, min=-_INT_LIMIT, max=_INT_LIMIT),
+        Input("operation", STRING, default="add", choices=tuple(INT_OPERATIONS)),
+    )
+    outputs = (Output("INT", INT),)
+
+    def run(self, ctx, a: int, b: int, operation: str) -> tuple[int]:
+        result = INT_OPERATIONS[operation](a, b)
+        if abs(result) > _INT_LIMIT:
+            raise OverflowError(f"{operation} of {a} and {b} is outside the range of an INT")
+        return (result,)
+
+
+class FloatMath(NodeBase):
+    """a (operation) b for numbers with decimals."""
+
+    type_name = "FloatMath"
+    category = "utils/math"
+    title = "Float Math"
+    inputs = (
+        Input("a", FLOAT, default=0.0, min=-_FLOAT_LIMIT, max=_FLOAT_LIMIT),
+        Input("b", FLOAT, default=0.0, min=-_FLOAT_LIMIT, max=_FLOAT_LIMIT),
+        Input("operation", STRING, default="add", choices=tuple(FLOAT_OPERATIONS)),
+    )
+    outputs = (Output("FLOAT", FLOAT),)
+
+    def run(self, ctx, a: float, b: float, operation: str) -> tuple[float]:
+        try:
+            result = FLOAT_OPERATIONS[operation](a, b)
+        except OverflowError:
+            raise OverflowError(f"{operation} of {a} and {b} is too large") from None
+        if not math.isfinite(result):
+            raise OverflowError(f"{operation} of {a} and {b} is not a finite number")
+        return (float(result),)
+
+
+class IntToFloat(NodeBase):
+    """Turns a whole number into a FLOAT."""
+
+    type_name = "IntToFloat"
+    category = "utils/math"
+    title = "Int to Float"
+    inputs = (Input("value", INT, default=0, min=-_INT_LIMIT, max=_INT_LIMIT),)
+    outputs = (Output("FLOAT", FLOAT),)
+
+    def run(self, ctx, value: int) -> tuple[float]:
+        return (float(value),)
+
+
+ROUNDING = {"round": round, "floor": math.floor, "ceil": math.ceil, "truncate": math.trunc}
+
+
+class FloatToInt(NodeBase):
+    """Turns a number into a whole number: rounded, floored, ceiled or truncated."""
+
+    type_name = "FloatToInt"
+    category = "utils/math"
+    title = "Float to Int"
+    inputs = (
+        Input("value", FLOAT, default=0.0, min=-_FLOAT_LIMIT, max=_FLOAT_LIMIT),
+        Input("rounding", STRING, default="round", choices=tuple(ROUNDING)),
+    )
+    outputs = (Output("INT", INT),)
+
+    def run(self, ctx, value: float, rounding: str) -> tuple[int]:
+        result = int(ROUNDING[rounding](value))
+        if abs(result) > _INT_LIMIT:
+            raise OverflowError(f"{value} is outside the range of an INT")
+        return (result,)

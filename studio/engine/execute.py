@@ -1,0 +1,289 @@
+"""Execution: run a plan node by node, serve unchanged work from the cache, report events.
+
+Each node's cache key is a hash of its type, version, field values, fingerprint and the keys
+of what feeds it (Merkle style), so changing one value re-runs that node and what depends on
+it, and nothing else. A node that raises becomes a structured error on that node; nodes
+that do not depend on it still run, and the engine stays usable for the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import secrets
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.engine.cache import ResultCache
+from studio.engine.context import CancelToken, NodeContext, RunCancelled
+from studio.engine.events import (
+    EventSink,
+    NodeFailed,
+    NodeFinished,
+    NodeProgress,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
+from studio.engine.plan import Constant, Plan, PlanError, PlannedNode, Upstream, make_plan, needed_nodes
+from studio.engine.plan import default_targets
+from studio.engine.validate import Problem, validate
+from studio.graph.format import dumps
+
+if TYPE_CHECKING:
+    from studio.graph.model import Workflow
+    from studio.registry import Registry
+    from studio.settings import Settings
+
+
+@dataclass(frozen=True)
+class NodeError:
+    """A node that failed, with a sentence for the artist and the traceback for a bug report."""
+
+    node_id: str
+    node_type: str
+    message: str
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        return f"node #{self.node_id} ({self.node_type}): {self.message}"
+
+
+@dataclass
+class RunReport:
+    """What a run did. ``status`` is ok, failed, cancelled or invalid."""
+
+    run_id: str
+    status: str = "ok"
+    executed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    files: list[tuple[str, Path]] = field(default_factory=list)
+    errors: list[NodeError] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    # The outputs of the nodes the run was asked for, by node id.
+    results: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    total_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "executed": self.executed,
+            "cached": self.cached,
+            "skipped": self.skipped,
+            "seconds": {node: round(seconds, 6) for node, seconds in self.seconds.items()},
+            "outputs": [{"node": node, "path": str(path)} for node, path in self.files],
+            "errors": [{"node_id": e.node_id, "node_type": e.node_type, "message": e.message}
+                       for e in self.errors],
+            "problems": [problem.to_dict() for problem in self.problems],
+            "total_seconds": round(self.total_seconds, 6),
+        }
+
+
+def describe_exception(error: BaseException) -> str:
+    """A sentence for the artist. Out-of-memory gets advice rather than a raw message."""
+    name = type(error).__name__
+    if name == "OutOfMemoryError" or "out of memory" in str(error).lower():
+        return ("ran out of GPU memory; lower the resolution or batch size, or switch on "
+                "low-VRAM mode in the settings")
+    message = str(error).strip()
+    return message if message else name
+
+
+_run_counter = itertools.count(1)
+
+
+class Engine:
+    """Validates, plans and executes workflows, keeping a result cache between runs."""
+
+    def __init__(self, registry: Registry, settings: Settings, services: Mapping[str, Any] | None = None,
+                 cache_bytes: int | None = None) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.services: Mapping[str, Any] = services or {}
+        self.cache = ResultCache(settings.cache_bytes if cache_bytes is None else cache_bytes)
+
+    def validate(self, workflow: Workflow) -> list[Problem]:
+        return validate(workflow, self.registry, self.settings)
+
+    def run(
+        self,
+        workflow: Workflow,
+        targets: Iterable[str] | None = None,
+        *,
+        cancel: CancelToken | None = None,
+        on_event: EventSink | None = None,
+    ) -> RunReport:
+        """Run the nodes that feed ``targets`` (the output nodes when None)."""
+        started = time.perf_counter()
+        cancel = cancel or CancelToken()
+        emit = on_event or (lambda event: None)
+        report = RunReport(run_id=f"run-{next(_run_counter)}")
+        target_ids = list(default_targets(workflow, self.registry) if targets is None else targets)
+
+        needed = needed_nodes(workflow, target_ids)
+        problems = [p for p in self.validate(workflow)
+                    if p.node_id is None or p.node_id in needed or needed.intersection(p.node_ids)]
+        missing = [t for t in target_ids if t not in workflow.nodes]
+        problems += [Problem("unknown_node", f"there is no node #{t} to run", t) for t in missing]
+        plan: Plan | None = None
+        if not problems:
+            try:
+                plan = make_plan(workflow, self.registry, target_ids)
+            except PlanError as error:
+                problems.append(Problem("plan", str(error)))
+        if plan is None:
+            report.status = "invalid"
+            report.problems = problems
+            report.total_seconds = time.perf_counter() - started
+            emit(RunStarted(report.run_id, (), ()))
+            emit(RunFinished(report.run_id, report))
+            return report
+
+        report.skipped = list(plan.skipped)
+        emit(RunStarted(report.run_id, tuple(step.node.id for step in plan.steps), plan.skipped))
+        self._execute(plan, workflow, report, cancel, emit)
+        report.total_seconds = time.perf_counter() - started
+        emit(RunFinished(report.run_id, report))
+        return report
+
+    # -- internals -------------------------------------------------------------------------
+    def _cache_key(self, step: PlannedNode, keys: dict[str, str]) -> str:
+        cls = step.cls
+        if not cls.cacheable:
+            return "uncached:" + secrets.token_hex(8)
+        constants = {}
+        upstream = {}
+        for name, source in step.sources.items():
+            if isinstance(source, Upstream):
+                upstream[name] = (keys[source.node_id], source.output_index)
+            else:
+                constants[name] = source.value
+        fingerprint = cls.fingerprint(constants, self.settings)
+        material = json.dumps([cls.type_name, cls.version, constants, upstream, fingerprint],
+                              sort_keys=True, default=repr, separators=(",", ":"))
+        return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
+
+    def _execute(self, plan: Plan, workflow: Workflow, report: RunReport, cancel: CancelToken,
+                 emit: EventSink) -> None:
+        run_id = report.run_id
+        keys: dict[str, str] = {}
+        results: dict[str, tuple[Any, ...]] = {}
+        # How many planned consumers still need each node's outputs, so they can be let go
+        # of (the cache may keep them) as soon as the last one has run.
+        remaining: dict[str, int] = {}
+        for step in plan.steps:
+            for source in step.sources.values():
+                if isinstance(source, Upstream):
+                    remaining[source.node_id] = remaining.get(source.node_id, 0) + 1
+        targets = set(plan.targets)
+        blocked: set[str] = set()
+        text_cache: list[str] = []
+
+        def workflow_text() -> str:
+            if not text_cache:
+                text_cache.append(dumps(workflow))
+            return text_cache[0]
+
+        try:
+            for step in plan.steps:
+                node = step.node
+                upstream_ids = [s.node_id for s in step.sources.values() if isinstance(s, Upstream)]
+                if any(node_id in blocked for node_id in upstream_ids):
+                    blocked.add(node.id)
+                    report.skipped.append(node.id)
+                    continue
+                cancel.raise_if_cancelled()
+                try:
+                    key = self._cache_key(step, keys)
+                except Exception as error:
+                    self._fail(report, emit, run_id, step, error)
+                    blocked.add(node.id)
+                    continue
+                keys[node.id] = key
+                entry = self.cache.get(key)
+                if entry is not None:
+                    outputs = entry.outputs
+                    report.cached.append(node.id)
+                    report.seconds[node.id] = 0.0
+                    report.files.extend((node.id, path) for path in entry.files)
+                    emit(NodeFinished(run_id, node.id, node.type, 0.0, True))
+                else:
+                    emit(NodeStarted(run_id, node.id, node.type))
+                    began = time.perf_counter()
+                    ctx = NodeContext(
+                        node.id, node.title, self.settings, self.services, cancel,
+                        lambda step_number, total, preview, _id=node.id: emit(
+                            NodeProgress(run_id, _id, step_number, total, preview)),
+                        workflow_text,
+                    )
+                    inputs = {name: (results[source.node_id][source.output_index]
+                                     if isinstance(source, Upstream) else source.value)
+                              for name, source in step.sources.items()}
+                    try:
+                        outputs = step.cls().run(ctx, **inputs)
+                        outputs = self._check_outputs(step, outputs)
+                    except RunCancelled:
+                        raise
+                    except Exception as error:
+                        self._free_memory_after(error)
+                        self._fail(report, emit, run_id, step, error)
+                        blocked.add(node.id)
+                        continue
+                    seconds = time.perf_counter() - began
+                    files = tuple(ctx.files)
+                    self.cache.put(key, outputs, files)
+                    report.executed.append(node.id)
+                    report.seconds[node.id] = seconds
+                    report.files.extend((node.id, path) for path in files)
+                    emit(NodeFinished(run_id, node.id, node.type, seconds, False))
+                results[node.id] = outputs
+                if node.id in targets:
+                    report.results[node.id] = outputs
+                for upstream_id in upstream_ids:
+                    remaining[upstream_id] -= 1
+                    if remaining[upstream_id] == 0 and upstream_id not in targets:
+                        results.pop(upstream_id, None)
+        except RunCancelled:
+            report.status = "cancelled"
+            return
+        if report.errors:
+            report.status = "failed"
+
+    def _check_outputs(self, step: PlannedNode, outputs: Any) -> tuple[Any, ...]:
+        expected = len(step.cls.outputs)
+        if not isinstance(outputs, tuple):
+            if outputs is None and expected == 0:
+                return ()
+            raise TypeError(f"{step.cls.type_name}.run() returned {type(outputs).__name__}, expected a tuple")
+        if len(outputs) != expected:
+            raise TypeError(f"{step.cls.type_name}.run() returned {len(outputs)} outputs, expected {expected}")
+        return outputs
+
+    def _free_memory_after(self, error: BaseException) -> None:
+        # Out of memory: drop cached results so the next attempt has room; the services
+        # (the model manager) may free more.
+        if describe_exception(error).startswith("ran out of GPU memory"):
+            self.cache.clear()
+            free = getattr(self.services.get("models"), "free_memory", None)
+            if callable(free):
+                free()
+
+    def _fail(self, report: RunReport, emit: EventSink, run_id: str, step: PlannedNode,
+              error: BaseException) -> None:
+        node = step.node
+        text = "".join(traceback.format_exception(error))
+        failure = NodeError(node.id, node.type, describe_exception(error), text)
+        report.errors.append(failure)
+        emit(NodeFailed(run_id, node.id, node.type, failure.message, text))

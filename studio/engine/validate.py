@@ -1,0 +1,231 @@
+"""Validation: every problem in a workflow, each tied to a node and input, before anything runs.
+
+Collects all problems rather than stopping at the first, so an artist fixes a file in one
+pass: unknown node types, missing required inputs, links of the wrong type or to nowhere,
+values of the wrong kind, out of range or not among the choices, and cycles (naming the
+nodes in each). Muted nodes are not checked (they do not run); bypassed nodes only need
+something of the right type to pass through.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import networkx as nx
+
+from studio.graph.connect import can_connect
+from studio.graph.model import Node, NodeMode, Workflow
+from studio.graph.sockets import BOOLEAN, FLOAT, INT, STRING, InputSpec
+
+if TYPE_CHECKING:
+    from studio.registry import Registry
+    from studio.settings import Settings
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a workflow, located as precisely as it can be."""
+
+    kind: str  # unknown_type, missing_input, type_mismatch, dangling_link, bad_value, cycle, …
+    message: str
+    node_id: str | None = None
+    node_type: str | None = None
+    input: str | None = None
+    # For a cycle: every node in it.
+    node_ids: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        where = f"node #{self.node_id}" if self.node_id else "workflow"
+        if self.node_type:
+            where += f" ({self.node_type})"
+        if self.input:
+            where += f", input {self.input!r}"
+        return f"{where}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"kind": self.kind, "message": self.message, "node_id": self.node_id,
+                                "node_type": self.node_type, "input": self.input}
+        if self.node_ids:
+            data["node_ids"] = list(self.node_ids)
+        return data
+
+
+class WorkflowInvalid(Exception):
+    """Raised where a caller wants an exception rather than a list of problems."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+def node_sort_key(node_id: str) -> tuple[int, int, str]:
+    """Numeric ids in numeric order, then the rest alphabetically: a stable order for
+    everything the engine reports."""
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
+def describe_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def check_value(spec: InputSpec, value: Any) -> str | None:
+    """Why ``value`` does not fit ``spec`` (a sentence), or None if it does."""
+    if spec.type == INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected a whole number, found {describe_value(value)}"
+    elif spec.type == FLOAT:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, found {describe_value(value)}"
+        if not math.isfinite(value):
+            return f"expected a finite number, found {value}"
+    elif spec.type == BOOLEAN:
+        if not isinstance(value, bool):
+            return f"expected true or false, found {describe_value(value)}"
+    elif spec.type == STRING:
+        if not isinstance(value, str):
+            return f"expected text, found {describe_value(value)}"
+    if spec.type in (INT, FLOAT):
+        if spec.min is not None and value < spec.min:
+            return f"{describe_value(value)} is below the minimum {spec.min:g}"
+        if spec.max is not None and value > spec.max:
+            return f"{describe_value(value)} is above the maximum {spec.max:g}"
+    if spec.choices is not None:
+        choices = spec.choice_list() or []
+        if value not in choices:
+            shown = ", ".join(repr(choice) for choice in choices[:8])
+            more = f" and {len(choices) - 8} more" if len(choices) > 8 else ""
+            return f"{describe_value(value)} is not one of the choices ({shown}{more})" if choices \
+                else f"{describe_value(value)} is not available (there is nothing to choose from)"
+    return None
+
+
+def find_cycles(workflow: Workflow) -> list[list[str]]:
+    """Each loop of wires as the list of nodes in it (strongly connected components)."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(workflow.nodes)
+    graph.add_edges_from((link.source, link.target) for link in workflow.links()
+                         if link.source in workflow.nodes)
+    cycles = []
+    for component in nx.strongly_connected_components(graph):
+        if len(component) > 1 or any(graph.has_edge(n, n) for n in component):
+            cycles.append(sorted(component, key=node_sort_key))
+    return sorted(cycles, key=lambda nodes: node_sort_key(nodes[0]))
+
+
+def bypass_source(workflow: Workflow, registry: Registry, node: Node, output_name: str) -> tuple[str, Any] | None:
+    """What a bypassed node passes out of ``output_name``: the first input of the same type,
+    as ("link", LinkSource) or ("value", value); None when it has no such input."""
+    cls = registry.get(node.type)
+    if cls is None:
+        return None
+    spec = cls.spec()
+    out = spec.output(output_name)
+    if out is None:
+        return None
+    for input_spec in spec.inputs:
+        if input_spec.type != out.type:
+            continue
+        if input_spec.name in node.links:
+            return ("link", node.links[input_spec.name])
+        if input_spec.has_widget:
+            value = node.values.get(input_spec.name, input_spec.default)
+            if value is not None:
+                return ("value", value)
+    return None
+
+
+def validate(workflow: Workflow, registry: Registry, settings: Settings | None = None) -> list[Problem]:
+    """All problems in ``workflow``, in node order."""
+    problems: list[Problem] = []
+    nodes = workflow.nodes
+    for node_id in sorted(nodes, key=node_sort_key):
+        node = nodes[node_id]
+        cls = registry.get(node.type)
+        if cls is None:
+            problems.append(Problem("unknown_type", f"there is no node type {node.type!r}", node_id, node.type))
+            continue
+        if node.mode is NodeMode.MUTE:
+            continue
+        spec = cls.spec()
+        value_problems: list[Problem] = []
+        for input_name, source in node.links.items():
+            input_spec = spec.input(input_name)
+            if input_spec is None:
+                problems.append(Problem("unknown_input", f"{node.type} has no input {input_name!r} "
+                                        f"(a wire from #{source.node} arrives there)", node_id, node.type, input_name))
+                continue
+            source_node = nodes.get(source.node)
+            if source_node is None:
+                problems.append(Problem("dangling_link", f"linked to node #{source.node}, which does not exist",
+                                        node_id, node.type, input_name))
+                continue
+            if source_node.type not in registry:
+                continue  # already reported as an unknown type on that node
+            verdict = can_connect(workflow, registry.spec, source.node, source.output, node_id, input_name,
+                                  check_cycle=False)
+            if not verdict:
+                kind = "type_mismatch" if verdict.kind == "type_mismatch" else "dangling_link"
+                problems.append(Problem(kind, f"from {source_node.label}: {verdict.reason}", node_id,
+                                        node.type, input_name))
+                continue
+            if source_node.mode is NodeMode.BYPASS and node.mode is not NodeMode.BYPASS:
+                problem = _check_bypass_chain(workflow, registry, node, input_name, source_node, source.output)
+                if problem is not None:
+                    problems.append(problem)
+        if node.mode is NodeMode.BYPASS:
+            continue
+        for input_spec in spec.inputs:
+            if input_spec.name in node.links:
+                continue
+            if input_spec.has_widget:
+                value = node.values.get(input_spec.name, input_spec.default)
+                if value is None:
+                    if not input_spec.optional:
+                        problems.append(Problem("missing_input", "needs a value", node_id, node.type, input_spec.name))
+                    continue
+                reason = check_value(input_spec, value)
+                if reason is not None:
+                    value_problems.append(Problem("bad_value", reason, node_id, node.type, input_spec.name))
+            elif not input_spec.optional:
+                problems.append(Problem("missing_input", f"needs a {input_spec.type} wire",
+                                        node_id, node.type, input_spec.name))
+        problems.extend(value_problems)
+        if not value_problems and settings is not None:
+            values = {spec_in.name: node.values.get(spec_in.name, spec_in.default)
+                      for spec_in in spec.inputs if spec_in.has_widget and spec_in.name not in node.links}
+            try:
+                found = cls.check(values, settings)
+            except Exception as error:  # a plugin's checker must not take validation down
+                found = [("", f"could not be checked ({type(error).__name__}: {error})")]
+            for input_name, message in found:
+                problems.append(Problem("bad_value", message, node_id, node.type, input_name or None))
+    for cycle in find_cycles(workflow):
+        path = " → ".join(f"#{node_id}" for node_id in cycle)
+        problems.append(Problem("cycle", f"nodes {path} feed each other in a loop", cycle[0],
+                                nodes[cycle[0]].type, None, tuple(cycle)))
+    return problems
+
+
+def _check_bypass_chain(workflow: Workflow, registry: Registry, consumer: Node, input_name: str,
+                        bypassed: Node, output_name: str) -> Problem | None:
+    seen: set[str] = set()
+    while bypassed.mode is NodeMode.BYPASS:
+        if bypassed.id in seen:
+            return None  # a loop; reported as a cycle
+        seen.add(bypassed.id)
+        passed = bypass_source(workflow, registry, bypassed, output_name)
+        if passed is None:
+            return Problem("bypass_unmatched",
+                           f"{bypassed.label} is bypassed and has no input of the type of its "
+                           f"{output_name!r} output to pass through", consumer.id, consumer.type, input_name)
+        kind, payload = passed
+        if kind == "value":
+            return None
+        upstream = workflow.nodes.get(payload.node)
+        if upstream is None:
+            return None  # reported on the bypassed node as a dangling link
+        bypassed, output_name = upstream, payload.output
+    return None

@@ -1,0 +1,133 @@
+"""How a node type is declared.
+
+A node is one small class: a type name, a category, a title, a docstring (its help text),
+typed inputs and outputs, and one ``run`` method that receives the inputs by name and returns
+the outputs in declared order::
+
+    class ImageInvert(NodeBase):
+        \"\"\"Inverts every channel of an image (1 - value).\"\"\"
+
+        type_name = "ImageInvert"
+        category = "image"
+        title = "Invert Image"
+        inputs = (Input("image", IMAGE),)
+        outputs = (Output("IMAGE", IMAGE),)
+
+        def run(self, ctx, image):
+            return (1.0 - image,)
+
+The registry finds such classes in the modules of ``nodes/`` (and of plugin folders the user
+configured). Nodes never import Qt and reach the outside world only through ``ctx``.
+No torch here: this module is shared by the engine, which must not import it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections.abc import Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from studio.graph.sockets import InputSpec, NodeSpec, OutputSpec
+
+if TYPE_CHECKING:
+    from studio.engine.context import NodeContext
+    from studio.settings import Settings
+
+# Short names for declarations, so node modules read like a table.
+Input = InputSpec
+Output = OutputSpec
+
+# The largest width or height any image node accepts, as ComfyUI's MAX_RESOLUTION.
+MAX_RESOLUTION = 16384
+# Seeds are unsigned 64-bit, as in ComfyUI, so shared workflows keep their seeds.
+SEED_MAX = 0xFFFF_FFFF_FFFF_FFFF
+
+
+class NodeDeclarationError(TypeError):
+    """A node class that is declared wrongly (found when the registry loads it)."""
+
+
+class NodeBase:
+    """Base class of every node type. Subclasses fill in the class attributes and ``run``."""
+
+    type_name: ClassVar[str] = ""
+    category: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    # Raise when the meaning of inputs or outputs changes, so old cache entries are not reused.
+    version: ClassVar[int] = 1
+    inputs: ClassVar[tuple[InputSpec, ...]] = ()
+    outputs: ClassVar[tuple[OutputSpec, ...]] = ()
+    # Output nodes (save, preview) are what a run asks for when no target is named.
+    is_output: ClassVar[bool] = False
+    # False for nodes whose result may differ with identical inputs (true randomness,
+    # clocks): they run every time.
+    cacheable: ClassVar[bool] = True
+
+    @classmethod
+    def fingerprint(cls, values: Mapping[str, Any], settings: Settings) -> Any:
+        """Extra cache-key material for what the values do not show: a file's size and
+        modification time, say. Must be JSON-serialisable. ``None`` adds nothing."""
+        return None
+
+    @classmethod
+    def check(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+        """Problems with field values that ranges and choices cannot express, as
+        ``(input name, sentence)`` pairs; checked with the rest before anything runs."""
+        return []
+
+    def run(self, ctx: NodeContext, **inputs: Any) -> tuple[Any, ...]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement run()")
+
+    # -- derived descriptions ------------------------------------------------------------
+    @classmethod
+    def spec(cls) -> NodeSpec:
+        return _spec_of(cls)
+
+    @classmethod
+    def help_text(cls) -> str:
+        return textwrap.dedent(cls.__doc__ or "").strip()
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Everything about the type, JSON-ready (``studio nodes --json``, the library panel)."""
+        return {
+            "type": cls.type_name,
+            "title": cls.title,
+            "category": cls.category,
+            "description": cls.help_text(),
+            "version": cls.version,
+            "output_node": cls.is_output,
+            "inputs": [spec.describe() for spec in cls.inputs],
+            "outputs": [spec.describe() for spec in cls.outputs],
+        }
+
+
+@cache
+def _spec_of(cls: type[NodeBase]) -> NodeSpec:
+    return NodeSpec(cls.type_name, tuple(cls.inputs), tuple(cls.outputs), cls.is_output)
+
+
+def check_declaration(cls: type[NodeBase]) -> None:
+    """Refuse a node class whose declaration would confuse the engine or the artist."""
+    name = cls.__qualname__
+    if not cls.type_name or not isinstance(cls.type_name, str):
+        raise NodeDeclarationError(f"{name} has no type_name")
+    if not cls.category or not cls.title:
+        raise NodeDeclarationError(f"{cls.type_name} needs a category and a title")
+    if not cls.help_text():
+        raise NodeDeclarationError(f"{cls.type_name} needs a docstring: it is the node's help text")
+    if cls.run is NodeBase.run:
+        raise NodeDeclarationError(f"{cls.type_name} does not implement run()")
+    for kind, specs in (("input", cls.inputs), ("output", cls.outputs)):
+        names = [spec.name for spec in specs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise NodeDeclarationError(f"{cls.type_name} declares the {kind} {duplicates[0]!r} twice")
+    parameters = inspect.signature(cls.run).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    if not accepts_any:
+        missing = [spec.name for spec in cls.inputs if spec.name not in parameters]
+        if missing:
+            raise NodeDeclarationError(f"{cls.type_name}.run() does not take the input {missing[0]!r}")

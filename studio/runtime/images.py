@@ -1,0 +1,87 @@
+"""Conversions between PIL images and the IMAGE / MASK tensors nodes pass around.
+
+IMAGE is a float32 tensor B×H×W×C with values in 0..1 (C = 3), MASK a float32 tensor B×H×W,
+as in ComfyUI, so node code ports between the two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+
+
+def pil_to_tensors(image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+    """One PIL image (one frame) as an IMAGE of batch 1 and its MASK.
+
+    The mask is 1 where the image is transparent (ComfyUI's convention: white = area to
+    work on); an image without alpha gets an all-zero mask of its own size.
+    """
+    image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L"):
+        # 16-bit greyscale: scale to 0..1 before anything rounds it to 8 bits.
+        grey = np.asarray(image, dtype=np.float32) / 65535.0
+        rgb = np.repeat(grey[..., None], 3, axis=2)
+        return torch.from_numpy(rgb)[None], torch.zeros((1, *grey.shape), dtype=torch.float32)
+    has_alpha = "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+        rgb = rgba[..., :3]
+        mask = 1.0 - rgba[..., 3]
+    else:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        mask = np.zeros(rgb.shape[:2], dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(rgb))[None], torch.from_numpy(np.ascontiguousarray(mask))[None]
+
+
+def tensor_to_pil(image: torch.Tensor) -> Image.Image:
+    """One H×W×C image (0..1) as an 8-bit PIL image, rounded rather than truncated."""
+    array = (image.detach().float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu().numpy()
+    if array.shape[-1] == 1:
+        return Image.fromarray(array[..., 0], mode="L")
+    if array.shape[-1] == 4:
+        return Image.fromarray(array, mode="RGBA")
+    return Image.fromarray(array[..., :3], mode="RGB")
+
+
+def resize_image(image: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
+    """Resize a B×H×W×C IMAGE to ``width`` × ``height`` with one of :data:`RESIZE_METHODS`."""
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"unknown resize method {method!r}; expected one of {', '.join(RESIZE_METHODS)}")
+    if image.shape[1] == height and image.shape[2] == width:
+        return image
+    if method == "lanczos":
+        return _resize_lanczos(image, width, height)
+    channels_first = image.movedim(-1, 1)
+    antialias = method in ("bilinear", "bicubic")
+    kwargs = {"align_corners": False} if method in ("bilinear", "bicubic") else {}
+    resized = F.interpolate(channels_first, size=(height, width), mode=method, antialias=antialias, **kwargs)
+    return resized.movedim(1, -1).clamp(0.0, 1.0)
+
+
+def _resize_lanczos(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    # PIL's Lanczos on 32-bit float planes, one channel at a time, keeps full precision
+    # (resizing an 8-bit copy would band smooth gradients).
+    batch = []
+    for item in image.detach().float().cpu().numpy():
+        planes = [np.asarray(Image.fromarray(item[..., c], mode="F").resize((width, height), Image.LANCZOS))
+                  for c in range(item.shape[-1])]
+        batch.append(np.stack(planes, axis=-1))
+    return torch.from_numpy(np.stack(batch)).clamp(0.0, 1.0).to(image.device)
+
+
+def center_crop_to_aspect(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Crop the middle of a B×H×W×C image to the aspect ratio ``width``:``height``."""
+    source_height, source_width = image.shape[1], image.shape[2]
+    source_aspect = source_width / source_height
+    target_aspect = width / height
+    if source_aspect > target_aspect:
+        keep = max(1, round(source_height * target_aspect))
+        left = (source_width - keep) // 2
+        return image[:, :, left:left + keep]
+    keep = max(1, round(source_width / target_aspect))
+    top = (source_height - keep) // 2
+    return image[:, top:top + keep]

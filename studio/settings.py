@@ -1,0 +1,110 @@
+"""Where Seed Studio reads and writes: the one place settings come from.
+
+Settings are read from a JSON file (``$SEED_STUDIO_CONFIG``, else ``settings.json`` in the
+user config folder), then passed to whatever needs them; nothing reads them behind the
+caller's back. Every key is optional::
+
+    {
+      "output_dir": "~/Pictures/Seed Studio",
+      "input_dirs": ["~/Pictures/inputs"],
+      "plugin_dirs": ["~/seed-studio-nodes"],
+      "model_roots": ["~/ComfyUI/models"],
+      "cache_megabytes": 4096
+    }
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+APP_NAME = "seed-studio"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESOURCES_DIR = PROJECT_ROOT / "resources"
+WORKFLOWS_DIR = PROJECT_ROOT / "workflows"
+# Sample images shipped with the project; always searched after the user's input folders.
+SAMPLE_IMAGES_DIR = RESOURCES_DIR / "images"
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used, naming the file and the key."""
+
+
+def _data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Folders and limits for one session of the app or the CLI."""
+
+    output_dir: Path = field(default_factory=lambda: _data_dir() / "output")
+    input_dirs: tuple[Path, ...] = field(default_factory=lambda: (_data_dir() / "input",))
+    temp_dir: Path = field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP_NAME)) / "temp")
+    # Node plugin folders are only ever the ones listed here: code is never picked up from a
+    # folder the user did not name.
+    plugin_dirs: tuple[Path, ...] = ()
+    model_roots: tuple[Path, ...] = ()
+    # How much the engine's result cache may hold (models are held by the model manager).
+    cache_bytes: int = 4 * 1024**3
+
+    @property
+    def image_search_dirs(self) -> tuple[Path, ...]:
+        return (*self.input_dirs, SAMPLE_IMAGES_DIR)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def config_path(cls) -> Path:
+        configured = os.environ.get("SEED_STUDIO_CONFIG")
+        if configured:
+            return Path(configured).expanduser()
+        return Path(platformdirs.user_config_dir(APP_NAME)) / "settings.json"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Settings:
+        """Settings from the config file; the defaults where there is none."""
+        config = Path(path) if path is not None else cls.config_path()
+        if not config.is_file():
+            return cls()
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise SettingsError(f"{config}: cannot read settings ({error})") from None
+        if not isinstance(data, dict):
+            raise SettingsError(f"{config}: expected a JSON object")
+        return cls.from_mapping(data, str(config))
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str = "settings") -> Settings:
+        def folder(key: str, value: Any) -> Path:
+            if not isinstance(value, str) or not value:
+                raise SettingsError(f"{source}: {key} must be a folder path, found {value!r}")
+            return Path(value).expanduser()
+
+        def folders(key: str) -> tuple[Path, ...]:
+            value = data[key]
+            if not isinstance(value, list):
+                raise SettingsError(f"{source}: {key} must be a list of folder paths")
+            return tuple(folder(key, item) for item in value)
+
+        changes: dict[str, Any] = {}
+        for key in ("output_dir", "temp_dir"):
+            if key in data:
+                changes[key] = folder(key, data[key])
+        for key in ("input_dirs", "plugin_dirs", "model_roots"):
+            if key in data:
+                changes[key] = folders(key)
+        if "cache_megabytes" in data:
+            megabytes = data["cache_megabytes"]
+            if isinstance(megabytes, bool) or not isinstance(megabytes, int) or megabytes < 0:
+                raise SettingsError(f"{source}: cache_megabytes must be a whole number ≥ 0")
+            changes["cache_bytes"] = megabytes * 1024**2
+        return cls(**changes)
