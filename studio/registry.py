@@ -75,9 +75,12 @@ class Registry:
     def register_module(self, module: ModuleType, origin: str) -> int:
         """Register every node class defined in ``module``; returns how many."""
         count = 0
+        # Classes the module defines, or (for a plugin package) its submodules define and
+        # it re-exports; classes it merely imported from elsewhere are not its own.
+        own = (module.__name__, module.__name__ + ".")
         for value in vars(module).values():
             if (isinstance(value, type) and issubclass(value, NodeBase) and value is not NodeBase
-                    and value.__module__ == module.__name__ and value.type_name):
+                    and value.type_name and (value.__module__ == own[0] or value.__module__.startswith(own[1]))):
                 try:
                     self.register(value, origin)
                     count += 1

@@ -171,7 +171,10 @@ class Engine:
             else:
                 constants[name] = source.value
         fingerprint = cls.fingerprint(constants, self.settings)
-        material = json.dumps([cls.type_name, cls.version, constants, upstream, fingerprint],
+        # Pure nodes are keyed by content alone, so two identical nodes share one result;
+        # output nodes have effects (files) of their own, so each is keyed by its id too.
+        identity = step.node.id if cls.is_output else None
+        material = json.dumps([cls.type_name, cls.version, constants, upstream, fingerprint, identity],
                               sort_keys=True, default=repr, separators=(",", ":"))
         return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
 

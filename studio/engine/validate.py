@@ -184,7 +184,8 @@ def validate(workflow: Workflow, registry: Registry, settings: Settings | None =
                 value = node.values.get(input_spec.name, input_spec.default)
                 if value is None:
                     if not input_spec.optional:
-                        problems.append(Problem("missing_input", "needs a value", node_id, node.type, input_spec.name))
+                        problems.append(Problem("missing_input", f"needs a value or an {input_spec.type} wire",
+                                                node_id, node.type, input_spec.name))
                     continue
                 reason = check_value(input_spec, value)
                 if reason is not None:

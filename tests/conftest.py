@@ -1,0 +1,33 @@
+"""Shared fixtures. Everything runs offline, offscreen, and away from the user's settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Before anything imports Qt or the Hugging Face libraries.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+os.environ["QT_API"] = "pyside6"
+os.environ["SEED_STUDIO_CONFIG"] = str(Path(__file__).parent / "no-such-settings.json")
+
+import pytest
+
+from studio.registry import Registry, build_registry
+from studio.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    """The built-in node library."""
+    built = build_registry()
+    assert not built.problems, built.problems
+    return built
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings whose folders are all inside the test's temporary folder."""
+    (tmp_path / "input").mkdir()
+    return Settings(output_dir=tmp_path / "output", input_dirs=(tmp_path / "input",),
+                    temp_dir=tmp_path / "temp", cache_bytes=256 * 1024**2)

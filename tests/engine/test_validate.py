@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from studio.engine import validate
+from studio.graph import NodeMode
+
+from tests.engine.conftest import build
+
+
+def kinds(problems):
+    return sorted((p.kind, p.node_id, p.input) for p in problems)
+
+
+def test_every_problem_is_collected_with_its_node_and_input(int_registry, settings):
+    workflow = build(
+        {
+            "1": ("Number", {"value": 500}),          # out of range
+            "2": ("Warp", {}),                         # unknown type
+            "3": ("Add", {"a": "three"}),              # wrong kind of value
+            "4": ("Collect", {}),                      # missing required wire
+            "5": ("Length", {"text": "abcd"}),         # not among the choices
+            "6": ("Length", {}),
+            "7": ("Collect", {}),
+            "8": ("Add", {}), "9": ("Add", {}),        # a loop
+        },
+        [("6", "INT", "7", "value"), ("8", "INT", "9", "a"), ("9", "INT", "8", "a")],
+    )
+    workflow.nodes["7"].links["value"] = workflow.nodes["7"].links["value"].__class__("42", "INT")  # dangling
+    workflow.connect("1", "INT", "6", "text")                 # INT into STRING
+    problems = validate(workflow, int_registry, settings)
+    assert kinds(problems) == sorted([
+        ("bad_value", "1", "value"),
+        ("unknown_type", "2", None),
+        ("bad_value", "3", "a"),
+        ("missing_input", "4", "value"),
+        ("bad_value", "5", "text"),
+        ("type_mismatch", "6", "text"),
+        ("dangling_link", "7", "value"),
+        ("cycle", "8", None),
+    ])
+    messages = {p.kind + p.node_id: p.message for p in problems}
+    assert "500 is above the maximum 100" in messages["bad_value1"]
+    assert "'Warp'" in messages["unknown_type2"]
+    assert "whole number" in messages["bad_value3"]
+    assert "INT wire" in messages["missing_input4"]
+    assert "not one of the choices" in messages["bad_value5"]
+    assert "INT, but text needs STRING" in messages["type_mismatch6"]
+    assert "#42" in messages["dangling_link7"]
+    assert "#8 → #9" in messages["cycle8"]
+    cycle = next(p for p in problems if p.kind == "cycle")
+    assert cycle.node_ids == ("8", "9")
+
+
+def test_a_valid_workflow_has_no_problems(int_registry, settings):
+    workflow = build({"1": ("Number", {"value": 1}), "2": ("Collect", {})}, [("1", "INT", "2", "value")])
+    assert validate(workflow, int_registry, settings) == []
+
+
+def test_muted_nodes_are_not_checked(int_registry, settings):
+    workflow = build({"1": ("Number", {"value": 1000})}, [])
+    workflow.set_mode("1", NodeMode.MUTE)
+    assert validate(workflow, int_registry, settings) == []
+
+
+def test_self_loop_is_a_cycle(int_registry, settings):
+    workflow = build({"1": ("Add", {})}, [])
+    workflow.connect("1", "INT", "1", "a")
+    problems = validate(workflow, int_registry, settings)
+    assert ("cycle", "1", None) in kinds(problems)
+
+
+def test_a_run_with_problems_upstream_of_the_outputs_is_refused_whole(engine, collected):
+    workflow = build({"1": ("Number", {"value": 101}), "2": ("Collect", {}),
+                      "3": ("Number", {"value": 1}), "4": ("Collect", {})},
+                     [("1", "INT", "2", "value"), ("3", "INT", "4", "value")])
+    report = engine.run(workflow)
+    assert report.status == "invalid"
+    assert collected == []
+    assert [p.node_id for p in report.problems] == ["1"]
+    # Problems away from what is asked for do not block it.
+    assert engine.run(workflow, targets=["4"]).ok

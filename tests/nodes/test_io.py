@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nodes.io import LoadImage, PreviewImage, SaveImage, list_input_images, safe_output_folder
+from studio.graph.png import WORKFLOW_TEXT_KEY, read_png_text
+
+
+def test_load_image_gives_rgb_in_0_1_and_transparency_as_mask(ctx, settings):
+    rgba = Image.new("RGBA", (6, 4), (255, 0, 0, 255))
+    rgba.putpixel((1, 2), (0, 0, 255, 0))
+    rgba.save(settings.input_dirs[0] / "sprite.png")
+    image, mask = LoadImage().run(ctx, image="sprite.png")
+    assert image.shape == (1, 4, 6, 3) and image.dtype == torch.float32
+    assert torch.equal(image[0, 0, 0], torch.tensor([1.0, 0.0, 0.0]))
+    assert mask.shape == (1, 4, 6)
+    assert mask[0, 2, 1] == 1.0 and mask.sum() == 1.0
+
+
+def test_load_image_without_alpha_gives_an_empty_mask_of_its_size(ctx, settings):
+    Image.new("RGB", (5, 3), (0, 255, 0)).save(settings.input_dirs[0] / "green.jpg", quality=100)
+    image, mask = LoadImage().run(ctx, image="green.jpg")
+    assert image.shape == (1, 3, 5, 3) and mask.shape == (1, 3, 5) and mask.sum() == 0
+
+
+def test_load_image_reads_every_frame_of_an_animation(ctx, settings):
+    frames = [Image.new("RGB", (4, 4), (value, value, value)) for value in (0, 128, 255)]
+    frames[0].save(settings.input_dirs[0] / "anim.gif", save_all=True, append_images=frames[1:])
+    image, mask = LoadImage().run(ctx, image="anim.gif")
+    assert image.shape[0] == 3 and mask.shape[0] == 3
+
+
+def test_load_image_checks_the_file_before_the_run(settings):
+    assert LoadImage.check({"image": "nope.png"}, settings)[0][0] == "image"
+    assert "seed_sample.png" in list_input_images(settings)
+    assert LoadImage.check({"image": "seed_sample.png"}, settings) == []
+
+
+def test_load_image_cache_fingerprint_changes_when_the_file_changes(settings):
+    path = settings.input_dirs[0] / "a.png"
+    Image.new("RGB", (2, 2)).save(path)
+    before = LoadImage.fingerprint({"image": "a.png"}, settings)
+    Image.new("RGB", (3, 3)).save(path)
+    assert LoadImage.fingerprint({"image": "a.png"}, settings) != before
+
+
+def test_a_damaged_image_gives_an_error_naming_the_file(ctx, settings):
+    (settings.input_dirs[0] / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(ValueError, match="broken.png is not an image"):
+        LoadImage().run(ctx, image="broken.png")
+
+
+def test_save_image_numbers_files_never_overwrites_and_embeds_the_workflow(ctx, settings):
+    images = torch.rand(2, 4, 4, 3)
+    SaveImage().run(ctx, images=images, filename_prefix="shots/cat")
+    SaveImage().run(ctx, images=images[:1], filename_prefix="shots/cat")
+    folder = settings.output_dir / "shots"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["cat_00001_.png", "cat_00002_.png", "cat_00003_.png"]
+    assert [p.name for p in ctx.files] == names
+    texts = read_png_text((folder / "cat_00001_.png").read_bytes())
+    assert '"seed-studio-workflow"' in texts[WORKFLOW_TEXT_KEY]
+    saved = torch.from_numpy(np.array(Image.open(folder / "cat_00002_.png"))).float() / 255
+    assert torch.allclose(saved, images[1], atol=1 / 255)
+
+
+def test_save_image_skips_numbers_taken_by_files_it_did_not_write(ctx, settings):
+    settings.output_dir.mkdir(parents=True)
+    (settings.output_dir / "x_00007_.png").write_bytes(b"precious")
+    SaveImage().run(ctx, images=torch.rand(1, 2, 2, 3), filename_prefix="x")
+    assert (settings.output_dir / "x_00007_.png").read_bytes() == b"precious"
+    assert (settings.output_dir / "x_00008_.png").exists()
+
+
+@pytest.mark.parametrize("prefix", ["../../x", "/etc/x", "..\\..\\x", "C:\\Windows\\x", "a/../../../x",
+                                    "./../x", "...", ""])
+def test_save_image_prefixes_cannot_leave_the_output_folder(ctx, settings, prefix):
+    SaveImage().run(ctx, images=torch.rand(1, 2, 2, 3), filename_prefix=prefix)
+    root = settings.output_dir.resolve()
+    [written] = ctx.files
+    assert root in written.resolve().parents
+
+
+def test_a_symlink_inside_the_output_folder_cannot_lead_out(settings, tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    settings.output_dir.mkdir(parents=True)
+    (settings.output_dir / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PermissionError, match="outside the output folder"):
+        safe_output_folder(settings.output_dir, "link/x")
+
+
+def test_preview_writes_to_the_temp_folder_not_the_output_folder(ctx, settings):
+    PreviewImage().run(ctx, images=torch.rand(1, 2, 2, 3))
+    [written] = ctx.files
+    assert settings.temp_dir.resolve() in written.resolve().parents
+    assert not settings.output_dir.exists()
