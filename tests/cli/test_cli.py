@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studio.cli import main
+from studio.graph import Workflow, dumps, load, save
+from studio.graph.png import WORKFLOW_TEXT_KEY, read_png_text
+from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
+
+DEFAULT = str(WORKFLOWS_DIR / "default.json")
+
+
+def studio(*args: str) -> tuple[int, str, str]:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=stdout, stderr=stderr)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_render_writes_a_png_that_carries_the_workflow(tmp_path):
+    code, out, err = studio("render", DEFAULT, "--out", str(tmp_path))
+    assert code == 0, err
+    [path] = [Path(line) for line in out.splitlines()]
+    assert path.is_file() and tmp_path in path.parents
+    texts = read_png_text(path.read_bytes())
+    assert dumps(load(DEFAULT)) == texts[WORKFLOW_TEXT_KEY]
+    # Opening the PNG restores the graph that made it.
+    assert dumps(load(path)) == dumps(load(DEFAULT))
+
+
+def test_render_json_lists_executed_and_cached_nodes_and_timings(tmp_path):
+    code, out, _ = studio("render", DEFAULT, "--out", str(tmp_path), "--json")
+    assert code == 0
+    report = json.loads(out)
+    [run] = report["runs"]
+    assert run["status"] == "ok"
+    assert run["executed"] == ["1", "2", "3", "4"] and run["cached"] == []
+    assert set(run["seconds"]) == {"1", "2", "3", "4"}
+    assert Path(run["outputs"][0]["path"]).is_file()
+
+
+def test_a_seed_sweep_runs_upstream_once_and_the_late_node_three_times(tmp_path):
+    code, out, _ = studio("render", DEFAULT, "--out", str(tmp_path), "--json",
+                          "--sweep", "Film grain.seed=1,2,3")
+    assert code == 0
+    runs = json.loads(out)["runs"]
+    assert [run["overrides"] for run in runs] == [{"Film grain.seed": v} for v in (1, 2, 3)]
+    executed = [node for run in runs for node in run["executed"]]
+    assert executed.count("1") == 1 and executed.count("2") == 1
+    assert executed.count("3") == 3 and executed.count("4") == 3
+    assert all(run["cached"] == ["1", "2"] for run in runs[1:])
+    files = sorted((tmp_path / "default").iterdir())
+    assert len(files) == 3 and len({f.read_bytes() for f in files}) == 3
+    # Each PNG carries the workflow with its own seed.
+    seeds = sorted(load(f).nodes["3"].values["seed"] for f in files)
+    assert seeds == [1, 2, 3]
+
+
+def test_sweeps_multiply_and_ranges_expand(tmp_path):
+    code, out, _ = studio("render", DEFAULT, "--out", str(tmp_path), "--json",
+                          "--sweep", "3.seed=5..6", "--sweep", "Enlarge.scale_by=0.25,0.5")
+    assert code == 0
+    runs = json.loads(out)["runs"]
+    assert [run["overrides"] for run in runs] == [
+        {"3.seed": 5, "Enlarge.scale_by": 0.25}, {"3.seed": 5, "Enlarge.scale_by": 0.5},
+        {"3.seed": 6, "Enlarge.scale_by": 0.25}, {"3.seed": 6, "Enlarge.scale_by": 0.5}]
+    assert runs[2]["cached"] == ["1", "2"]  # scale 0.25 again: only the grain re-runs
+
+
+def test_a_save_prefix_that_climbs_out_still_writes_inside_the_output_folder(tmp_path):
+    out_dir = tmp_path / "deep" / "out"
+    code, out, err = studio("render", DEFAULT, "--out", str(out_dir), "--set", "Save.filename_prefix=../../x")
+    assert code == 0, err
+    [path] = [Path(line) for line in out.splitlines()]
+    assert out_dir.resolve() in path.resolve().parents
+    assert not (tmp_path / "x_00001_.png").exists()
+
+
+def broken_workflow(path: Path) -> None:
+    workflow = Workflow()
+    workflow.add_node("EmptyImage", {"width": 999999}, title="Huge")          # 1: out of range
+    workflow.add_node("DreamMachine", {})                                      # 2: unknown type
+    workflow.add_node("LoadImage", {"image": "seed_sample.png"})               # 3
+    workflow.add_node("ImageInvert")                                           # 4: gets a MASK
+    workflow.add_node("ImageInvert")                                           # 5 ┐ loop
+    workflow.add_node("ImageInvert")                                           # 6 ┘
+    workflow.add_node("SaveImage")                                             # 7
+    workflow.connect("3", "MASK", "4", "image")
+    workflow.connect("5", "IMAGE", "6", "image")
+    workflow.connect("6", "IMAGE", "5", "image")
+    workflow.connect("1", "IMAGE", "7", "images")
+    save(workflow, path)
+
+
+def test_validate_reports_every_problem_naming_nodes_and_exits_non_zero(tmp_path):
+    path = tmp_path / "broken.json"
+    broken_workflow(path)
+    code, out, _ = studio("validate", str(path))
+    assert code == 1
+    assert "4 problems" in out
+    assert "node #1 (EmptyImage), input 'width': 999999 is above the maximum 16384" in out
+    assert "node #2 (DreamMachine): there is no node type 'DreamMachine'" in out
+    assert "node #4 (ImageInvert), input 'image'" in out and "MASK, but image needs IMAGE" in out
+    assert "nodes #5 → #6 feed each other in a loop" in out
+
+    code, out, _ = studio("validate", "--json", str(path), DEFAULT)
+    results = json.loads(out)
+    assert code == 1
+    assert sorted(p["kind"] for p in results[0]["problems"]) == ["bad_value", "cycle", "type_mismatch",
+                                                                 "unknown_type"]
+    assert results[1]["valid"] is True
+
+
+def test_validate_of_an_unreadable_file_says_where(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"format": "seed-studio-workflow", "version": 1, "nodes": {"1": {"type": 3}}}')
+    code, out, _ = studio("validate", str(path))
+    assert code == 1
+    assert '$.nodes["1"].type: expected a string' in out
+
+
+def test_render_of_an_invalid_workflow_lists_the_problems_and_renders_nothing(tmp_path):
+    path = tmp_path / "broken.json"
+    broken_workflow(path)
+    code, _, err = studio("render", str(path), "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert "is not valid" in err and "999999" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_node_gives_a_clear_message_and_exit_code(tmp_path):
+    workflow = load(DEFAULT)
+    workflow.set_value("2", "scale_by", 8.0)
+    extra = workflow.add_node("ImageScaleBy", {"upscale_method": "nearest-exact", "scale_by": 8.0})
+    workflow.connect("2", "IMAGE", extra.id, "image")
+    workflow.connect(extra.id, "IMAGE", "3", "image")
+    path = tmp_path / "too-big.json"
+    save(workflow, path)
+    code, _, err = studio("render", str(path), "--out", str(tmp_path))
+    assert code == 1
+    assert f"node #{extra.id} (ImageScaleBy): scaling by 8.0 gives" in err
+
+
+@pytest.mark.parametrize(("argument", "message"), [
+    ("Nobody.seed=1", "no node has the id or title 'Nobody'"),
+    ("3.colour=1", "has no field 'colour' (its fields: seed, strength)"),
+    ("3.seed=abc", "expected a whole number"),
+    ("3.image=x", "has no field 'image'"),
+    ("seed=1", "expected NODE.INPUT=VALUE"),
+])
+def test_bad_overrides_are_refused_with_a_sentence(tmp_path, argument, message):
+    code, _, err = studio("render", DEFAULT, "--out", str(tmp_path), "--set", argument)
+    assert code == 2
+    assert message in err
+
+
+def test_an_out_of_range_override_is_a_validation_problem(tmp_path):
+    code, _, err = studio("render", DEFAULT, "--out", str(tmp_path), "--set", "Film grain.strength=2")
+    assert code == 1 and "above the maximum 1" in err
+
+
+def test_nodes_lists_every_type_with_inputs_and_docs(registry):
+    code, out, _ = studio("nodes", "--json")
+    assert code == 0
+    described = {entry["type"]: entry for entry in json.loads(out)}
+    assert set(described) == {cls.type_name for cls in registry}
+    scale = described["ImageScale"]
+    width = next(spec for spec in scale["inputs"] if spec["name"] == "width")
+    assert (width["type"], width["default"], width["min"], width["max"]) == ("INT", 512, 0, 16384)
+    assert "lanczos" in next(s for s in scale["inputs"] if s["name"] == "upscale_method")["choices"]
+    code, text, _ = studio("nodes")
+    assert "ImageBlend  (Image Blend)" in text and "in  blend_factor: FLOAT; default 0.5; 0.0..1.0" in text
+
+
+def test_studio_without_a_command_prints_help():
+    code, out, _ = studio()
+    assert code == 0 and "render" in out and "validate" in out
+
+
+def test_the_module_entry_point_renders_in_a_real_process(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "studio", "render", DEFAULT, "--out", str(tmp_path)],
+                            capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()).is_file()
+    assert "4/4 #4 SaveImage" in result.stderr  # progress goes to stderr, paths to stdout
