@@ -14,7 +14,6 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from studio.fileio import write_new_file
-from studio.graph.png import WORKFLOW_TEXT_KEY
 from studio.graph.sockets import IMAGE, MASK, STRING
 from studio.node_api import Input, NodeBase, Output
 from studio.runtime.images import pil_to_tensors, tensor_to_pil
@@ -128,12 +127,13 @@ def _next_counter(folder: Path, stem: str) -> int:
     return highest + 1
 
 
-def save_images(images: torch.Tensor, folder: Path, stem: str, workflow_text: str,
+def save_images(images: torch.Tensor, folder: Path, stem: str, texts: Mapping[str, str],
                 compress_level: int = 4) -> list[Path]:
     """Write each image of the batch as ``stem_00001_.png`` and up, never overwriting, with
-    the workflow in a text chunk."""
+    ``texts`` (the workflow) in text chunks."""
     info = PngInfo()
-    info.add_text(WORKFLOW_TEXT_KEY, workflow_text, zip=False)
+    for key, text in texts.items():
+        info.add_text(key, text, zip=False)
     written = []
     counter = _next_counter(folder, stem)
     for image in images:
@@ -151,7 +151,8 @@ def save_images(images: torch.Tensor, folder: Path, stem: str, workflow_text: st
 
 class SaveImage(NodeBase):
     """Saves images as PNG files in the output folder, with the workflow embedded so that
-    opening the PNG restores the graph. Existing files are never overwritten: each image
+    opening the PNG restores the graph (in Seed Studio, and in ComfyUI where the graph can
+    be expressed there). Existing files are never overwritten: each image
     gets the next free number. The prefix may name sub-folders, which always stay inside
     the output folder."""
 
@@ -166,7 +167,7 @@ class SaveImage(NodeBase):
 
     def run(self, ctx, images: torch.Tensor, filename_prefix: str) -> tuple[()]:
         folder, stem = safe_output_folder(ctx.settings.output_dir, filename_prefix)
-        for path in save_images(images, folder, stem, ctx.workflow_text):
+        for path in save_images(images, folder, stem, ctx.embedded_texts):
             ctx.record_file(path)
         return ()
 
@@ -185,7 +186,7 @@ class PreviewImage(NodeBase):
     def run(self, ctx, images: torch.Tensor) -> tuple[()]:
         folder = ctx.settings.temp_dir.expanduser()
         stem = "preview_" + secrets.token_hex(4)
-        for path in save_images(images, folder, stem, ctx.workflow_text, compress_level=1):
+        for path in save_images(images, folder, stem, ctx.embedded_texts, compress_level=1):
             ctx.record_file(path)
         return ()
 

@@ -19,7 +19,7 @@ class PrimitiveInt(NodeBase):
     type_name = "PrimitiveInt"
     category = "utils/primitive"
     title = "Int"
-    inputs = (Input("value", INT, default=0, min=-_INT_LIMIT, max=_INT_LIMIT),)
+    inputs = (Input("value", INT, default=0, min=-_INT_LIMIT, max=_INT_LIMIT, seed=True),)
     outputs = (Output("INT", INT),)
 
     def run(self, ctx, value: int) -> tuple[int]:
@@ -213,3 +213,23 @@ class FloatToInt(NodeBase):
         if abs(result) > _INT_LIMIT:
             raise OverflowError(f"{value} is outside the range of an INT")
         return (result,)
+
+
+class Note(NodeBase):
+    """A note on the canvas for whoever reads the graph next. It computes nothing."""
+
+    type_name = "Note"
+    category = "utils"
+    title = "Note"
+    inputs = (Input("text", STRING, default="", multiline=True),)
+    outputs = ()
+
+    def run(self, ctx, text: str) -> tuple[()]:
+        return ()
+
+
+class MarkdownNote(Note):
+    """A note on the canvas written in Markdown. It computes nothing."""
+
+    type_name = "MarkdownNote"
+    title = "Markdown Note"

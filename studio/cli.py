@@ -18,9 +18,13 @@ from typing import Any, TextIO
 
 from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunReport, RunStarted
 from studio.engine.events import Event
-from studio.graph import GraphEditError, Workflow, WorkflowFormatError, load
+from studio.fileio import atomic_write_text
+from studio.graph import GraphEditError, Workflow, WorkflowFormatError, dumps
+from studio.graph.comfy import to_comfy_api, to_comfy_ui
+from studio.graph.files import open_workflow
 from studio.graph.sockets import BOOLEAN, FLOAT, INT
 from studio.registry import Registry, build_registry
+from studio.runtime.models import ModelFolders, missing_models
 from studio.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -191,11 +195,14 @@ def _load_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _load_workflow(path: str) -> Workflow:
+def _load_workflow(path: str, registry: Registry, stderr: TextIO) -> Workflow:
     try:
-        return load(path)
+        workflow, report = open_workflow(path, registry.spec)
     except WorkflowFormatError as error:
         raise CommandError(str(error)) from None
+    for warning in report.warnings:
+        stderr.write(f"{path}: {warning}\n")
+    return workflow
 
 
 def _registry(settings: Settings, stderr: TextIO) -> Registry:
@@ -217,8 +224,8 @@ def run_summary(report: RunReport, overrides: Sequence[Override]) -> dict[str, A
 
 def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     settings = _load_settings(args)
-    workflow = _load_workflow(args.workflow)
     registry = _registry(settings, stderr)
+    workflow = _load_workflow(args.workflow, registry, stderr)
     fixed = [parse_set(workflow, registry, text) for text in args.set or []]
     sweeps = [parse_sweep(workflow, registry, text) for text in args.sweep or []]
     combinations = list(itertools.product(*sweeps)) if sweeps else [()]
@@ -264,18 +271,21 @@ def command_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
     status = EXIT_OK
     for path in args.workflows:
         try:
-            workflow = load(path)
+            workflow, import_report = open_workflow(path, registry.spec)
         except WorkflowFormatError as error:
             results.append({"workflow": path, "valid": False, "error": str(error), "problems": []})
             status = EXIT_FAILED
             if not args.json:
                 stdout.write(f"{path}: cannot be read: {error}\n")
             continue
-        problems = engine.validate(workflow)
-        results.append({"workflow": path, "valid": not problems, "problems": [p.to_dict() for p in problems]})
+        problems = engine.validate(workflow) + missing_models(workflow, ModelFolders.from_settings(settings))
+        results.append({"workflow": path, "format": import_report.source_format, "valid": not problems,
+                        "warnings": import_report.warnings, "problems": [p.to_dict() for p in problems]})
         if problems:
             status = EXIT_FAILED
         if not args.json:
+            for warning in import_report.warnings:
+                stdout.write(f"{path}: note: {warning}\n")
             if problems:
                 noun = "problem" if len(problems) == 1 else "problems"
                 stdout.write(f"{path}: {len(problems)} {noun}\n")
@@ -320,6 +330,29 @@ def command_nodes(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     return EXIT_OK
 
 
+CONVERSIONS = {"native": "Seed Studio JSON", "comfy": "ComfyUI UI-format JSON", "comfy-api": "ComfyUI API prompt"}
+
+
+def command_convert(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    settings = _load_settings(args)
+    registry = _registry(settings, stderr)
+    workflow = _load_workflow(args.input, registry, stderr)
+    target = Path(args.output)
+    if target.exists() and not args.force:
+        raise CommandError(f"{target} exists; pass --force to replace it")
+    if args.to == "native":
+        text = dumps(workflow)
+    else:
+        document = to_comfy_ui(workflow, registry.spec) if args.to == "comfy" else to_comfy_api(workflow, registry.spec)
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    atomic_write_text(target, text)
+    unknown = sorted({node.type for node in workflow.nodes.values() if node.type not in registry})
+    if unknown:
+        stderr.write(f"kept as placeholders (Seed Studio has no such node types): {', '.join(unknown)}\n")
+    stdout.write(f"{target} ({CONVERSIONS[args.to]}, {len(workflow.nodes)} nodes)\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="studio", description="Seed Studio: node-graph image generation. "
@@ -328,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     render = commands.add_parser("render", help="run a workflow headless and save its images")
-    render.add_argument("workflow", help="workflow file (.json, or a .png rendered by Seed Studio)")
+    render.add_argument("workflow", help="workflow file: Seed Studio or ComfyUI JSON, or a PNG that carries one")
     render.add_argument("--out", help="output folder (default: the one in the settings)")
     render.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE",
                         help="change a field for this render; NODE is a node id or a unique title")
@@ -342,6 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate_command.add_argument("workflows", nargs="+", metavar="WORKFLOW")
     validate_command.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     validate_command.set_defaults(handler=command_validate)
+
+    convert = commands.add_parser("convert", help="convert between Seed Studio and ComfyUI workflow formats")
+    convert.add_argument("input", help="workflow: Seed Studio or ComfyUI JSON, or a PNG that carries one")
+    convert.add_argument("output", help="file to write")
+    convert.add_argument("--to", choices=sorted(CONVERSIONS), default="native",
+                         help="native (default), comfy (ComfyUI UI format) or comfy-api (ComfyUI API prompt)")
+    convert.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    convert.set_defaults(handler=command_convert)
 
     nodes = commands.add_parser("nodes", help="list every node type with its inputs and outputs")
     nodes.add_argument("--json", action="store_true", help="print JSON on stdout")

@@ -9,6 +9,7 @@ caller's back. Every key is optional::
       "input_dirs": ["~/Pictures/inputs"],
       "plugin_dirs": ["~/seed-studio-nodes"],
       "model_roots": ["~/ComfyUI/models"],
+      "extra_model_paths": ["~/ComfyUI/extra_model_paths.yaml"],
       "cache_megabytes": 4096
     }
 """
@@ -51,6 +52,8 @@ class Settings:
     # folder the user did not name.
     plugin_dirs: tuple[Path, ...] = ()
     model_roots: tuple[Path, ...] = ()
+    # ComfyUI extra_model_paths.yaml files, read as ComfyUI reads them.
+    extra_model_paths: tuple[Path, ...] = ()
     # How much the engine's result cache may hold (models are held by the model manager).
     cache_bytes: int = 4 * 1024**3
 
@@ -99,7 +102,7 @@ class Settings:
         for key in ("output_dir", "temp_dir"):
             if key in data:
                 changes[key] = folder(key, data[key])
-        for key in ("input_dirs", "plugin_dirs", "model_roots"):
+        for key in ("input_dirs", "plugin_dirs", "model_roots", "extra_model_paths"):
             if key in data:
                 changes[key] = folders(key)
         if "cache_megabytes" in data:

@@ -47,7 +47,7 @@ class NodeContext:
         services: Mapping[str, Any],
         cancel: CancelToken,
         on_progress: Callable[[int, int, Any], None],
-        workflow_text: Callable[[], str],
+        embedded_texts: Callable[[], dict[str, str]],
     ) -> None:
         self.node_id = node_id
         self.node_title = node_title
@@ -55,7 +55,7 @@ class NodeContext:
         self.services = services
         self._cancel = cancel
         self._on_progress = on_progress
-        self._workflow_text = workflow_text
+        self._embedded_texts = embedded_texts
         self.files: list[Path] = []
 
     def check_cancelled(self) -> None:
@@ -72,6 +72,8 @@ class NodeContext:
         self.files.append(Path(path))
 
     @cached_property
-    def workflow_text(self) -> str:
-        """The native JSON of the workflow being run, overrides applied (for embedding)."""
-        return self._workflow_text()
+    def embedded_texts(self) -> dict[str, str]:
+        """Text to embed in written images so they reopen as the workflow that made them:
+        the native JSON under ``seed-studio-workflow`` and, where the graph can be expressed
+        for ComfyUI, its ``workflow`` (UI format) and ``prompt`` (API format)."""
+        return self._embedded_texts()

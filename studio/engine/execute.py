@@ -33,7 +33,9 @@ from studio.engine.events import (
 from studio.engine.plan import Constant, Plan, PlanError, PlannedNode, Upstream, make_plan, needed_nodes
 from studio.engine.plan import default_targets
 from studio.engine.validate import Problem, validate
+from studio.graph.comfy import to_comfy_api, to_comfy_ui
 from studio.graph.format import dumps
+from studio.graph.png import WORKFLOW_TEXT_KEY
 
 if TYPE_CHECKING:
     from studio.graph.model import Workflow
@@ -192,12 +194,12 @@ class Engine:
                     remaining[source.node_id] = remaining.get(source.node_id, 0) + 1
         targets = set(plan.targets)
         blocked: set[str] = set()
-        text_cache: list[str] = []
+        texts: dict[str, str] = {}
 
-        def workflow_text() -> str:
-            if not text_cache:
-                text_cache.append(dumps(workflow))
-            return text_cache[0]
+        def embedded_texts() -> dict[str, str]:
+            if not texts:
+                texts.update(self._embedded_texts(workflow))
+            return texts
 
         try:
             for step in plan.steps:
@@ -229,7 +231,7 @@ class Engine:
                         node.id, node.title, self.settings, self.services, cancel,
                         lambda step_number, total, preview, _id=node.id: emit(
                             NodeProgress(run_id, _id, step_number, total, preview)),
-                        workflow_text,
+                        embedded_texts,
                     )
                     inputs = {name: (results[source.node_id][source.output_index]
                                      if isinstance(source, Upstream) else source.value)
@@ -263,6 +265,15 @@ class Engine:
             return
         if report.errors:
             report.status = "failed"
+
+    def _embedded_texts(self, workflow: Workflow) -> dict[str, str]:
+        texts = {WORKFLOW_TEXT_KEY: dumps(workflow)}
+        try:
+            texts["prompt"] = json.dumps(to_comfy_api(workflow, self.registry.spec))
+            texts["workflow"] = json.dumps(to_comfy_ui(workflow, self.registry.spec))
+        except Exception:  # noqa: BLE001 - a graph ComfyUI cannot express still saves its own copy
+            pass
+        return texts
 
     def _check_outputs(self, step: PlannedNode, outputs: Any) -> tuple[Any, ...]:
         expected = len(step.cls.outputs)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import networkx as nx
 
-from studio.engine.validate import bypass_source, node_sort_key
+from studio.engine.validate import node_sort_key
+from studio.graph.bypass import bypass_source
 from studio.graph.model import Node, NodeMode, Workflow
 from studio.graph.sockets import FLOAT
 
@@ -98,7 +99,7 @@ def _resolve_link(workflow: Workflow, registry: Registry, node_id: str, output: 
         if node_id in seen:
             raise PlanError(f"bypassed nodes around {node.label} form a loop")
         seen.add(node_id)
-        passed = bypass_source(workflow, registry, node, output)
+        passed = bypass_source(registry.spec, node, output)
         if passed is None:
             return None
         kind, payload = passed

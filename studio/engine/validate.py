@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from studio.graph.bypass import bypass_source
 from studio.graph.connect import can_connect
 from studio.graph.model import Node, NodeMode, Workflow
 from studio.graph.sockets import BOOLEAN, FLOAT, INT, STRING, InputSpec
@@ -117,28 +118,6 @@ def find_cycles(workflow: Workflow) -> list[list[str]]:
     return sorted(cycles, key=lambda nodes: node_sort_key(nodes[0]))
 
 
-def bypass_source(workflow: Workflow, registry: Registry, node: Node, output_name: str) -> tuple[str, Any] | None:
-    """What a bypassed node passes out of ``output_name``: the first input of the same type,
-    as ("link", LinkSource) or ("value", value); None when it has no such input."""
-    cls = registry.get(node.type)
-    if cls is None:
-        return None
-    spec = cls.spec()
-    out = spec.output(output_name)
-    if out is None:
-        return None
-    for input_spec in spec.inputs:
-        if input_spec.type != out.type:
-            continue
-        if input_spec.name in node.links:
-            return ("link", node.links[input_spec.name])
-        if input_spec.has_widget:
-            value = node.values.get(input_spec.name, input_spec.default)
-            if value is not None:
-                return ("value", value)
-    return None
-
-
 def validate(workflow: Workflow, registry: Registry, settings: Settings | None = None) -> list[Problem]:
     """All problems in ``workflow``, in node order."""
     problems: list[Problem] = []
@@ -219,7 +198,7 @@ def _check_bypass_chain(workflow: Workflow, registry: Registry, consumer: Node, 
         if bypassed.id in seen:
             return None  # a loop; reported as a cycle
         seen.add(bypassed.id)
-        passed = bypass_source(workflow, registry, bypassed, output_name)
+        passed = bypass_source(registry.spec, bypassed, output_name)
         if passed is None:
             return Problem("bypass_unmatched",
                            f"{bypassed.label} is bypassed and has no input of the type of its "

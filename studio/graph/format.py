@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from studio.fileio import atomic_write_text
-from studio.graph.png import PNG_SIGNATURE, WORKFLOW_TEXT_KEY, PngTextError, read_png_text
 from studio.graph.model import Group, LinkSource, Node, NodeMode, Workflow
 
 FORMAT_NAME = "seed-studio-workflow"
@@ -257,10 +256,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a workflow can hold")
 
 
-def loads(text: str | bytes, source: str = "") -> Workflow:
-    """Parse a workflow document; every failure is a :class:`WorkflowFormatError`."""
+def parse_json(text: str | bytes, source: str = "") -> Any:
+    """Parse JSON text; every failure is a :class:`WorkflowFormatError` saying where."""
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise WorkflowFormatError(f"line {error.lineno}, column {error.colno}",
                                   f"not valid JSON ({error.msg})", source) from None
@@ -270,24 +269,20 @@ def loads(text: str | bytes, source: str = "") -> Workflow:
         raise WorkflowFormatError("$", "nested too deeply to be a workflow", source) from None
     except ValueError as error:  # e.g. integers with more digits than Python will parse
         raise WorkflowFormatError("$", f"not a readable JSON document ({error})", source) from None
-    return workflow_from_data(data, source)
+
+
+def loads(text: str | bytes, source: str = "") -> Workflow:
+    """Parse a native workflow document; every failure is a :class:`WorkflowFormatError`."""
+    return workflow_from_data(parse_json(text, source), source)
 
 
 def load(path: str | os.PathLike[str]) -> Workflow:
-    """Read a workflow file, or the workflow embedded in a PNG that Seed Studio rendered."""
+    """Read a native workflow file (``studio.graph.files.open_workflow`` opens every kind)."""
     file_path = Path(path)
     try:
         raw = file_path.read_bytes()
     except OSError as error:
         raise WorkflowFormatError("$", f"cannot read the file ({error.strerror or error})", str(file_path)) from None
-    if raw.startswith(PNG_SIGNATURE):
-        try:
-            texts = read_png_text(raw)
-        except PngTextError as error:
-            raise WorkflowFormatError("$", str(error), str(file_path)) from None
-        if WORKFLOW_TEXT_KEY not in texts:
-            raise WorkflowFormatError("$", "this PNG carries no Seed Studio workflow", str(file_path))
-        return loads(texts[WORKFLOW_TEXT_KEY], f"{file_path} [{WORKFLOW_TEXT_KEY}]")
     return loads(raw, str(file_path))
 
 

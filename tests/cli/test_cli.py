@@ -10,6 +10,7 @@ import pytest
 
 from studio.cli import main
 from studio.graph import Workflow, dumps, load, save
+from studio.graph.files import open_workflow
 from studio.graph.png import WORKFLOW_TEXT_KEY, read_png_text
 from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
 
@@ -22,7 +23,7 @@ def studio(*args: str) -> tuple[int, str, str]:
     return code, stdout.getvalue(), stderr.getvalue()
 
 
-def test_render_writes_a_png_that_carries_the_workflow(tmp_path):
+def test_render_writes_a_png_that_carries_the_workflow(tmp_path, registry):
     code, out, err = studio("render", DEFAULT, "--out", str(tmp_path))
     assert code == 0, err
     [path] = [Path(line) for line in out.splitlines()]
@@ -30,7 +31,7 @@ def test_render_writes_a_png_that_carries_the_workflow(tmp_path):
     texts = read_png_text(path.read_bytes())
     assert dumps(load(DEFAULT)) == texts[WORKFLOW_TEXT_KEY]
     # Opening the PNG restores the graph that made it.
-    assert dumps(load(path)) == dumps(load(DEFAULT))
+    assert dumps(open_workflow(path, registry.spec)[0]) == dumps(load(DEFAULT))
 
 
 def test_render_json_lists_executed_and_cached_nodes_and_timings(tmp_path):
@@ -44,7 +45,7 @@ def test_render_json_lists_executed_and_cached_nodes_and_timings(tmp_path):
     assert Path(run["outputs"][0]["path"]).is_file()
 
 
-def test_a_seed_sweep_runs_upstream_once_and_the_late_node_three_times(tmp_path):
+def test_a_seed_sweep_runs_upstream_once_and_the_late_node_three_times(tmp_path, registry):
     code, out, _ = studio("render", DEFAULT, "--out", str(tmp_path), "--json",
                           "--sweep", "Film grain.seed=1,2,3")
     assert code == 0
@@ -57,7 +58,7 @@ def test_a_seed_sweep_runs_upstream_once_and_the_late_node_three_times(tmp_path)
     files = sorted((tmp_path / "default").iterdir())
     assert len(files) == 3 and len({f.read_bytes() for f in files}) == 3
     # Each PNG carries the workflow with its own seed.
-    seeds = sorted(load(f).nodes["3"].values["seed"] for f in files)
+    seeds = sorted(open_workflow(f, registry.spec)[0].nodes["3"].values["seed"] for f in files)
     assert seeds == [1, 2, 3]
 
 

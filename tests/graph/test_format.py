@@ -153,23 +153,3 @@ def test_unreadable_and_binary_files_give_a_format_error(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(WorkflowFormatError):
         load(binary)
-
-
-def test_a_png_without_a_workflow_is_refused_clearly(tmp_path):
-    from PIL import Image
-
-    path = tmp_path / "plain.png"
-    Image.new("RGB", (4, 4)).save(path)
-    with pytest.raises(WorkflowFormatError, match="carries no Seed Studio workflow"):
-        load(path)
-
-
-def test_a_png_with_an_embedded_workflow_opens_as_that_workflow(tmp_path):
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_itxt("seed-studio-workflow", dumps(sample()), zip=True)
-    path = tmp_path / "render.png"
-    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
-    assert dumps(load(path)) == dumps(sample())

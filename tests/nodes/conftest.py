@@ -9,4 +9,4 @@ from studio.engine import CancelToken, NodeContext
 def ctx(settings) -> NodeContext:
     """A context for calling a node's run() directly."""
     return NodeContext("1", "", settings, {}, CancelToken(), lambda step, total, preview: None,
-                       lambda: '{"format": "seed-studio-workflow", "version": 1, "nodes": {}}')
+                       lambda: {"seed-studio-workflow": '{"format": "seed-studio-workflow", "version": 1, "nodes": {}}'})

@@ -1,0 +1,493 @@
+"""Reading ComfyUI workflows: the UI format (``nodes``/``links``/``widgets_values``, newer files
+with ``definitions.subgraphs``) and the API format (``{id: {class_type, inputs}}``).
+
+Facts about the formats, and where they come from:
+- UI format: litegraph's serialisation as ComfyUI's front end writes it. A node has ``id``,
+  ``type``, ``pos``, ``size``, ``flags.collapsed``, ``mode`` (0 normal, 2 muted, 4 bypassed),
+  ``inputs`` (``{name, type, link, widget?}``), ``outputs`` (``{name, type, links}``),
+  ``widgets_values`` (see definitions.py), ``title``, ``color``, ``bgcolor``. Links are
+  ``[id, origin_id, origin_slot, target_id, target_slot, type]`` (version 0.4) or objects with
+  those keys (schema version 1 and inside subgraphs). Groups have ``title``, ``bounding``
+  ``[x, y, w, h]`` and ``color``. Very old files store ``pos``/``size`` as ``{"0": x, "1": y}``.
+- Subgraphs (front end 1.24+): ``definitions.subgraphs`` lists definitions with ``id`` (a
+  UUID, used as the ``type`` of instance nodes), ``inputs``/``outputs`` (by slot, with
+  ``name``), ``nodes`` and ``links``; inside, origin id -10 is the subgraph's input side and
+  target id -20 its output side.
+- ``Reroute`` nodes pass their one input on; ``PrimitiveNode`` holds a value in
+  ``widgets_values[0]`` for the widget inputs its output is wired to.
+- API format: what ComfyUI's ``/prompt`` takes and writes into PNGs as ``prompt``: inputs by
+  name, a link is ``[source_id, output_slot]``, ``_meta.title`` optional.
+
+Node types Seed Studio lacks become placeholder nodes that keep their type, values and the
+original ComfyUI fields (``extra["comfy"]``), so saving and exporting lose nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.graph.comfy.definitions import CONTROL, CONTROL_VALUES, PRIMITIVE_WIDGET_TYPE, REROUTE_TYPES, UPLOAD
+from studio.graph.comfy.layout import output_list, unnamed_output, widget_layout
+from studio.graph.connect import SpecLookup
+from studio.graph.format import WorkflowFormatError
+from studio.graph.model import Group, LinkSource, Node, NodeMode, Workflow
+
+SUBGRAPH_INPUT_ID = -10
+SUBGRAPH_OUTPUT_ID = -20
+MAX_SUBGRAPH_DEPTH = 16
+MAX_COORDINATE = 1e9
+_MODES = {0: NodeMode.NORMAL, 1: NodeMode.NORMAL, 3: NodeMode.NORMAL, 2: NodeMode.MUTE, 4: NodeMode.BYPASS}
+# Fields of a UI node that the importer turns into the native model; the rest is kept.
+_MAPPED_NODE_FIELDS = {"id", "type", "pos", "size", "mode", "title", "color", "widgets_values"}
+
+
+class ComfyFormatError(WorkflowFormatError):
+    """A ComfyUI document that cannot be read, with the JSON path of the problem."""
+
+
+@dataclass
+class ImportReport:
+    """What opening a file found besides the graph: its format, repairs, missing node types."""
+
+    source_format: str
+    warnings: list[str] = field(default_factory=list)
+    unknown_types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Link:
+    origin: str
+    origin_slot: int
+    target: str
+    target_slot: int
+    type: Any = None
+    link_id: Any = None
+
+
+def _fail(path: str, message: str, source: str) -> ComfyFormatError:
+    return ComfyFormatError(path, message, source)
+
+
+def _node_id(value: Any, path: str, source: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+        raise _fail(path, f"a node id must be a number or text, found {value!r:.40}", source)
+    return str(value)
+
+
+def _slot(value: Any, path: str, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10_000:
+        raise _fail(path, f"a slot must be a small whole number, found {value!r:.40}", source)
+    return value
+
+
+def _pair(value: Any, default: tuple[float, float] | None) -> tuple[float, float] | None:
+    if isinstance(value, dict):  # old litegraph: {"0": x, "1": y}
+        value = [value.get("0"), value.get("1")]
+    if isinstance(value, (list, tuple)) and len(value) >= 2:
+        x, y = value[0], value[1]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+               and abs(v) <= MAX_COORDINATE for v in (x, y)):
+            return (float(x), float(y))
+    return default
+
+
+class _UiReader:
+    def __init__(self, spec_of: SpecLookup, source: str) -> None:
+        self.spec_of = spec_of
+        self.source = source
+        self.report = ImportReport("comfy-ui")
+
+    # -- structure -----------------------------------------------------------------------
+    def read_links(self, raw: Any, path: str) -> list[_Link]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise _fail(path, "expected a list of links", self.source)
+        links = []
+        for index, item in enumerate(raw):
+            where = f"{path}[{index}]"
+            if item is None:
+                continue
+            if isinstance(item, dict):
+                values = [item.get(key) for key in ("id", "origin_id", "origin_slot", "target_id", "target_slot",
+                                                     "type")]
+            elif isinstance(item, list) and len(item) >= 5:
+                values = list(item[:6]) + [None] * (6 - len(item[:6]))
+            else:
+                raise _fail(where, "expected a link [id, origin, slot, target, slot, type]", self.source)
+            link_id, origin, origin_slot, target, target_slot, kind = values
+            links.append(_Link(_node_id(origin, f"{where}.origin_id", self.source),
+                               _slot(origin_slot, f"{where}.origin_slot", self.source),
+                               _node_id(target, f"{where}.target_id", self.source),
+                               _slot(target_slot, f"{where}.target_slot", self.source), kind, link_id))
+        return links
+
+    def read_nodes(self, raw: Any, path: str) -> dict[str, dict[str, Any]]:
+        if not isinstance(raw, list):
+            raise _fail(path, "expected a list of nodes", self.source)
+        nodes: dict[str, dict[str, Any]] = {}
+        first_seen: dict[str, int] = {}
+        for index, item in enumerate(raw):
+            where = f"{path}[{index}]"
+            if not isinstance(item, dict):
+                raise _fail(where, "expected a node object", self.source)
+            node_id = _node_id(item.get("id"), f"{where}.id", self.source)
+            if not isinstance(item.get("type"), str) or not item["type"]:
+                raise _fail(f"{where}.type", "expected the node's type name", self.source)
+            if node_id in nodes:
+                raise _fail(f"{where}.id", f"node id {node_id} is used twice (also by {path}[{first_seen[node_id]}])",
+                            self.source)
+            for key in ("inputs", "outputs"):
+                if item.get(key) is not None and not isinstance(item[key], list):
+                    raise _fail(f"{where}.{key}", "expected a list", self.source)
+            nodes[node_id] = item
+            first_seen[node_id] = index
+        return nodes
+
+    # -- subgraphs -----------------------------------------------------------------------
+    def expand_subgraphs(self, nodes: dict[str, dict], links: list[_Link], definitions: dict[str, dict],
+                         depth: int = 0, active: tuple[str, ...] = ()) -> tuple[dict[str, dict], list[_Link]]:
+        instances = [node_id for node_id, node in nodes.items() if node["type"] in definitions]
+        if not instances:
+            return nodes, links
+        if depth >= MAX_SUBGRAPH_DEPTH:
+            raise _fail("$.definitions.subgraphs", "subgraphs are nested too deeply", self.source)
+        for instance_id in instances:
+            instance = nodes.pop(instance_id)
+            subgraph_id = instance["type"]
+            if subgraph_id in active:
+                raise _fail("$.definitions.subgraphs", f"subgraph {subgraph_id} contains itself", self.source)
+            definition = definitions[subgraph_id]
+            path = f"$.definitions.subgraphs[{definition.get('__index__', '?')}]"
+            inner_nodes = self.read_nodes(definition.get("nodes", []), f"{path}.nodes")
+            inner_links = self.read_links(definition.get("links", []), f"{path}.links")
+            inner_nodes, inner_links = self.expand_subgraphs(inner_nodes, inner_links, definitions, depth + 1,
+                                                             (*active, subgraph_id))
+            prefix = f"{instance_id}:"
+            name = definition.get("name") if isinstance(definition.get("name"), str) else subgraph_id
+            for inner_id, inner in inner_nodes.items():
+                copy = dict(inner)
+                copy["id"] = prefix + inner_id
+                extra = dict(copy.get("comfy_subgraph") or {})
+                copy["comfy_subgraph"] = {**extra, "instance": instance_id, "name": name}
+                nodes[prefix + inner_id] = copy
+
+            # What feeds each of the instance's inputs, by the subgraph input's slot.
+            declared_inputs = definition.get("inputs") if isinstance(definition.get("inputs"), list) else []
+            instance_inputs = instance.get("inputs") or []
+            feeding: dict[int, _Link] = {}
+            for link in links:
+                if link.target == instance_id and link.target_slot < len(instance_inputs):
+                    name_in = (instance_inputs[link.target_slot] or {}).get("name") \
+                        if isinstance(instance_inputs[link.target_slot], dict) else None
+                    for slot, declared in enumerate(declared_inputs):
+                        if isinstance(declared, dict) and declared.get("name") == name_in:
+                            feeding[slot] = link
+            outer = [link for link in links if instance_id not in (link.origin, link.target)]
+            consumers = [link for link in links if link.origin == instance_id]
+            for link in inner_links:
+                origin = link.origin
+                if origin == str(SUBGRAPH_INPUT_ID):
+                    source = feeding.get(link.origin_slot)
+                    if source is None:
+                        continue  # the inner node keeps its own field value
+                    origin_id, origin_slot = source.origin, source.origin_slot
+                else:
+                    origin_id, origin_slot = prefix + origin, link.origin_slot
+                if link.target == str(SUBGRAPH_OUTPUT_ID):
+                    for consumer in consumers:
+                        if consumer.origin_slot == link.target_slot:
+                            outer.append(_Link(origin_id, origin_slot, consumer.target, consumer.target_slot,
+                                               link.type))
+                else:
+                    outer.append(_Link(origin_id, origin_slot, prefix + link.target, link.target_slot, link.type))
+            links = outer
+            self.report.warnings.append(f"subgraph {name!r} (node {instance_id}) was expanded into its nodes")
+        return nodes, links
+
+    # -- front-end helpers ---------------------------------------------------------------
+    def resolve_reroutes(self, nodes: dict[str, dict], links: list[_Link]) -> list[_Link]:
+        reroutes = {node_id for node_id, node in nodes.items() if node["type"] in REROUTE_TYPES}
+        if not reroutes:
+            return links
+        into = {link.target: link for link in links if link.target in reroutes}
+
+        def origin_of(link: _Link, seen: frozenset[str] = frozenset()) -> _Link | None:
+            while link.origin in reroutes:
+                if link.origin in seen:
+                    return None
+                seen = seen | {link.origin}
+                upstream = into.get(link.origin)
+                if upstream is None:
+                    return None
+                link = upstream
+            return link
+
+        resolved = []
+        for link in links:
+            if link.target in reroutes:
+                continue
+            source = origin_of(link)
+            if source is None:
+                self.report.warnings.append(f"node {link.target}: a reroute feeding it leads nowhere; "
+                                            "the wire was left out")
+                continue
+            resolved.append(_Link(source.origin, source.origin_slot, link.target, link.target_slot,
+                                  source.type or link.type, link.link_id))
+        for node_id in reroutes:
+            del nodes[node_id]
+        self.report.warnings.append(f"{len(reroutes)} reroute node(s) became plain wires")
+        return resolved
+
+    def resolve_primitives(self, nodes: dict[str, dict], links: list[_Link]) -> list[_Link]:
+        primitives = {node_id for node_id, node in nodes.items() if node["type"] == PRIMITIVE_WIDGET_TYPE}
+        if not primitives:
+            return links
+        kept = []
+        for link in links:
+            if link.origin not in primitives:
+                kept.append(link)
+                continue
+            primitive, target = nodes[link.origin], nodes.get(link.target)
+            values = primitive.get("widgets_values")
+            if target is None or not isinstance(values, list) or not values:
+                continue
+            input_name = self.input_name(target, link.target_slot)
+            if input_name is not None:
+                target.setdefault("__primitive_values__", {})[input_name] = values[0]
+                if len(values) > 1 and values[1] in CONTROL_VALUES:
+                    target.setdefault("__primitive_controls__", {})[input_name] = values[1]
+        for node_id in primitives:
+            del nodes[node_id]
+        self.report.warnings.append(f"{len(primitives)} primitive node(s) became field values")
+        return [link for link in kept if link.target not in primitives]
+
+    # -- nodes ---------------------------------------------------------------------------
+    def input_name(self, node: dict, slot: int) -> str | None:
+        inputs = node.get("inputs") or []
+        if slot < len(inputs) and isinstance(inputs[slot], dict):
+            entry = inputs[slot]
+            widget = entry.get("widget")
+            if isinstance(widget, dict) and isinstance(widget.get("name"), str):
+                return widget["name"]
+            if isinstance(entry.get("name"), str):
+                return entry["name"]
+        return None
+
+    def output_name(self, node: dict, slot: int) -> str:
+        known = output_list(node["type"], self.spec_of)
+        if known is not None and slot < len(known):
+            return known[slot][0]
+        outputs = node.get("outputs") or []
+        if slot < len(outputs) and isinstance(outputs[slot], dict) and isinstance(outputs[slot].get("name"), str) \
+                and outputs[slot]["name"]:
+            return outputs[slot]["name"]
+        return unnamed_output(slot)
+
+    def map_widgets(self, node: dict, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Field values by name, and what the file holds beyond them (control values, …)."""
+        raw = node.get("widgets_values")
+        layout = widget_layout(node["type"], self.spec_of)
+        values: dict[str, Any] = {}
+        extras: dict[str, Any] = {}
+        if raw is None:
+            pass
+        elif isinstance(raw, dict):
+            # Newer nodes store their fields by name; for a type we do not know, the names
+            # are all we have, so they are taken as they are.
+            names = {name for name in layout or () if name not in (CONTROL, UPLOAD)}
+            for key, value in raw.items():
+                if layout is None or key in names:
+                    values[key] = value
+                else:
+                    extras.setdefault("widgets_other", {})[key] = value
+        elif not isinstance(raw, list):
+            raise _fail(f"{path}.widgets_values", "expected a list or an object", self.source)
+        elif layout is None:
+            extras["widgets_values"] = raw
+        else:
+            index = 0
+            for name in layout:
+                if index >= len(raw):
+                    break
+                if name == CONTROL:
+                    if raw[index] in CONTROL_VALUES:
+                        extras[CONTROL] = raw[index]
+                        index += 1
+                    continue
+                if name == UPLOAD:
+                    if isinstance(raw[index], str) and raw[index] in ("image", "mask", "upload"):
+                        extras[UPLOAD] = raw[index]
+                        index += 1
+                    continue
+                values[name] = raw[index]
+                index += 1
+            if index < len(raw):
+                extras["widgets_overflow"] = raw[index:]
+        values.update(node.pop("__primitive_values__", {}))
+        controls = node.pop("__primitive_controls__", {})
+        if controls:
+            extras.setdefault(CONTROL, next(iter(controls.values())))
+        return values, extras
+
+    def build(self, nodes: dict[str, dict], links: list[_Link], groups: Any, top: dict[str, Any]) -> Workflow:
+        workflow = Workflow()
+        for node_id, raw in nodes.items():
+            path = f"$.nodes[id={node_id}]"
+            values, extras = self.map_widgets(raw, path)
+            node = Node(node_id, raw["type"], values)
+            if isinstance(raw.get("title"), str):
+                node.title = raw["title"]
+            node.position = _pair(raw.get("pos"), (0.0, 0.0))  # type: ignore[assignment]
+            node.size = _pair(raw.get("size"), None)
+            mode = raw.get("mode", 0)
+            node.mode = _MODES.get(mode, NodeMode.NORMAL) if isinstance(mode, int) else NodeMode.NORMAL
+            if isinstance(raw.get("color"), str):
+                node.color = raw["color"]
+            flags = raw.get("flags")
+            node.collapsed = bool(isinstance(flags, dict) and flags.get("collapsed") is True)
+            kept = {key: value for key, value in raw.items() if key not in _MAPPED_NODE_FIELDS
+                    and key != "comfy_subgraph"}
+            if extras:
+                kept["widget_extras"] = extras
+            node.extra["comfy"] = kept
+            if raw.get("comfy_subgraph"):
+                node.extra["comfy_subgraph"] = raw["comfy_subgraph"]
+            workflow.nodes[node_id] = node
+
+        seen_targets: dict[tuple[str, str], _Link] = {}
+        for link in links:
+            if link.origin not in nodes or link.target not in nodes:
+                missing = link.origin if link.origin not in nodes else link.target
+                self.report.warnings.append(f"a wire ({link.origin} → {link.target}) refers to node {missing}, "
+                                            "which is not in the file; it was left out")
+                continue
+            input_name = self.input_name(nodes[link.target], link.target_slot)
+            if input_name is None:
+                self.report.warnings.append(f"node {link.target} has no input slot {link.target_slot}; "
+                                            "a wire into it was left out")
+                continue
+            if (link.target, input_name) in seen_targets:
+                self.report.warnings.append(f"node {link.target} input {input_name!r} has two wires; kept the last")
+            seen_targets[(link.target, input_name)] = link
+            extra = (("comfy_link_id", link.link_id),) if isinstance(link.link_id, int) else ()
+            workflow.nodes[link.target].links[input_name] = LinkSource(
+                link.origin, self.output_name(nodes[link.origin], link.origin_slot), extra)
+
+        if isinstance(groups, list):
+            for index, raw in enumerate(groups):
+                if not isinstance(raw, dict):
+                    continue
+                bounding = raw.get("bounding")
+                bounds = (0.0, 0.0, 400.0, 300.0)
+                if isinstance(bounding, list) and len(bounding) == 4 and all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                        and abs(v) <= MAX_COORDINATE for v in bounding):
+                    bounds = tuple(float(v) for v in bounding)  # type: ignore[assignment]
+                group_id = f"g{raw['id']}" if isinstance(raw.get("id"), int) else f"g{index + 1}"
+                title = raw.get("title") if isinstance(raw.get("title"), str) else "Group"
+                group = Group(group_id, title, bounds, raw.get("color") if isinstance(raw.get("color"), str) else None)
+                group.extra["comfy"] = {k: v for k, v in raw.items() if k not in ("title", "bounding", "color")}
+                workflow.groups[group_id] = group
+        workflow.extra["comfy"] = {key: value for key, value in top.items()
+                                   if key not in ("nodes", "links", "groups", "definitions")}
+        return workflow
+
+
+def import_ui(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
+    """A ComfyUI UI-format document (parsed JSON) as a native workflow."""
+    if not isinstance(data, dict):
+        raise _fail("$", "expected a ComfyUI workflow object", source)
+    reader = _UiReader(spec_of, source)
+    nodes = reader.read_nodes(data.get("nodes"), "$.nodes")
+    links = reader.read_links(data.get("links"), "$.links")
+    definitions: dict[str, dict] = {}
+    raw_definitions = data.get("definitions")
+    if isinstance(raw_definitions, dict) and raw_definitions.get("subgraphs") is not None:
+        subgraphs = raw_definitions["subgraphs"]
+        if not isinstance(subgraphs, list):
+            raise _fail("$.definitions.subgraphs", "expected a list", source)
+        for index, definition in enumerate(subgraphs):
+            if not isinstance(definition, dict) or not isinstance(definition.get("id"), str):
+                raise _fail(f"$.definitions.subgraphs[{index}]", "expected a subgraph with an id", source)
+            definitions[definition["id"]] = {**definition, "__index__": index}
+    nodes, links = reader.expand_subgraphs(nodes, links, definitions)
+    links = reader.resolve_reroutes(nodes, links)
+    links = reader.resolve_primitives(nodes, links)
+    workflow = reader.build(nodes, links, data.get("groups"), data)
+    reader.report.unknown_types = sorted({node.type for node in workflow.nodes.values() if spec_of(node.type) is None})
+    return workflow, reader.report
+
+
+def _layered_positions(workflow: Workflow) -> None:
+    """Columns by distance from the sources, so an API-format graph reads left to right."""
+    depth: dict[str, int] = {}
+
+    def depth_of(node_id: str, trail: frozenset[str] = frozenset()) -> int:
+        if node_id in depth:
+            return depth[node_id]
+        if node_id in trail:
+            return 0
+        node = workflow.nodes[node_id]
+        parents = [link.node for link in node.links.values() if link.node in workflow.nodes]
+        value = 1 + max((depth_of(parent, trail | {node_id}) for parent in parents), default=-1)
+        depth[node_id] = value
+        return value
+
+    rows: dict[int, int] = defaultdict(int)
+    for node_id in workflow.nodes:
+        column = depth_of(node_id)
+        workflow.nodes[node_id].position = (column * 360.0, rows[column] * 220.0)
+        rows[column] += 1
+
+
+def import_api(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
+    """A ComfyUI API-format prompt (parsed JSON) as a native workflow."""
+    if not isinstance(data, dict) or not data:
+        raise _fail("$", "expected a ComfyUI API prompt object", source)
+    report = ImportReport("comfy-api")
+    workflow = Workflow()
+    for node_id, raw in data.items():
+        path = f"$[{node_id!r}]"
+        if not isinstance(raw, dict) or not isinstance(raw.get("class_type"), str) or not raw["class_type"]:
+            raise _fail(path, "expected an object with a class_type", source)
+        if raw.get("inputs") is not None and not isinstance(raw["inputs"], dict):
+            raise _fail(f"{path}.inputs", "expected an object", source)
+        node = Node(str(node_id), raw["class_type"])
+        meta = raw.get("_meta")
+        if isinstance(meta, dict) and isinstance(meta.get("title"), str) and meta["title"] != node.type:
+            node.title = meta["title"]
+        workflow.nodes[node.id] = node
+    for node_id, raw in data.items():
+        node = workflow.nodes[str(node_id)]
+        for name, value in (raw.get("inputs") or {}).items():
+            is_link = (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+                       and not isinstance(value[0], bool) and isinstance(value[1], int)
+                       and not isinstance(value[1], bool))
+            if is_link:
+                source_id = str(value[0])
+                if source_id not in workflow.nodes:
+                    report.warnings.append(f"node {node_id} input {name!r} is wired from node {source_id}, "
+                                           "which is not in the file; it was left out")
+                    continue
+                slot = value[1]
+                outputs = output_list(workflow.nodes[source_id].type, spec_of)
+                output = outputs[slot][0] if outputs is not None and 0 <= slot < len(outputs) else unnamed_output(slot)
+                node.links[name] = LinkSource(source_id, output)
+            else:
+                node.values[name] = value
+    _layered_positions(workflow)
+    report.unknown_types = sorted({node.type for node in workflow.nodes.values() if spec_of(node.type) is None})
+    return workflow, report
+
+
+def looks_like_api(data: Any) -> bool:
+    return (isinstance(data, dict) and bool(data)
+            and all(isinstance(value, dict) and "class_type" in value for value in data.values()))
+
+
+def looks_like_ui(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("nodes"), list) and "format" not in data

@@ -1,0 +1,67 @@
+"""Opening any workflow file an artist may have: Seed Studio's own JSON, ComfyUI's UI or API
+JSON, or a PNG carrying any of them in its text chunks (ours first, then ComfyUI's
+``workflow``, then its ``prompt``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from studio.graph.comfy.importer import ImportReport, import_api, import_ui, looks_like_api, looks_like_ui
+from studio.graph.connect import SpecLookup
+from studio.graph.format import FORMAT_NAME, WorkflowFormatError, parse_json, workflow_from_data
+from studio.graph.model import Workflow
+from studio.graph.png import PNG_SIGNATURE, WORKFLOW_TEXT_KEY, PngTextError, read_png_text
+
+# A workflow file larger than this is not one; refusing it early bounds memory and time.
+MAX_WORKFLOW_BYTES = 256 * 1024 * 1024
+
+
+def workflow_from_document(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
+    """Whichever format ``data`` (parsed JSON) is in, as a native workflow."""
+    try:
+        if isinstance(data, dict) and "format" in data:
+            if data.get("format") != FORMAT_NAME:
+                raise WorkflowFormatError("$.format", f"unknown workflow format {data.get('format')!r:.60}", source)
+            return workflow_from_data(data, source), ImportReport("native")
+        if looks_like_ui(data):
+            return import_ui(data, spec_of, source)
+        if looks_like_api(data):
+            return import_api(data, spec_of, source)
+    except RecursionError:
+        raise WorkflowFormatError("$", "nested too deeply to be a workflow", source) from None
+    raise WorkflowFormatError("$", "not a workflow: expected Seed Studio's format, or a ComfyUI workflow "
+                              "(UI format with 'nodes' and 'links', or an API prompt)", source)
+
+
+def workflow_from_bytes(raw: bytes, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
+    if len(raw) > MAX_WORKFLOW_BYTES:
+        raise WorkflowFormatError("$", f"{len(raw) // 2**20} MB is too large to be a workflow", source)
+    if raw.startswith(PNG_SIGNATURE):
+        try:
+            texts = read_png_text(raw)
+        except PngTextError as error:
+            raise WorkflowFormatError("$", str(error), source) from None
+        for key in (WORKFLOW_TEXT_KEY, "workflow", "prompt"):
+            if key in texts:
+                where = f"{source} [{key}]"
+                workflow, report = workflow_from_document(parse_json(texts[key], where), spec_of, where)
+                report.source_format = f"png:{report.source_format}"
+                return workflow, report
+        raise WorkflowFormatError("$", "this PNG carries no workflow (no Seed Studio or ComfyUI text chunk)",
+                                  source)
+    return workflow_from_document(parse_json(raw, source), spec_of, source)
+
+
+def open_workflow(path: str | os.PathLike[str], spec_of: SpecLookup) -> tuple[Workflow, ImportReport]:
+    """Read any supported workflow file; every failure is a :class:`WorkflowFormatError`."""
+    file_path = Path(path)
+    try:
+        size = file_path.stat().st_size
+        if size > MAX_WORKFLOW_BYTES:
+            raise WorkflowFormatError("$", f"{size // 2**20} MB is too large to be a workflow", str(file_path))
+        raw = file_path.read_bytes()
+    except OSError as error:
+        raise WorkflowFormatError("$", f"cannot read the file ({error.strerror or error})", str(file_path)) from None
+    return workflow_from_bytes(raw, spec_of, str(file_path))
