@@ -173,8 +173,10 @@ def to_comfy_ui(workflow: Workflow, spec_of: SpecLookup) -> dict[str, Any]:
                 stored.get("size"), list) else [320, 120],
             flags=flags, order=order[node.id], mode=_MODE_NUMBERS[node.mode],
             inputs=inputs_of[node.id], outputs=outputs_of[node.id],
-            widgets_values=_widgets_values(node, spec_of),
         )
+        widgets_values = _widgets_values(node, spec_of)
+        if widgets_values or widget_layout(node.type, spec_of) is None:
+            data["widgets_values"] = widgets_values
         data.setdefault("properties", {"Node name for S&R": node.type})
         if node.title:
             data["title"] = node.title

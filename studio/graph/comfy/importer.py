@@ -330,7 +330,8 @@ class _UiReader:
         values.update(node.pop("__primitive_values__", {}))
         controls = node.pop("__primitive_controls__", {})
         if controls:
-            extras.setdefault(CONTROL, next(iter(controls.values())))
+            # The primitive drove the field, so its control (randomize, …) is the field's.
+            extras[CONTROL] = next(iter(controls.values()))
         return values, extras
 
     def build(self, nodes: dict[str, dict], links: list[_Link], groups: Any, top: dict[str, Any]) -> Workflow:
@@ -490,4 +491,4 @@ def looks_like_api(data: Any) -> bool:
 
 
 def looks_like_ui(data: Any) -> bool:
-    return isinstance(data, dict) and isinstance(data.get("nodes"), list) and "format" not in data
+    return isinstance(data, dict) and "nodes" in data and "format" not in data and not looks_like_api(data)

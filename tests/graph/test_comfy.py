@@ -1,0 +1,245 @@
+"""ComfyUI files open, convert back and survive a round trip (files: comfy_files/README.md)."""
+
+from __future__ import annotations
+
+import json
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from studio.engine import Engine, validate
+from studio.graph import NodeMode, WorkflowFormatError, dumps, loads
+from studio.graph.comfy import to_comfy_api, to_comfy_ui
+from studio.graph.files import open_workflow, workflow_from_bytes
+
+FILES = Path(__file__).parent / "comfy_files"
+
+
+def read(name: str) -> dict:
+    return json.loads((FILES / name).read_text())
+
+
+def open_file(registry, name: str):
+    return open_workflow(FILES / name, registry.spec)
+
+
+def effective_graph(workflow, registry):
+    """What a graph computes: per node its type, the values of unwired fields, its wires."""
+    graph = {}
+    for node in workflow.nodes.values():
+        values = {name: value for name, value in node.values.items() if name not in node.links}
+        graph[node.id] = (node.type, node.mode.value, values,
+                          {name: (link.node, link.output) for name, link in node.links.items()})
+    return graph
+
+
+def png_carrying(texts: dict[str, str]) -> bytes:
+    info = PngInfo()
+    for key, value in texts.items():
+        info.add_text(key, value)
+    buffer = BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def test_ui_api_and_png_formats_import_to_the_same_graph(registry):
+    from_ui, ui_report = open_file(registry, "txt2img_ui.json")
+    from_api, api_report = open_file(registry, "txt2img_api.json")
+    png = png_carrying({"workflow": (FILES / "txt2img_ui.json").read_text(),
+                        "prompt": (FILES / "txt2img_api.json").read_text()})
+    from_png, png_report = workflow_from_bytes(png, registry.spec, "render.png")
+    prompt_only, _ = workflow_from_bytes(png_carrying({"prompt": (FILES / "txt2img_api.json").read_text()}),
+                                         registry.spec, "api.png")
+    assert (ui_report.source_format, api_report.source_format, png_report.source_format) == (
+        "comfy-ui", "comfy-api", "png:comfy-ui")
+    expected = effective_graph(from_ui, registry)
+    assert len(expected) == 7
+    assert effective_graph(from_api, registry) == expected
+    assert effective_graph(from_png, registry) == expected
+    assert effective_graph(prompt_only, registry) == expected
+    assert from_api.nodes["6"].title == from_ui.nodes["6"].title == "Positive"
+
+
+def test_widgets_values_map_to_named_inputs_in_comfyui_order(registry):
+    workflow, _ = open_file(registry, "txt2img_ui.json")
+    sampler = workflow.nodes["3"]
+    assert sampler.values == {"seed": 156680208700286, "steps": 20, "cfg": 8, "sampler_name": "euler",
+                              "scheduler": "normal", "denoise": 1}
+    assert sampler.extra["comfy"]["widget_extras"] == {"control_after_generate": "randomize"}
+    assert workflow.nodes["5"].values == {"width": 512, "height": 512, "batch_size": 1}
+
+
+def test_titles_positions_sizes_colours_flags_and_groups_are_kept(registry):
+    workflow, _ = open_file(registry, "txt2img_ui.json")
+    negative = workflow.nodes["7"]
+    assert (negative.title, negative.position, negative.size, negative.color) == (
+        "Negative", (413.0, 389.0), (425.28, 180.61), "#322")
+    assert negative.extra["comfy"]["bgcolor"] == "#533"
+    assert workflow.nodes["5"].collapsed is True
+    [group] = workflow.groups.values()
+    assert (group.title, group.bounds, group.color) == ("Prompts", (400.0, 110.0, 460.0, 480.0), "#3f789e")
+
+
+def test_reroutes_and_primitives_become_plain_wires_and_values(registry):
+    workflow, report = open_file(registry, "features_ui.json")
+    assert not {"2", "3", "5"} & set(workflow.nodes)  # two reroutes and the primitive
+    noise = workflow.nodes["4"]
+    assert (noise.links["image"].node, noise.links["image"].output) == ("1", "IMAGE")
+    assert workflow.nodes["8"].links["image"].node == "1"
+    assert "seed" not in noise.links and noise.values["seed"] == 777 and noise.values["strength"] == 0.25
+    assert noise.extra["comfy"]["widget_extras"]["control_after_generate"] == "increment"
+    assert any("reroute" in warning for warning in report.warnings)
+
+
+def test_bypassed_and_muted_nodes_keep_their_modes_and_run_as_such(registry, settings):
+    workflow, _ = open_file(registry, "features_ui.json")
+    assert workflow.nodes["6"].mode is NodeMode.BYPASS
+    assert workflow.nodes["9"].mode is NodeMode.MUTE
+    report = Engine(registry, settings).run(workflow, targets=["7"])
+    assert report.ok, report.problems or report.errors
+    assert "6" not in report.executed  # bypassed: the noise goes straight to the save node
+
+
+def test_unknown_node_types_are_kept_as_placeholders_and_named_by_validation(registry, settings):
+    workflow, report = open_file(registry, "features_ui.json")
+    assert report.unknown_types == ["CheckpointLoaderSimple", "UltimateSDUpscale"]
+    placeholder = workflow.nodes["8"]
+    assert placeholder.type == "UltimateSDUpscale"
+    assert placeholder.extra["comfy"]["widget_extras"]["widgets_values"][:3] == [2, 123, "randomize"]
+    problems = validate(workflow, registry, settings)
+    unknown = sorted((p.node_id, p.node_type) for p in problems if p.kind == "unknown_type")
+    assert unknown == [("11", "CheckpointLoaderSimple"), ("8", "UltimateSDUpscale")]
+    # Saving natively and exporting again keeps the placeholder whole.
+    again = to_comfy_ui(loads(dumps(workflow)), registry.spec)
+    node = next(n for n in again["nodes"] if n["id"] == 8)
+    original = next(n for n in read("features_ui.json")["nodes"] if n["id"] == 8)
+    assert node["widgets_values"] == original["widgets_values"]
+    assert [i["name"] for i in node["inputs"]] == ["image", "model", "upscale_model"]
+    assert node["outputs"][0]["name"] == "IMAGE"
+
+
+def test_subgraphs_are_expanded_into_runnable_nodes(registry, settings):
+    workflow, report = open_file(registry, "subgraph_ui.json")
+    assert report.unknown_types == []
+    assert set(workflow.nodes) == {"1", "3", "12:1", "12:2"}
+    blend = workflow.nodes["12:2"]
+    assert {name: link.node for name, link in blend.links.items()} == {"image1": "1", "image2": "12:1"}
+    assert workflow.nodes["3"].links["images"].node == "12:2"
+    assert workflow.nodes["12:1"].extra["comfy_subgraph"] == {"instance": "12", "name": "Half negative"}
+    run = Engine(registry, settings).run(workflow)
+    assert run.ok, run.problems or run.errors
+    [(_, path)] = run.files
+    import numpy as np
+
+    pixels = np.asarray(Image.open(path), dtype=np.float32) / 255
+    # Half the picture plus half its negative is mid-grey everywhere.
+    assert np.abs(pixels - 0.5).max() <= 1 / 255 + 1e-6
+
+
+def comparable_nodes(document: dict) -> dict:
+    keys = ("type", "pos", "size", "mode", "title", "color", "bgcolor", "widgets_values", "properties")
+    return {node["id"]: {key: node.get(key) for key in keys} | {"collapsed": bool(node.get("flags", {}).get("collapsed"))}
+            for node in document["nodes"]}
+
+
+def link_set(document: dict) -> set:
+    return {tuple(row[1:5]) + (row[5],) for row in document["links"]}
+
+
+@pytest.mark.parametrize("through_native_file", [False, True])
+def test_round_trip_comfyui_to_seed_studio_to_comfyui_keeps_everything(registry, through_native_file):
+    original = read("txt2img_ui.json")
+    workflow, _ = open_file(registry, "txt2img_ui.json")
+    if through_native_file:
+        workflow = loads(dumps(workflow))
+    exported = to_comfy_ui(workflow, registry.spec)
+    assert comparable_nodes(exported) == comparable_nodes(original)
+    assert sorted(map(tuple, exported["links"])) == sorted(map(tuple, original["links"]))
+    assert exported["groups"] == original["groups"]
+    assert exported["extra"] == original["extra"] and exported["last_link_id"] == 9
+    # And ComfyUI → Seed Studio of the export is the same graph again.
+    again, _ = workflow_from_bytes(json.dumps(exported).encode(), registry.spec, "again.json")
+    assert effective_graph(again, registry) == effective_graph(workflow, registry)
+
+
+def test_api_export_matches_comfyuis_own_prompt(registry):
+    workflow, _ = open_file(registry, "txt2img_ui.json")
+    prompt = to_comfy_api(workflow, registry.spec)
+    expected = read("txt2img_api.json")
+    assert {k: (v["class_type"], v["inputs"]) for k, v in prompt.items()} == {
+        k: (v["class_type"], v["inputs"]) for k, v in expected.items()}
+
+
+def test_api_export_leaves_out_muted_nodes_and_wires_past_bypassed_ones(registry):
+    workflow, _ = open_file(registry, "features_ui.json")
+    prompt = to_comfy_api(workflow, registry.spec)
+    assert "9" not in prompt and "6" not in prompt and "10" not in prompt  # muted, bypassed, a note
+    assert prompt["7"]["inputs"]["images"] == ["4", 0]
+    assert prompt["4"]["inputs"]["seed"] == 777 and prompt["4"]["inputs"]["image"] == ["1", 0]
+
+
+def test_native_graphs_export_to_comfyui_and_back(registry):
+    from studio.settings import WORKFLOWS_DIR
+
+    workflow, _ = open_workflow(WORKFLOWS_DIR / "default.json", registry.spec)
+    ui = to_comfy_ui(workflow, registry.spec)
+    grain = next(node for node in ui["nodes"] if node["type"] == "ImageAddNoise")
+    assert grain["widgets_values"] == [42, "fixed", 0.04]
+    for document in (ui, to_comfy_api(workflow, registry.spec)):
+        back, _ = workflow_from_bytes(json.dumps(document).encode(), registry.spec, "x.json")
+        assert effective_graph(back, registry) == effective_graph(workflow, registry)
+
+
+HOSTILE = [
+    ({"nodes": "lots"}, "$.nodes", "expected a list of nodes"),
+    ({"nodes": [{"id": 1}]}, "$.nodes[0].type", "type name"),
+    ({"nodes": [{"id": True, "type": "X"}]}, "$.nodes[0].id", "number or text"),
+    ({"nodes": [{"id": 1, "type": "X"}, {"id": 1, "type": "Y"}]}, "$.nodes[1].id", "used twice"),
+    ({"nodes": [{"id": 1, "type": "X"}], "links": [[1, 1, 10**30, 1, 0, "IMAGE"]]}, "$.links[0].origin_slot",
+     "small whole number"),
+    ({"nodes": [{"id": 1, "type": "X", "widgets_values": 5}]}, "$.nodes[id=1].widgets_values", "list or an object"),
+    ({"nodes": [], "definitions": {"subgraphs": [{"name": "no id"}]}}, "$.definitions.subgraphs[0]", "with an id"),
+    ({"1": {"class_type": "KSampler", "inputs": [1, 2]}}, "$['1'].inputs", "expected an object"),
+    ([1, 2, 3], "$", "not a workflow"),
+]
+
+
+@pytest.mark.parametrize(("document", "path", "message"), HOSTILE)
+def test_malformed_comfyui_documents_give_a_clear_error(registry, document, path, message):
+    with pytest.raises(WorkflowFormatError) as caught:
+        workflow_from_bytes(json.dumps(document).encode(), registry.spec, "bad.json")
+    assert caught.value.path == path
+    assert message in caught.value.message
+
+
+def test_links_to_nowhere_are_dropped_with_a_warning(registry):
+    document = {"nodes": [{"id": 1, "type": "ImageInvert", "inputs": [{"name": "image", "type": "IMAGE", "link": 5}]}],
+                "links": [[5, 99, 0, 1, 0, "IMAGE"], [6, 1, 0, 1, 7, "IMAGE"]]}
+    workflow, report = workflow_from_bytes(json.dumps(document).encode(), registry.spec, "x.json")
+    assert workflow.nodes["1"].links == {}
+    assert len(report.warnings) == 2
+
+
+def test_a_subgraph_that_contains_itself_is_refused(registry):
+    document = read("subgraph_ui.json")
+    definition = document["definitions"]["subgraphs"][0]
+    definition["nodes"].append({"id": 3, "type": definition["id"]})
+    with pytest.raises(WorkflowFormatError, match="contains itself"):
+        workflow_from_bytes(json.dumps(document).encode(), registry.spec, "loop.json")
+
+
+def test_huge_strings_and_numbers_and_deep_nesting_do_not_break_the_importer(registry):
+    big = {"nodes": [{"id": 1, "type": "PrimitiveString", "widgets_values": ["x" * (100 * 1024 * 1024)],
+                      "pos": [1e308, -1e308], "size": [1e300, 5]}], "links": []}
+    workflow, _ = workflow_from_bytes(json.dumps(big).encode(), registry.spec, "big.json")
+    assert len(workflow.nodes["1"].values["value"]) == 100 * 1024 * 1024
+    assert workflow.nodes["1"].position == (0.0, 0.0)  # absurd coordinates are not kept
+    deep = ('{"nodes": [{"id": 1, "type": "X", "properties": ' + "[" * 50_000 + "]" * 50_000 + "}]}").encode()
+    with pytest.raises(WorkflowFormatError, match="nested too deeply"):
+        workflow_from_bytes(deep, registry.spec, "deep.json")
+    huge_number = b'{"nodes": [{"id": ' + b"9" * 100_000 + b', "type": "X"}]}'
+    with pytest.raises(WorkflowFormatError):
+        workflow_from_bytes(huge_number, registry.spec, "number.json")
