@@ -424,25 +424,29 @@ def import_ui(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflo
 
 
 def _layered_positions(workflow: Workflow) -> None:
-    """Columns by distance from the sources, so an API-format graph reads left to right."""
-    depth: dict[str, int] = {}
-
-    def depth_of(node_id: str, trail: frozenset[str] = frozenset()) -> int:
-        if node_id in depth:
-            return depth[node_id]
-        if node_id in trail:
-            return 0
-        node = workflow.nodes[node_id]
-        parents = [link.node for link in node.links.values() if link.node in workflow.nodes]
-        value = 1 + max((depth_of(parent, trail | {node_id}) for parent in parents), default=-1)
-        depth[node_id] = value
-        return value
-
+    """Columns by distance from the sources, so an API-format graph reads left to right.
+    Iterative (Kahn's order), so long chains need no deep recursion; nodes in a loop stay
+    in the first column."""
+    consumers: dict[str, list[str]] = defaultdict(list)
+    waiting: dict[str, int] = {}
+    for node in workflow.nodes.values():
+        parents = {link.node for link in node.links.values() if link.node in workflow.nodes}
+        waiting[node.id] = len(parents)
+        for parent in parents:
+            consumers[parent].append(node.id)
+    column = {node_id: 0 for node_id in workflow.nodes}
+    ready = [node_id for node_id, count in waiting.items() if count == 0]
+    while ready:
+        node_id = ready.pop()
+        for consumer in consumers[node_id]:
+            column[consumer] = max(column[consumer], column[node_id] + 1)
+            waiting[consumer] -= 1
+            if waiting[consumer] == 0:
+                ready.append(consumer)
     rows: dict[int, int] = defaultdict(int)
-    for node_id in workflow.nodes:
-        column = depth_of(node_id)
-        workflow.nodes[node_id].position = (column * 360.0, rows[column] * 220.0)
-        rows[column] += 1
+    for node_id, node in workflow.nodes.items():
+        node.position = (column[node_id] * 360.0, rows[column[node_id]] * 220.0)
+        rows[column[node_id]] += 1
 
 
 def import_api(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
