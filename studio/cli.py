@@ -25,6 +25,7 @@ from studio.graph.files import open_workflow
 from studio.graph.sockets import BOOLEAN, FLOAT, INT
 from studio.registry import Registry, build_registry
 from studio.runtime.models import ModelFolders, missing_models
+from studio.runtime.services import create_services
 from studio.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -230,7 +231,7 @@ def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     sweeps = [parse_sweep(workflow, registry, text) for text in args.sweep or []]
     combinations = list(itertools.product(*sweeps)) if sweeps else [()]
 
-    engine = Engine(registry, settings)
+    engine = Engine(registry, settings, services=create_services(settings))
     runs: list[dict[str, Any]] = []
     status = EXIT_OK
     for index, combination in enumerate(combinations, start=1):
@@ -278,7 +279,9 @@ def command_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
             if not args.json:
                 stdout.write(f"{path}: cannot be read: {error}\n")
             continue
-        problems = engine.validate(workflow) + missing_models(workflow, ModelFolders.from_settings(settings))
+        # Registered loader nodes check their own files; this covers placeholder node types.
+        problems = engine.validate(workflow) + missing_models(workflow, ModelFolders.from_settings(settings),
+                                                              skip_types=set(registry.types()))
         results.append({"workflow": path, "format": import_report.source_format, "valid": not problems,
                         "warnings": import_report.warnings, "problems": [p.to_dict() for p in problems]})
         if problems:

@@ -68,6 +68,9 @@ class Registry:
     def __len__(self) -> int:
         return len(self._classes)
 
+    def types(self) -> list[str]:
+        return sorted(self._classes)
+
     def origin(self, type_name: str) -> str:
         return self._origins.get(type_name, "")
 

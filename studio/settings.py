@@ -54,6 +54,8 @@ class Settings:
     model_roots: tuple[Path, ...] = ()
     # ComfyUI extra_model_paths.yaml files, read as ComfyUI reads them.
     extra_model_paths: tuple[Path, ...] = ()
+    # Keep only the model in use on the GPU (for cards with little memory).
+    low_vram: bool = False
     # How much the engine's result cache may hold (models are held by the model manager).
     cache_bytes: int = 4 * 1024**3
 
@@ -105,6 +107,10 @@ class Settings:
         for key in ("input_dirs", "plugin_dirs", "model_roots", "extra_model_paths"):
             if key in data:
                 changes[key] = folders(key)
+        if "low_vram" in data:
+            if not isinstance(data["low_vram"], bool):
+                raise SettingsError(f"{source}: low_vram must be true or false")
+            changes["low_vram"] = data["low_vram"]
         if "cache_megabytes" in data:
             megabytes = data["cache_megabytes"]
             if isinstance(megabytes, bool) or not isinstance(megabytes, int) or megabytes < 0:

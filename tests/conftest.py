@@ -31,3 +31,19 @@ def settings(tmp_path: Path) -> Settings:
     (tmp_path / "input").mkdir()
     return Settings(output_dir=tmp_path / "output", input_dirs=(tmp_path / "input",),
                     temp_dir=tmp_path / "temp", cache_bytes=256 * 1024**2)
+
+
+@pytest.fixture(scope="session")
+def model_root(tmp_path_factory) -> Path:
+    """A model folder in ComfyUI's layout holding the tiny test checkpoints."""
+    from tests.tiny_models import build_sd15, build_sdxl
+
+    root = tmp_path_factory.mktemp("models")
+    build_sd15(root / "checkpoints" / "tiny-sd15")
+    build_sdxl(root / "checkpoints" / "tiny-sdxl")
+    return root
+
+
+@pytest.fixture
+def model_settings(settings, model_root) -> Settings:
+    return settings.replace(model_roots=(model_root,))

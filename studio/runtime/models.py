@@ -24,6 +24,11 @@ KINDS = ("checkpoints", "vae", "loras", "controlnet", "upscale_models", "embeddi
 ALIASES = {"clip": "text_encoders", "unet": "diffusion_models", "t2i_adapter": "controlnet"}
 
 
+def _is_diffusers_folder(path: Path) -> bool:
+    """A diffusers model saved as a folder: a pipeline (model_index.json) or one model."""
+    return (path / "model_index.json").is_file() or (path / "config.json").is_file()
+
+
 class ModelPathsError(ValueError):
     """An extra_model_paths.yaml that cannot be used, naming the file."""
 
@@ -95,8 +100,12 @@ class ModelFolders:
             if not folder.is_dir():
                 continue
             for directory, subdirectories, files in os.walk(folder, followlinks=True):
-                subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
                 relative = Path(directory).relative_to(folder)
+                if relative != Path(".") and _is_diffusers_folder(Path(directory)):
+                    names.add(relative.as_posix())
+                    subdirectories[:] = []  # its weights belong to it, not listed one by one
+                    continue
+                subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
                 for name in files:
                     if name.lower().endswith(MODEL_SUFFIXES):
                         names.add((relative / name).as_posix())
@@ -109,17 +118,17 @@ class ModelFolders:
             return None
         for folder in self.folders_for(kind):
             candidate = folder / relative
-            if candidate.is_file():
+            if candidate.is_file() or (candidate.is_dir() and _is_diffusers_folder(candidate)):
                 return candidate
         return None
 
 
-def missing_models(workflow: Workflow, folders: ModelFolders) -> list[Problem]:
+def missing_models(workflow: Workflow, folders: ModelFolders, skip_types: set[str] = frozenset()) -> list[Problem]:
     """Model files a workflow names that are not in the model folders, each with the folder
-    it was expected in."""
+    it was expected in (nodes of ``skip_types`` are left to check themselves)."""
     problems = []
     for node in workflow.nodes.values():
-        if node.mode is NodeMode.MUTE:
+        if node.mode is NodeMode.MUTE or node.type in skip_types:
             continue
         for input_name, value in node.values.items():
             kind = MODEL_INPUTS.get((node.type, input_name))

@@ -105,13 +105,13 @@ def test_bypassed_and_muted_nodes_keep_their_modes_and_run_as_such(registry, set
 
 def test_unknown_node_types_are_kept_as_placeholders_and_named_by_validation(registry, settings):
     workflow, report = open_file(registry, "features_ui.json")
-    assert report.unknown_types == ["CheckpointLoaderSimple", "UltimateSDUpscale"]
+    assert report.unknown_types == ["UltimateSDUpscale"]
     placeholder = workflow.nodes["8"]
     assert placeholder.type == "UltimateSDUpscale"
     assert placeholder.extra["comfy"]["widget_extras"]["widgets_values"][:3] == [2, 123, "randomize"]
     problems = validate(workflow, registry, settings)
     unknown = sorted((p.node_id, p.node_type) for p in problems if p.kind == "unknown_type")
-    assert unknown == [("11", "CheckpointLoaderSimple"), ("8", "UltimateSDUpscale")]
+    assert unknown == [("8", "UltimateSDUpscale")]
     # Saving natively and exporting again keeps the placeholder whole.
     again = to_comfy_ui(loads(dumps(workflow)), registry.spec)
     node = next(n for n in again["nodes"] if n["id"] == 8)

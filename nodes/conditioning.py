@@ -1,0 +1,91 @@
+"""Turning prompts into conditioning, and combining conditioning."""
+
+from __future__ import annotations
+
+import torch
+
+from studio.graph.sockets import CLIP, CONDITIONING, INT, STRING
+from studio.node_api import Input, NodeBase, Output
+from studio.runtime.checkpoints import TextEncoder
+from studio.runtime.prompts import encode_prompt
+from studio.runtime.services import model_manager
+
+
+def encode(ctx, clip: TextEncoder, text: str) -> list:
+    manager = model_manager(ctx.services)
+    with manager.use(*clip.encoders):
+        if clip.family == "sdxl":
+            # SDXL reads the layer before last of both encoders, side by side, and the
+            # second encoder's pooled projection.
+            layer = min(clip.stop_at_layer, -1) - 1
+            first, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, layer, normalise_skipped=False)
+            second, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text, layer,
+                                           normalise_skipped=False)
+            length = max(first.shape[1], second.shape[1])
+            first, second = (t.repeat(1, -(-length // t.shape[1]), 1)[:, :length] for t in (first, second))
+            hidden = torch.cat([first, second], dim=-1)
+        else:
+            hidden, pooled = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, clip.stop_at_layer)
+    extras = {"pooled_output": pooled.float().cpu()} if pooled is not None else {}
+    return [(hidden.float().cpu(), extras)]
+
+
+class CLIPTextEncode(NodeBase):
+    """Encodes a prompt for the sampler. Weights work as in ComfyUI: (word) is ×1.1,
+    (word:1.3) sets 1.3, \\( and \\) are literal brackets. Prompts longer than 77 tokens are
+    encoded in chunks, none of the text is dropped."""
+
+    type_name = "CLIPTextEncode"
+    category = "conditioning"
+    title = "CLIP Text Encode (Prompt)"
+    inputs = (Input("text", STRING, default="", multiline=True), Input("clip", CLIP))
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, text: str, clip: TextEncoder):
+        return (encode(ctx, clip, text),)
+
+
+class CLIPSetLastLayer(NodeBase):
+    """Makes the text encoder stop at an earlier layer ("CLIP skip"): -1 is the last layer,
+    -2 the one before it (what many SD 1.x anime models expect)."""
+
+    type_name = "CLIPSetLastLayer"
+    category = "conditioning"
+    title = "CLIP Set Last Layer"
+    inputs = (Input("clip", CLIP), Input("stop_at_clip_layer", INT, default=-1, min=-24, max=-1, step=1))
+    outputs = (Output("CLIP", CLIP),)
+
+    def run(self, ctx, clip: TextEncoder, stop_at_clip_layer: int):
+        return (clip.with_last_layer(stop_at_clip_layer),)
+
+
+class ConditioningCombine(NodeBase):
+    """Uses two conditionings together: the sampler averages what each asks for."""
+
+    type_name = "ConditioningCombine"
+    category = "conditioning"
+    title = "Conditioning (Combine)"
+    inputs = (Input("conditioning_1", CONDITIONING), Input("conditioning_2", CONDITIONING))
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, conditioning_1: list, conditioning_2: list):
+        return (conditioning_1 + conditioning_2,)
+
+
+class ConditioningZeroOut(NodeBase):
+    """Replaces a conditioning with zeros of the same shape (a true "nothing" negative)."""
+
+    type_name = "ConditioningZeroOut"
+    category = "conditioning/advanced"
+    title = "Conditioning Zero Out"
+    inputs = (Input("conditioning", CONDITIONING),)
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, conditioning: list):
+        out = []
+        for embedding, extras in conditioning:
+            extras = dict(extras)
+            if extras.get("pooled_output") is not None:
+                extras["pooled_output"] = torch.zeros_like(extras["pooled_output"])
+            out.append((torch.zeros_like(embedding), extras))
+        return (out,)

@@ -1,0 +1,76 @@
+"""Loading models from the model folders: checkpoints and VAEs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from studio.graph.sockets import CLIP, MODEL, STRING, VAE
+from studio.node_api import Input, NodeBase, Output
+from studio.runtime.models import ModelFolders
+from studio.runtime.services import model_manager
+from studio.settings import Settings
+
+
+def check_model_file(kind: str, input_name: str, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+    name = values.get(input_name) or ""
+    folders = ModelFolders.from_settings(settings)
+    if not name:
+        return [(input_name, f"choose a file from the {kind} folder")]
+    if folders.find(kind, name) is None:
+        where = ", ".join(str(folder) for folder in folders.folders_for(kind)) or "no model folders are set up"
+        return [(input_name, f"model file {name!r} is not in the {kind} folder ({where})")]
+    return []
+
+
+def model_file_fingerprint(kind: str, name: str, settings: Settings) -> Any:
+    path = ModelFolders.from_settings(settings).find(kind, name or "")
+    if path is None:
+        return None
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+class CheckpointLoaderSimple(NodeBase):
+    """Loads a Stable Diffusion checkpoint (SD 1.x, SD 2.x or SDXL; a single .safetensors file
+    or a diffusers folder) from the checkpoints folder, giving its denoising model, its text
+    encoder and its VAE. Loaded once and shared by every node and run that uses the file."""
+
+    type_name = "CheckpointLoaderSimple"
+    category = "loaders"
+    title = "Load Checkpoint"
+    inputs = (Input("ckpt_name", STRING, default="", tooltip="file in the checkpoints folder"),)
+    outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE))
+
+    @classmethod
+    def check(cls, values, settings):
+        return check_model_file("checkpoints", "ckpt_name", values, settings)
+
+    @classmethod
+    def fingerprint(cls, values, settings):
+        return model_file_fingerprint("checkpoints", values.get("ckpt_name", ""), settings)
+
+    def run(self, ctx, ckpt_name: str):
+        checkpoint = model_manager(ctx.services).load_checkpoint(ckpt_name)
+        return (checkpoint.model, checkpoint.clip, checkpoint.vae)
+
+
+class VAELoader(NodeBase):
+    """Loads a VAE from the vae folder, to decode or encode with instead of the checkpoint's."""
+
+    type_name = "VAELoader"
+    category = "loaders"
+    title = "Load VAE"
+    inputs = (Input("vae_name", STRING, default="", tooltip="file in the vae folder"),)
+    outputs = (Output("VAE", VAE),)
+
+    @classmethod
+    def check(cls, values, settings):
+        return check_model_file("vae", "vae_name", values, settings)
+
+    @classmethod
+    def fingerprint(cls, values, settings):
+        return model_file_fingerprint("vae", values.get("vae_name", ""), settings)
+
+    def run(self, ctx, vae_name: str):
+        return (model_manager(ctx.services).load_vae(vae_name),)

@@ -1,0 +1,94 @@
+"""The samplers: KSampler and KSamplerAdvanced, with ComfyUI's names and defaults."""
+
+from __future__ import annotations
+
+from studio.graph.sockets import CONDITIONING, FLOAT, INT, LATENT, MODEL, STRING
+from studio.node_api import SEED_MAX, Input, NodeBase, Output
+from studio.runtime.checkpoints import DiffusionModel
+from studio.runtime.sampling import SCHEDULERS, SamplingJob, available_samplers, sample, unsupported_combination
+from studio.runtime.services import model_manager
+
+SAMPLER_NAMES = tuple(available_samplers())
+
+
+def _check_combination(values) -> list[tuple[str, str]]:
+    sampler, scheduler = values.get("sampler_name"), values.get("scheduler")
+    if sampler in SAMPLER_NAMES and scheduler in SCHEDULERS:
+        reason = unsupported_combination(sampler, scheduler)
+        if reason:
+            return [("scheduler", reason)]
+    return []
+
+
+def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
+    with model_manager(ctx.services).use(model.unet):
+        return sample(model, job, ctx.progress)
+
+
+class KSampler(NodeBase):
+    """Denoises a latent, guided by the positive and negative conditioning. `denoise` below
+    1 keeps part of the input latent (image-to-image); a noise mask limits the change to an
+    area (inpainting). The noise comes from the seed, the same on every device."""
+
+    type_name = "KSampler"
+    category = "sampling"
+    title = "KSampler"
+    inputs = (
+        Input("model", MODEL),
+        Input("seed", INT, default=0, min=0, max=SEED_MAX, seed=True),
+        Input("steps", INT, default=20, min=1, max=10000),
+        Input("cfg", FLOAT, default=8.0, min=0.0, max=100.0, step=0.1),
+        Input("sampler_name", STRING, default="euler", choices=SAMPLER_NAMES),
+        Input("scheduler", STRING, default="normal", choices=tuple(SCHEDULERS)),
+        Input("positive", CONDITIONING),
+        Input("negative", CONDITIONING),
+        Input("latent_image", LATENT),
+        Input("denoise", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01),
+    )
+    outputs = (Output("LATENT", LATENT),)
+
+    @classmethod
+    def check(cls, values, settings):
+        return _check_combination(values)
+
+    def run(self, ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+            denoise):
+        job = SamplingJob(positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise)
+        return (_run(ctx, model, job),)
+
+
+class KSamplerAdvanced(NodeBase):
+    """KSampler with control over the step range: run steps start_at_step to end_at_step of
+    a `steps`-step schedule, with or without adding noise first, and optionally hand the
+    leftover noise to another sampler (base → refiner)."""
+
+    type_name = "KSamplerAdvanced"
+    category = "sampling"
+    title = "KSampler (Advanced)"
+    inputs = (
+        Input("model", MODEL),
+        Input("add_noise", STRING, default="enable", choices=("enable", "disable")),
+        Input("noise_seed", INT, default=0, min=0, max=SEED_MAX, seed=True),
+        Input("steps", INT, default=20, min=1, max=10000),
+        Input("cfg", FLOAT, default=8.0, min=0.0, max=100.0, step=0.1),
+        Input("sampler_name", STRING, default="euler", choices=SAMPLER_NAMES),
+        Input("scheduler", STRING, default="normal", choices=tuple(SCHEDULERS)),
+        Input("positive", CONDITIONING),
+        Input("negative", CONDITIONING),
+        Input("latent_image", LATENT),
+        Input("start_at_step", INT, default=0, min=0, max=10000),
+        Input("end_at_step", INT, default=10000, min=0, max=10000),
+        Input("return_with_leftover_noise", STRING, default="disable", choices=("disable", "enable")),
+    )
+    outputs = (Output("LATENT", LATENT),)
+
+    @classmethod
+    def check(cls, values, settings):
+        return _check_combination(values)
+
+    def run(self, ctx, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
+            latent_image, start_at_step, end_at_step, return_with_leftover_noise):
+        job = SamplingJob(positive, negative, latent_image, noise_seed, steps, cfg, sampler_name, scheduler,
+                          start_step=start_at_step, end_step=end_at_step, add_noise=add_noise == "enable",
+                          leftover_noise=return_with_leftover_noise == "enable")
+        return (_run(ctx, model, job),)

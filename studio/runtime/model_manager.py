@@ -1,0 +1,116 @@
+"""The model manager: loads each model file once, shares it with every node and run that
+uses it, and keeps what fits the GPU budget on the GPU, moving the least recently used
+modules back to system memory when something else needs the room."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from studio.runtime.checkpoints import Checkpoint, Vae, load_diffusers_folder, load_single_file, load_vae_file
+from studio.runtime.device import DevicePolicy
+from studio.runtime.models import ModelFolders
+
+
+def _module_bytes(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) + sum(
+        b.numel() * b.element_size() for b in module.buffers())
+
+
+def file_key(path: Path) -> str:
+    """Identity of a model file's contents as far as listing can tell (path, size, time)."""
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+class ModelManager:
+    """Loaded models by file, and their placement between GPU and system memory."""
+
+    def __init__(self, policy: DevicePolicy, folders: ModelFolders, max_loaded_files: int = 3) -> None:
+        self.policy = policy
+        self.folders = folders
+        self.max_loaded_files = max_loaded_files
+        self._loaded: OrderedDict[str, Any] = OrderedDict()
+        self._on_device: OrderedDict[int, torch.nn.Module] = OrderedDict()
+        self._lock = threading.RLock()
+        self.loads = 0  # how many files were actually read (for tests and benchmarks)
+
+    # -- files -----------------------------------------------------------------------------
+    def resolve(self, kind: str, name: str) -> Path:
+        from studio.runtime.checkpoints import ModelLoadError
+
+        path = Path(name).expanduser()
+        if path.is_absolute():
+            if path.exists():
+                return path
+        else:
+            found = self.folders.find(kind, name)
+            if found is not None:
+                return found
+        folders = ", ".join(str(f) for f in self.folders.folders_for(kind)) or "no model folders are set up"
+        raise ModelLoadError(path, f"not found in the {kind} folder ({folders})")
+
+    def _cached(self, key: str, load: Any) -> Any:
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]
+            value = load()
+            self.loads += 1
+            self._loaded[key] = value
+            while len(self._loaded) > self.max_loaded_files:
+                self._loaded.popitem(last=False)
+            return value
+
+    def load_checkpoint(self, name: str) -> Checkpoint:
+        """A checkpoint from the checkpoints folders (a file or a diffusers folder)."""
+        path = self.resolve("checkpoints", name)
+        key = file_key(path / "model_index.json" if path.is_dir() else path)
+        loader = load_diffusers_folder if path.is_dir() else load_single_file
+        return self._cached("checkpoint:" + key, lambda: loader(path, self.policy, key))
+
+    def load_vae(self, name: str) -> Vae:
+        path = self.resolve("vae", name)
+        key = file_key(path / "config.json" if path.is_dir() else path)
+        return self._cached("vae:" + key, lambda: load_vae_file(path, self.policy, key))
+
+    # -- placement -------------------------------------------------------------------------
+    @contextmanager
+    def use(self, *modules: torch.nn.Module) -> Iterator[None]:
+        """Have ``modules`` on the compute device while the block runs."""
+        with self._lock:
+            for module in modules:
+                self._to_device(module)
+        yield
+
+    def _to_device(self, module: torch.nn.Module) -> None:
+        identity = id(module)
+        if identity in self._on_device:
+            self._on_device.move_to_end(identity)
+            return
+        budget = self.policy.memory_budget()
+        if budget is not None:
+            needed = _module_bytes(module)
+            held = sum(_module_bytes(m) for m in self._on_device.values())
+            while self._on_device and (held + needed > budget or self.policy.low_vram):
+                _, evicted = self._on_device.popitem(last=False)
+                held -= _module_bytes(evicted)
+                evicted.to("cpu")
+        module.to(self.policy.device)
+        self._on_device[identity] = module
+
+    def free_memory(self) -> None:
+        """Move every model off the GPU and drop cached allocations (after out-of-memory)."""
+        with self._lock:
+            if self.policy.is_gpu:
+                for module in self._on_device.values():
+                    module.to("cpu")
+            self._on_device.clear()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()

@@ -1,0 +1,77 @@
+"""Tiny Stable Diffusion models with random weights, in the real file layouts.
+
+SD1-shaped and SDXL-shaped pipelines small enough to build in a second and render 64×64 in a
+fraction of one, saved with ``save_pretrained`` as diffusers folders; the loading code under
+test reads them exactly as it reads full-size models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from studio.runtime.checkpoints import make_tokenizer
+
+SCHEDULER = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
+             "steps_offset": 1, "timestep_spacing": "leading", "prediction_type": "epsilon"}
+
+
+def _text_config(**changes):
+    from transformers import CLIPTextConfig
+
+    base = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                max_position_embeddings=77, vocab_size=49408, bos_token_id=49406, eos_token_id=49407,
+                pad_token_id=49407, projection_dim=32, hidden_act="quick_gelu")
+    base.update(changes)
+    return CLIPTextConfig(**base)
+
+
+def _vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(block_out_channels=(8, 16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, norm_num_groups=8,
+                         latent_channels=4, sample_size=64)
+
+
+def build_sd15(folder: Path, seed: int = 0) -> Path:
+    """A tiny SD1.x-shaped diffusers folder."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
+                                norm_num_groups=8, attention_head_dim=4, sample_size=8,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    pipeline = StableDiffusionPipeline(
+        unet=unet, vae=_vae(), text_encoder=CLIPTextModel(_text_config()), tokenizer=make_tokenizer(),
+        scheduler=EulerDiscreteScheduler(**SCHEDULER), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def build_sdxl(folder: Path, seed: int = 0) -> Path:
+    """A tiny SDXL-shaped diffusers folder (two text encoders, size conditioning)."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=64,
+                                norm_num_groups=8, attention_head_dim=4, sample_size=8,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                addition_embed_type="text_time", addition_time_embed_dim=8,
+                                projection_class_embeddings_input_dim=32 + 6 * 8, use_linear_projection=True,
+                                transformer_layers_per_block=(1, 2))
+    vae = _vae()
+    vae.register_to_config(scaling_factor=0.13025)
+    pipeline = StableDiffusionXLPipeline(
+        unet=unet, vae=vae, text_encoder=CLIPTextModel(_text_config()),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(hidden_act="gelu")),
+        tokenizer=make_tokenizer(), tokenizer_2=make_tokenizer("!"),
+        scheduler=EulerDiscreteScheduler(**SCHEDULER), force_zeros_for_empty_prompt=True)
+    pipeline.save_pretrained(folder)
+    return folder
