@@ -121,9 +121,9 @@ class LatentUpscale(NodeBase):
         if width == 0 and height == 0:
             return (samples,)
         if width == 0:
-            width = max(8, round(latent.shape[3] * height / latent.shape[2]) * 8)
+            width = max(8, round(latent.shape[3] * height / latent.shape[2] / 8) * 8)
         elif height == 0:
-            height = max(8, round(latent.shape[2] * width / latent.shape[3]) * 8)
+            height = max(8, round(latent.shape[2] * width / latent.shape[3] / 8) * 8)
         if crop == "center":
             latent = center_crop_to_aspect(latent.movedim(1, -1), width, height).movedim(-1, 1)
         resized = resize_latent(latent, max(1, width // 8), max(1, height // 8), upscale_method)

@@ -122,8 +122,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except pickle.UnpicklingError as error:
             raise ModelLoadError(path, "holds Python objects besides weights, which Seed Studio does not load "
                                  f"(convert it to .safetensors): {error}") from None
-        except (EOFError, RuntimeError, OSError, ValueError) as error:
-            raise ModelLoadError(path, f"damaged or not a PyTorch weights file ({error})") from None
+        except Exception as error:  # the weights-only unpickler raises many kinds on garbage
+            raise ModelLoadError(path, f"damaged or not a PyTorch weights file ({type(error).__name__}: "
+                                 f"{error})") from None
         if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
             data = data["state_dict"]
         if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 CHUNK_TOKENS = 75
-_OPEN, _CLOSE = "\x00(", "\x00)"
+# Escaped brackets are hidden behind control characters while the weights are read.
+_OPEN, _CLOSE = "\x00\x01", "\x00\x02"
 
 
 @dataclass(frozen=True)
