@@ -51,7 +51,8 @@ class Settings:
     # Node plugin folders are only ever the ones listed here: code is never picked up from a
     # folder the user did not name.
     plugin_dirs: tuple[Path, ...] = ()
-    model_roots: tuple[Path, ...] = ()
+    # Folders with ComfyUI's model sub-folders (checkpoints/, loras/, vae/, …).
+    model_roots: tuple[Path, ...] = field(default_factory=lambda: (_data_dir() / "models",))
     # ComfyUI extra_model_paths.yaml files, read as ComfyUI reads them.
     extra_model_paths: tuple[Path, ...] = ()
     # Keep only the model in use on the GPU (for cards with little memory).

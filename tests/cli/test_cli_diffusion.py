@@ -1,0 +1,56 @@
+"""The example diffusion workflows, rendered headless with the tiny test checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.settings import WORKFLOWS_DIR
+
+from tests.cli.test_cli import studio
+
+
+@pytest.fixture
+def config(tmp_path, model_root) -> Path:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"model_roots": [str(model_root)], "input_dirs": [str(tmp_path / "input")],
+                                "temp_dir": str(tmp_path / "temp")}))
+    return path
+
+
+def test_a_seed_sweep_loads_the_checkpoint_once(tmp_path, config):
+    code, out, err = studio("--config", str(config), "render", str(WORKFLOWS_DIR / "txt2img.json"),
+                            "--out", str(tmp_path / "out"), "--json",
+                            "--set", "Checkpoint.ckpt_name=tiny-sd15", "--set", "Size.width=64",
+                            "--set", "Size.height=64", "--set", "Sampler.steps=2",
+                            "--sweep", "Sampler.seed=1,2,3")
+    assert code == 0, err
+    runs = json.loads(out)["runs"]
+    executed = [node for run in runs for node in run["executed"]]
+    assert executed.count("1") == 1  # the checkpoint loader: loaded once, then served from the cache
+    assert executed.count("2") == executed.count("3") == 1  # the prompts are encoded once
+    assert all(run["cached"] == ["1", "2", "3", "7"] for run in runs[1:])
+    files = [Path(run["outputs"][0]["path"]) for run in runs]
+    assert len({f.read_bytes() for f in files}) == 3
+
+
+@pytest.mark.parametrize(("name", "checkpoint"), [("txt2img.json", "tiny-sd15"), ("img2img.json", "tiny-sd15"),
+                                                  ("inpaint.json", "tiny-sd15"), ("sdxl.json", "tiny-sdxl")])
+def test_example_workflows_run_once_a_checkpoint_is_in_the_folder(tmp_path, config, name, checkpoint):
+    arguments = ["--set", f"Checkpoint.ckpt_name={checkpoint}", "--set", "Sampler.steps=2"]
+    if name in ("txt2img.json", "sdxl.json"):
+        arguments += ["--set", "Size.width=64", "--set", "Size.height=64"]
+    code, out, err = studio("--config", str(config), "render", str(WORKFLOWS_DIR / name),
+                            "--out", str(tmp_path / "out"), *arguments)
+    assert code == 0, err
+    assert Path(out.strip()).is_file()
+
+
+def test_without_the_checkpoint_the_workflow_says_which_file_and_folder(tmp_path, config, model_root):
+    code, _, err = studio("--config", str(config), "render", str(WORKFLOWS_DIR / "txt2img.json"),
+                          "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert (f"model file 'v1-5-pruned-emaonly.safetensors' is not in the checkpoints folder "
+            f"({model_root / 'checkpoints'})") in err
