@@ -36,11 +36,14 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def model_root(tmp_path_factory) -> Path:
     """A model folder in ComfyUI's layout holding the tiny test checkpoints."""
+    from tests.ldm_layout import write_single_file
     from tests.tiny_models import build_sd15, build_sdxl
 
     root = tmp_path_factory.mktemp("models")
-    build_sd15(root / "checkpoints" / "tiny-sd15")
-    build_sdxl(root / "checkpoints" / "tiny-sdxl")
+    checkpoints = root / "checkpoints"
+    for name, build in (("tiny-sd15", build_sd15), ("tiny-sdxl", build_sdxl)):
+        folder = build(checkpoints / name)
+        write_single_file(folder, checkpoints / f"{name}-single.safetensors")
     return root
 
 

@@ -59,18 +59,22 @@ def build_sdxl(folder: Path, seed: int = 0) -> Path:
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=64,
+    # The second encoder is wider than the first, as in SDXL (768 and 1280): files are told
+    # apart by those widths, and the UNet attends to both side by side (32 + 48).
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=80,
                                 norm_num_groups=8, attention_head_dim=4, sample_size=8,
                                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
                                 addition_embed_type="text_time", addition_time_embed_dim=8,
-                                projection_class_embeddings_input_dim=32 + 6 * 8, use_linear_projection=True,
+                                projection_class_embeddings_input_dim=48 + 6 * 8, use_linear_projection=True,
                                 transformer_layers_per_block=(1, 2))
     vae = _vae()
     vae.register_to_config(scaling_factor=0.13025)
     pipeline = StableDiffusionXLPipeline(
         unet=unet, vae=vae, text_encoder=CLIPTextModel(_text_config()),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config(hidden_act="gelu")),
+        # Ten layers: SDXL files are recognised by a key of the second encoder's tenth layer.
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(hidden_act="gelu", num_hidden_layers=10,
+                                                                hidden_size=48, projection_dim=48)),
         tokenizer=make_tokenizer(), tokenizer_2=make_tokenizer("!"),
         scheduler=EulerDiscreteScheduler(**SCHEDULER), force_zeros_for_empty_prompt=True)
     pipeline.save_pretrained(folder)

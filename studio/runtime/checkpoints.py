@@ -214,7 +214,13 @@ def load_diffusers_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpo
 
 def _assemble(family: str, unet: Any, encoders: list[Any], tokenizers: list[Any], vae: Any,
               scheduler_config: dict[str, Any], key: str) -> Checkpoint:
-    for module in (unet, vae, *encoders):
+    for name, module in (("UNet", unet), ("VAE", vae), *((f"text encoder {i + 1}", e) for i, e in enumerate(encoders))):
+        # Weights the file did not provide stay as empty "meta" tensors; refuse them here
+        # rather than fail mid-render.
+        missing = [k for k, v in module.state_dict().items() if v.device.type == "meta"]
+        if missing:
+            raise ModelLoadError(Path(key.split("|")[0]), f"the {name} is missing {len(missing)} weights "
+                                 f"(e.g. {missing[0]}); the file is incomplete or of another architecture")
         module.eval().requires_grad_(False)
     return Checkpoint(DiffusionModel(unet, family, scheduler_config, key, float(vae.config.scaling_factor)),
                       TextEncoder(family, tokenizers, encoders, key), Vae(vae, key))

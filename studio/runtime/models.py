@@ -102,7 +102,10 @@ class ModelFolders:
             for directory, subdirectories, files in os.walk(folder, followlinks=True):
                 relative = Path(directory).relative_to(folder)
                 if relative != Path(".") and _is_diffusers_folder(Path(directory)):
-                    names.add(relative.as_posix())
+                    # A folder named like a weights file beside it holds that file's
+                    # configs, not a model of its own.
+                    if not any(Path(directory + suffix).is_file() for suffix in MODEL_SUFFIXES):
+                        names.add(relative.as_posix())
                     subdirectories[:] = []  # its weights belong to it, not listed one by one
                     continue
                 subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]

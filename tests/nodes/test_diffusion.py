@@ -48,13 +48,19 @@ def render(engine, workflow, ids, **kwargs):
     return report.results[ids["decode"]][0]
 
 
-@pytest.mark.parametrize(("checkpoint", "pipeline_class"), [("tiny-sd15", "StableDiffusionPipeline"),
-                                                            ("tiny-sdxl", "StableDiffusionXLPipeline")])
-def test_the_graph_renders_what_diffusers_own_pipeline_renders(engine, model_root, checkpoint, pipeline_class):
+@pytest.mark.parametrize(("checkpoint", "folder", "pipeline_class"), [
+    ("tiny-sd15", "tiny-sd15", "StableDiffusionPipeline"),
+    ("tiny-sd15-single.safetensors", "tiny-sd15", "StableDiffusionPipeline"),
+    ("tiny-sdxl", "tiny-sdxl", "StableDiffusionXLPipeline"),
+    ("tiny-sdxl-single.safetensors", "tiny-sdxl", "StableDiffusionXLPipeline"),
+])
+def test_the_graph_renders_what_diffusers_own_pipeline_renders(engine, model_root, checkpoint, folder,
+                                                               pipeline_class):
+    """Diffusers folders and LDM single files alike; the pipeline reads the folder."""
     import diffusers
 
     image = render(engine, *txt2img(checkpoint))
-    pipeline = getattr(diffusers, pipeline_class).from_pretrained(model_root / "checkpoints" / checkpoint,
+    pipeline = getattr(diffusers, pipeline_class).from_pretrained(model_root / "checkpoints" / folder,
                                                                  local_files_only=True)
     expected = pipeline("a red circle", negative_prompt="blurry", height=64, width=64, num_inference_steps=4,
                         guidance_scale=7.5, generator=torch.Generator("cpu").manual_seed(42),

@@ -27,6 +27,37 @@ def test_diffusers_folders_load_offline_with_their_family(model_root, name, fami
     assert checkpoint.model.latent_scale == pytest.approx(0.13025 if family == "sdxl" else 0.18215)
 
 
+@pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sdxl"])
+def test_single_files_in_the_ldm_layout_load_to_the_same_weights_as_the_folder(model_root, name):
+    manager = manager_for(model_root)
+    folder = manager.load_checkpoint(name)
+    single = manager.load_checkpoint(f"{name}-single.safetensors")
+    pairs = [(single.model.unet, folder.model.unet), (single.vae.vae, folder.vae.vae),
+             *zip(single.clip.encoders, folder.clip.encoders)]
+    for loaded, expected in pairs:
+        loaded_state, expected_state = loaded.state_dict(), expected.state_dict()
+        assert set(loaded_state) == set(expected_state)
+        assert all(torch.equal(loaded_state[key], expected_state[key]) for key in expected_state)
+    assert single.model.family == folder.model.family
+
+
+def test_config_folders_beside_single_files_are_not_listed_as_models(model_root):
+    names = ModelFolders.from_roots([model_root]).list("checkpoints")
+    assert names == ["tiny-sd15", "tiny-sd15-single.safetensors", "tiny-sdxl", "tiny-sdxl-single.safetensors"]
+
+
+def test_weights_that_do_not_fit_the_shipped_architecture_are_refused_clearly(model_root, tmp_path):
+    import shutil
+
+    from studio.runtime.checkpoints import load_single_file
+
+    # Without its own config folder, the tiny file is read with the full-size SD 1.5 configs.
+    lone = tmp_path / "lone.safetensors"
+    shutil.copy(model_root / "checkpoints" / "tiny-sd15-single.safetensors", lone)
+    with pytest.raises(ModelLoadError, match="lone.safetensors: looks like SD 1.x but its weights do not fit"):
+        load_single_file(lone, CPU, str(lone))
+
+
 def test_a_checkpoint_is_loaded_once_and_shared(model_root):
     manager = manager_for(model_root)
     first = manager.load_checkpoint("tiny-sd15")

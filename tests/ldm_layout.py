@@ -1,0 +1,150 @@
+"""Writing tiny diffusers models as single-file checkpoints in the original CompVis/LDM key
+layout (what users download as ``.safetensors``), so the loader's conversion path is tested
+on real key names. diffusers converts LDM → diffusers only; this is the reverse, written from
+the key layout its converters read (``diffusers.loaders.single_file_utils``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+UNET = "model.diffusion_model."
+VAE = "first_stage_model."
+RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
+          "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
+
+
+def _resnet(rest: str) -> str:
+    name, _, tail = rest.partition(".")
+    return f"{RESNET[name]}.{tail}"
+
+
+def unet_to_ldm(unet) -> dict[str, torch.Tensor]:
+    per_block = unet.config.layers_per_block
+    out = {}
+    fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
+             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
+    for key, value in unet.state_dict().items():
+        module, _, parameter = key.rpartition(".")
+        parts = key.split(".")
+        if module in fixed:
+            ldm = f"{fixed[module]}.{parameter}"
+        elif parts[0] == "down_blocks":
+            block, kind, index, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+            if kind == "resnets":
+                ldm = f"input_blocks.{1 + block * (per_block + 1) + index}.0.{_resnet(rest)}"
+            elif kind == "attentions":
+                ldm = f"input_blocks.{1 + block * (per_block + 1) + index}.1.{rest}"
+            else:  # downsamplers.0.conv
+                ldm = f"input_blocks.{1 + block * (per_block + 1) + per_block}.0.op.{parts[-1]}"
+        elif parts[0] == "mid_block":
+            kind, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
+            ldm = (f"middle_block.{index * 2}.{_resnet(rest)}" if kind == "resnets"
+                   else f"middle_block.1.{rest}")
+        elif parts[0] == "up_blocks":
+            block, kind, index, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
+            first = block * (per_block + 1)
+            if kind == "resnets":
+                ldm = f"output_blocks.{first + index}.0.{_resnet(rest)}"
+            elif kind == "attentions":
+                ldm = f"output_blocks.{first + index}.1.{rest}"
+            else:  # upsamplers.0.conv: after the attention when the block has one
+                has_attention = hasattr(unet.up_blocks[block], "attentions")
+                ldm = f"output_blocks.{first + per_block}.{2 if has_attention else 1}.conv.{parts[-1]}"
+        else:
+            raise KeyError(key)
+        out[UNET + ldm] = value
+    return out
+
+
+def vae_to_ldm(vae) -> dict[str, torch.Tensor]:
+    blocks = len(vae.config.block_out_channels)
+    attention = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    out = {}
+    for key, value in vae.state_dict().items():
+        key_ldm = key.replace("conv_norm_out", "norm_out")
+        parts = key.split(".")
+        if len(parts) > 2 and parts[1] == "down_blocks":
+            key_ldm = (f"encoder.down.{parts[2]}.block.{parts[4]}.{'.'.join(parts[5:])}".replace(
+                "conv_shortcut", "nin_shortcut") if parts[3] == "resnets"
+                else f"encoder.down.{parts[2]}.downsample.conv.{parts[-1]}")
+        elif len(parts) > 2 and parts[1] == "up_blocks":
+            block = blocks - 1 - int(parts[2])
+            key_ldm = (f"decoder.up.{block}.block.{parts[4]}.{'.'.join(parts[5:])}".replace(
+                "conv_shortcut", "nin_shortcut") if parts[3] == "resnets"
+                else f"decoder.up.{block}.upsample.conv.{parts[-1]}")
+        elif len(parts) > 2 and parts[1] == "mid_block":
+            if parts[2] == "resnets":
+                key_ldm = f"{parts[0]}.mid.block_{int(parts[3]) + 1}.{'.'.join(parts[4:])}".replace(
+                    "conv_shortcut", "nin_shortcut")
+            else:
+                inner = ".".join(parts[4:-1])
+                key_ldm = f"{parts[0]}.mid.attn_1.{attention[inner]}.{parts[-1]}"
+                if inner != "group_norm" and value.ndim == 2:
+                    value = value[:, :, None, None]  # linear → 1×1 convolution, as LDM stores it
+        out[VAE + key_ldm] = value
+    return out
+
+
+def clip_to_ldm(encoder, prefix: str) -> dict[str, torch.Tensor]:
+    """A CLIP-L text model in the Hugging Face layout under an LDM prefix."""
+    state = encoder.state_dict()
+    return {prefix + (key if key.startswith("text_model.") else "text_model." + key): value
+            for key, value in state.items() if not key.startswith("text_projection")}
+
+
+def open_clip_to_ldm(encoder, prefix: str) -> dict[str, torch.Tensor]:
+    """A CLIP text model with projection written in OpenCLIP's layout (SDXL's second encoder)."""
+    state = {key.removeprefix("text_model."): value for key, value in encoder.state_dict().items()}
+    out = {prefix + "token_embedding.weight": state["embeddings.token_embedding.weight"],
+           prefix + "positional_embedding": state["embeddings.position_embedding.weight"],
+           prefix + "ln_final.weight": state["final_layer_norm.weight"],
+           prefix + "ln_final.bias": state["final_layer_norm.bias"],
+           prefix + "text_projection": state["text_projection.weight"].T.contiguous()}
+    layers = encoder.config.num_hidden_layers
+    for index in range(layers):
+        source = f"encoder.layers.{index}."
+        target = f"{prefix}transformer.resblocks.{index}."
+        for kind in ("weight", "bias"):
+            out[f"{target}attn.in_proj_{kind}"] = torch.cat(
+                [state[f"{source}self_attn.{p}_proj.{kind}"] for p in "qkv"])
+            out[f"{target}attn.out_proj.{kind}"] = state[f"{source}self_attn.out_proj.{kind}"]
+            out[f"{target}ln_1.{kind}"] = state[f"{source}layer_norm1.{kind}"]
+            out[f"{target}ln_2.{kind}"] = state[f"{source}layer_norm2.{kind}"]
+            out[f"{target}mlp.c_fc.{kind}"] = state[f"{source}mlp.fc1.{kind}"]
+            out[f"{target}mlp.c_proj.{kind}"] = state[f"{source}mlp.fc2.{kind}"]
+    return out
+
+
+def write_single_file(folder: Path, target: Path) -> Path:
+    """Write the diffusers model in ``folder`` as one LDM-layout ``.safetensors`` file, with its
+    configs in a folder of the same name (how a model Seed Studio ships no configs for is
+    given its architecture)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
+    state = {**unet_to_ldm(unet), **vae_to_ldm(vae)}
+    if (folder / "text_encoder_2").is_dir():
+        state.update(clip_to_ldm(CLIPTextModel.from_pretrained(folder / "text_encoder"),
+                                 "conditioner.embedders.0.transformer."))
+        state.update(open_clip_to_ldm(CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2"),
+                                      "conditioner.embedders.1.model."))
+    else:
+        state.update(clip_to_ldm(CLIPTextModel.from_pretrained(folder / "text_encoder"),
+                                 "cond_stage_model.transformer."))
+    save_file({key: value.contiguous() for key, value in state.items()}, str(target))
+    configs = target.with_suffix("")
+    for path in folder.rglob("*.json"):
+        if path.name in ("model_index.json", "config.json", "scheduler_config.json"):
+            destination = configs / path.relative_to(folder)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, destination)
+    json.loads((configs / "model_index.json").read_text())
+    return target
