@@ -7,25 +7,35 @@ import torch
 from studio.graph.sockets import CLIP, CONDITIONING, INT, STRING
 from studio.node_api import Input, NodeBase, Output
 from studio.runtime.checkpoints import TextEncoder
-from studio.runtime.prompts import encode_prompt
+from studio.runtime.checkpoints import ModelLoadError
+from studio.runtime.embeddings import EmbeddingLibrary
+from studio.runtime.models import ModelFolders
+from studio.runtime.prompts import EMBEDDING, encode_prompt
 from studio.runtime.services import model_manager
 
 
 def encode(ctx, clip: TextEncoder, text: str) -> list:
     manager = model_manager(ctx.services)
+
+    def lookup(index: int):
+        width = clip.encoders[index].config.hidden_size
+        return lambda name: manager.embeddings.vectors(name, width, index)
+
     with manager.use(*clip.encoders):
         if clip.family == "sdxl":
             # SDXL reads the layer before last of both encoders, side by side, and the
             # second encoder's pooled projection.
             layer = min(clip.stop_at_layer, -1) - 1
-            first, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, layer, normalise_skipped=False)
+            first, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, layer, normalise_skipped=False,
+                                     embeddings=lookup(0))
             second, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text, layer,
-                                           normalise_skipped=False)
+                                           normalise_skipped=False, embeddings=lookup(1))
             length = max(first.shape[1], second.shape[1])
             first, second = (t.repeat(1, -(-length // t.shape[1]), 1)[:, :length] for t in (first, second))
             hidden = torch.cat([first, second], dim=-1)
         else:
-            hidden, pooled = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, clip.stop_at_layer)
+            hidden, pooled = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, clip.stop_at_layer,
+                                           embeddings=lookup(0))
     extras = {"pooled_output": pooled.float().cpu()} if pooled is not None else {}
     return [(hidden.float().cpu(), extras)]
 
@@ -33,13 +43,30 @@ def encode(ctx, clip: TextEncoder, text: str) -> list:
 class CLIPTextEncode(NodeBase):
     """Encodes a prompt for the sampler. Weights work as in ComfyUI: (word) is ×1.1,
     (word:1.3) sets 1.3, \\( and \\) are literal brackets. Prompts longer than 77 tokens are
-    encoded in chunks, none of the text is dropped."""
+    encoded in chunks, none of the text is dropped. embedding:NAME uses the textual inversion
+    NAME from the embeddings folder."""
 
     type_name = "CLIPTextEncode"
     category = "conditioning"
     title = "CLIP Text Encode (Prompt)"
     inputs = (Input("text", STRING, default="", multiline=True), Input("clip", CLIP))
     outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    @classmethod
+    def fingerprint(cls, values, settings):
+        # An embedding file replaced under the same name must be read again.
+        names = EMBEDDING.findall(values.get("text") or "")
+        if not names:
+            return None
+        library = EmbeddingLibrary(ModelFolders.from_settings(settings))
+        found = []
+        for name in names:
+            try:
+                stat = library.find(name).stat()
+                found.append([name, stat.st_size, stat.st_mtime_ns])
+            except ModelLoadError:
+                found.append([name, None])
+        return found
 
     def run(self, ctx, text: str, clip: TextEncoder):
         return (encode(ctx, clip, text),)

@@ -15,6 +15,7 @@ import torch
 
 from studio.runtime.checkpoints import Checkpoint, Vae, load_diffusers_folder, load_single_file, load_vae_file
 from studio.runtime.device import DevicePolicy
+from studio.runtime.embeddings import EmbeddingLibrary
 from studio.runtime.models import ModelFolders
 
 
@@ -40,6 +41,7 @@ class ModelManager:
         self._on_device: OrderedDict[int, torch.nn.Module] = OrderedDict()
         self._lock = threading.RLock()
         self.loads = 0  # how many files were actually read (for tests and benchmarks)
+        self.embeddings = EmbeddingLibrary(folders)
 
     # -- files -----------------------------------------------------------------------------
     def resolve(self, kind: str, name: str) -> Path:

@@ -31,7 +31,7 @@ def test_long_prompts_are_split_into_77_token_chunks_without_losing_text():
     chunks = tokenize_weighted(tokenizer, prompt)
     assert len(chunks) >= 2 and all(len(chunk) == 77 for chunk in chunks)
     assert all(chunk[0][0] == 49406 for chunk in chunks)
-    body = [token for chunk in chunks for token, _ in chunk[1:] if token not in (49406, 49407)]
+    body = [token for chunk in chunks for token, _, _ in chunk[1:] if token not in (49406, 49407)]
     assert body == tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
@@ -55,3 +55,33 @@ def test_weights_and_length_change_the_encoding(model_root):
 
 def test_weighted_text_is_plain_data():
     assert WeightedText("x", 1.0) == WeightedText("x", 1.0)
+
+
+def test_embeddings_are_written_into_the_prompt_without_changing_the_model(model_root, tmp_path):
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    from studio.runtime.embeddings import EmbeddingLibrary
+    from studio.runtime.models import ModelFolders
+
+    encoder = CLIPTextModel.from_pretrained(model_root / "checkpoints" / "tiny-sd15" / "text_encoder")
+    before = {key: value.clone() for key, value in encoder.state_dict().items()}
+    (tmp_path / "embeddings").mkdir()
+    torch.manual_seed(3)
+    save_file({"emb_params": torch.randn(2, 32)}, str(tmp_path / "embeddings" / "inkwash.safetensors"))
+    torch.save({"string_to_param": {"*": torch.randn(1, 32)}, "name": "old"}, tmp_path / "embeddings" / "old.pt")
+    library = EmbeddingLibrary(ModelFolders.from_roots([tmp_path]))
+    lookup = lambda name: library.vectors(name, 32)  # noqa: E731
+    tokenizer = make_tokenizer()
+    plain, _ = encode_prompt(tokenizer, encoder, "a cat, ")
+    styled, _ = encode_prompt(tokenizer, encoder, "a cat, embedding:inkwash", embeddings=lookup)
+    other, _ = encode_prompt(tokenizer, encoder, "a cat, embedding:old", embeddings=lookup)
+    assert not torch.allclose(styled, plain) and not torch.allclose(styled, other)
+    assert torch.allclose(styled[0, :3], plain[0, :3])  # tokens before the embedding are unchanged
+    chunk = tokenize_weighted(tokenizer, "a cat, embedding:inkwash", lookup)[0]
+    assert sum(vector is not None for _, _, vector in chunk) == 2
+    assert all(torch.equal(value, before[key]) for key, value in encoder.state_dict().items())
+    with pytest.raises(Exception, match="embedding not found in the embeddings folders"):
+        encode_prompt(tokenizer, encoder, "embedding:missing", embeddings=lookup)
+    with pytest.raises(Exception, match="needs 64"):
+        library.vectors("inkwash", 64)
