@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from studio.graph.sockets import CLIP, CONDITIONING, INT, STRING
-from studio.node_api import Input, NodeBase, Output
+from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, STRING
+from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.checkpoints import TextEncoder
 from studio.runtime.checkpoints import ModelLoadError
 from studio.runtime.embeddings import EmbeddingLibrary
@@ -116,3 +116,25 @@ class ConditioningZeroOut(NodeBase):
                 extras["pooled_output"] = torch.zeros_like(extras["pooled_output"])
             out.append((torch.zeros_like(embedding), extras))
         return (out,)
+
+
+class ConditioningSetArea(NodeBase):
+    """Makes a conditioning apply to one rectangle of the image (pixel units, multiples of
+    8), with a strength; combine it with a whole-image prompt to place things."""
+
+    type_name = "ConditioningSetArea"
+    category = "conditioning"
+    title = "Conditioning (Set Area)"
+    inputs = (
+        Input("conditioning", CONDITIONING),
+        Input("width", INT, default=64, min=64, max=MAX_RESOLUTION, step=8),
+        Input("height", INT, default=64, min=64, max=MAX_RESOLUTION, step=8),
+        Input("x", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+        Input("y", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+        Input("strength", FLOAT, default=1.0, min=0.0, max=10.0, step=0.01),
+    )
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, conditioning: list, width: int, height: int, x: int, y: int, strength: float):
+        area = (height // 8, width // 8, y // 8, x // 8)
+        return ([(embedding, {**extras, "area": area, "strength": strength}) for embedding, extras in conditioning],)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from studio.graph.sockets import FLOAT, IMAGE, INT, STRING
+from studio.graph.sockets import FLOAT, IMAGE, INT, MASK, STRING
 from studio.node_api import MAX_RESOLUTION, SEED_MAX, Input, NodeBase, Output
 from studio.runtime.images import RESIZE_METHODS, center_crop_to_aspect, resize_image
 
@@ -183,3 +183,39 @@ class ImageAddNoise(NodeBase):
         generator = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(image.shape, generator=generator, dtype=torch.float32)
         return ((image + noise.to(image.device) * strength).clamp(0.0, 1.0),)
+
+
+class ImagePadForOutpaint(NodeBase):
+    """Adds space around an image for outpainting: the new border is mid-grey, and the MASK
+    marks it (1) for the sampler, fading into the picture over `feathering` pixels so the
+    extension blends in."""
+
+    type_name = "ImagePadForOutpaint"
+    category = "image"
+    title = "Pad Image for Outpainting"
+    inputs = (
+        Input("image", IMAGE),
+        Input("left", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+        Input("top", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+        Input("right", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+        Input("bottom", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+        Input("feathering", INT, default=40, min=0, max=MAX_RESOLUTION, step=1),
+    )
+    outputs = (Output("IMAGE", IMAGE), Output("MASK", MASK))
+
+    def run(self, ctx, image: torch.Tensor, left: int, top: int, right: int, bottom: int, feathering: int):
+        batch, height, width, channels = image.shape
+        padded = torch.full((batch, height + top + bottom, width + left + right, channels), 0.5, dtype=image.dtype)
+        padded[:, top:top + height, left:left + width] = image
+        mask = torch.ones(padded.shape[1:3])
+        inner = torch.zeros(height, width)
+        if feathering > 0:
+            rows = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
+            columns = torch.arange(width, dtype=torch.float32)[None, :].expand(height, width)
+            far = torch.full((height, width), float("inf"))
+            # Distance to the nearest edge that has new space beyond it.
+            distance = torch.minimum(torch.minimum(rows if top else far, (height - 1 - rows) if bottom else far),
+                                     torch.minimum(columns if left else far, (width - 1 - columns) if right else far))
+            inner = torch.where(distance < feathering, ((feathering - distance) / feathering) ** 2, inner)
+        mask[top:top + height, left:left + width] = inner
+        return (padded, mask[None].expand(batch, -1, -1).contiguous())

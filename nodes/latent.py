@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 
-from studio.graph.sockets import FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE
+from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.checkpoints import Vae
 from studio.runtime.images import center_crop_to_aspect
@@ -184,3 +188,168 @@ class LatentFromBatch(NodeBase):
         if "noise_mask" in samples and samples["noise_mask"].shape[0] > 1:
             out["noise_mask"] = samples["noise_mask"][start:start + length]
         return (out,)
+
+
+class VAEEncodeForInpaint(NodeBase):
+    """Encodes an image for inpainting with an ordinary model: the masked area is greyed out
+    before encoding and becomes the latent's noise mask, grown by a few pixels so the new
+    content blends into its surroundings."""
+
+    type_name = "VAEEncodeForInpaint"
+    category = "latent/inpaint"
+    title = "VAE Encode (for Inpainting)"
+    inputs = (Input("pixels", IMAGE), Input("vae", VAE), Input("mask", MASK),
+              Input("grow_mask_by", INT, default=6, min=0, max=64, step=1))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, pixels: torch.Tensor, vae: Vae, mask: torch.Tensor, grow_mask_by: int):
+        mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
+        mask = F.interpolate(mask, size=pixels.shape[1:3], mode="bilinear")
+        pixels = _crop_to_multiple(pixels[..., :3], vae.downscale)
+        mask = _crop_to_multiple(mask.movedim(1, -1), vae.downscale).movedim(-1, 1).round()
+        if grow_mask_by > 0:
+            kernel = torch.ones(1, 1, grow_mask_by, grow_mask_by)
+            grown = F.conv2d(mask, kernel, padding=(grow_mask_by - 1) // 2 + (grow_mask_by - 1) % 2)
+            grown = grown[..., :mask.shape[-2], :mask.shape[-1]].clamp(0, 1)
+        else:
+            grown = mask
+        keep = (1.0 - mask).movedim(1, -1)
+        greyed = (pixels - 0.5) * keep + 0.5
+        return ({"samples": vae_encode(ctx, vae, greyed), "noise_mask": grown},)
+
+
+def _feathered_paste(destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+                     mask: torch.Tensor | None) -> torch.Tensor:
+    """Paste ``source`` (B×C×h×w) into a copy of ``destination`` at latent position x, y,
+    weighted by ``mask`` (1×1×h×w, 1 = source) where given; whatever falls outside is cut."""
+    out = destination.clone()
+    height = min(source.shape[2], out.shape[2] - y)
+    width = min(source.shape[3], out.shape[3] - x)
+    if height <= 0 or width <= 0:
+        return out
+    region = out[:, :, y:y + height, x:x + width]
+    piece = source[:, :, :height, :width].to(out)
+    if piece.shape[0] != region.shape[0]:
+        piece = piece[:1].expand(region.shape[0], -1, -1, -1)
+    weight = torch.ones(1, 1, height, width) if mask is None else mask[..., :height, :width].to(out)
+    out[:, :, y:y + height, x:x + width] = piece * weight + region * (1 - weight)
+    return out
+
+
+class LatentComposite(NodeBase):
+    """Pastes one latent into another at a pixel position (multiples of 8), with edges
+    feathered over `feather` pixels, for composing before (or between) sampling passes."""
+
+    type_name = "LatentComposite"
+    category = "latent"
+    title = "Latent Composite"
+    inputs = (Input("samples_to", LATENT), Input("samples_from", LATENT),
+              Input("x", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+              Input("y", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+              Input("feather", INT, default=0, min=0, max=MAX_RESOLUTION, step=8))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples_to: dict, samples_from: dict, x: int, y: int, feather: int):
+        source = samples_from["samples"]
+        mask = None
+        steps = feather // 8
+        if steps > 0:
+            height, width = source.shape[2], source.shape[3]
+            ramp_y = torch.clamp((torch.arange(height) + 1) / steps, max=1.0)
+            ramp_x = torch.clamp((torch.arange(width) + 1) / steps, max=1.0)
+            # Feather only the edges that lie inside the destination.
+            vertical = torch.minimum(ramp_y if y > 0 else torch.ones(height), ramp_y.flip(0))
+            horizontal = torch.minimum(ramp_x if x > 0 else torch.ones(width), ramp_x.flip(0))
+            mask = (vertical[:, None] * horizontal[None, :])[None, None]
+        return ({**samples_to, "samples": _feathered_paste(samples_to["samples"], source, x // 8, y // 8, mask)},)
+
+
+class LatentCompositeMasked(NodeBase):
+    """Pastes a source latent into a destination at a pixel position, through an optional
+    mask (1 = source); `resize_source` first scales the source to the destination's size."""
+
+    type_name = "LatentCompositeMasked"
+    category = "latent"
+    title = "Latent Composite Masked"
+    inputs = (Input("destination", LATENT), Input("source", LATENT),
+              Input("x", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+              Input("y", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+              Input("resize_source", BOOLEAN, default=False),
+              Input("mask", MASK, optional=True))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, destination: dict, source: dict, x: int, y: int, resize_source: bool, mask=None):
+        target = destination["samples"]
+        pasted = source["samples"]
+        if resize_source:
+            pasted = F.interpolate(pasted, size=target.shape[2:], mode="bilinear", align_corners=False)
+        weight = None
+        if mask is not None:
+            weight = F.interpolate(mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()[:1],
+                                   size=pasted.shape[2:], mode="bilinear", align_corners=False)
+        return ({**destination, "samples": _feathered_paste(target, pasted, x // 8, y // 8, weight)},)
+
+
+# ComfyUI's tiled VAE nodes also tile video VAEs in time; image VAEs have no time axis, so
+# these only keep ComfyUI files faithful (their values round-trip unchanged).
+_TEMPORAL = (Input("temporal_size", INT, default=64, min=8, max=4096, step=4,
+                   tooltip="frames per tile, for video VAEs; images have none"),
+             Input("temporal_overlap", INT, default=8, min=4, max=4096, step=4,
+                   tooltip="overlapping frames, for video VAEs; images have none"))
+
+
+class VAEDecodeTiled(NodeBase):
+    """VAE Decode in overlapping tiles, for images too large to decode at once."""
+
+    type_name = "VAEDecodeTiled"
+    category = "latent"
+    title = "VAE Decode (Tiled)"
+    inputs = (Input("samples", LATENT), Input("vae", VAE),
+              Input("tile_size", INT, default=512, min=64, max=4096, step=32),
+              Input("overlap", INT, default=64, min=0, max=4096, step=32),
+              *_TEMPORAL)
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, samples: dict, vae: Vae, tile_size: int, overlap: int, temporal_size: int,
+            temporal_overlap: int):
+        with tiled(vae, tile_size, overlap):
+            return (vae_decode(ctx, vae, samples["samples"]),)
+
+
+class VAEEncodeTiled(NodeBase):
+    """VAE Encode in overlapping tiles, for images too large to encode at once."""
+
+    type_name = "VAEEncodeTiled"
+    category = "latent"
+    title = "VAE Encode (Tiled)"
+    inputs = (Input("pixels", IMAGE), Input("vae", VAE),
+              Input("tile_size", INT, default=512, min=64, max=4096, step=32),
+              Input("overlap", INT, default=64, min=0, max=4096, step=32),
+              *_TEMPORAL)
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, pixels: torch.Tensor, vae: Vae, tile_size: int, overlap: int, temporal_size: int,
+            temporal_overlap: int):
+        with tiled(vae, tile_size, overlap):
+            return ({"samples": vae_encode(ctx, vae, pixels)},)
+
+
+_tiling_lock = threading.Lock()
+
+
+@contextmanager
+def tiled(vae: Vae, tile_size: int, overlap: int) -> Iterator[None]:
+    """Switch diffusers' tiled VAE on for one call, restoring the shared VAE's settings."""
+    module = vae.vae
+    names = ("use_tiling", "tile_sample_min_size", "tile_latent_min_size", "tile_overlap_factor")
+    with _tiling_lock:
+        saved = {name: getattr(module, name) for name in names}
+        module.use_tiling = True
+        module.tile_sample_min_size = tile_size
+        module.tile_latent_min_size = max(1, tile_size // vae.downscale)
+        module.tile_overlap_factor = min(0.75, overlap / tile_size)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(module, name, value)

@@ -238,8 +238,11 @@ def load_vae_file(path: Path, policy: DevicePolicy, key: str, family: str = "sd1
     state_dict = read_state_dict(path)
     if not any(k.startswith(("encoder.", "decoder.", "first_stage_model.")) for k in state_dict):
         raise ModelLoadError(path, "is not a VAE (no encoder/decoder weights)")
+    sidecar = path.with_suffix("")
+    config, subfolder = ((str(sidecar), None) if (sidecar / "config.json").is_file()
+                         else (str(CONFIGS_DIR / family), "vae"))
     try:
-        vae = AutoencoderKL.from_single_file(state_dict, config=str(CONFIGS_DIR / family), subfolder="vae",
+        vae = AutoencoderKL.from_single_file(state_dict, config=config, subfolder=subfolder,
                                              local_files_only=True, torch_dtype=policy.dtype)
     except (ValueError, RuntimeError, KeyError) as error:
         raise ModelLoadError(path, f"does not fit the VAE architecture ({str(error).splitlines()[0][:300]})") \

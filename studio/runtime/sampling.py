@@ -196,10 +196,22 @@ def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) 
     step_generator = torch.Generator(device="cpu").manual_seed(job.seed)
     pixel_height, pixel_width = height * 8, width * 8
 
+    def entry_weight(extras: dict[str, Any]) -> torch.Tensor | float:
+        # ConditioningSetArea: the entry counts only inside its rectangle, by its strength.
+        area = extras.get("area")
+        strength = float(extras.get("strength", 1.0))
+        if area is None:
+            return strength
+        area_height, area_width, top, left = area
+        weight = torch.zeros(1, 1, height, width, device=device)
+        weight[:, :, top:top + area_height, left:left + area_width] = strength
+        return weight
+
     def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         predictions = []
         for entries in [positive, negative] if guided else [positive]:
-            total_prediction = None
+            total_prediction: torch.Tensor | None = None
+            total_weight: torch.Tensor | float = 0.0
             for embedding, extras in entries:
                 other = negative[0][0] if entries is positive and guided else None
                 if other is not None:
@@ -213,8 +225,15 @@ def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) 
                     kwargs["added_cond_kwargs"] = {"text_embeds": pooled.expand(batch, -1),
                                                    "time_ids": time_ids.expand(batch, -1)}
                 prediction = unet(latents, t, encoder_hidden_states=embedding, return_dict=False, **kwargs)[0]
-                total_prediction = prediction if total_prediction is None else total_prediction + prediction
-            predictions.append(total_prediction / len(entries))
+                weight = entry_weight(extras)
+                weighted = prediction * weight
+                total_prediction = weighted if total_prediction is None else total_prediction + weighted
+                total_weight = total_weight + weight
+            if isinstance(total_weight, torch.Tensor):
+                # Where no entry applies the prediction stays 0, as in ComfyUI.
+                predictions.append(total_prediction / total_weight.clamp(min=1e-8))
+            else:
+                predictions.append(total_prediction / max(total_weight, 1e-8))
         if not guided:
             return predictions[0]
         conditional, unconditional = predictions

@@ -243,3 +243,23 @@ def test_huge_strings_and_numbers_and_deep_nesting_do_not_break_the_importer(reg
     huge_number = b'{"nodes": [{"id": ' + b"9" * 100_000 + b', "type": "X"}]}'
     with pytest.raises(WorkflowFormatError):
         workflow_from_bytes(huge_number, registry.spec, "number.json")
+
+
+def test_comfyui_widget_orders_agree_with_the_node_declarations(registry):
+    """Where a node type is both in ComfyUI's table and in the library, the positional
+    widgets_values of ComfyUI files map onto the same inputs in the same order."""
+    from studio.graph.comfy.definitions import COMFY_NODES, CONTROL, UPLOAD
+
+    checked = 0
+    for type_name, definition in COMFY_NODES.items():
+        cls = registry.get(type_name)
+        if cls is None:
+            continue
+        widgets = [name for name in definition.widgets if name not in (CONTROL, UPLOAD)]
+        assert widgets == [spec.name for spec in cls.inputs if spec.has_widget], type_name
+        wired = [name for name, _ in definition.inputs]
+        assert set(wired) == {spec.name for spec in cls.inputs if not spec.has_widget}, type_name
+        seeded = [spec.name for spec in cls.inputs if spec.seed]
+        assert (CONTROL in definition.widgets) == bool(seeded), type_name
+        checked += 1
+    assert checked >= 35
