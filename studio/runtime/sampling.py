@@ -207,7 +207,34 @@ def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) 
         weight[:, :, top:top + area_height, left:left + area_width] = strength
         return weight
 
+    def added_conditions(extras: dict[str, Any], rows: int) -> dict[str, Any]:
+        if model.family != "sdxl":
+            return {}
+        pooled = extras.get("pooled_output")
+        pooled = (pooled if pooled is not None else torch.zeros(1, 1280)).to(device, dtype)
+        time_ids = torch.tensor([_sdxl_time_ids(extras, pixel_height, pixel_width)], device=device, dtype=dtype)
+        return {"added_cond_kwargs": {"text_embeds": pooled[:1].expand(rows, -1),
+                                      "time_ids": time_ids.expand(rows, -1)}}
+
+    # The usual case, one plain prompt each side: one UNet call on a batch of two, as
+    # diffusers' pipelines do (on a GPU that is nearly twice as fast as two calls).
+    plain = (guided and len(positive) == len(negative) == 1
+             and "area" not in positive[0][1] and "area" not in negative[0][1]
+             and positive[0][1].get("strength", 1.0) == negative[0][1].get("strength", 1.0) == 1.0)
+    if plain:
+        both = torch.cat(_pad_to_same_length(negative[0][0], positive[0][0]))
+        both_extras: dict[str, Any] = {}
+        if model.family == "sdxl":
+            sides = [added_conditions(entries[0][1], batch)["added_cond_kwargs"] for entries in (negative, positive)]
+            both_extras = {"added_cond_kwargs": {key: torch.cat([side[key] for side in sides])
+                                                 for key in ("text_embeds", "time_ids")}}
+
     def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if plain:
+            prediction = unet(torch.cat([latents, latents]), t, encoder_hidden_states=both, return_dict=False,
+                              **both_extras)[0]
+            unconditional, conditional = prediction.chunk(2)
+            return unconditional + job.cfg * (conditional - unconditional)
         predictions = []
         for entries in [positive, negative] if guided else [positive]:
             total_prediction: torch.Tensor | None = None
@@ -216,14 +243,7 @@ def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) 
                 other = negative[0][0] if entries is positive and guided else None
                 if other is not None:
                     embedding, _ = _pad_to_same_length(embedding, other)
-                kwargs: dict[str, Any] = {}
-                if model.family == "sdxl":
-                    pooled = extras.get("pooled_output")
-                    pooled = (pooled if pooled is not None else torch.zeros(1, 1280)).to(device, dtype)
-                    time_ids = torch.tensor([_sdxl_time_ids(extras, pixel_height, pixel_width)], device=device,
-                                            dtype=dtype)
-                    kwargs["added_cond_kwargs"] = {"text_embeds": pooled.expand(batch, -1),
-                                                   "time_ids": time_ids.expand(batch, -1)}
+                kwargs = added_conditions(extras, batch)
                 prediction = unet(latents, t, encoder_hidden_states=embedding, return_dict=False, **kwargs)[0]
                 weight = entry_weight(extras)
                 weighted = prediction * weight
