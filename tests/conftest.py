@@ -11,6 +11,8 @@ os.environ["QT_QPA_PLATFORM"] = "offscreen"
 os.environ["QT_API"] = "pyside6"
 os.environ["SEED_STUDIO_CONFIG"] = str(Path(__file__).parent / "no-such-settings.json")
 
+import socket
+
 import pytest
 
 from studio.registry import Registry, build_registry
@@ -37,11 +39,11 @@ def settings(tmp_path: Path) -> Settings:
 def model_root(tmp_path_factory) -> Path:
     """A model folder in ComfyUI's layout holding the tiny test checkpoints."""
     from tests.ldm_layout import write_single_file
-    from tests.tiny_models import build_sd15, build_sdxl
+    from tests.tiny_models import build_sd2, build_sd15, build_sdxl
 
     root = tmp_path_factory.mktemp("models")
     checkpoints = root / "checkpoints"
-    for name, build in (("tiny-sd15", build_sd15), ("tiny-sdxl", build_sdxl)):
+    for name, build in (("tiny-sd15", build_sd15), ("tiny-sd2", build_sd2), ("tiny-sdxl", build_sdxl)):
         folder = build(checkpoints / name)
         write_single_file(folder, checkpoints / f"{name}-single.safetensors")
     return root
@@ -50,3 +52,15 @@ def model_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def model_settings(settings, model_root) -> Settings:
     return settings.replace(model_roots=(model_root,))
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test that made it: loading models,
+    configs and tokenizers must work offline."""
+
+    def refuse(self, address, *args, **kwargs):
+        raise AssertionError(f"a test tried to connect to {address!r}; everything must work offline")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)

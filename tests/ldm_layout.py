@@ -103,8 +103,9 @@ def open_clip_to_ldm(encoder, prefix: str) -> dict[str, torch.Tensor]:
     out = {prefix + "token_embedding.weight": state["embeddings.token_embedding.weight"],
            prefix + "positional_embedding": state["embeddings.position_embedding.weight"],
            prefix + "ln_final.weight": state["final_layer_norm.weight"],
-           prefix + "ln_final.bias": state["final_layer_norm.bias"],
-           prefix + "text_projection": state["text_projection.weight"].T.contiguous()}
+           prefix + "ln_final.bias": state["final_layer_norm.bias"]}
+    if "text_projection.weight" in state:  # SDXL's second encoder; SD2's has no projection
+        out[prefix + "text_projection"] = state["text_projection.weight"].T.contiguous()
     layers = encoder.config.num_hidden_layers
     for index in range(layers):
         source = f"encoder.layers.{index}."
@@ -137,8 +138,11 @@ def write_single_file(folder: Path, target: Path) -> Path:
         state.update(open_clip_to_ldm(CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2"),
                                       "conditioner.embedders.1.model."))
     else:
-        state.update(clip_to_ldm(CLIPTextModel.from_pretrained(folder / "text_encoder"),
-                                 "cond_stage_model.transformer."))
+        encoder = CLIPTextModel.from_pretrained(folder / "text_encoder")
+        if encoder.config.hidden_size == 1024:  # SD2 keeps OpenCLIP's own layout
+            state.update(open_clip_to_ldm(encoder, "cond_stage_model.model."))
+        else:
+            state.update(clip_to_ldm(encoder, "cond_stage_model.transformer."))
     save_file({key: value.contiguous() for key, value in state.items()}, str(target))
     configs = target.with_suffix("")
     for path in folder.rglob("*.json"):

@@ -79,3 +79,26 @@ def build_sdxl(folder: Path, seed: int = 0) -> Path:
         scheduler=EulerDiscreteScheduler(**SCHEDULER), force_zeros_for_empty_prompt=True)
     pipeline.save_pretrained(folder)
     return folder
+
+
+def build_sd2(folder: Path, seed: int = 0) -> Path:
+    """A tiny SD2.x-shaped diffusers folder: an OpenCLIP-width (1024) text encoder, linear
+    attention projections and v-prediction. SD2 files are recognised by that 1024 width, so
+    it cannot shrink; one layer and fp16 storage keep it to about 100 MB."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=2, cross_attention_dim=1024,
+                                norm_num_groups=8, attention_head_dim=4, sample_size=8,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), use_linear_projection=True,
+                                upcast_attention=True)
+    text = CLIPTextModel(_text_config(hidden_size=1024, intermediate_size=64, num_attention_heads=16,
+                                      num_hidden_layers=1, hidden_act="gelu")).half()
+    pipeline = StableDiffusionPipeline(
+        unet=unet, vae=_vae(), text_encoder=text, tokenizer=make_tokenizer("!"),
+        scheduler=EulerDiscreteScheduler(**{**SCHEDULER, "prediction_type": "v_prediction"}),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipeline.save_pretrained(folder)
+    return folder

@@ -51,6 +51,7 @@ def render(engine, workflow, ids, **kwargs):
 @pytest.mark.parametrize(("checkpoint", "folder", "pipeline_class"), [
     ("tiny-sd15", "tiny-sd15", "StableDiffusionPipeline"),
     ("tiny-sd15-single.safetensors", "tiny-sd15", "StableDiffusionPipeline"),
+    ("tiny-sd2-single.safetensors", "tiny-sd2", "StableDiffusionPipeline"),
     ("tiny-sdxl", "tiny-sdxl", "StableDiffusionXLPipeline"),
     ("tiny-sdxl-single.safetensors", "tiny-sdxl", "StableDiffusionXLPipeline"),
 ])
@@ -61,7 +62,7 @@ def test_the_graph_renders_what_diffusers_own_pipeline_renders(engine, model_roo
 
     image = render(engine, *txt2img(checkpoint))
     pipeline = getattr(diffusers, pipeline_class).from_pretrained(model_root / "checkpoints" / folder,
-                                                                 local_files_only=True)
+                                                                 local_files_only=True, torch_dtype=torch.float32)
     expected = pipeline("a red circle", negative_prompt="blurry", height=64, width=64, num_inference_steps=4,
                         guidance_scale=7.5, generator=torch.Generator("cpu").manual_seed(42),
                         output_type="pt").images.permute(0, 2, 3, 1)

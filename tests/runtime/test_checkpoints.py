@@ -27,7 +27,7 @@ def test_diffusers_folders_load_offline_with_their_family(model_root, name, fami
     assert checkpoint.model.latent_scale == pytest.approx(0.13025 if family == "sdxl" else 0.18215)
 
 
-@pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sdxl"])
+@pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sd2", "tiny-sdxl"])
 def test_single_files_in_the_ldm_layout_load_to_the_same_weights_as_the_folder(model_root, name):
     manager = manager_for(model_root)
     folder = manager.load_checkpoint(name)
@@ -38,12 +38,16 @@ def test_single_files_in_the_ldm_layout_load_to_the_same_weights_as_the_folder(m
         loaded_state, expected_state = loaded.state_dict(), expected.state_dict()
         assert set(loaded_state) == set(expected_state)
         assert all(torch.equal(loaded_state[key], expected_state[key]) for key in expected_state)
-    assert single.model.family == folder.model.family
+    assert single.model.family == folder.model.family == {"tiny-sd15": "sd15", "tiny-sd2": "sd2",
+                                                          "tiny-sdxl": "sdxl"}[name]
+    if name == "tiny-sd2":
+        assert single.model.prediction_type == "v_prediction"
 
 
 def test_config_folders_beside_single_files_are_not_listed_as_models(model_root):
     names = ModelFolders.from_roots([model_root]).list("checkpoints")
-    assert names == ["tiny-sd15", "tiny-sd15-single.safetensors", "tiny-sdxl", "tiny-sdxl-single.safetensors"]
+    assert names == ["tiny-sd15", "tiny-sd15-single.safetensors", "tiny-sd2", "tiny-sd2-single.safetensors",
+                     "tiny-sdxl", "tiny-sdxl-single.safetensors"]
 
 
 def test_weights_that_do_not_fit_the_shipped_architecture_are_refused_clearly(model_root, tmp_path):
