@@ -16,6 +16,8 @@ class DevicePolicy:
     dtype: torch.dtype
     # Keep only the model in use on the GPU; the rest wait in system memory.
     low_vram: bool = False
+    # Bytes of model weights the device may hold at once; None works it out from the GPU.
+    budget_bytes: int | None = None
 
     @classmethod
     def detect(cls, prefer: str | None = None, low_vram: bool = False) -> DevicePolicy:
@@ -42,6 +44,8 @@ class DevicePolicy:
 
     def memory_budget(self) -> int | None:
         """Bytes of GPU memory models may hold at once (None on the CPU: no limit)."""
+        if self.budget_bytes is not None:
+            return self.budget_bytes
         if self.device.type != "cuda":
             return None
         free, total = torch.cuda.mem_get_info(self.device)
