@@ -14,28 +14,32 @@ from studio.runtime.prompts import EMBEDDING, encode_prompt
 from studio.runtime.services import model_manager
 
 
+def _lookup(manager, clip: TextEncoder, index: int):
+    width = clip.encoders[index].config.hidden_size
+    return lambda name: manager.embeddings.vectors(name, width, index)
+
+
+def _same_length(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Prompts of different lengths on the two SDXL encoders: repeat the shorter's chunks.
+    length = max(first.shape[1], second.shape[1])
+    return tuple(t.repeat(1, -(-length // t.shape[1]), 1)[:, :length] for t in (first, second))  # type: ignore
+
+
 def encode(ctx, clip: TextEncoder, text: str) -> list:
     manager = model_manager(ctx.services)
-
-    def lookup(index: int):
-        width = clip.encoders[index].config.hidden_size
-        return lambda name: manager.embeddings.vectors(name, width, index)
-
     with manager.use(*clip.encoders):
         if clip.family == "sdxl":
             # SDXL reads the layer before last of both encoders, side by side, and the
             # second encoder's pooled projection.
             layer = min(clip.stop_at_layer, -1) - 1
             first, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, layer, normalise_skipped=False,
-                                     embeddings=lookup(0))
+                                     embeddings=_lookup(manager, clip, 0))
             second, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text, layer,
-                                           normalise_skipped=False, embeddings=lookup(1))
-            length = max(first.shape[1], second.shape[1])
-            first, second = (t.repeat(1, -(-length // t.shape[1]), 1)[:, :length] for t in (first, second))
-            hidden = torch.cat([first, second], dim=-1)
+                                           normalise_skipped=False, embeddings=_lookup(manager, clip, 1))
+            hidden = torch.cat(_same_length(first, second), dim=-1)
         else:
             hidden, pooled = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, clip.stop_at_layer,
-                                           embeddings=lookup(0))
+                                           embeddings=_lookup(manager, clip, 0))
     extras = {"pooled_output": pooled.float().cpu()} if pooled is not None else {}
     return [(hidden.float().cpu(), extras)]
 
@@ -138,3 +142,41 @@ class ConditioningSetArea(NodeBase):
     def run(self, ctx, conditioning: list, width: int, height: int, x: int, y: int, strength: float):
         area = (height // 8, width // 8, y // 8, x // 8)
         return ([(embedding, {**extras, "area": area, "strength": strength}) for embedding, extras in conditioning],)
+
+
+class CLIPTextEncodeSDXL(NodeBase):
+    """SDXL prompt with its size conditioning: text_g goes to the large encoder, text_l to the
+    small one, and the sizes tell the model what resolution and crop the image should look
+    like it came from (4096² and no crop for extra detail, for example)."""
+
+    type_name = "CLIPTextEncodeSDXL"
+    category = "conditioning/advanced"
+    title = "CLIP Text Encode (SDXL)"
+    inputs = (
+        Input("clip", CLIP),
+        Input("width", INT, default=1024, min=0, max=MAX_RESOLUTION),
+        Input("height", INT, default=1024, min=0, max=MAX_RESOLUTION),
+        Input("crop_w", INT, default=0, min=0, max=MAX_RESOLUTION),
+        Input("crop_h", INT, default=0, min=0, max=MAX_RESOLUTION),
+        Input("target_width", INT, default=1024, min=0, max=MAX_RESOLUTION),
+        Input("target_height", INT, default=1024, min=0, max=MAX_RESOLUTION),
+        Input("text_g", STRING, default="", multiline=True),
+        Input("text_l", STRING, default="", multiline=True),
+    )
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, clip: TextEncoder, width, height, crop_w, crop_h, target_width, target_height, text_g,
+            text_l):
+        if clip.family != "sdxl":
+            raise ValueError(f"this node needs an SDXL text encoder; the CLIP wired in is {clip.family}")
+        manager = model_manager(ctx.services)
+        layer = min(clip.stop_at_layer, -1) - 1
+        with manager.use(*clip.encoders):
+            small, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text_l, layer, normalise_skipped=False,
+                                     embeddings=_lookup(manager, clip, 0))
+            large, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text_g, layer,
+                                          normalise_skipped=False, embeddings=_lookup(manager, clip, 1))
+        hidden = torch.cat(_same_length(small, large), dim=-1)
+        extras = {"pooled_output": pooled.float().cpu(), "width": width, "height": height, "crop_w": crop_w,
+                  "crop_h": crop_h, "target_width": target_width, "target_height": target_height}
+        return ([(hidden.float().cpu(), extras)],)

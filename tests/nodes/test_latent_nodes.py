@@ -147,3 +147,19 @@ def test_a_separate_vae_file_decodes_like_the_checkpoints_own(engine, model_root
     report = engine.run(workflow, [ids["decode"], decode])
     assert report.ok, report.problems or [e.traceback for e in report.errors]
     assert torch.equal(report.results[ids["decode"]][0], report.results[decode][0])
+
+
+def test_sdxl_size_conditioning_reaches_the_sampler(engine):
+    plain = render(engine, *txt2img("tiny-sdxl"))
+    results = {}
+    for label, size in (("same", 64), ("larger", 4096)):
+        workflow, ids = txt2img("tiny-sdxl")
+        encode = workflow.add_node("CLIPTextEncodeSDXL", {
+            "width": size, "height": size, "crop_w": 0, "crop_h": 0, "target_width": 64, "target_height": 64,
+            "text_g": "a red circle", "text_l": "a red circle"}).id
+        workflow.connect(ids["loader"], "CLIP", encode, "clip")
+        workflow.connect(encode, "CONDITIONING", ids["sampler"], "positive")
+        results[label] = render(engine, workflow, ids)
+    # Same text and the image's own size: the same as the plain prompt node.
+    assert torch.allclose(results["same"], plain, atol=1e-5)
+    assert (results["larger"] - plain).abs().mean() > 1e-4
