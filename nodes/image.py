@@ -6,7 +6,7 @@ import torch
 
 from studio.graph.sockets import FLOAT, IMAGE, INT, MASK, STRING
 from studio.node_api import MAX_RESOLUTION, SEED_MAX, Input, NodeBase, Output
-from studio.runtime.images import RESIZE_METHODS, center_crop_to_aspect, resize_image
+from studio.runtime.images import RESIZE_METHODS, center_crop_to_aspect, complete_size, resize_image
 
 
 class ImageScale(NodeBase):
@@ -28,13 +28,9 @@ class ImageScale(NodeBase):
 
     def run(self, ctx, image: torch.Tensor, upscale_method: str, width: int, height: int,
             crop: str) -> tuple[torch.Tensor]:
-        source_height, source_width = image.shape[1], image.shape[2]
         if width == 0 and height == 0:
             return (image,)
-        if width == 0:
-            width = max(1, round(source_width * height / source_height))
-        elif height == 0:
-            height = max(1, round(source_height * width / source_width))
+        width, height = complete_size(width, height, image.shape[2], image.shape[1])
         if crop == "center":
             image = center_crop_to_aspect(image, width, height)
         return (resize_image(image, width, height, upscale_method),)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.checkpoints import Vae
-from studio.runtime.images import center_crop_to_aspect
+from studio.runtime.images import center_crop_to_aspect, complete_size
 from studio.runtime.services import model_manager
 
 LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
@@ -124,10 +124,7 @@ class LatentUpscale(NodeBase):
         latent = samples["samples"]
         if width == 0 and height == 0:
             return (samples,)
-        if width == 0:
-            width = max(8, round(latent.shape[3] * height / latent.shape[2] / 8) * 8)
-        elif height == 0:
-            height = max(8, round(latent.shape[2] * width / latent.shape[3] / 8) * 8)
+        width, height = complete_size(width, height, latent.shape[3] * 8, latent.shape[2] * 8, multiple=8)
         if crop == "center":
             latent = center_crop_to_aspect(latent.movedim(1, -1), width, height).movedim(-1, 1)
         resized = resize_latent(latent, max(1, width // 8), max(1, height // 8), upscale_method)

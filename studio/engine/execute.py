@@ -30,7 +30,7 @@ from studio.engine.events import (
     RunFinished,
     RunStarted,
 )
-from studio.engine.plan import Constant, Plan, PlanError, PlannedNode, Upstream, make_plan, needed_nodes
+from studio.engine.plan import Plan, PlanError, PlannedNode, Upstream, make_plan, needed_nodes
 from studio.engine.plan import default_targets
 from studio.engine.validate import Problem, validate
 from studio.graph.comfy import to_comfy_api, to_comfy_ui

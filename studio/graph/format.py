@@ -125,7 +125,7 @@ def workflow_from_data(data: Any, source: str = "") -> Workflow:
     for node in workflow.nodes.values():
         for input_name, link in node.links.items():
             if link.node not in workflow.nodes:
-                path = _key_path(_key_path(_key_path(f"$.nodes", node.id), "links"), input_name)
+                path = _key_path(_key_path(_key_path("$.nodes", node.id), "links"), input_name)
                 raise reader.fail(f"{path}.node", f"links to node {link.node!r}, which is not in the file")
 
     groups = reader.object(document.get("groups", {}), "$.groups")

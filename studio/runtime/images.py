@@ -73,6 +73,19 @@ def _resize_lanczos(image: torch.Tensor, width: int, height: int) -> torch.Tenso
     return torch.from_numpy(np.stack(batch)).clamp(0.0, 1.0).to(image.device)
 
 
+def complete_size(width: int, height: int, source_width: int, source_height: int,
+                  multiple: int = 1) -> tuple[int, int]:
+    """A target size where 0 on one side means "keep the source's aspect ratio", rounded to
+    a multiple (8 for latents measured in pixels)."""
+    if width == 0 and height == 0:
+        return source_width, source_height
+    if width == 0:
+        width = max(multiple, round(source_width * height / source_height / multiple) * multiple)
+    elif height == 0:
+        height = max(multiple, round(source_height * width / source_width / multiple) * multiple)
+    return width, height
+
+
 def center_crop_to_aspect(image: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """Crop the middle of a B×H×W×C image to the aspect ratio ``width``:``height``."""
     source_height, source_width = image.shape[1], image.shape[2]
