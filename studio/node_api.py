@@ -77,6 +77,11 @@ class NodeBase:
         ``(input name, sentence)`` pairs; checked with the rest before anything runs."""
         return []
 
+    @classmethod
+    def has_own_check(cls) -> bool:
+        """Whether this type adds checks of its own (most do not; validation skips them)."""
+        return cls.check.__func__ is not NodeBase.check.__func__  # type: ignore[attr-defined]
+
     def run(self, ctx: NodeContext, **inputs: Any) -> tuple[Any, ...]:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")
 

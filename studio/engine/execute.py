@@ -32,7 +32,7 @@ from studio.engine.events import (
 )
 from studio.engine.plan import Plan, PlanError, PlannedNode, Upstream, make_plan, needed_nodes
 from studio.engine.plan import default_targets
-from studio.engine.validate import Problem, validate
+from studio.engine.validate import Problem, cycle_problems, validate
 from studio.graph.comfy import to_comfy_api, to_comfy_ui
 from studio.graph.format import dumps
 from studio.graph.png import WORKFLOW_TEXT_KEY
@@ -135,16 +135,23 @@ class Engine:
         target_ids = list(default_targets(workflow, self.registry) if targets is None else targets)
 
         needed = needed_nodes(workflow, target_ids)
-        problems = [p for p in self.validate(workflow)
-                    if p.node_id is None or p.node_id in needed or needed.intersection(p.node_ids)]
+
+        def relevant(found: list[Problem]) -> list[Problem]:
+            return [p for p in found if p.node_id is None or p.node_id in needed or needed.intersection(p.node_ids)]
+
+        # Loops are left to the planner, which sorts the graph anyway; they are named
+        # only when it finds one.
+        problems = relevant(validate(workflow, self.registry, self.settings, check_cycles=False))
         missing = [t for t in target_ids if t not in workflow.nodes]
         problems += [Problem("unknown_node", f"there is no node #{t} to run", t) for t in missing]
         plan: Plan | None = None
-        if not problems:
+        if problems:
+            problems += relevant(cycle_problems(workflow))  # the whole list, on the failure path only
+        else:
             try:
                 plan = make_plan(workflow, self.registry, target_ids)
             except PlanError as error:
-                problems.append(Problem("plan", str(error)))
+                problems = relevant(cycle_problems(workflow)) or [Problem("plan", str(error))]
         if plan is None:
             report.status = "invalid"
             report.problems = problems

@@ -91,11 +91,11 @@ def _resolve_link(workflow: Workflow, registry: Registry, node_id: str, output: 
     while True:
         node = workflow.nodes[node_id]
         if node.mode is not NodeMode.BYPASS:
-            cls = registry.get(node.type)
-            names = [spec.name for spec in cls.outputs] if cls else []
-            if output not in names:
+            spec = registry.spec(node.type)
+            index = spec.output_index(output) if spec is not None else None
+            if index is None:
                 raise PlanError(f"{node.label} has no output {output!r}")
-            return Upstream(node_id, names.index(output))
+            return Upstream(node_id, index)
         if node_id in seen:
             raise PlanError(f"bypassed nodes around {node.label} form a loop")
         seen.add(node_id)

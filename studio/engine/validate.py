@@ -118,8 +118,10 @@ def find_cycles(workflow: Workflow) -> list[list[str]]:
     return sorted(cycles, key=lambda nodes: node_sort_key(nodes[0]))
 
 
-def validate(workflow: Workflow, registry: Registry, settings: Settings | None = None) -> list[Problem]:
-    """All problems in ``workflow``, in node order."""
+def validate(workflow: Workflow, registry: Registry, settings: Settings | None = None, *,
+             check_cycles: bool = True) -> list[Problem]:
+    """All problems in ``workflow``, in node order (loops last). A caller that plans next may
+    leave the loop search to the planner, which finds loops anyway."""
     problems: list[Problem] = []
     nodes = workflow.nodes
     for node_id in sorted(nodes, key=node_sort_key):
@@ -175,7 +177,7 @@ def validate(workflow: Workflow, registry: Registry, settings: Settings | None =
                 problems.append(Problem("missing_input", f"needs a {input_spec.type} wire",
                                         node_id, node.type, input_spec.name))
         problems.extend(value_problems)
-        if not value_problems and settings is not None:
+        if not value_problems and settings is not None and cls.has_own_check():
             values = {spec_in.name: node.values.get(spec_in.name, spec_in.default)
                       for spec_in in spec.inputs if spec_in.has_widget and spec_in.name not in node.links}
             try:
@@ -184,10 +186,18 @@ def validate(workflow: Workflow, registry: Registry, settings: Settings | None =
                 found = [("", f"could not be checked ({type(error).__name__}: {error})")]
             for input_name, message in found:
                 problems.append(Problem("bad_value", message, node_id, node.type, input_name or None))
+    if check_cycles:
+        problems.extend(cycle_problems(workflow))
+    return problems
+
+
+def cycle_problems(workflow: Workflow) -> list[Problem]:
+    """One problem per loop of wires, naming every node in it."""
+    problems = []
     for cycle in find_cycles(workflow):
         path = " → ".join(f"#{node_id}" for node_id in cycle)
         problems.append(Problem("cycle", f"nodes {path} feed each other in a loop", cycle[0],
-                                nodes[cycle[0]].type, None, tuple(cycle)))
+                                workflow.nodes[cycle[0]].type, None, tuple(cycle)))
     return problems
 
 

@@ -138,3 +138,8 @@ class NodeSpec:
 
     def output(self, name: str) -> OutputSpec | None:
         return self._outputs_by_name.get(name)
+
+    def output_index(self, name: str) -> int | None:
+        """The slot number of an output, as ComfyUI and the engine address outputs."""
+        spec = self._outputs_by_name.get(name)
+        return None if spec is None else self.outputs.index(spec)

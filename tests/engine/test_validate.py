@@ -78,3 +78,16 @@ def test_a_run_with_problems_upstream_of_the_outputs_is_refused_whole(engine, co
     assert [p.node_id for p in report.problems] == ["1"]
     # Problems away from what is asked for do not block it.
     assert engine.run(workflow, targets=["4"]).ok
+
+
+def test_a_run_names_loops_alongside_other_problems_and_alone(engine):
+    workflow = build({"1": ("Add", {}), "2": ("Add", {}), "3": ("Collect", {}), "4": ("Number", {"value": 999}),
+                      "5": ("Collect", {})},
+                     [("1", "INT", "2", "a"), ("2", "INT", "1", "a"), ("2", "INT", "3", "value"),
+                      ("4", "INT", "5", "value")])
+    report = engine.run(workflow)
+    assert report.status == "invalid"
+    assert sorted(p.kind for p in report.problems) == ["bad_value", "cycle"]
+    workflow.set_value("4", "value", 9)
+    report = engine.run(workflow)
+    assert [p.kind for p in report.problems] == ["cycle"] and report.problems[0].node_ids == ("1", "2")
