@@ -11,53 +11,20 @@ from pathlib import Path
 
 import torch
 
+from studio.runtime.ldm_names import unet_layout, unet_ldm_name
+
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
-RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
-          "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection"}
-
-
-def _resnet(rest: str) -> str:
-    name, _, tail = rest.partition(".")
-    return f"{RESNET[name]}.{tail}"
 
 
 def unet_to_ldm(unet) -> dict[str, torch.Tensor]:
-    per_block = unet.config.layers_per_block
+    layers_per_block, with_attention = unet_layout(unet)
     out = {}
-    fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
-             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2",
-             "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
     for key, value in unet.state_dict().items():
-        module, _, parameter = key.rpartition(".")
-        parts = key.split(".")
-        if module in fixed:
-            ldm = f"{fixed[module]}.{parameter}"
-        elif parts[0] == "down_blocks":
-            block, kind, index, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
-            if kind == "resnets":
-                ldm = f"input_blocks.{1 + block * (per_block + 1) + index}.0.{_resnet(rest)}"
-            elif kind == "attentions":
-                ldm = f"input_blocks.{1 + block * (per_block + 1) + index}.1.{rest}"
-            else:  # downsamplers.0.conv
-                ldm = f"input_blocks.{1 + block * (per_block + 1) + per_block}.0.op.{parts[-1]}"
-        elif parts[0] == "mid_block":
-            kind, index, rest = parts[1], int(parts[2]), ".".join(parts[3:])
-            ldm = (f"middle_block.{index * 2}.{_resnet(rest)}" if kind == "resnets"
-                   else f"middle_block.1.{rest}")
-        elif parts[0] == "up_blocks":
-            block, kind, index, rest = int(parts[1]), parts[2], int(parts[3]), ".".join(parts[4:])
-            first = block * (per_block + 1)
-            if kind == "resnets":
-                ldm = f"output_blocks.{first + index}.0.{_resnet(rest)}"
-            elif kind == "attentions":
-                ldm = f"output_blocks.{first + index}.1.{rest}"
-            else:  # upsamplers.0.conv: after the attention when the block has one
-                has_attention = hasattr(unet.up_blocks[block], "attentions")
-                ldm = f"output_blocks.{first + per_block}.{2 if has_attention else 1}.conv.{parts[-1]}"
-        else:
+        name = unet_ldm_name(key, layers_per_block, with_attention)
+        if name is None:
             raise KeyError(key)
-        out[UNET + ldm] = value
+        out[UNET + name] = value
     return out
 
 
