@@ -27,7 +27,7 @@ def _same_length(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tenso
 
 def encode(ctx, clip: TextEncoder, text: str) -> list:
     manager = model_manager(ctx.services)
-    with manager.use(*clip.encoders):
+    with manager.use(*clip.encoders, patches=clip.patched_modules()):
         if clip.family == "sdxl":
             # SDXL reads the layer before last of both encoders, side by side, and the
             # second encoder's pooled projection.
@@ -171,7 +171,7 @@ class CLIPTextEncodeSDXL(NodeBase):
             raise ValueError(f"this node needs an SDXL text encoder; the CLIP wired in is {clip.family}")
         manager = model_manager(ctx.services)
         layer = min(clip.stop_at_layer, -1) - 1
-        with manager.use(*clip.encoders):
+        with manager.use(*clip.encoders, patches=clip.patched_modules()):
             small, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text_l, layer, normalise_skipped=False,
                                      embeddings=_lookup(manager, clip, 0))
             large, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text_g, layer,

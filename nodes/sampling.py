@@ -21,7 +21,7 @@ def _check_combination(values) -> list[tuple[str, str]]:
 
 
 def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
-    with model_manager(ctx.services).use(model.unet):
+    with model_manager(ctx.services).use(model.unet, patches=[(model.unet, patch) for patch in model.patches]):
         return sample(model, job, ctx.progress)
 
 

@@ -250,6 +250,8 @@ def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
                 stderr.write(f"  {problem}\n")
             status = EXIT_FAILED
             break
+        for node_id, message in report.notes:
+            stderr.write(f"{label} #{node_id}: {message}\n")
         if not report.ok:
             status = EXIT_FAILED
             for error in report.errors:

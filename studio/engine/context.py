@@ -57,6 +57,7 @@ class NodeContext:
         self._on_progress = on_progress
         self._embedded_texts = embedded_texts
         self.files: list[Path] = []
+        self.notes: list[str] = []
 
     def check_cancelled(self) -> None:
         """Raise :class:`RunCancelled` if the run was cancelled; call it inside long loops."""
@@ -66,6 +67,11 @@ class NodeContext:
         """Report ``step`` of ``total`` done (and check for cancellation)."""
         self._cancel.raise_if_cancelled()
         self._on_progress(step, total, preview)
+
+    def note(self, message: str) -> None:
+        """Tell the artist something about this run that is not an error (how much of a
+        LoRA applied, say); it appears in the run report."""
+        self.notes.append(message)
 
     def record_file(self, path: Path) -> None:
         """Note a file this node wrote, so the run report (and a cached re-run) lists it."""

@@ -67,6 +67,7 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     files: list[tuple[str, Path]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
     errors: list[NodeError] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     # The outputs of the nodes the run was asked for, by node id.
@@ -86,6 +87,7 @@ class RunReport:
             "skipped": self.skipped,
             "seconds": {node: round(seconds, 6) for node, seconds in self.seconds.items()},
             "outputs": [{"node": node, "path": str(path)} for node, path in self.files],
+            "notes": [{"node": node, "message": message} for node, message in self.notes],
             "errors": [{"node_id": e.node_id, "node_type": e.node_type, "message": e.message}
                        for e in self.errors],
             "problems": [problem.to_dict() for problem in self.problems],
@@ -259,6 +261,7 @@ class Engine:
                     report.executed.append(node.id)
                     report.seconds[node.id] = seconds
                     report.files.extend((node.id, path) for path in files)
+                    report.notes.extend((node.id, message) for message in ctx.notes)
                     emit(NodeFinished(run_id, node.id, node.type, seconds, False))
                 results[node.id] = outputs
                 if node.id in targets:

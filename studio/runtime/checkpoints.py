@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class DiffusionModel:
     # How latents are scaled for this UNet; a property of the model family (its own VAE's
     # factor), not of whichever VAE decodes the result.
     latent_scale: float = 0.18215
+    # LoRA patches to merge while sampling (the shared UNet itself is never changed).
+    patches: tuple[Any, ...] = ()
 
     @property
     def prediction_type(self) -> str:
@@ -65,10 +67,14 @@ class TextEncoder:
     key: str
     # CLIPSetLastLayer: -1 is the last layer, -2 the one before it, as in ComfyUI.
     stop_at_layer: int = -1
-    embeddings: dict[str, Any] = field(default_factory=dict)
+    # LoRA patches to merge while encoding (target "clip0" / "clip1" names the encoder).
+    patches: tuple[Any, ...] = ()
 
     def with_last_layer(self, layer: int) -> TextEncoder:
         return replace(self, stop_at_layer=layer)
+
+    def patched_modules(self) -> list[tuple[Any, Any]]:
+        return [(self.encoders[int(patch.target[4:])], patch) for patch in self.patches]
 
 
 @dataclass

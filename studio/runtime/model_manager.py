@@ -6,16 +6,24 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from studio.runtime.checkpoints import Checkpoint, Vae, load_diffusers_folder, load_single_file, load_vae_file
+from studio.runtime.checkpoints import (
+    Checkpoint,
+    Vae,
+    load_diffusers_folder,
+    load_single_file,
+    load_vae_file,
+    read_state_dict,
+)
 from studio.runtime.device import DevicePolicy
 from studio.runtime.embeddings import EmbeddingLibrary
+from studio.runtime.lora import WeightPatch
 from studio.runtime.models import ModelFolders
 
 
@@ -83,13 +91,42 @@ class ModelManager:
         return self._cached("vae:" + key, lambda: load_vae_file(path, self.policy, key))
 
     # -- placement -------------------------------------------------------------------------
+    def load_lora(self, name: str) -> dict[str, torch.Tensor]:
+        path = self.resolve("loras", name)
+        return self._cached("lora:" + file_key(path), lambda: read_state_dict(path))
+
     @contextmanager
-    def use(self, *modules: torch.nn.Module) -> Iterator[None]:
-        """Have ``modules`` on the compute device while the block runs."""
+    def use(self, *modules: torch.nn.Module,
+            patches: Sequence[tuple[torch.nn.Module, WeightPatch]] = ()) -> Iterator[None]:
+        """Have ``modules`` on the compute device while the block runs, with ``patches``
+        (LoRA) merged into their weights for that time only.
+
+        Patched weights are restored from exact copies afterwards, and the block runs under
+        the manager's lock so nothing else sees the patched model.
+        """
+        active = [(root, patch) for root, patch in patches if patch.strength != 0]
+        if not active:
+            with self._lock:
+                for module in modules:
+                    self._to_device(module)
+            yield
+            return
         with self._lock:
             for module in modules:
                 self._to_device(module)
-        yield
+            originals: dict[int, tuple[torch.nn.Parameter, torch.Tensor]] = {}
+            try:
+                with torch.no_grad():
+                    for root, patch in active:
+                        weight = root.get_submodule(patch.module).weight
+                        if id(weight) not in originals:
+                            originals[id(weight)] = (weight, weight.data.clone())
+                        weight.data.add_(patch.delta(weight.data))
+                yield
+            finally:
+                with torch.no_grad():
+                    for weight, original in originals.values():
+                        weight.data.copy_(original)
 
     def _to_device(self, module: torch.nn.Module) -> None:
         identity = id(module)
