@@ -92,6 +92,7 @@ COMFY_NODES: dict[str, ComfyNodeDef] = {
     "ImageToMask": _d("channel", "image:IMAGE", "MASK:MASK"),
     "MaskToImage": _d("", "mask:MASK", "IMAGE:IMAGE"),
     "ThresholdMask": _d("value", "mask:MASK", "MASK:MASK"),
+    "InvertMask": _d("", "mask:MASK", "MASK:MASK"),
     "Canny": _d("low_threshold high_threshold", "image:IMAGE", "IMAGE:IMAGE"),
     "PrimitiveInt": _d(f"value {CONTROL}", "", "INT:INT"),
     "PrimitiveFloat": _d("value", "", "FLOAT:FLOAT"),
