@@ -39,13 +39,15 @@ def settings(tmp_path: Path) -> Settings:
 def model_root(tmp_path_factory) -> Path:
     """A model folder in ComfyUI's layout holding the tiny test checkpoints."""
     from tests.ldm_layout import write_single_file
-    from tests.tiny_models import build_sd2, build_sd15, build_sdxl
+    from tests.tiny_models import build_controlnet, build_sd2, build_sd15, build_sdxl
 
     root = tmp_path_factory.mktemp("models")
     checkpoints = root / "checkpoints"
     for name, build in (("tiny-sd15", build_sd15), ("tiny-sd2", build_sd2), ("tiny-sdxl", build_sdxl)):
         folder = build(checkpoints / name)
         write_single_file(folder, checkpoints / f"{name}-single.safetensors")
+    build_controlnet(checkpoints / "tiny-sd15", root / "controlnet" / "tiny-cn", seed=1)
+    build_controlnet(checkpoints / "tiny-sd15", root / "controlnet" / "tiny-cn-2", seed=2)
     return root
 
 

@@ -102,3 +102,19 @@ def build_sd2(folder: Path, seed: int = 0) -> Path:
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipeline.save_pretrained(folder)
     return folder
+
+
+def build_controlnet(checkpoint_folder: Path, folder: Path, seed: int = 0) -> Path:
+    """A ControlNet for a tiny model, made from its UNet as ControlNet training starts, with
+    the zero convolutions given random weights so the hint visibly acts."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(checkpoint_folder, subfolder="unet")
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
+    with torch.no_grad():
+        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
+            module.weight.normal_(0, 0.3)
+            module.bias.normal_(0, 0.1)
+    net.save_pretrained(folder)
+    return folder

@@ -21,6 +21,7 @@ from studio.runtime.checkpoints import (
     load_vae_file,
     read_state_dict,
 )
+from studio.runtime.controlnet import ControlNet, load_controlnet
 from studio.runtime.device import DevicePolicy
 from studio.runtime.embeddings import EmbeddingLibrary
 from studio.runtime.lora import WeightPatch
@@ -91,6 +92,11 @@ class ModelManager:
         return self._cached("vae:" + key, lambda: load_vae_file(path, self.policy, key))
 
     # -- placement -------------------------------------------------------------------------
+    def load_controlnet(self, name: str) -> ControlNet:
+        path = self.resolve("controlnet", name)
+        key = file_key(path / "config.json" if path.is_dir() else path)
+        return self._cached("controlnet:" + key, lambda: load_controlnet(path, self.policy, key))
+
     def load_lora(self, name: str) -> dict[str, torch.Tensor]:
         path = self.resolve("loras", name)
         return self._cached("lora:" + file_key(path), lambda: read_state_dict(path))
