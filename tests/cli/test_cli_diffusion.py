@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from studio.settings import WORKFLOWS_DIR
 
@@ -36,12 +37,31 @@ def test_a_seed_sweep_loads_the_checkpoint_once(tmp_path, config):
     assert len({f.read_bytes() for f in files}) == 3
 
 
-@pytest.mark.parametrize(("name", "checkpoint"), [("txt2img.json", "tiny-sd15"), ("img2img.json", "tiny-sd15"),
-                                                  ("inpaint.json", "tiny-sd15"), ("sdxl.json", "tiny-sdxl")])
-def test_example_workflows_run_once_a_checkpoint_is_in_the_folder(tmp_path, config, name, checkpoint):
-    arguments = ["--set", f"Checkpoint.ckpt_name={checkpoint}", "--set", "Sampler.steps=2"]
-    if name in ("txt2img.json", "sdxl.json"):
-        arguments += ["--set", "Size.width=64", "--set", "Size.height=64"]
+EXAMPLES = {
+    "txt2img.json": ["--set", "Sampler.steps=2", "--set", "Size.width=64", "--set", "Size.height=64"],
+    "sdxl.json": ["--set", "Sampler.steps=2", "--set", "Size.width=64", "--set", "Size.height=64"],
+    "img2img.json": ["--set", "Sampler.steps=2"],
+    "inpaint.json": ["--set", "Sampler.steps=2"],
+    "lora.json": ["--set", "Sampler.steps=2", "--set", "Size.width=64", "--set", "Size.height=64",
+                  "--set", "LoRA.lora_name=example-lora.safetensors"],
+    "controlnet_canny.json": ["--set", "Sampler.steps=2", "--set", "Size.width=64", "--set", "Size.height=48",
+                              "--set", "ControlNet.control_net_name=tiny-cn"],
+    "hires_fix.json": ["--set", "First pass.steps=2", "--set", "Second pass.steps=2", "--set", "Size.width=64",
+                       "--set", "Size.height=64"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_workflows_run_once_their_models_are_in_the_folders(tmp_path, config, model_root, name):
+    checkpoint = "tiny-sdxl" if name == "sdxl.json" else "tiny-sd15"
+    if name == "lora.json":
+        from safetensors.torch import save_file
+
+        (model_root / "loras").mkdir(exist_ok=True)
+        key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+        save_file({f"{key}.lora_down.weight": torch.randn(2, 32), f"{key}.lora_up.weight": torch.randn(32, 2)},
+                  str(model_root / "loras" / "example-lora.safetensors"))
+    arguments = ["--set", f"Checkpoint.ckpt_name={checkpoint}", *EXAMPLES[name]]
     code, out, err = studio("--config", str(config), "render", str(WORKFLOWS_DIR / name),
                             "--out", str(tmp_path / "out"), *arguments)
     assert code == 0, err
