@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from studio.graph.sockets import CONDITIONING, CONTROL_NET, FLOAT, IMAGE, STRING, VAE
+from studio.graph.sockets import CONDITIONING, CONTROL_NET, FLOAT, IMAGE, MODEL, STRING, VAE
 from studio.node_api import Input, NodeBase, Output
 from studio.runtime.controlnet import ControlHint, ControlNet
 from studio.runtime.services import model_manager
@@ -17,8 +17,8 @@ def with_hint(conditioning: list, hint: ControlHint) -> list:
 
 
 class ControlNetLoader(NodeBase):
-    """Loads a ControlNet from the controlnet folder (a diffusers folder, or a single file with
-    its diffusers config folder beside it)."""
+    """Loads a ControlNet or T2I-Adapter from the controlnet folder: a diffusers folder, or a
+    single file in the original or diffusers layout (SD 1.x and SDXL)."""
 
     type_name = "ControlNetLoader"
     category = "loaders"
@@ -36,6 +36,30 @@ class ControlNetLoader(NodeBase):
 
     def run(self, ctx, control_net_name: str):
         return (model_manager(ctx.services).load_controlnet(control_net_name),)
+
+
+class DiffControlNetLoader(NodeBase):
+    """Loads a ControlNet stored as differences from its base model (smaller "diff" files),
+    adding the model's own weights back."""
+
+    type_name = "DiffControlNetLoader"
+    category = "loaders"
+    title = "Load ControlNet Model (diff)"
+    inputs = (Input("model", MODEL),
+              Input("control_net_name", STRING, default="", tooltip="file in the controlnet folder"))
+    outputs = (Output("CONTROL_NET", CONTROL_NET),)
+
+    @classmethod
+    def check(cls, values, settings):
+        return check_model_file("controlnet", "control_net_name", values, settings)
+
+    @classmethod
+    def fingerprint(cls, values, settings):
+        return model_file_fingerprint("controlnet", values.get("control_net_name", ""), settings)
+
+    def run(self, ctx, model, control_net_name: str):
+        manager = model_manager(ctx.services)
+        return (manager.load_controlnet(control_net_name, base_unet=model.unet, base_key=model.key),)
 
 
 class ControlNetApply(NodeBase):

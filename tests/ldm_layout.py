@@ -119,3 +119,29 @@ def write_single_file(folder: Path, target: Path) -> Path:
             shutil.copy(path, destination)
     json.loads((configs / "model_index.json").read_text())
     return target
+
+
+def controlnet_to_ldm(net, prefix: str = "control_model.") -> dict[str, torch.Tensor]:
+    """A diffusers ControlNet in the original layout (zero_convs, input_hint_block,
+    middle_block_out; its UNet encoder copy named as the UNet's)."""
+    layers = net.config.layers_per_block
+    out = {}
+    for key, value in net.state_dict().items():
+        parts = key.split(".")
+        if parts[0] == "controlnet_down_blocks":
+            name = f"zero_convs.{parts[1]}.0.{parts[2]}"
+        elif parts[0] == "controlnet_mid_block":
+            name = f"middle_block_out.0.{parts[1]}"
+        elif parts[0] == "controlnet_cond_embedding":
+            if parts[1] == "conv_in":
+                name = f"input_hint_block.0.{parts[2]}"
+            elif parts[1] == "conv_out":
+                name = f"input_hint_block.14.{parts[2]}"
+            else:
+                name = f"input_hint_block.{2 * (int(parts[2]) + 1)}.{parts[3]}"
+        else:
+            name = unet_ldm_name(key, layers, frozenset())
+            if name is None:
+                raise KeyError(key)
+        out[prefix + name] = value
+    return out

@@ -92,10 +92,12 @@ class ModelManager:
         return self._cached("vae:" + key, lambda: load_vae_file(path, self.policy, key))
 
     # -- placement -------------------------------------------------------------------------
-    def load_controlnet(self, name: str) -> ControlNet:
+    def load_controlnet(self, name: str, base_unet: torch.nn.Module | None = None, base_key: str = "") -> ControlNet:
+        """A ControlNet or T2I-Adapter; with ``base_unet``, a "diff" ControlNet made whole."""
         path = self.resolve("controlnet", name)
         key = file_key(path / "config.json" if path.is_dir() else path)
-        return self._cached("controlnet:" + key, lambda: load_controlnet(path, self.policy, key))
+        cache_key = f"controlnet:{key}:{base_key}" if base_unet is not None else f"controlnet:{key}"
+        return self._cached(cache_key, lambda: load_controlnet(path, self.policy, key, base_unet))
 
     def load_lora(self, name: str) -> dict[str, torch.Tensor]:
         path = self.resolve("loras", name)

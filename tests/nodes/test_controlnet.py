@@ -93,3 +93,90 @@ def test_simple_apply_and_loader_errors(engine, model_root):
         load_controlnet(model_root / "checkpoints" / "tiny-sd15-single.safetensors", CPU, "k")
     with pytest.raises(ModelLoadError, match="is not a ControlNet"):
         load_controlnet(model_root / "checkpoints" / "tiny-sd15" / "unet", CPU, "k")
+
+
+def write_single_controlnet(model_root, name, subtract=None):
+    """The tiny ControlNet as an original-layout file (optionally as differences from a UNet)."""
+    import shutil
+
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    from tests.ldm_layout import controlnet_to_ldm, unet_to_ldm
+
+    folder = model_root / "controlnet" / "tiny-cn"
+    net = ControlNetModel.from_pretrained(folder)
+    state = controlnet_to_ldm(net)
+    if subtract is not None:
+        base = {"control_model." + key.removeprefix("model.diffusion_model."): value
+                for key, value in unet_to_ldm(subtract).items()}
+        state = {key: value - base[key] if key in base and base[key].shape == value.shape else value
+                 for key, value in state.items()}
+    target = model_root / "controlnet" / name
+    save_file({key: value.contiguous() for key, value in state.items()}, str(target))
+    (target.with_suffix("")).mkdir(exist_ok=True)
+    shutil.copy(folder / "config.json", target.with_suffix("") / "config.json")
+    return net
+
+
+def test_original_layout_and_diff_controlnet_files_load_to_the_same_weights(engine, model_root):
+    from studio.runtime.controlnet import load_controlnet
+
+    unet = engine.services["models"].load_checkpoint("tiny-sd15").model.unet
+    reference = write_single_controlnet(model_root, "tiny-cn-single.safetensors")
+    write_single_controlnet(model_root, "tiny-cn-diff.safetensors", subtract=unet)
+    single = load_controlnet(model_root / "controlnet" / "tiny-cn-single.safetensors", CPU, "a").model
+    diff = load_controlnet(model_root / "controlnet" / "tiny-cn-diff.safetensors", CPU, "b", base_unet=unet).model
+    expected = reference.state_dict()
+    for loaded in (single, diff):
+        state = loaded.state_dict()
+        assert set(state) == set(expected)
+        assert all(torch.allclose(state[key], expected[key], atol=1e-6) for key in expected)
+    # Through the graph: the diff file with its base model renders what the folder renders.
+    workflow, ids = txt2img()
+    with_controlnet(workflow, ids, "tiny-cn")
+    from_folder = render(engine, workflow, ids)
+    workflow, ids = txt2img()
+    apply = with_controlnet(workflow, ids, "tiny-cn-diff.safetensors")
+    loader = workflow.nodes[apply].links["control_net"].node
+    workflow.remove_node(loader)
+    diff_loader = workflow.add_node("DiffControlNetLoader", {"control_net_name": "tiny-cn-diff.safetensors"}).id
+    workflow.connect(ids["loader"], "MODEL", diff_loader, "model")
+    workflow.connect(diff_loader, "CONTROL_NET", apply, "control_net")
+    assert (render(engine, workflow, ids) - from_folder).abs().max() < 1e-4
+
+
+def test_t2i_adapters_load_through_the_controlnet_loader(engine, model_root):
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(5)
+    adapter = T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=8,
+                         adapter_type="full_adapter")
+    adapter.save_pretrained(model_root / "controlnet" / "tiny-t2i")
+    base = render(engine, *txt2img())
+    workflow, ids = txt2img()
+    with_controlnet(workflow, ids, "tiny-t2i", strength=0.0)
+    assert torch.equal(render(engine, workflow, ids), base)
+    workflow, ids = txt2img()
+    with_controlnet(workflow, ids, "tiny-t2i", strength=1.0)
+    assert (render(engine, workflow, ids) - base).abs().mean() > 1e-4
+
+
+def test_shipped_controlnet_configs_mirror_the_unets_they_extend():
+    """The ControlNet's copy of the UNet encoder (time embedding, input convolution, down
+    blocks, middle block) has exactly the parameters of that part of the UNet."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from studio.runtime.checkpoints import CONFIGS_DIR
+
+    for family in ("sd15", "sdxl"):
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(CONFIGS_DIR / family / "unet"))
+            net = ControlNetModel.from_config(ControlNetModel.load_config(CONFIGS_DIR / f"controlnet-{family}"))
+        shared = ("time_embedding.", "conv_in.", "down_blocks.", "mid_block.", "add_embedding.")
+        unet_shapes = {k: v.shape for k, v in unet.state_dict().items() if k.startswith(shared)}
+        net_shapes = {k: v.shape for k, v in net.state_dict().items() if k.startswith(shared)}
+        assert net_shapes == unet_shapes, family
+    with torch.device("meta"):  # the published SD 1.5 ControlNets have 361.28M parameters
+        sd15 = ControlNetModel.from_config(ControlNetModel.load_config(CONFIGS_DIR / "controlnet-sd15"))
+    assert round(sum(p.numel() for p in sd15.parameters()) / 1e6, 2) == 361.28
