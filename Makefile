@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	# torch first, pinned, so pip takes the CPU wheel and not several GB of CUDA packages.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test]"
+	# spandrel (model upscalers) requires torchvision, which has no CPU build for this torch and
+	# which none of its upscaler architectures use: install it without its requirements
+	# (einops, the one it needs besides torch and numpy, is in pyproject.toml).
+	$(BIN)/pip install --quiet --no-deps "spandrel==0.4.2"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -125,9 +125,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if suffix in PICKLE_SUFFIXES:
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise ModelLoadError(path, "holds Python objects besides weights, which Seed Studio does not load "
-                                 f"(convert it to .safetensors): {error}") from None
+        except pickle.UnpicklingError:
+            # Refused by the weights-only unpickler: Python objects (code) besides tensors, a
+            # pickle protocol it does not read, or not a pickle at all. None of it is loaded.
+            raise ModelLoadError(path, "is not a plain-weights file: pickled .ckpt/.pth files are read only "
+                                 "when they hold nothing but weights (convert it to .safetensors)") from None
         except Exception as error:  # the weights-only unpickler raises many kinds on garbage
             raise ModelLoadError(path, f"damaged or not a PyTorch weights file ({type(error).__name__}: "
                                  f"{error})") from None

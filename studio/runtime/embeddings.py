@@ -34,8 +34,9 @@ def read_embedding_file(path: Path) -> dict[str, torch.Tensor]:
             raise ModelLoadError(path, f"damaged or not a safetensors file ({error})") from None
     try:
         data: Any = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ModelLoadError(path, f"holds Python objects besides weights, which are not loaded ({error})") from None
+    except pickle.UnpicklingError:
+        raise ModelLoadError(path, "is not a plain-weights file: pickled embeddings are read only when they "
+                             "hold nothing but weights and names (convert it to .safetensors)") from None
     except Exception as error:  # the weights-only unpickler raises many kinds on garbage
         raise ModelLoadError(path, f"damaged or not an embedding file ({type(error).__name__})") from None
     if isinstance(data, dict) and isinstance(data.get("string_to_param"), dict):

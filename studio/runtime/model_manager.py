@@ -25,6 +25,7 @@ from studio.runtime.controlnet import ControlNet, load_controlnet
 from studio.runtime.device import DevicePolicy
 from studio.runtime.embeddings import EmbeddingLibrary
 from studio.runtime.lora import WeightPatch
+from studio.runtime.upscale import UpscaleModel, load_upscale_model
 from studio.runtime.models import ModelFolders
 
 
@@ -98,6 +99,10 @@ class ModelManager:
         key = file_key(path / "config.json" if path.is_dir() else path)
         cache_key = f"controlnet:{key}:{base_key}" if base_unet is not None else f"controlnet:{key}"
         return self._cached(cache_key, lambda: load_controlnet(path, self.policy, key, base_unet))
+
+    def load_upscale_model(self, name: str) -> UpscaleModel:
+        path = self.resolve("upscale_models", name)
+        return self._cached("upscale:" + file_key(path), lambda: load_upscale_model(path, self.policy, file_key(path)))
 
     def load_lora(self, name: str) -> dict[str, torch.Tensor]:
         path = self.resolve("loras", name)

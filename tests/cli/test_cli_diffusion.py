@@ -48,6 +48,8 @@ EXAMPLES = {
                               "--set", "ControlNet.control_net_name=tiny-cn"],
     "hires_fix.json": ["--set", "First pass.steps=2", "--set", "Second pass.steps=2", "--set", "Size.width=64",
                        "--set", "Size.height=64"],
+    "hires_fix_model.json": ["--set", "First pass.steps=2", "--set", "Second pass.steps=2", "--set", "Size.width=64",
+                             "--set", "Size.height=64", "--set", "Upscaler.model_name=example-x4.safetensors"],
 }
 
 
@@ -61,6 +63,13 @@ def test_example_workflows_run_once_their_models_are_in_the_folders(tmp_path, co
         key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
         save_file({f"{key}.lora_down.weight": torch.randn(2, 32), f"{key}.lora_up.weight": torch.randn(32, 2)},
                   str(model_root / "loras" / "example-lora.safetensors"))
+    if name == "hires_fix_model.json":
+        from safetensors.torch import save_file
+
+        from tests.nodes.test_upscale import tiny_esrgan
+
+        (model_root / "upscale_models").mkdir(exist_ok=True)
+        save_file(tiny_esrgan(4), str(model_root / "upscale_models" / "example-x4.safetensors"))
     arguments = ["--set", f"Checkpoint.ckpt_name={checkpoint}", *EXAMPLES[name]]
     code, out, err = studio("--config", str(config), "render", str(WORKFLOWS_DIR / name),
                             "--out", str(tmp_path / "out"), *arguments)

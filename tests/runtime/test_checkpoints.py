@@ -128,7 +128,7 @@ def test_pickles_with_code_in_them_are_refused(tmp_path, capsys):
     path = tmp_path / "evil.ckpt"
     with open(path, "wb") as stream:
         pickle.dump({"state_dict": {"w": Payload()}}, stream)
-    with pytest.raises(ModelLoadError, match="evil.ckpt: holds Python objects besides weights"):
+    with pytest.raises(ModelLoadError, match="evil.ckpt: is not a plain-weights file"):
         read_state_dict(path)
     assert "this must never run" not in capsys.readouterr().out
 

@@ -1,0 +1,62 @@
+"""Upscaling images with a model (ESRGAN-family and other spandrel architectures)."""
+
+from __future__ import annotations
+
+import torch
+
+from studio.graph.sockets import IMAGE, STRING, UPSCALE_MODEL
+from studio.node_api import Input, NodeBase, Output
+from studio.runtime.services import model_manager
+from studio.runtime.upscale import UpscaleModel, upscale_tiled
+
+from nodes.loaders import check_model_file, model_file_fingerprint
+
+# ComfyUI's tiling for this node (its inputs carry no tile settings, so files stay compatible).
+TILE_SIZE, TILE_OVERLAP = 512, 32
+
+
+class UpscaleModelLoader(NodeBase):
+    """Loads an upscale model (ESRGAN, Real-ESRGAN, SwinIR, HAT, …; .pth or .safetensors)
+    from the upscale_models folder."""
+
+    type_name = "UpscaleModelLoader"
+    category = "loaders"
+    title = "Load Upscale Model"
+    inputs = (Input("model_name", STRING, default="", tooltip="file in the upscale_models folder"),)
+    outputs = (Output("UPSCALE_MODEL", UPSCALE_MODEL),)
+
+    @classmethod
+    def check(cls, values, settings):
+        return check_model_file("upscale_models", "model_name", values, settings)
+
+    @classmethod
+    def fingerprint(cls, values, settings):
+        return model_file_fingerprint("upscale_models", values.get("model_name", ""), settings)
+
+    def run(self, ctx, model_name: str):
+        return (model_manager(ctx.services).load_upscale_model(model_name),)
+
+
+class ImageUpscaleWithModel(NodeBase):
+    """Enlarges images by the model's factor (×2, ×4 …), in overlapping tiles so that even
+    very large results fit in memory; when the GPU runs out anyway, the tiles get smaller."""
+
+    type_name = "ImageUpscaleWithModel"
+    category = "image/upscaling"
+    title = "Upscale Image (using Model)"
+    inputs = (Input("upscale_model", UPSCALE_MODEL), Input("image", IMAGE))
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, upscale_model: UpscaleModel, image: torch.Tensor):
+        manager = model_manager(ctx.services)
+        tile_size, overlap = TILE_SIZE, TILE_OVERLAP
+        with manager.use(upscale_model.descriptor.model):
+            while True:
+                try:
+                    return (upscale_tiled(upscale_model, image, tile_size, overlap, ctx.progress),)
+                except torch.OutOfMemoryError:
+                    if tile_size <= 64:
+                        raise
+                    tile_size //= 2  # as ComfyUI does: retry with smaller tiles
+                    overlap = min(overlap, tile_size // 4)
+                    torch.cuda.empty_cache()
