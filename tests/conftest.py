@@ -48,6 +48,7 @@ def model_root(tmp_path_factory) -> Path:
         write_single_file(folder, checkpoints / f"{name}-single.safetensors")
     build_controlnet(checkpoints / "tiny-sd15", root / "controlnet" / "tiny-cn", seed=1)
     build_controlnet(checkpoints / "tiny-sd15", root / "controlnet" / "tiny-cn-2", seed=2)
+    build_controlnet(checkpoints / "tiny-sdxl", root / "controlnet" / "tiny-cn-xl", seed=3)
     return root
 
 

@@ -53,6 +53,23 @@ def _looks_like_controlnet(state_dict: dict[str, torch.Tensor]) -> bool:
                for k in state_dict)
 
 
+def _converted(state_dict: dict[str, torch.Tensor], config: Path) -> dict[str, torch.Tensor]:
+    """The original-layout ControlNet in diffusers' keys. diffusers' converter does the work
+    but (in 0.42) leaves out SDXL's size-conditioning embedding (``label_emb``), though its own
+    key table lists it; those four weights are carried over here."""
+    from diffusers import ControlNetModel
+    from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
+
+    converted = convert_controlnet_checkpoint(state_dict, ControlNetModel.load_config(str(config)))
+    for prefix in ("control_model.", ""):
+        for ldm, diffusers in (("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2")):
+            for kind in ("weight", "bias"):
+                source = f"{prefix}{ldm}.{kind}"
+                if source in state_dict and f"{diffusers}.{kind}" not in converted:
+                    converted[f"{diffusers}.{kind}"] = state_dict[source]
+    return converted
+
+
 def load_controlnet(path: Path, policy: DevicePolicy, key: str, base_unet: Any = None) -> ControlNet:
     """A ControlNet or T2I-Adapter: a diffusers folder, or a single file in the original or
     diffusers layout (SD 1.x and SDXL read with shipped configs; others need a config folder
@@ -88,7 +105,7 @@ def load_controlnet(path: Path, policy: DevicePolicy, key: str, base_unet: Any =
         raise ModelLoadError(path, f"is a ControlNet for a model Seed Studio ships no config for; put its "
                              f"diffusers config.json in {sidecar}/")
     try:
-        model = ControlNetModel.from_single_file(state_dict, config=str(config), **options)
+        model = ControlNetModel.from_single_file(_converted(state_dict, config), config=str(config), **options)
     except (ValueError, RuntimeError, KeyError) as error:
         raise ModelLoadError(path, f"does not fit the ControlNet architecture "
                              f"({str(error).splitlines()[0][:300]})") from None

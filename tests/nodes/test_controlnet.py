@@ -180,3 +180,27 @@ def test_shipped_controlnet_configs_mirror_the_unets_they_extend():
     with torch.device("meta"):  # the published SD 1.5 ControlNets have 361.28M parameters
         sd15 = ControlNetModel.from_config(ControlNetModel.load_config(CONFIGS_DIR / "controlnet-sd15"))
     assert round(sum(p.numel() for p in sd15.parameters()) / 1e6, 2) == 361.28
+
+
+def test_sdxl_controlnets_from_a_folder_and_an_original_layout_file(engine, model_root):
+    import shutil
+
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    from tests.ldm_layout import controlnet_to_ldm
+
+    folder = model_root / "controlnet" / "tiny-cn-xl"
+    single = model_root / "controlnet" / "tiny-cn-xl-single.safetensors"
+    save_file({k: v.contiguous() for k, v in controlnet_to_ldm(ControlNetModel.from_pretrained(folder)).items()},
+              str(single))
+    single.with_suffix("").mkdir(exist_ok=True)
+    shutil.copy(folder / "config.json", single.with_suffix("") / "config.json")
+    base = render(engine, *txt2img("tiny-sdxl"))
+    images = []
+    for name in ("tiny-cn-xl", "tiny-cn-xl-single.safetensors"):
+        workflow, ids = txt2img("tiny-sdxl")
+        with_controlnet(workflow, ids, name)
+        images.append(render(engine, workflow, ids))
+    assert (images[0] - base).abs().mean() > 1e-4
+    assert (images[0] - images[1]).abs().max() < 1e-5
