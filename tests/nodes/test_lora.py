@@ -170,3 +170,29 @@ def test_sdxl_loras_in_peft_and_ldm_named_kohya_layouts_patch_the_same_layers(en
     workflow, ids = txt2img("tiny-sdxl")
     with_lora(workflow, ids, "xl.safetensors")
     assert (render(engine, workflow, ids) - base).abs().mean() > 1e-4
+
+
+def test_sd1_peft_keys_patch_what_the_kohya_keys_patch(engine, model_root):
+    state = write_kohya_sd1(engine, model_root / "loras" / "kohya.safetensors")
+    peft = {}
+    for name in SD1_UNET:
+        key = "lora_unet_" + name.replace(".", "_")
+        peft[f"unet.{name}.lora_A.weight"] = state[f"{key}.lora_down.weight"]
+        peft[f"unet.{name}.lora_B.weight"] = state[f"{key}.lora_up.weight"]
+        peft[f"unet.{name}.alpha"] = state[f"{key}.alpha"]
+    key = "lora_te_" + SD1_TEXT.replace(".", "_")
+    peft[f"text_encoder.{SD1_TEXT}.lora_A.weight"] = state[f"{key}.lora_down.weight"]
+    peft[f"text_encoder.{SD1_TEXT}.lora_B.weight"] = state[f"{key}.lora_up.weight"]
+    save_file(peft, str(model_root / "loras" / "peft.safetensors"))
+    checkpoint = engine.services["models"].load_checkpoint("tiny-sd15")
+    arguments = (checkpoint.model.unet, checkpoint.clip.encoders, "sd15", 1.0, 1.0)
+    from_kohya, _ = read_patches(state, *arguments)
+    from_peft, report = read_patches(peft, *arguments)
+    assert report.matched == 4 and not report.ignored
+    assert [(p.target, p.module, p.alpha) for p in from_peft] == [(p.target, p.module, p.alpha) for p in from_kohya]
+    images = []
+    for name in ("kohya.safetensors", "peft.safetensors"):
+        workflow, ids = txt2img()
+        with_lora(workflow, ids, name)
+        images.append(render(engine, workflow, ids))
+    assert torch.equal(images[0], images[1])
