@@ -12,17 +12,16 @@ import itertools
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunReport, RunStarted
 from studio.engine.events import Event
 from studio.fileio import atomic_write_text
-from studio.graph import GraphEditError, Workflow, WorkflowFormatError, dumps
+from studio.graph import Workflow, WorkflowFormatError, dumps
 from studio.graph.comfy import to_comfy_api, to_comfy_ui
 from studio.graph.files import open_workflow
-from studio.graph.sockets import BOOLEAN, FLOAT, INT
+from studio.overrides import Override, OverrideError, parse_set, parse_sweep
 from studio.registry import Registry, build_registry
 from studio.runtime.models import ModelFolders, missing_models
 from studio.runtime.services import create_services
@@ -33,108 +32,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class CommandError(Exception):
     """A problem with what was asked on the command line; printed without a traceback."""
-
-
-@dataclass(frozen=True)
-class Override:
-    """``NODE.INPUT=VALUE`` resolved to a node id and a typed value."""
-
-    node_id: str
-    input: str
-    value: Any
-    label: str  # as the user wrote NODE.INPUT
-
-    def apply(self, workflow: Workflow) -> None:
-        workflow.set_value(self.node_id, self.input, self.value)
-
-
-def _parse_scalar(text: str, input_type: str, where: str) -> Any:
-    try:
-        if input_type == INT:
-            return int(text, 0)
-        if input_type == FLOAT:
-            return float(text)
-    except ValueError:
-        kind = "a whole number" if input_type == INT else "a number"
-        raise CommandError(f"{where}: expected {kind}, got {text!r}") from None
-    if input_type == BOOLEAN:
-        lowered = text.strip().lower()
-        if lowered in ("true", "1", "yes", "on"):
-            return True
-        if lowered in ("false", "0", "no", "off"):
-            return False
-        raise CommandError(f"{where}: expected true or false, got {text!r}")
-    return text
-
-
-def _split_assignment(text: str, option: str) -> tuple[str, str, str]:
-    target, separator, value = text.partition("=")
-    node_reference, dot, input_name = target.rpartition(".")
-    if not separator or not dot or not node_reference or not input_name:
-        raise CommandError(f"{option} {text!r}: expected NODE.INPUT=VALUE (NODE is an id or a unique title)")
-    return node_reference, input_name, value
-
-
-def _resolve_target(workflow: Workflow, registry: Registry, node_reference: str, input_name: str,
-                    where: str) -> tuple[str, str]:
-    try:
-        node = workflow.find_node(node_reference)
-    except GraphEditError as error:
-        raise CommandError(f"{where}: {error}") from None
-    cls = registry.get(node.type)
-    if cls is None:
-        raise CommandError(f"{where}: node #{node.id} is of the unknown type {node.type!r}")
-    spec = cls.spec().input(input_name)
-    if spec is None or not spec.has_widget:
-        fields = ", ".join(s.name for s in cls.inputs if s.has_widget) or "none"
-        raise CommandError(f"{where}: {node.type} has no field {input_name!r} (its fields: {fields})")
-    if input_name in node.links:
-        source = node.links[input_name]
-        raise CommandError(f"{where}: {input_name} of node #{node.id} is wired from node #{source.node}; "
-                           f"set the value on that node instead")
-    return node.id, spec.type
-
-
-def parse_set(workflow: Workflow, registry: Registry, text: str) -> Override:
-    node_reference, input_name, raw = _split_assignment(text, "--set")
-    node_id, input_type = _resolve_target(workflow, registry, node_reference, input_name, f"--set {text}")
-    label = f"{node_reference}.{input_name}"
-    return Override(node_id, input_name, _parse_scalar(raw, input_type, f"--set {text}"), label)
-
-
-def _split_values(raw: str) -> list[str]:
-    # Commas separate values; "\," keeps a comma inside a text value.
-    values, current, escaped = [], [], False
-    for character in raw:
-        if escaped:
-            current.append(character)
-            escaped = False
-        elif character == "\\":
-            escaped = True
-        elif character == ",":
-            values.append("".join(current))
-            current = []
-        else:
-            current.append(character)
-    values.append("".join(current))
-    return values
-
-
-def parse_sweep(workflow: Workflow, registry: Registry, text: str) -> list[Override]:
-    """``NODE.INPUT=V1,V2,…`` (or ``A..B`` for a range of whole numbers) as one override each."""
-    node_reference, input_name, raw = _split_assignment(text, "--sweep")
-    where = f"--sweep {text}"
-    node_id, input_type = _resolve_target(workflow, registry, node_reference, input_name, where)
-    label = f"{node_reference}.{input_name}"
-    if input_type == INT and ".." in raw and "," not in raw:
-        low, _, high = raw.partition("..")
-        start, stop = _parse_scalar(low, INT, where), _parse_scalar(high, INT, where)
-        if stop < start or stop - start >= 1_000_000:
-            raise CommandError(f"{where}: expected a range LOW..HIGH of at most a million values")
-        values = list(range(start, stop + 1))
-    else:
-        values = [_parse_scalar(item, input_type, where) for item in _split_values(raw)]
-    return [Override(node_id, input_name, value, label) for value in values]
 
 
 class ProgressPrinter:
@@ -335,6 +232,80 @@ def command_nodes(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     return EXIT_OK
 
 
+def _batch_line(progress: Any) -> str:
+    eta = progress.eta_seconds()
+    eta_text = f"ETA {int(eta // 60)}:{int(eta % 60):02d}" if eta is not None else "ETA –"
+    return (f"{progress.done + progress.skipped}/{progress.total} jobs ({progress.failed} failed, "
+            f"{progress.skipped} already done), {progress.per_minute():.1f} images/min, {eta_text}")
+
+
+def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+    import time
+
+    from studio.batch import BatchProgress, Manifest, build_jobs, order_jobs, pending_jobs, read_params, render_job
+    from studio.batch import IMAGE_SUFFIXES, render_in_worker, start_worker
+
+    settings = _load_settings(args)
+    registry = _registry(settings, stderr)
+    workflow = _load_workflow(args.workflow, registry, stderr)
+    rows = read_params(Path(args.params)) if args.params else []
+    images: list[Path] = []
+    if args.images:
+        folder = Path(args.images)
+        if not folder.is_dir():
+            raise CommandError(f"--images {folder}: not a folder")
+        images = [path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES]
+        if not images:
+            raise CommandError(f"--images {folder}: no image files in it")
+    jobs = order_jobs(workflow, build_jobs(
+        workflow, registry, rows, [parse_set(workflow, registry, text) for text in args.set or []],
+        [parse_sweep(workflow, registry, text) for text in args.sweep or []], images,
+        Path(args.params).name if args.params else "params"))
+    output = settings.output_dir
+    manifest = Manifest(output)
+    if manifest.path.exists() and not args.resume:
+        raise CommandError(f"{manifest.path} exists: pass --resume to continue that batch, or choose another --out")
+    todo = pending_jobs(jobs, manifest, output, args.resume)
+    progress = BatchProgress(total=len(jobs), skipped=len(jobs) - len(todo), began=time.perf_counter())
+
+    def finished(record: dict[str, Any]) -> None:
+        manifest.append(record)
+        progress.done += 1
+        progress.rendered += len(record["outputs"])
+        if record["status"] != "ok":
+            progress.failed += 1
+            stderr.write(f"job {record['job']} {record['overrides']}: {record.get('error', record['status'])}\n")
+        if args.json:
+            stdout.write(json.dumps(record, default=str) + "\n")
+            stdout.flush()
+        stderr.write(("\r" if stderr.isatty() else "") + _batch_line(progress) + ("" if stderr.isatty() else "\n"))
+        stderr.flush()
+
+    if args.workers > 1 and len(todo) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=start_worker,
+                                 initargs=(dumps(workflow), settings)) as pool:
+            futures = [pool.submit(render_in_worker, job) for job in todo]
+            for future in as_completed(futures):
+                finished(future.result())
+    else:
+        engine = Engine(registry, settings, services=create_services(settings))
+        for job in todo:
+            finished(render_job(engine, workflow, registry, job))
+    if stderr.isatty():
+        stderr.write("\n")
+    summary = {"jobs": len(jobs), "rendered": progress.done, "already_done": progress.skipped,
+               "failed": progress.failed, "manifest": str(manifest.path)}
+    if args.json:
+        stdout.write(json.dumps({"summary": summary}) + "\n")
+    else:
+        stdout.write(f"{progress.done} jobs rendered, {progress.skipped} already done, {progress.failed} failed; "
+                     f"manifest: {manifest.path}\n")
+    return EXIT_FAILED if progress.failed else EXIT_OK
+
+
 CONVERSIONS = {"native": "Seed Studio JSON", "comfy": "ComfyUI UI-format JSON", "comfy-api": "ComfyUI API prompt"}
 
 
@@ -381,6 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     validate_command.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     validate_command.set_defaults(handler=command_validate)
 
+    batch = commands.add_parser("batch", help="render a workflow many times from a params file, sweeps or "
+                                "a folder of images; resumable")
+    batch.add_argument("workflow")
+    batch.add_argument("--params", help="CSV (columns) or JSONL (keys) of NODE.INPUT values, one job per row")
+    batch.add_argument("--out", help="output folder (holds the images and manifest.jsonl)")
+    batch.add_argument("--set", action="append", metavar="NODE.INPUT=VALUE", help="as in studio render")
+    batch.add_argument("--sweep", action="append", metavar="NODE.INPUT=V1,V2,…", help="as in studio render")
+    batch.add_argument("--images", metavar="DIR", help="one job per image file, fed to the LoadImage node")
+    batch.add_argument("--resume", action="store_true", help="continue a batch in --out, skipping finished jobs")
+    batch.add_argument("--workers", type=int, default=1, help="local worker processes (each loads models once)")
+    batch.add_argument("--json", action="store_true", help="a JSON line per finished job on stdout")
+    batch.set_defaults(handler=command_batch)
+
     convert = commands.add_parser("convert", help="convert between Seed Studio and ComfyUI workflow formats")
     convert.add_argument("input", help="workflow: Seed Studio or ComfyUI JSON, or a PNG that carries one")
     convert.add_argument("output", help="file to write")
@@ -405,7 +389,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         return EXIT_OK
     try:
         return args.handler(args, stdout, stderr)
-    except CommandError as error:
+    except (CommandError, OverrideError) as error:
         stderr.write(f"studio {args.command}: {error}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

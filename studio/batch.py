@@ -1,0 +1,239 @@
+"""Batch rendering: one saved graph, many jobs, crash-safe.
+
+Jobs come from a params file (CSV columns or JSONL keys ``NODE.INPUT``), sweeps, ``--set``
+and a folder of input images. They are ordered so that jobs differing only late in the graph
+run one after another (the engine's cache then reuses everything upstream), each finished job
+is appended to ``manifest.jsonl`` and flushed to disk before the next starts, and every image
+a job saves carries the job's id in its name. After a crash or Ctrl+C, ``--resume`` skips the
+finished jobs; a job the crash cut off may have left some of its images, which are removed
+before it runs again (same seed, same images), so every job ends with exactly one set.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from studio.engine import Engine
+from studio.graph import Workflow
+from studio.graph.model import NodeMode
+from studio.overrides import Override, OverrideError, parse_scalar, resolve_target, split_assignment
+from studio.registry import Registry
+
+MANIFEST = "manifest.jsonl"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One render: the overrides it applies, and an id that names it across runs."""
+
+    overrides: tuple[Override, ...]
+
+    @property
+    def key(self) -> str:
+        material = json.dumps([[o.node_id, o.input, o.value] for o in self.overrides], sort_keys=True, default=str)
+        return hashlib.sha1(material.encode()).hexdigest()[:12]
+
+    def labels(self) -> dict[str, Any]:
+        return {override.label: override.value for override in self.overrides}
+
+
+def read_params(path: Path) -> list[dict[str, Any]]:
+    """Rows of ``{"NODE.INPUT": value}`` from a CSV (text cells) or JSONL (typed values) file."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as error:
+                raise OverrideError(f"{path.name} line {number}: not JSON ({error})") from None
+            if not isinstance(row, dict):
+                raise OverrideError(f"{path.name} line {number}: expected an object of NODE.INPUT keys")
+            rows.append(row)
+        return rows
+    return [dict(row) for row in csv.DictReader(io.StringIO(text))]
+
+
+def _override(workflow: Workflow, registry: Registry, label: str, value: Any, where: str) -> Override:
+    node_reference, input_name, _ = split_assignment(f"{label}=", where)
+    node_id, input_type = resolve_target(workflow, registry, node_reference, input_name, where)
+    if isinstance(value, str):
+        value = parse_scalar(value, input_type, where)
+    return Override(node_id, input_name, value, label)
+
+
+def image_node(workflow: Workflow) -> str:
+    loaders = [node.id for node in workflow.nodes.values() if node.type == "LoadImage" and node.mode is NodeMode.NORMAL]
+    if len(loaders) != 1:
+        raise OverrideError(f"--images needs exactly one LoadImage node to feed; this workflow has {len(loaders)}")
+    return loaders[0]
+
+
+def build_jobs(workflow: Workflow, registry: Registry, rows: Iterable[dict[str, Any]] = (),
+               fixed: Iterable[Override] = (), sweeps: Iterable[list[Override]] = (),
+               images: Iterable[Path] = (), source: str = "params") -> list[Job]:
+    """Every combination of a params row, one value of each sweep and an input image."""
+    row_overrides = [[_override(workflow, registry, label, value, f"{source} row {index + 1}, {label}")
+                      for label, value in row.items() if value not in (None, "")]
+                     for index, row in enumerate(rows)] or [[]]
+    image_list = sorted(Path(p) for p in images)
+    image_overrides = [[]]
+    if image_list:
+        node_id = image_node(workflow)
+        image_overrides = [[Override(node_id, "image", str(path.resolve()), f"{node_id}.image")]
+                           for path in image_list]
+    jobs = []
+    for row, image, combination in itertools.product(row_overrides, image_overrides, itertools.product(*sweeps)):
+        jobs.append(Job((*fixed, *row, *image, *combination)))
+    return jobs
+
+
+def order_jobs(workflow: Workflow, jobs: list[Job]) -> list[Job]:
+    """Jobs sharing their upstream values next to each other, so the cache serves them."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(workflow.nodes)
+    graph.add_edges_from((link.source, link.target) for link in workflow.links() if link.source in workflow.nodes)
+    try:
+        rank = {node_id: index for index, node_id in enumerate(nx.topological_sort(graph))}
+    except nx.NetworkXUnfeasible:
+        return jobs
+
+    def sort_key(job: Job) -> list[tuple[int, str, str]]:
+        return sorted((rank.get(o.node_id, 0), o.input, json.dumps(o.value, default=str)) for o in job.overrides)
+
+    return sorted(jobs, key=sort_key)
+
+
+class Manifest:
+    """``manifest.jsonl`` in the output folder: one line per finished job, on disk before the
+    next job starts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / MANIFEST
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The last record of each job (a torn last line from a crash is ignored)."""
+        found: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and isinstance(record.get("job"), str):
+                    found[record["job"]] = record
+        return found
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(record, default=str) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+
+
+def tag_outputs(workflow: Workflow, registry: Registry, key: str) -> None:
+    """Give every save node's file names the job id, so a job's images can be found again."""
+    for node in workflow.nodes.values():
+        cls = registry.get(node.type)
+        if cls is not None and cls.spec().input("filename_prefix") is not None:
+            prefix = node.values.get("filename_prefix") or cls.spec().input("filename_prefix").default
+            workflow.set_value(node.id, "filename_prefix", f"{prefix}-{key}")
+
+
+def job_outputs(folder: Path, key: str) -> list[Path]:
+    """Images a job saved (its id is in their names)."""
+    return sorted(folder.rglob(f"*-{key}_*_.png"))
+
+
+def render_job(engine: Engine, workflow: Workflow, registry: Registry, job: Job) -> dict[str, Any]:
+    """Run one job; the manifest record of what happened (errors included, never raised)."""
+    began = time.perf_counter()
+    graph = workflow.copy()
+    for override in job.overrides:
+        override.apply(graph)
+    tag_outputs(graph, registry, job.key)
+    report = engine.run(graph)
+    record: dict[str, Any] = {"job": job.key, "overrides": job.labels(), "status": report.status,
+                              "outputs": [str(path) for _, path in report.files],
+                              "seconds": round(time.perf_counter() - began, 3)}
+    if report.problems:
+        record["error"] = "; ".join(str(problem) for problem in report.problems)
+    elif report.errors:
+        record["error"] = "; ".join(str(error) for error in report.errors)
+    return record
+
+
+@dataclass
+class BatchProgress:
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    began: float = 0.0
+    rendered: int = 0
+
+    def per_minute(self) -> float:
+        elapsed = time.perf_counter() - self.began
+        return self.rendered / elapsed * 60 if elapsed > 0 and self.rendered else 0.0
+
+    def eta_seconds(self) -> float | None:
+        rate = self.per_minute()
+        remaining = self.total - self.done - self.skipped
+        return remaining / rate * 60 if rate else None
+
+
+def pending_jobs(jobs: list[Job], manifest: Manifest, output: Path, resume: bool) -> list[Job]:
+    """The jobs still to render. On resume, finished jobs are skipped; an unfinished job's
+    leftover images (the crash came between its saves and its manifest line) are removed
+    so that running it again does not leave two copies."""
+    if not resume:
+        return list(jobs)
+    records = manifest.records()
+    pending = []
+    for job in jobs:
+        record = records.get(job.key)
+        if record is not None and record.get("status") == "ok":
+            continue
+        for leftover in job_outputs(output, job.key):
+            leftover.unlink()
+        pending.append(job)
+    return pending
+
+
+# -- worker processes ---------------------------------------------------------------------
+_worker: dict[str, Any] = {}
+
+
+def start_worker(workflow_text: str, settings: Any) -> None:
+    """Runs once in each worker process: its own registry, models and cache, kept for all
+    the jobs it is given."""
+    import gc
+
+    from studio.graph import loads
+    from studio.registry import build_registry
+    from studio.runtime.services import create_services
+
+    registry = build_registry(settings.plugin_dirs)
+    gc.freeze()
+    _worker.update(workflow=loads(workflow_text), registry=registry,
+                   engine=Engine(registry, settings, services=create_services(settings)))
+
+
+def render_in_worker(job: Job) -> dict[str, Any]:
+    return render_job(_worker["engine"], _worker["workflow"], _worker["registry"], job)
