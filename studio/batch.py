@@ -220,9 +220,8 @@ def pending_jobs(jobs: list[Job], manifest: Manifest, output: Path, resume: bool
 _worker: dict[str, Any] = {}
 
 
-def start_worker(workflow_text: str, settings: Any) -> None:
-    """Runs once in each worker process: its own registry, models and cache, kept for all
-    the jobs it is given."""
+def make_worker(workflow_text: str, settings: Any) -> dict[str, Any]:
+    """What a worker keeps for all the jobs it is given: its own registry, models and cache."""
     import gc
 
     from studio.graph import loads
@@ -231,9 +230,98 @@ def start_worker(workflow_text: str, settings: Any) -> None:
 
     registry = build_registry(settings.plugin_dirs)
     gc.freeze()
-    _worker.update(workflow=loads(workflow_text), registry=registry,
-                   engine=Engine(registry, settings, services=create_services(settings)))
+    return {"workflow": loads(workflow_text), "registry": registry,
+            "engine": Engine(registry, settings, services=create_services(settings))}
+
+
+def start_worker(workflow_text: str, settings: Any) -> None:
+    """Runs once in each local worker process."""
+    _worker.update(make_worker(workflow_text, settings))
 
 
 def render_in_worker(job: Job) -> dict[str, Any]:
     return render_job(_worker["engine"], _worker["workflow"], _worker["registry"], job)
+
+
+# -- Ray ----------------------------------------------------------------------------------
+def render_and_collect(engine: Engine, workflow: Workflow, registry: Registry, job: Job,
+                       scratch: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Render a job into a scratch folder and hand back the images' bytes, so a driver on
+    another machine can write them (no shared disk needed)."""
+    record = render_job(engine, workflow, registry, job)
+    images: dict[str, bytes] = {}
+    for name in record["outputs"]:
+        path = Path(name)
+        images[path.relative_to(scratch).as_posix()] = path.read_bytes()
+        path.unlink()
+    return record, images
+
+
+def store_images(record: dict[str, Any], images: dict[str, bytes], output: Path) -> dict[str, Any]:
+    """Write a remote job's images into the output folder (never over an existing file)."""
+    from studio.fileio import write_new_file
+
+    written = []
+    for relative, data in sorted(images.items()):
+        target = output / relative
+        stem, counter = target.stem.rsplit("_", 2)[0], 1
+        while not write_new_file(target, data):  # a name taken by another job's image
+            counter += 1
+            target = target.with_name(f"{stem}_{counter:05d}_.png")
+        written.append(str(target))
+    return {**record, "outputs": written}
+
+
+def run_on_ray(address: str | None, workflow_text: str, settings: Any, jobs: list[Job],
+               finished: Any, actors: int | None = None) -> None:
+    """Render ``jobs`` on Ray actors that each keep their models loaded (one per GPU where
+    the cluster has GPUs). A job whose actor dies is given to another, new actor; results
+    reach ``finished`` in the order they complete."""
+    import ray
+
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    count = actors or gpus or 1
+    resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+
+    @ray.remote(max_restarts=0, **resources)
+    class RenderActor:
+        def __init__(self, text: str, actor_settings: Any) -> None:
+            import tempfile
+
+            self.scratch = Path(tempfile.mkdtemp(prefix="seed-studio-ray-"))
+            self.worker = make_worker(text, actor_settings.replace(output_dir=self.scratch))
+
+        def render(self, job: Job) -> tuple[dict[str, Any], dict[str, bytes]]:
+            worker = self.worker
+            return render_and_collect(worker["engine"], worker["workflow"], worker["registry"], job, self.scratch)
+
+    created = itertools.count()
+
+    def new_actor() -> Any:
+        return RenderActor.options(name=f"seed-studio-render-{next(created)}").remote(workflow_text, settings)
+
+    queue = list(reversed(jobs))
+    idle = [new_actor() for _ in range(min(count, len(jobs)))]
+    running: dict[Any, tuple[Any, Job]] = {}
+    while queue or running:
+        while queue and idle:
+            actor = idle.pop()
+            job = queue.pop()
+            running[actor.render.remote(job)] = (actor, job)
+        done, _ = ray.wait(list(running), num_returns=1)
+        actor, job = running.pop(done[0])
+        try:
+            record, images = ray.get(done[0])
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+            queue.append(job)  # the actor died with it: the job goes to a fresh one
+            idle.append(new_actor())
+            continue
+        finished(store_images(record, images, settings.output_dir))
+        idle.append(actor)
+    for actor in idle:
+        ray.kill(actor)

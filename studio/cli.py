@@ -283,7 +283,16 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
         stderr.write(("\r" if stderr.isatty() else "") + _batch_line(progress) + ("" if stderr.isatty() else "\n"))
         stderr.flush()
 
-    if args.workers > 1 and len(todo) > 1:
+    if args.ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise CommandError("Ray is not installed; install it with: pip install '.[ray]'") from None
+        from studio.batch import run_on_ray
+
+        run_on_ray(args.ray, dumps(workflow), settings, todo, finished,
+                   actors=args.workers if args.workers > 1 else None)
+    elif args.workers > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=start_worker,
                                  initargs=(dumps(workflow), settings)) as pool:
@@ -362,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--images", metavar="DIR", help="one job per image file, fed to the LoadImage node")
     batch.add_argument("--resume", action="store_true", help="continue a batch in --out, skipping finished jobs")
     batch.add_argument("--workers", type=int, default=1, help="local worker processes (each loads models once)")
+    batch.add_argument("--ray", metavar="ADDRESS", help="run the jobs on a Ray cluster: 'auto', an address, or "
+                       "'local' to start one here (actors keep models loaded, one per GPU)")
     batch.add_argument("--json", action="store_true", help="a JSON line per finished job on stdout")
     batch.set_defaults(handler=command_batch)
 
