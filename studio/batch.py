@@ -220,7 +220,7 @@ def pending_jobs(jobs: list[Job], manifest: Manifest, output: Path, resume: bool
 _worker: dict[str, Any] = {}
 
 
-def make_worker(workflow_text: str, settings: Any) -> dict[str, Any]:
+def make_worker(workflow_text: str, settings: Any, policy: Any = None) -> dict[str, Any]:
     """What a worker keeps for all the jobs it is given: its own registry, models and cache."""
     import gc
 
@@ -231,12 +231,25 @@ def make_worker(workflow_text: str, settings: Any) -> dict[str, Any]:
     registry = build_registry(settings.plugin_dirs)
     gc.freeze()
     return {"workflow": loads(workflow_text), "registry": registry,
-            "engine": Engine(registry, settings, services=create_services(settings))}
+            "engine": Engine(registry, settings, services=create_services(settings, policy))}
 
 
-def start_worker(workflow_text: str, settings: Any) -> None:
-    """Runs once in each local worker process."""
-    _worker.update(make_worker(workflow_text, settings))
+def start_worker(workflow_text: str, settings: Any, counter: Any = None, workers: int = 1) -> None:
+    """Runs once in each local worker process: worker i takes GPU i (when there are several)
+    and its share of the CPU threads, so workers do not fight over one device."""
+    import torch
+
+    from studio.runtime.device import DevicePolicy
+
+    index = 0
+    if counter is not None:
+        with counter.get_lock():
+            index, counter.value = counter.value, counter.value + 1
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    policy = None
+    if torch.cuda.device_count() > 1:
+        policy = DevicePolicy.detect(prefer=f"cuda:{index % torch.cuda.device_count()}", low_vram=settings.low_vram)
+    _worker.update(make_worker(workflow_text, settings, policy))
 
 
 def render_in_worker(job: Job) -> dict[str, Any]:

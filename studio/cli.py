@@ -294,8 +294,9 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
                    actors=args.workers if args.workers > 1 else None)
     elif args.workers > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
+        counter = context.Value("i", 0)
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=start_worker,
-                                 initargs=(dumps(workflow), settings)) as pool:
+                                 initargs=(dumps(workflow), settings, counter, args.workers)) as pool:
             futures = [pool.submit(render_in_worker, job) for job in todo]
             for future in as_completed(futures):
                 finished(future.result())
