@@ -316,6 +316,20 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     return EXIT_FAILED if progress.failed else EXIT_OK
 
 
+def command_screenshot(arguments: list[str], stdout: TextIO, stderr: TextIO) -> int:
+    parser = argparse.ArgumentParser(prog="studio --screenshot",
+                                     description="write a PNG of the main window showing a workflow, then exit")
+    parser.add_argument("target", help="PNG file to write")
+    parser.add_argument("workflow", nargs="?", help="workflow to show (default: workflows/default.json)")
+    parser.add_argument("--scale", type=float, default=1.0, help="device pixel ratio, e.g. 2 for HiDPI")
+    args = parser.parse_args(arguments)
+    from studio.app.main import screenshot
+
+    path = screenshot(Path(args.target), Path(args.workflow) if args.workflow else None, args.scale)
+    stdout.write(f"{path}\n")
+    return EXIT_OK
+
+
 CONVERSIONS = {"native": "Seed Studio JSON", "comfy": "ComfyUI UI-format JSON", "comfy-api": "ComfyUI API prompt"}
 
 
@@ -341,8 +355,9 @@ def command_convert(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="studio", description="Seed Studio: node-graph image generation. "
-        "With no command, the desktop app will open (coming with the app); for now this help.")
+        prog="studio", description="Seed Studio: node-graph image generation. With no command (or just a "
+        "workflow file) the desktop app opens; studio --screenshot FILE.png [WORKFLOW] [--scale 2] writes a "
+        "picture of it.")
     parser.add_argument("--config", help="settings file to use instead of the user's settings.json")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -394,8 +409,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["--screenshot"]:
+        return command_screenshot(arguments[1:], stdout, stderr)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if not arguments or (len(arguments) == 1 and arguments[0].endswith((".json", ".png"))
+                         and Path(arguments[0]).is_file()):
+        from studio.app.main import run_app
+
+        return run_app(Path(arguments[0]) if arguments else None)
+    args = parser.parse_args(arguments)
     if args.command is None:
         parser.print_help(stdout)
         return EXIT_OK

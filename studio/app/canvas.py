@@ -1,0 +1,419 @@
+"""The node canvas: a QGraphicsScene that draws the workflow and edits it through commands.
+
+Fields are painted, not real widgets (a widget per field costs about 1 ms a node and slows
+repaints); titles and labels are skipped when zoomed far out. Wires are drawn while dragged
+from an output and checked with the graph layer's ``can_connect`` when dropped: a refused
+wire says why in a tooltip.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QUndoStack
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsScene,
+    QGraphicsSceneMouseEvent,
+    QGraphicsView,
+    QStyleOptionGraphicsItem,
+    QToolTip,
+    QWidget,
+)
+
+from studio.app import theme
+from studio.app.commands import Connect, MoveNodes
+from studio.graph import Workflow, can_connect
+from studio.graph.model import NodeMode
+from studio.graph.sockets import SOCKET_COLOURS
+from studio.registry import Registry
+
+NODE_WIDTH = 230.0
+TITLE_HEIGHT = 26.0
+ROW_HEIGHT = 20.0
+PORT_RADIUS = 5.0
+# Below this zoom, text is not drawn (it would be unreadable and is the costliest part).
+DETAIL_ZOOM = 0.45
+
+
+class NodeItem(QGraphicsItem):
+    """One node: title bar, input rows on the left, outputs on the right, painted fields."""
+
+    def __init__(self, scene: CanvasScene, node_id: str) -> None:
+        super().__init__()
+        self.canvas = scene
+        self.node_id = node_id
+        self.status = ""
+        self.progress = 0.0
+        self.message = ""
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
+                      | QGraphicsItem.ItemSendsGeometryChanges)
+        self.setZValue(1)
+        self.refresh()
+
+    # -- layout ------------------------------------------------------------------------
+    @property
+    def node(self):
+        return self.canvas.workflow.nodes[self.node_id]
+
+    def rows(self) -> tuple[list[tuple[str, str, bool]], list[tuple[str, str]]]:
+        cls = self.canvas.registry.get(self.node.type)
+        if cls is None:  # a placeholder: show what the file says it had
+            inputs = [(name, "*", False) for name in self.node.links] + \
+                     [(name, "*", True) for name in self.node.values if name not in self.node.links]
+            return inputs, []
+        inputs = [(spec.name, spec.type, spec.has_widget) for spec in cls.inputs]
+        outputs = [(spec.name, spec.type) for spec in cls.outputs]
+        return inputs, outputs
+
+    def refresh(self) -> None:
+        self.prepareGeometryChange()
+        inputs, outputs = self.rows()
+        # Socket rows first (wired inputs on the left, outputs on the right), then the
+        # fields, one a row, as ComfyUI lays nodes out.
+        self.sockets = [row for row in inputs if not row[2] or row[0] in self.node.links]
+        self.fields = [row for row in inputs if row[2] and row[0] not in self.node.links]
+        self.inputs, self.outputs = inputs, outputs
+        self.socket_rows = max(len(self.sockets), len(outputs))
+        self.height = TITLE_HEIGHT + ROW_HEIGHT * max(self.socket_rows + len(self.fields), 1) + 10
+        self.setPos(*self.node.position)
+        self.setToolTip(self.message or (self.canvas.registry.get(self.node.type).help_text()
+                                         if self.canvas.registry.get(self.node.type) else
+                                         f"{self.node.type}: a node type Seed Studio does not have"))
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-PORT_RADIUS - 1, -1, NODE_WIDTH + 2 * PORT_RADIUS + 2, self.height + 2)
+
+    def input_row(self, name: str) -> int:
+        sockets = [row[0] for row in self.sockets]
+        if name in sockets:
+            return sockets.index(name)
+        fields = [row[0] for row in self.fields]
+        return self.socket_rows + (fields.index(name) if name in fields else 0)
+
+    def input_position(self, name: str) -> QPointF:
+        return self.mapToScene(QPointF(0, TITLE_HEIGHT + ROW_HEIGHT * (self.input_row(name) + 0.5)))
+
+    def output_position(self, name: str) -> QPointF:
+        names = [row[0] for row in self.outputs]
+        index = names.index(name) if name in names else 0
+        return self.mapToScene(QPointF(NODE_WIDTH, TITLE_HEIGHT + ROW_HEIGHT * (index + 0.5)))
+
+    def port_at(self, scene_point: QPointF) -> tuple[str, str] | None:
+        """("input"|"output", name) of the port under a scene point."""
+        for kind, rows, position in (("output", self.outputs, self.output_position),
+                                     ("input", self.sockets + self.fields, self.input_position)):
+            for row in rows:
+                if (position(row[0]) - scene_point).manhattanLength() <= PORT_RADIUS * 2.5:
+                    return kind, row[0]
+        return None
+
+    # -- painting ----------------------------------------------------------------------
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        node = self.node
+        detail = option.levelOfDetailFromTransform(painter.worldTransform()) >= DETAIL_ZOOM
+        body = QRectF(0, 0, NODE_WIDTH, self.height)
+        faded = node.mode is not NodeMode.NORMAL
+        painter.setOpacity(0.45 if faded else 1.0)
+        painter.setPen(QPen(theme.SELECTED if self.isSelected() else theme.NODE_BORDER, 2 if self.isSelected() else 1))
+        painter.setBrush(theme.NODE_BODY)
+        painter.drawRoundedRect(body, 6, 6)
+        title = QRectF(0, 0, NODE_WIDTH, TITLE_HEIGHT)
+        painter.setBrush(QColor(node.color) if node.color else theme.NODE_TITLE)
+        painter.setPen(Qt.NoPen)
+        painter.drawRoundedRect(title, 6, 6)
+        if self.status:
+            colour = theme.STATUS_COLOURS.get(self.status, theme.MUTED_TEXT)
+            painter.setBrush(colour)
+            width = NODE_WIDTH * (self.progress if self.status == "running" and self.progress else 1.0)
+            painter.drawRect(QRectF(0, TITLE_HEIGHT - 3, width, 3))
+        for kind, rows in (("input", self.sockets), ("output", self.outputs)):
+            for index, row in enumerate(rows):
+                name, socket_type = row[0], row[1]
+                x = 0 if kind == "input" else NODE_WIDTH
+                centre = QPointF(x, TITLE_HEIGHT + ROW_HEIGHT * (index + 0.5))
+                painter.setBrush(QColor(SOCKET_COLOURS.get(socket_type, "#bdbdbd")))
+                painter.setPen(QPen(theme.BACKGROUND, 1))
+                painter.drawEllipse(centre, PORT_RADIUS, PORT_RADIUS)
+        if not detail:
+            return
+        painter.setPen(theme.TEXT)
+        font = QFont()
+        font.setPointSizeF(9)
+        font.setBold(True)
+        painter.setFont(font)
+        label = node.title or (self.canvas.registry.get(node.type).title if self.canvas.registry.get(node.type)
+                               else node.type)
+        painter.drawText(title.adjusted(8, 0, -8, 0), Qt.AlignVCenter | Qt.AlignLeft, label)
+        font.setBold(False)
+        painter.setFont(font)
+        painter.setPen(theme.TEXT)
+        for index, (name, _, _) in enumerate(self.sockets):
+            rect = QRectF(10, TITLE_HEIGHT + ROW_HEIGHT * index, NODE_WIDTH - 20, ROW_HEIGHT)
+            painter.drawText(rect, Qt.AlignVCenter | Qt.AlignLeft, name)
+        for index, (name, _, _) in enumerate(self.fields):
+            rect = QRectF(10, TITLE_HEIGHT + ROW_HEIGHT * (self.socket_rows + index), NODE_WIDTH - 20, ROW_HEIGHT)
+            field = rect.adjusted(-4, 2, 4, -2)
+            painter.setPen(Qt.NoPen)
+            painter.setBrush(theme.BACKGROUND)
+            painter.drawRoundedRect(field, 4, 4)
+            painter.setPen(theme.MUTED_TEXT)
+            painter.drawText(rect, Qt.AlignVCenter | Qt.AlignLeft, name)
+            painter.setPen(theme.TEXT)
+            metrics = painter.fontMetrics()
+            room = int(rect.width() - metrics.horizontalAdvance(name) - 12)
+            value = metrics.elidedText(str(node.values.get(name, self._default(name))), Qt.ElideMiddle, room)
+            painter.drawText(rect, Qt.AlignVCenter | Qt.AlignRight, value)
+        for index, (name, _) in enumerate(self.outputs):
+            rect = QRectF(10, TITLE_HEIGHT + ROW_HEIGHT * index, NODE_WIDTH - 20, ROW_HEIGHT)
+            painter.setPen(theme.TEXT)
+            painter.drawText(rect, Qt.AlignVCenter | Qt.AlignRight, name)
+
+    def _default(self, name: str) -> Any:
+        cls = self.canvas.registry.get(self.node.type)
+        spec = cls.spec().input(name) if cls else None
+        return spec.default if spec else ""
+
+    def itemChange(self, change: QGraphicsItem.GraphicsItemChange, value: Any) -> Any:
+        if change == QGraphicsItem.ItemPositionHasChanged:
+            self.canvas.update_wires(self.node_id)
+        return super().itemChange(change, value)
+
+
+class WireItem(QGraphicsPathItem):
+    """A wire from an output to an input, as a horizontal S-curve in the socket's colour."""
+
+    def __init__(self, colour: str) -> None:
+        super().__init__()
+        self.setPen(QPen(QColor(colour), 2.2))
+        self.setZValue(0)
+
+    def set_ends(self, start: QPointF, end: QPointF) -> None:
+        path = QPainterPath(start)
+        bend = max(40.0, abs(end.x() - start.x()) * 0.5)
+        path.cubicTo(start + QPointF(bend, 0), end - QPointF(bend, 0), end)
+        self.setPath(path)
+
+
+class CanvasScene(QGraphicsScene):
+    """The workflow as items, kept in step with the model through its events."""
+
+    def __init__(self, workflow: Workflow, registry: Registry, undo_stack: QUndoStack) -> None:
+        super().__init__()
+        self.workflow = workflow
+        self.registry = registry
+        self.undo_stack = undo_stack
+        self.nodes: dict[str, NodeItem] = {}
+        self.wires: dict[tuple[str, str], WireItem] = {}
+        self.dragging: tuple[str, str, WireItem] | None = None  # (source node, output, temporary wire)
+        self.last_refusal = ""
+        self.press_positions: dict[str, tuple[float, float]] = {}
+        self.setBackgroundBrush(theme.BACKGROUND)
+        self.rebuild()
+        self._unsubscribe = workflow.subscribe(self._on_model_event)
+
+    def detach(self) -> None:
+        self._unsubscribe()
+
+    def rebuild(self) -> None:
+        self.clear()
+        self.nodes.clear()
+        self.wires.clear()
+        for node_id in self.workflow.nodes:
+            self._add_node_item(node_id)
+        for link in self.workflow.links():
+            self._add_wire(link.target, link.input)
+
+    def _add_node_item(self, node_id: str) -> None:
+        item = NodeItem(self, node_id)
+        self.addItem(item)
+        self.nodes[node_id] = item
+
+    def _add_wire(self, target: str, input_name: str) -> None:
+        source = self.workflow.nodes[target].links[input_name]
+        if source.node not in self.nodes or target not in self.nodes:
+            return
+        output_type = next((kind for name, kind in self.nodes[source.node].outputs if name == source.output), "*")
+        wire = WireItem(SOCKET_COLOURS.get(output_type, "#bdbdbd"))
+        self.addItem(wire)
+        self.wires[(target, input_name)] = wire
+        self._place_wire(target, input_name)
+
+    def _place_wire(self, target: str, input_name: str) -> None:
+        source = self.workflow.nodes[target].links[input_name]
+        self.wires[(target, input_name)].set_ends(self.nodes[source.node].output_position(source.output),
+                                                  self.nodes[target].input_position(input_name))
+
+    def update_wires(self, node_id: str) -> None:
+        for (target, input_name), _wire in self.wires.items():
+            link = self.workflow.nodes.get(target, None)
+            if link is None or input_name not in link.links:
+                continue
+            if target == node_id or link.links[input_name].node == node_id:
+                self._place_wire(target, input_name)
+
+    def _on_model_event(self, event: str, payload: dict[str, Any]) -> None:
+        if event in ("node_added", "node_removed"):
+            self.rebuild()
+        elif event in ("link_added", "link_removed"):
+            link = payload["link"]
+            wire = self.wires.pop((link.target, link.input), None)
+            if wire is not None:
+                self.removeItem(wire)
+            if event == "link_added":
+                self._add_wire(link.target, link.input)
+            self.nodes[link.target].refresh()
+        elif event == "node_moved":
+            item = self.nodes[payload["node"].id]
+            if (item.pos().x(), item.pos().y()) != tuple(payload["position"]):
+                item.setPos(*payload["position"])
+        elif "node" in payload and payload["node"].id in self.nodes:
+            self.nodes[payload["node"].id].refresh()
+
+    # -- status from runs ----------------------------------------------------------------
+    def set_status(self, node_id: str, status: str, progress: float = 0.0, message: str = "") -> None:
+        item = self.nodes.get(node_id)
+        if item is not None:
+            item.status, item.progress, item.message = status, progress, message
+            item.setToolTip(message) if message else None
+            item.update()
+
+    def clear_status(self) -> None:
+        for item in self.nodes.values():
+            item.status, item.progress, item.message = "", 0.0, ""
+            item.update()
+
+    # -- mouse: drag wires from outputs, record moves for undo ----------------------------
+    def node_at(self, point: QPointF) -> NodeItem | None:
+        for item in self.items(point):
+            if isinstance(item, NodeItem):
+                return item
+        return None
+
+    def mousePressEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        point = event.scenePos()
+        for item in self.nodes.values():
+            port = item.port_at(point)
+            if port and port[0] == "output" and event.button() == Qt.LeftButton:
+                output_type = next(kind for name, kind in item.outputs if name == port[1])
+                wire = WireItem(SOCKET_COLOURS.get(output_type, "#bdbdbd"))
+                wire.set_ends(item.output_position(port[1]), point)
+                self.addItem(wire)
+                self.dragging = (item.node_id, port[1], wire)
+                event.accept()
+                return
+        self.press_positions = {node_id: tuple(item.node.position) for node_id, item in self.nodes.items()}
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if self.dragging:
+            source, output, wire = self.dragging
+            wire.set_ends(self.nodes[source].output_position(output), event.scenePos())
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if self.dragging:
+            source, output, wire = self.dragging
+            self.dragging = None
+            self.removeItem(wire)
+            target = None
+            for item in self.nodes.values():
+                port = item.port_at(event.scenePos())
+                if port and port[0] == "input":
+                    target = (item.node_id, port[1])
+            if target is not None:
+                self.try_connect(source, output, *target, screen_position=event.screenPos())
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+        moves = {}
+        for node_id, item in self.nodes.items():
+            before = self.press_positions.get(node_id)
+            after = (item.pos().x(), item.pos().y())
+            if before is not None and tuple(before) != after:
+                moves[node_id] = (tuple(before), after)
+        self.press_positions = {}
+        if moves:
+            self.undo_stack.push(MoveNodes(self.workflow, moves))
+
+    def try_connect(self, source: str, output: str, target: str, input_name: str, screen_position: Any = None) -> bool:
+        """Connect if ``can_connect`` allows it (as one undoable step); otherwise say why."""
+        verdict = can_connect(self.workflow, self.registry.spec, source, output, target, input_name)
+        if not verdict:
+            self.last_refusal = verdict.reason
+            if screen_position is not None:
+                QToolTip.showText(screen_position, verdict.reason)
+            return False
+        self.last_refusal = ""
+        self.undo_stack.push(Connect(self.workflow, source, output, target, input_name))
+        return True
+
+
+class CanvasView(QGraphicsView):
+    """Pan with the middle button, zoom to the cursor with the wheel, Home or . to fit."""
+
+    def __init__(self, scene: CanvasScene) -> None:
+        super().__init__(scene)
+        self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+        self.setViewportUpdateMode(QGraphicsView.SmartViewportUpdate)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setDragMode(QGraphicsView.RubberBandDrag)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self._panning: QPointF | None = None
+
+    def fit(self) -> None:
+        bounds = self.scene().itemsBoundingRect().adjusted(-60, -60, 60, 60)
+        if not bounds.isEmpty():
+            self.fitInView(bounds, Qt.KeepAspectRatio)
+
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.fillRect(rect, theme.BACKGROUND)
+        step = 40
+        if self.transform().m11() * step < 8:
+            return  # too dense to help
+        painter.setPen(QPen(theme.GRID, 1))
+        left, top = int(rect.left()) - int(rect.left()) % step, int(rect.top()) - int(rect.top()) % step
+        for x in range(left, int(rect.right()), step):
+            painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
+        for y in range(top, int(rect.bottom()), step):
+            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+
+    def wheelEvent(self, event) -> None:
+        factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
+        zoom = self.transform().m11() * factor
+        if 0.1 <= zoom <= 4.0:
+            self.scale(factor, factor)
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.MiddleButton:
+            self._panning = event.position()
+            self.setCursor(Qt.ClosedHandCursor)
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:
+        if self._panning is not None:
+            delta = event.position() - self._panning
+            self._panning = event.position()
+            self.translate(delta.x() / self.transform().m11(), delta.y() / self.transform().m22())
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:
+        if event.button() == Qt.MiddleButton and self._panning is not None:
+            self._panning = None
+            self.unsetCursor()
+            return
+        super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() in (Qt.Key_Home, Qt.Key_Period):
+            self.fit()
+            return
+        super().keyPressEvent(event)

@@ -1,0 +1,81 @@
+"""Every edit of the graph as an undoable command (QUndoCommand): the canvas never changes
+the model directly, so undo/redo covers everything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtGui import QUndoCommand
+
+from studio.graph import Workflow
+from studio.graph.model import LinkSource
+
+
+class MoveNodes(QUndoCommand):
+    """Move nodes to new positions (one drag of a selection is one command)."""
+
+    def __init__(self, workflow: Workflow, moves: dict[str, tuple[tuple[float, float], tuple[float, float]]]) -> None:
+        super().__init__(f"Move {len(moves)} node{'s' if len(moves) != 1 else ''}")
+        self.workflow = workflow
+        self.moves = moves  # node id → (before, after)
+
+    def redo(self) -> None:
+        for node_id, (_, after) in self.moves.items():
+            self.workflow.move_node(node_id, after)
+
+    def undo(self) -> None:
+        for node_id, (before, _) in self.moves.items():
+            self.workflow.move_node(node_id, before)
+
+
+class Connect(QUndoCommand):
+    """Wire an output into an input (replacing what was wired there)."""
+
+    def __init__(self, workflow: Workflow, source: str, output: str, target: str, input_name: str) -> None:
+        super().__init__(f"Connect {output} → {input_name}")
+        self.workflow = workflow
+        self.args = (source, output, target, input_name)
+        self.replaced: LinkSource | None = None
+
+    def redo(self) -> None:
+        self.replaced = self.workflow.connect(*self.args)
+
+    def undo(self) -> None:
+        source, output, target, input_name = self.args
+        self.workflow.disconnect(target, input_name)
+        if self.replaced is not None:
+            self.workflow.connect(self.replaced.node, self.replaced.output, target, input_name)
+
+
+class Disconnect(QUndoCommand):
+    def __init__(self, workflow: Workflow, target: str, input_name: str) -> None:
+        super().__init__(f"Disconnect {input_name}")
+        self.workflow = workflow
+        self.target, self.input_name = target, input_name
+        self.removed: LinkSource | None = None
+
+    def redo(self) -> None:
+        self.removed = self.workflow.disconnect(self.target, self.input_name)
+
+    def undo(self) -> None:
+        if self.removed is not None:
+            self.workflow.connect(self.removed.node, self.removed.output, self.target, self.input_name)
+
+
+class SetValue(QUndoCommand):
+    def __init__(self, workflow: Workflow, node_id: str, input_name: str, value: Any) -> None:
+        super().__init__(f"Set {input_name}")
+        self.workflow = workflow
+        self.node_id, self.input_name, self.value = node_id, input_name, value
+        self.had_value = input_name in workflow.node(node_id).values
+        self.previous = workflow.node(node_id).values.get(input_name)
+
+    def redo(self) -> None:
+        self.workflow.set_value(self.node_id, self.input_name, self.value)
+
+    def undo(self) -> None:
+        if self.had_value:
+            self.workflow.set_value(self.node_id, self.input_name, self.previous)
+        else:
+            self.workflow.set_value(self.node_id, self.input_name, self.previous)
+            del self.workflow.node(self.node_id).values[self.input_name]

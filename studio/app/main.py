@@ -1,0 +1,60 @@
+"""Starting the desktop app, and ``studio --screenshot``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from studio.settings import WORKFLOWS_DIR
+
+
+def _application(scale: float | None = None):
+    os.environ.setdefault("QT_API", "pyside6")
+    if scale:
+        os.environ["QT_SCALE_FACTOR"] = str(scale)
+    from PySide6.QtWidgets import QApplication
+
+    from studio.app.theme import dark_palette
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Seed Studio")
+    app.setStyle("Fusion")
+    app.setPalette(dark_palette())
+    return app
+
+
+def _window(workflow_path: Path | None):
+    from studio.app.window import MainWindow
+    from studio.engine import Engine
+    from studio.registry import build_registry
+    from studio.runtime.services import create_services
+    from studio.settings import Settings
+
+    settings = Settings.load()
+    registry = build_registry(settings.plugin_dirs)
+    window = MainWindow(registry, settings, Engine(registry, settings, services=create_services(settings)))
+    window.open_file(workflow_path or WORKFLOWS_DIR / "default.json")
+    return window
+
+
+def run_app(workflow_path: Path | None = None) -> int:
+    app = _application()
+    window = _window(workflow_path)
+    window.show()
+    return app.exec()
+
+
+def screenshot(target: Path, workflow_path: Path | None = None, scale: float = 1.0) -> Path:
+    """Open the main window on a workflow, lay it out, write a PNG of it, and close."""
+    app = _application(scale)
+    window = _window(workflow_path)
+    window.show()
+    app.processEvents()
+    window.view.fit()
+    app.processEvents()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(target)):
+        raise OSError(f"could not write {target}")
+    window.close()
+    return target

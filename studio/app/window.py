@@ -1,0 +1,163 @@
+"""The main window: the canvas, the file and edit actions with standard shortcuts, Run and
+Cancel, and a status bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import qtawesome as qta
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QProgressBar
+
+from studio.app.canvas import CanvasScene, CanvasView
+from studio.app.runner import Runner
+from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunStarted
+from studio.graph import Workflow, WorkflowFormatError, save
+from studio.graph.files import open_workflow
+from studio.registry import Registry
+from studio.settings import Settings
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, registry: Registry, settings: Settings, engine: Engine, workflow: Workflow | None = None,
+                 path: Path | None = None) -> None:
+        super().__init__()
+        self.registry, self.settings, self.engine = registry, settings, engine
+        self.undo_stack = QUndoStack(self)
+        self.runner = Runner(engine)
+        self.runner.event.connect(self._on_event)
+        self.runner.finished.connect(self._on_finished)
+        # The view does not own its scene; the window keeps it alive.
+        self._scene = CanvasScene(Workflow(), registry, self.undo_stack)
+        self.view = CanvasView(self._scene)
+        self.setCentralWidget(self.view)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(240)
+        self.progress.setVisible(False)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.last_report: Any = None
+        self._build_actions()
+        self.resize(1400, 900)
+        self.set_workflow(workflow or Workflow(), path)
+
+    # -- documents -----------------------------------------------------------------------
+    @property
+    def scene(self) -> CanvasScene:
+        return self._scene
+
+    @property
+    def workflow(self) -> Workflow:
+        return self.scene.workflow
+
+    def set_workflow(self, workflow: Workflow, path: Path | None) -> None:
+        self._scene.detach()
+        self.undo_stack.clear()
+        self._scene = CanvasScene(workflow, self.registry, self.undo_stack)
+        self.view.setScene(self._scene)
+        self.path = path
+        self.setWindowTitle(f"{path.name if path else 'Untitled'} — Seed Studio")
+        self.view.fit()
+
+    def open_file(self, path: Path) -> bool:
+        try:
+            workflow, report = open_workflow(path, self.registry.spec)
+        except WorkflowFormatError as error:
+            QMessageBox.warning(self, "Cannot open the workflow", str(error))
+            return False
+        self.set_workflow(workflow, path if report.source_format == "native" else None)
+        if report.unknown_types:
+            self.statusBar().showMessage("Node types Seed Studio lacks (kept as placeholders): "
+                                         + ", ".join(report.unknown_types), 10000)
+        return True
+
+    def _open(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self, "Open workflow", "", "Workflows (*.json *.png)")
+        if name:
+            self.open_file(Path(name))
+
+    def _save(self, choose: bool = False) -> None:
+        path = self.path
+        if path is None or choose:
+            name, _ = QFileDialog.getSaveFileName(self, "Save workflow", "", "Workflows (*.json)")
+            if not name:
+                return
+            path = Path(name)
+        save(self.workflow, path)
+        self.path = path
+        self.undo_stack.setClean()
+        self.setWindowTitle(f"{path.name} — Seed Studio")
+
+    # -- actions -------------------------------------------------------------------------
+    def _build_actions(self) -> None:
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main-toolbar")
+
+        def action(text: str, icon: str, shortcut: Any, slot: Any) -> QAction:
+            item = QAction(qta.icon(icon, color="#dcdde0"), text, self)
+            item.setShortcut(QKeySequence(shortcut))
+            item.triggered.connect(slot)
+            self.addAction(item)
+            toolbar.addAction(item)
+            return item
+
+        action("Open…", "mdi6.folder-open-outline", QKeySequence.Open, self._open)
+        action("Save", "mdi6.content-save-outline", QKeySequence.Save, lambda: self._save())
+        undo = self.undo_stack.createUndoAction(self, "Undo")
+        undo.setShortcut(QKeySequence.Undo)
+        undo.setIcon(qta.icon("mdi6.undo", color="#dcdde0"))
+        redo = self.undo_stack.createRedoAction(self, "Redo")
+        redo.setShortcut(QKeySequence.Redo)
+        redo.setIcon(qta.icon("mdi6.redo", color="#dcdde0"))
+        for item in (undo, redo):
+            self.addAction(item)
+            toolbar.addAction(item)
+        toolbar.addSeparator()
+        self.run_action = action("Run", "mdi6.play", "Ctrl+Return", self.run)
+        self.cancel_action = action("Cancel", "mdi6.stop", "Escape", self.runner.cancel)
+        self.cancel_action.setEnabled(False)
+        action("Fit", "mdi6.fit-to-screen-outline", "Home", self.view.fit)
+
+    # -- running -------------------------------------------------------------------------
+    def run(self) -> None:
+        if not self.runner.start(self.workflow):
+            return
+        self.scene.clear_status()
+        self.run_action.setEnabled(False)
+        self.cancel_action.setEnabled(True)
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        self.statusBar().showMessage("Running…")
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, RunStarted):
+            self.planned = list(event.planned)
+            self.progress.setMaximum(max(1, len(self.planned)))
+            for node_id in event.planned:
+                self.scene.set_status(node_id, "queued")
+        elif isinstance(event, NodeStarted):
+            self.scene.set_status(event.node_id, "running")
+        elif isinstance(event, NodeProgress):
+            self.scene.set_status(event.node_id, "running", event.step / max(1, event.total))
+        elif isinstance(event, NodeFinished):
+            self.scene.set_status(event.node_id, "cached" if event.cached else "done")
+            self.progress.setValue(self.progress.value() + 1)
+        elif isinstance(event, NodeFailed):
+            self.scene.set_status(event.node_id, "error", message=event.message)
+
+    def _on_finished(self, report: Any) -> None:
+        self.last_report = report
+        self.run_action.setEnabled(True)
+        self.cancel_action.setEnabled(False)
+        self.progress.setVisible(False)
+        if report.status == "invalid":
+            for problem in report.problems:
+                if problem.node_id:
+                    self.scene.set_status(problem.node_id, "error", message=problem.message)
+            text = f"{len(report.problems)} problem(s): {report.problems[0]}" if report.problems else "invalid"
+        elif report.status == "ok":
+            text = f"Done in {report.total_seconds:.1f} s" + (f": {report.files[-1][1]}" if report.files else "")
+        else:
+            text = f"Run {report.status}" + (f": {report.errors[0]}" if report.errors else "")
+        self.statusBar().showMessage(text)

@@ -1,0 +1,94 @@
+"""The canvas and main window, offscreen, driven through the scene and real mouse events."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPointF, Qt
+
+from studio.app.window import MainWindow
+from studio.engine import Engine
+from studio.graph import dumps
+from studio.settings import WORKFLOWS_DIR
+
+
+@pytest.fixture
+def window(qtbot, registry, settings):
+    main = MainWindow(registry, settings, Engine(registry, settings))
+    qtbot.addWidget(main)
+    main.open_file(WORKFLOWS_DIR / "default.json")
+    main.show()
+    qtbot.waitExposed(main)
+    return main
+
+
+def test_the_canvas_draws_every_node_and_wire(window):
+    scene = window.scene
+    assert set(scene.nodes) == set(window.workflow.nodes) == {"1", "2", "3", "4"}
+    assert len(scene.wires) == 3
+    image = window.grab().toImage()
+    assert image.width() > 0 and len({image.pixel(x, y) for x in range(0, image.width(), 37)
+                                      for y in range(0, image.height(), 37)}) > 5
+
+
+def test_moves_and_connections_undo_back_to_the_same_file(window, qtbot):
+    scene, start = window.scene, dumps(window.workflow)
+    view = window.view
+    item = scene.nodes["2"]
+    centre = view.mapFromScene(item.mapToScene(QPointF(100, 10)))
+    qtbot.mousePress(view.viewport(), Qt.LeftButton, pos=centre)
+    qtbot.mouseMove(view.viewport(), centre + type(centre)(80, 40))
+    qtbot.mouseRelease(view.viewport(), Qt.LeftButton, pos=centre + type(centre)(80, 40))
+    assert window.workflow.nodes["2"].position != (320, 0)
+    assert window.undo_stack.count() == 1
+    # A wrong wire is refused with a sentence; a right one is one undoable step.
+    assert not scene.try_connect("1", "MASK", "3", "image")
+    assert "MASK, but image needs IMAGE" in scene.last_refusal
+    assert scene.try_connect("1", "IMAGE", "3", "image")
+    assert window.workflow.nodes["3"].links["image"].node == "1"
+    while window.undo_stack.canUndo():
+        window.undo_stack.undo()
+    assert dumps(window.workflow) == start
+    assert scene.nodes["2"].pos() == QPointF(320, 0)
+
+
+def test_dragging_from_an_output_to_an_input_connects_them(window, qtbot):
+    scene, view = window.scene, window.view
+    start = view.mapFromScene(scene.nodes["1"].output_position("IMAGE"))
+    end = view.mapFromScene(scene.nodes["3"].input_position("image"))
+    qtbot.mousePress(view.viewport(), Qt.LeftButton, pos=start)
+    qtbot.mouseMove(view.viewport(), end)
+    qtbot.mouseRelease(view.viewport(), Qt.LeftButton, pos=end)
+    assert window.workflow.nodes["3"].links["image"].node == "1"
+
+
+def test_running_shows_node_states_and_keeps_the_window_usable(window, qtbot, settings):
+    window.run()
+    qtbot.waitUntil(lambda: window.last_report is not None, timeout=30000)
+    assert window.last_report.ok
+    assert {window.scene.nodes[n].status for n in window.workflow.nodes} == {"done"}
+    window.last_report = None
+    window.run()
+    qtbot.waitUntil(lambda: window.last_report is not None, timeout=30000)
+    assert {window.scene.nodes[n].status for n in window.workflow.nodes} == {"cached"}
+
+
+def test_a_failing_run_marks_the_node_and_the_window_stays_usable(window, qtbot):
+    window.workflow.set_value("2", "scale_by", 100.0)
+    window.run()
+    qtbot.waitUntil(lambda: window.last_report is not None, timeout=30000)
+    assert window.last_report.status == "invalid"
+    assert window.scene.nodes["2"].status == "error" and "above the maximum" in window.scene.nodes["2"].message
+    window.workflow.set_value("2", "scale_by", 0.25)
+    window.last_report = None
+    window.run()
+    qtbot.waitUntil(lambda: window.last_report is not None, timeout=30000)
+    assert window.last_report.ok
+
+
+def test_cancel_stops_a_run(window, qtbot, registry):
+    window.workflow.set_value("2", "scale_by", 8.0)  # a slow Lanczos enlargement
+    window.run()
+    window.runner.cancel()
+    qtbot.waitUntil(lambda: window.last_report is not None, timeout=60000)
+    assert window.last_report.status in ("cancelled", "ok")
+    assert window.run_action.isEnabled()
