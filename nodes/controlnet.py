@@ -7,7 +7,7 @@ from studio.node_api import Input, NodeBase, Output
 from studio.runtime.controlnet import ControlHint, ControlNet
 from studio.runtime.services import model_manager
 
-from nodes.loaders import check_model_file, model_file_fingerprint
+from nodes.loaders import ModelFileInput
 
 
 def with_hint(conditioning: list, hint: ControlHint) -> list:
@@ -16,46 +16,34 @@ def with_hint(conditioning: list, hint: ControlHint) -> list:
             for embedding, extras in conditioning]
 
 
-class ControlNetLoader(NodeBase):
+class ControlNetLoader(ModelFileInput, NodeBase):
     """Loads a ControlNet or T2I-Adapter from the controlnet folder: a diffusers folder, or a
     single file in the original or diffusers layout (SD 1.x and SDXL)."""
 
     type_name = "ControlNetLoader"
     category = "loaders"
     title = "Load ControlNet Model"
+    model_kind, model_input = "controlnet", "control_net_name"
     inputs = (Input("control_net_name", STRING, default="", tooltip="file or folder in the controlnet folder"),)
     outputs = (Output("CONTROL_NET", CONTROL_NET),)
 
-    @classmethod
-    def check(cls, values, settings):
-        return check_model_file("controlnet", "control_net_name", values, settings)
-
-    @classmethod
-    def fingerprint(cls, values, settings):
-        return model_file_fingerprint("controlnet", values.get("control_net_name", ""), settings)
 
     def run(self, ctx, control_net_name: str):
         return (model_manager(ctx.services).load_controlnet(control_net_name),)
 
 
-class DiffControlNetLoader(NodeBase):
+class DiffControlNetLoader(ModelFileInput, NodeBase):
     """Loads a ControlNet stored as differences from its base model (smaller "diff" files),
     adding the model's own weights back."""
 
     type_name = "DiffControlNetLoader"
     category = "loaders"
     title = "Load ControlNet Model (diff)"
+    model_kind, model_input = "controlnet", "control_net_name"
     inputs = (Input("model", MODEL),
               Input("control_net_name", STRING, default="", tooltip="file in the controlnet folder"))
     outputs = (Output("CONTROL_NET", CONTROL_NET),)
 
-    @classmethod
-    def check(cls, values, settings):
-        return check_model_file("controlnet", "control_net_name", values, settings)
-
-    @classmethod
-    def fingerprint(cls, values, settings):
-        return model_file_fingerprint("controlnet", values.get("control_net_name", ""), settings)
 
     def run(self, ctx, model, control_net_name: str):
         manager = model_manager(ctx.services)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from studio.graph.sockets import CLIP, MODEL, STRING, VAE
 from studio.node_api import Input, NodeBase, Output
@@ -31,7 +31,24 @@ def model_file_fingerprint(kind: str, name: str, settings: Settings) -> Any:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
-class CheckpointLoaderSimple(NodeBase):
+class ModelFileInput:
+    """For nodes that name a file in a model folder (mix in before NodeBase): validation that
+    the file is there, naming the folder, and a cache fingerprint of its size and time, so a
+    file replaced under the same name is loaded again."""
+
+    model_kind: ClassVar[str] = ""
+    model_input: ClassVar[str] = ""
+
+    @classmethod
+    def check(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+        return check_model_file(cls.model_kind, cls.model_input, values, settings)
+
+    @classmethod
+    def fingerprint(cls, values: Mapping[str, Any], settings: Settings) -> Any:
+        return model_file_fingerprint(cls.model_kind, values.get(cls.model_input, ""), settings)
+
+
+class CheckpointLoaderSimple(ModelFileInput, NodeBase):
     """Loads a Stable Diffusion checkpoint (SD 1.x, SD 2.x or SDXL; a single .safetensors file
     or a diffusers folder) from the checkpoints folder, giving its denoising model, its text
     encoder and its VAE. Loaded once and shared by every node and run that uses the file."""
@@ -39,38 +56,26 @@ class CheckpointLoaderSimple(NodeBase):
     type_name = "CheckpointLoaderSimple"
     category = "loaders"
     title = "Load Checkpoint"
+    model_kind, model_input = "checkpoints", "ckpt_name"
     inputs = (Input("ckpt_name", STRING, default="", tooltip="file in the checkpoints folder"),)
     outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE))
 
-    @classmethod
-    def check(cls, values, settings):
-        return check_model_file("checkpoints", "ckpt_name", values, settings)
-
-    @classmethod
-    def fingerprint(cls, values, settings):
-        return model_file_fingerprint("checkpoints", values.get("ckpt_name", ""), settings)
 
     def run(self, ctx, ckpt_name: str):
         checkpoint = model_manager(ctx.services).load_checkpoint(ckpt_name)
         return (checkpoint.model, checkpoint.clip, checkpoint.vae)
 
 
-class VAELoader(NodeBase):
+class VAELoader(ModelFileInput, NodeBase):
     """Loads a VAE from the vae folder, to decode or encode with instead of the checkpoint's."""
 
     type_name = "VAELoader"
     category = "loaders"
     title = "Load VAE"
+    model_kind, model_input = "vae", "vae_name"
     inputs = (Input("vae_name", STRING, default="", tooltip="file in the vae folder"),)
     outputs = (Output("VAE", VAE),)
 
-    @classmethod
-    def check(cls, values, settings):
-        return check_model_file("vae", "vae_name", values, settings)
-
-    @classmethod
-    def fingerprint(cls, values, settings):
-        return model_file_fingerprint("vae", values.get("vae_name", ""), settings)
 
     def run(self, ctx, vae_name: str):
         return (model_manager(ctx.services).load_vae(vae_name),)

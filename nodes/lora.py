@@ -10,7 +10,7 @@ from studio.runtime.checkpoints import DiffusionModel, TextEncoder
 from studio.runtime.lora import read_patches
 from studio.runtime.services import model_manager
 
-from nodes.loaders import check_model_file, model_file_fingerprint
+from nodes.loaders import ModelFileInput
 
 STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
 
@@ -32,7 +32,7 @@ def _apply(ctx, lora_name: str, model: DiffusionModel, clip: TextEncoder | None,
     return patched_model, patched_clip
 
 
-class LoraLoader(NodeBase):
+class LoraLoader(ModelFileInput, NodeBase):
     """Applies a LoRA from the loras folder to a model and its text encoder (kohya, diffusers
     and PEFT files, LoCon included). Several LoRAs stack by chaining loaders. The base model
     is not changed: other branches and later runs without the LoRA see it as it was."""
@@ -40,6 +40,7 @@ class LoraLoader(NodeBase):
     type_name = "LoraLoader"
     category = "loaders"
     title = "Load LoRA"
+    model_kind, model_input = "loras", "lora_name"
     inputs = (
         Input("model", MODEL),
         Input("clip", CLIP),
@@ -49,24 +50,18 @@ class LoraLoader(NodeBase):
     )
     outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP))
 
-    @classmethod
-    def check(cls, values, settings):
-        return check_model_file("loras", "lora_name", values, settings)
-
-    @classmethod
-    def fingerprint(cls, values, settings):
-        return model_file_fingerprint("loras", values.get("lora_name", ""), settings)
 
     def run(self, ctx, model, clip, lora_name, strength_model, strength_clip):
         return _apply(ctx, lora_name, model, clip, strength_model, strength_clip)
 
 
-class LoraLoaderModelOnly(NodeBase):
+class LoraLoaderModelOnly(ModelFileInput, NodeBase):
     """Applies a LoRA to the model only (its text-encoder part, if any, is left out)."""
 
     type_name = "LoraLoaderModelOnly"
     category = "loaders"
     title = "Load LoRA (Model Only)"
+    model_kind, model_input = "loras", "lora_name"
     inputs = (
         Input("model", MODEL),
         Input("lora_name", STRING, default="", tooltip="file in the loras folder"),
@@ -74,13 +69,6 @@ class LoraLoaderModelOnly(NodeBase):
     )
     outputs = (Output("MODEL", MODEL),)
 
-    @classmethod
-    def check(cls, values, settings):
-        return check_model_file("loras", "lora_name", values, settings)
-
-    @classmethod
-    def fingerprint(cls, values, settings):
-        return model_file_fingerprint("loras", values.get("lora_name", ""), settings)
 
     def run(self, ctx, model, lora_name, strength_model):
         patched, _ = _apply(ctx, lora_name, model, None, strength_model, 0.0)

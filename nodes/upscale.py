@@ -9,29 +9,23 @@ from studio.node_api import Input, NodeBase, Output
 from studio.runtime.services import model_manager
 from studio.runtime.upscale import UpscaleModel, upscale_tiled
 
-from nodes.loaders import check_model_file, model_file_fingerprint
+from nodes.loaders import ModelFileInput
 
 # ComfyUI's tiling for this node (its inputs carry no tile settings, so files stay compatible).
 TILE_SIZE, TILE_OVERLAP = 512, 32
 
 
-class UpscaleModelLoader(NodeBase):
+class UpscaleModelLoader(ModelFileInput, NodeBase):
     """Loads an upscale model (ESRGAN, Real-ESRGAN, SwinIR, HAT, …; .pth or .safetensors)
     from the upscale_models folder."""
 
     type_name = "UpscaleModelLoader"
     category = "loaders"
     title = "Load Upscale Model"
+    model_kind, model_input = "upscale_models", "model_name"
     inputs = (Input("model_name", STRING, default="", tooltip="file in the upscale_models folder"),)
     outputs = (Output("UPSCALE_MODEL", UPSCALE_MODEL),)
 
-    @classmethod
-    def check(cls, values, settings):
-        return check_model_file("upscale_models", "model_name", values, settings)
-
-    @classmethod
-    def fingerprint(cls, values, settings):
-        return model_file_fingerprint("upscale_models", values.get("model_name", ""), settings)
 
     def run(self, ctx, model_name: str):
         return (model_manager(ctx.services).load_upscale_model(model_name),)
