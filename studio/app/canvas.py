@@ -172,6 +172,22 @@ class NodeItem(QGraphicsItem):
             painter.setPen(theme.TEXT)
             painter.drawText(rect, Qt.AlignVCenter | Qt.AlignRight, name)
 
+    def field_at(self, scene_point: QPointF) -> str | None:
+        """The field (unwired widget input) whose row is under a scene point."""
+        local = self.mapFromScene(scene_point)
+        row = int((local.y() - TITLE_HEIGHT) // ROW_HEIGHT) - self.socket_rows
+        if 0 <= row < len(self.fields) and 0 <= local.x() <= NODE_WIDTH:
+            return self.fields[row][0]
+        return None
+
+    def mouseDoubleClickEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        name = self.field_at(event.scenePos())
+        if name is not None:
+            self.canvas.edit_field(self.node_id, name)
+            event.accept()
+            return
+        super().mouseDoubleClickEvent(event)
+
     def _default(self, name: str) -> Any:
         cls = self.canvas.registry.get(self.node.type)
         spec = cls.spec().input(name) if cls else None
@@ -340,6 +356,44 @@ class CanvasScene(QGraphicsScene):
         self.press_positions = {}
         if moves:
             self.undo_stack.push(MoveNodes(self.workflow, moves))
+
+    def edit_field(self, node_id: str, name: str) -> bool:
+        """Ask for a new value with the editor the input's type calls for; set it as one
+        undoable step."""
+        from PySide6.QtWidgets import QInputDialog
+
+        from studio.app.commands import SetValue
+        from studio.graph.sockets import BOOLEAN, FLOAT, INT
+
+        node = self.workflow.nodes[node_id]
+        cls = self.registry.get(node.type)
+        spec = cls.spec().input(name) if cls else None
+        current = node.values.get(name, spec.default if spec else "")
+        parent = self.views()[0] if self.views() else None
+        choices = spec.choice_list() if spec else None
+        if choices:
+            index = choices.index(current) if current in choices else 0
+            value, ok = QInputDialog.getItem(parent, name, name, choices, index, False)
+        elif spec is not None and spec.type == INT:
+            low = int(spec.min) if spec.min is not None else -2**31
+            high = int(spec.max) if spec.max is not None else 2**31 - 1
+            value, ok = QInputDialog.getInt(parent, name, name, int(current or 0), max(low, -2**31),
+                                            min(high, 2**31 - 1), int(spec.step or 1))
+        elif spec is not None and spec.type == FLOAT:
+            value, ok = QInputDialog.getDouble(parent, name, name, float(current or 0.0),
+                                               spec.min if spec.min is not None else -1e9,
+                                               spec.max if spec.max is not None else 1e9, 3)
+        elif spec is not None and spec.type == BOOLEAN:
+            value, ok = QInputDialog.getItem(parent, name, name, ["true", "false"], 0 if current else 1, False)
+            value = value == "true"
+        elif spec is not None and spec.multiline:
+            value, ok = QInputDialog.getMultiLineText(parent, name, name, str(current or ""))
+        else:
+            value, ok = QInputDialog.getText(parent, name, name, text=str(current or ""))
+        if not ok or value == current:
+            return False
+        self.undo_stack.push(SetValue(self.workflow, node_id, name, value))
+        return True
 
     def try_connect(self, source: str, output: str, target: str, input_name: str, screen_position: Any = None) -> bool:
         """Connect if ``can_connect`` allows it (as one undoable step); otherwise say why."""

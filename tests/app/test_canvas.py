@@ -92,3 +92,32 @@ def test_cancel_stops_a_run(window, qtbot, registry):
     qtbot.waitUntil(lambda: window.last_report is not None, timeout=60000)
     assert window.last_report.status in ("cancelled", "ok")
     assert window.run_action.isEnabled()
+
+
+def test_double_clicking_a_field_edits_it_with_the_right_editor_and_undo_restores_it(window, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    asked = []
+
+    def fake_get_double(parent, title, label, value, low, high, decimals):
+        asked.append(("double", value, low, high))
+        return 0.75, True
+
+    def fake_get_item(parent, title, label, items, current, editable):
+        asked.append(("item", items[current], tuple(items)))
+        return "bicubic", True
+
+    monkeypatch.setattr(QInputDialog, "getDouble", staticmethod(fake_get_double))
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(fake_get_item))
+    scene, view, start = window.scene, window.view, dumps(window.workflow)
+    item = scene.nodes["2"]  # Enlarge: fields upscale_method, scale_by
+    for row, name in enumerate(("upscale_method", "scale_by")):
+        point = item.mapToScene(QPointF(100, 26 + 20 * (item.socket_rows + row) + 10))
+        assert item.field_at(point) == name
+        qtbot.mouseDClick(view.viewport(), Qt.LeftButton, pos=view.mapFromScene(point))
+    assert asked[0] == ("item", "lanczos", ("nearest-exact", "bilinear", "area", "bicubic", "lanczos"))
+    assert asked[1] == ("double", 1.5, 0.01, 8.0)
+    assert window.workflow.nodes["2"].values == {"upscale_method": "bicubic", "scale_by": 0.75}
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    assert dumps(window.workflow) == start
