@@ -395,6 +395,20 @@ class CanvasScene(QGraphicsScene):
         self.undo_stack.push(SetValue(self.workflow, node_id, name, value))
         return True
 
+    def add_node(self, type_name: str, position: tuple[float, float]) -> str:
+        from studio.app.commands import AddNode
+
+        command = AddNode(self.workflow, type_name, position)
+        self.undo_stack.push(command)
+        return command.node_id  # type: ignore[return-value]
+
+    def delete_selected(self) -> None:
+        from studio.app.commands import RemoveNodes
+
+        chosen = [item.node_id for item in self.selectedItems() if isinstance(item, NodeItem)]
+        if chosen:
+            self.undo_stack.push(RemoveNodes(self.workflow, chosen))
+
     def try_connect(self, source: str, output: str, target: str, input_name: str, screen_position: Any = None) -> bool:
         """Connect if ``can_connect`` allows it (as one undoable step); otherwise say why."""
         verdict = can_connect(self.workflow, self.registry.spec, source, output, target, input_name)
@@ -470,4 +484,29 @@ class CanvasView(QGraphicsView):
         if event.key() in (Qt.Key_Home, Qt.Key_Period):
             self.fit()
             return
+        if event.key() == Qt.Key_Tab:
+            self.search_and_add(self.mapToScene(self.mapFromGlobal(self.cursor().pos())))
+            return
+        if event.key() in (Qt.Key_Delete, Qt.Key_Backspace):
+            self.scene().delete_selected()
+            return
         super().keyPressEvent(event)
+
+    def focusNextPrevChild(self, next: bool) -> bool:
+        return False  # Tab opens the node search instead of moving the focus
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        point = self.mapToScene(event.position().toPoint())
+        if self.scene().node_at(point) is None:
+            self.search_and_add(point)
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def search_and_add(self, point: QPointF) -> str | None:
+        """Open the node search; add the chosen type at ``point`` as one undoable step."""
+        from studio.app.search import NodeSearch
+
+        dialog = NodeSearch(self.scene().registry, self)
+        if dialog.exec() != NodeSearch.Accepted or dialog.chosen() is None:
+            return None
+        return self.scene().add_node(dialog.chosen(), (point.x(), point.y()))

@@ -79,3 +79,43 @@ class SetValue(QUndoCommand):
         else:
             self.workflow.set_value(self.node_id, self.input_name, self.previous)
             del self.workflow.node(self.node_id).values[self.input_name]
+
+
+class AddNode(QUndoCommand):
+    """Add a node of a type at a position (its fields start at their defaults)."""
+
+    def __init__(self, workflow: Workflow, type_name: str, position: tuple[float, float]) -> None:
+        super().__init__(f"Add {type_name}")
+        self.workflow = workflow
+        self.type_name, self.position = type_name, position
+        self.node_id: str | None = None
+
+    def redo(self) -> None:
+        node = self.workflow.add_node(self.type_name, position=self.position, node_id=self.node_id)
+        self.node_id = node.id
+
+    def undo(self) -> None:
+        if self.node_id is not None:
+            self.workflow.remove_node(self.node_id)
+
+
+class RemoveNodes(QUndoCommand):
+    """Delete nodes and their wires; undo puts back the same nodes (same ids) and wires."""
+
+    def __init__(self, workflow: Workflow, node_ids: list[str]) -> None:
+        super().__init__(f"Delete {len(node_ids)} node{'s' if len(node_ids) != 1 else ''}")
+        self.workflow = workflow
+        self.node_ids = node_ids
+        self.removed: list[tuple[Any, list[Any]]] = []
+
+    def redo(self) -> None:
+        self.removed = [self.workflow.remove_node(node_id) for node_id in self.node_ids
+                        if node_id in self.workflow.nodes]
+
+    def undo(self) -> None:
+        for node, _ in self.removed:
+            self.workflow.insert_node(node)
+        for _, links in self.removed:
+            for link in links:
+                if link.source in self.workflow.nodes and link.target in self.workflow.nodes:
+                    self.workflow.connect(link.source, link.output, link.target, link.input)

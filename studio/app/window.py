@@ -39,6 +39,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.last_report: Any = None
         self._build_actions()
+        self.setAcceptDrops(True)
         self.resize(1400, 900)
         self.set_workflow(workflow or Workflow(), path)
 
@@ -88,6 +89,18 @@ class MainWindow(QMainWindow):
         self.path = path
         self.undo_stack.setClean()
         self.setWindowTitle(f"{path.name} — Seed Studio")
+
+    # -- drag and drop: a workflow file or a rendered PNG opens ----------------------------
+    def dragEnterEvent(self, event) -> None:
+        if any(url.toLocalFile().lower().endswith((".json", ".png")) for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            path = Path(url.toLocalFile())
+            if path.suffix.lower() in (".json", ".png") and self.open_file(path):
+                event.acceptProposedAction()
+                return
 
     # -- actions -------------------------------------------------------------------------
     def _build_actions(self) -> None:

@@ -121,3 +121,41 @@ def test_double_clicking_a_field_edits_it_with_the_right_editor_and_undo_restore
     window.undo_stack.undo()
     window.undo_stack.undo()
     assert dumps(window.workflow) == start
+
+
+def test_search_adds_a_node_and_delete_removes_nodes_all_undoable(window, qtbot, monkeypatch):
+    from studio.app.search import NodeSearch, ranked
+
+    assert ranked(window.registry, "ksamp")[:2] == ["KSampler", "KSamplerAdvanced"]
+    assert ranked(window.registry, "invimg")[0] == "ImageInvert"
+    start = dumps(window.workflow)
+    monkeypatch.setattr(NodeSearch, "exec", lambda self: (self.query.setText("invert image"), NodeSearch.Accepted)[1])
+    node_id = window.view.search_and_add(QPointF(50, 400))
+    assert window.workflow.nodes[node_id].type == "ImageInvert"
+    assert node_id in window.scene.nodes
+    window.scene.nodes["2"].setSelected(True)
+    window.scene.nodes["3"].setSelected(True)
+    qtbot.keyClick(window.view, Qt.Key_Delete)
+    assert "2" not in window.workflow.nodes and "3" not in window.workflow.nodes
+    assert window.workflow.nodes["4"].links == {}
+    while window.undo_stack.canUndo():
+        window.undo_stack.undo()
+    assert dumps(window.workflow) == start
+    assert len(window.scene.wires) == 3
+
+
+def test_dropping_a_rendered_png_opens_its_workflow(window, tmp_path, registry, settings):
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from studio.cli import main
+
+    main(["render", str(WORKFLOWS_DIR / "default.json"), "--out", str(tmp_path)])
+    png = next(tmp_path.rglob("*.png"))
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(png))])
+    event = QDropEvent(QPointF(10, 10), Qt.CopyAction, data, Qt.LeftButton, Qt.NoModifier)
+    window.workflow.set_value("3", "seed", 999)
+    window.dropEvent(event)
+    assert window.workflow.nodes["3"].values["seed"] == 42
+    assert len(window.scene.nodes) == 4
