@@ -36,6 +36,17 @@ ROW_HEIGHT = 20.0
 PORT_RADIUS = 5.0
 # Below this zoom, text is not drawn (it would be unreadable and is the costliest part).
 DETAIL_ZOOM = 0.45
+_fonts: dict[bool, QFont] = {}
+
+
+def _font(bold: bool) -> QFont:
+    # Built once: constructing fonts in every paint is a measurable part of a repaint.
+    if bold not in _fonts:
+        font = QFont()
+        font.setPointSizeF(9)
+        font.setBold(bold)
+        _fonts[bold] = font
+    return _fonts[bold]
 
 
 class NodeItem(QGraphicsItem):
@@ -51,6 +62,8 @@ class NodeItem(QGraphicsItem):
         self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
                       | QGraphicsItem.ItemSendsGeometryChanges)
         self.setZValue(1)
+        # Repaints blit a cached picture of the node; it is redrawn only when it changes.
+        self.setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         self.refresh()
 
     # -- layout ------------------------------------------------------------------------
@@ -141,15 +154,11 @@ class NodeItem(QGraphicsItem):
         if not detail:
             return
         painter.setPen(theme.TEXT)
-        font = QFont()
-        font.setPointSizeF(9)
-        font.setBold(True)
-        painter.setFont(font)
+        painter.setFont(_font(True))
         label = node.title or (self.canvas.registry.get(node.type).title if self.canvas.registry.get(node.type)
                                else node.type)
         painter.drawText(title.adjusted(8, 0, -8, 0), Qt.AlignVCenter | Qt.AlignLeft, label)
-        font.setBold(False)
-        painter.setFont(font)
+        painter.setFont(_font(False))
         painter.setPen(theme.TEXT)
         for index, (name, _, _) in enumerate(self.sockets):
             rect = QRectF(10, TITLE_HEIGHT + ROW_HEIGHT * index, NODE_WIDTH - 20, ROW_HEIGHT)
@@ -224,6 +233,8 @@ class CanvasScene(QGraphicsScene):
         self.undo_stack = undo_stack
         self.nodes: dict[str, NodeItem] = {}
         self.wires: dict[tuple[str, str], WireItem] = {}
+        # node id → the wires touching it, so moving a node re-routes only its own wires.
+        self.wires_of: dict[str, set[tuple[str, str]]] = {}
         self.dragging: tuple[str, str, WireItem] | None = None  # (source node, output, temporary wire)
         self.last_refusal = ""
         self.press_positions: dict[str, tuple[float, float]] = {}
@@ -238,6 +249,7 @@ class CanvasScene(QGraphicsScene):
         self.clear()
         self.nodes.clear()
         self.wires.clear()
+        self.wires_of.clear()
         for node_id in self.workflow.nodes:
             self._add_node_item(node_id)
         for link in self.workflow.links():
@@ -256,6 +268,8 @@ class CanvasScene(QGraphicsScene):
         wire = WireItem(SOCKET_COLOURS.get(output_type, "#bdbdbd"))
         self.addItem(wire)
         self.wires[(target, input_name)] = wire
+        for node_id in (source.node, target):
+            self.wires_of.setdefault(node_id, set()).add((target, input_name))
         self._place_wire(target, input_name)
 
     def _place_wire(self, target: str, input_name: str) -> None:
@@ -264,11 +278,9 @@ class CanvasScene(QGraphicsScene):
                                                   self.nodes[target].input_position(input_name))
 
     def update_wires(self, node_id: str) -> None:
-        for (target, input_name), _wire in self.wires.items():
-            link = self.workflow.nodes.get(target, None)
-            if link is None or input_name not in link.links:
-                continue
-            if target == node_id or link.links[input_name].node == node_id:
+        for target, input_name in self.wires_of.get(node_id, ()):
+            node = self.workflow.nodes.get(target)
+            if (target, input_name) in self.wires and node is not None and input_name in node.links:
                 self._place_wire(target, input_name)
 
     def _on_model_event(self, event: str, payload: dict[str, Any]) -> None:
@@ -279,6 +291,8 @@ class CanvasScene(QGraphicsScene):
             wire = self.wires.pop((link.target, link.input), None)
             if wire is not None:
                 self.removeItem(wire)
+                for node_id in (link.source, link.target):
+                    self.wires_of.get(node_id, set()).discard((link.target, link.input))
             if event == "link_added":
                 self._add_wire(link.target, link.input)
             self.nodes[link.target].refresh()
