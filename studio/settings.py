@@ -48,6 +48,8 @@ class Settings:
     output_dir: Path = field(default_factory=lambda: _data_dir() / "output")
     input_dirs: tuple[Path, ...] = field(default_factory=lambda: (_data_dir() / "input",))
     temp_dir: Path = field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP_NAME)) / "temp")
+    # Where the app keeps copies of open graphs every few seconds, for recovery after a crash.
+    autosave_dir: Path = field(default_factory=lambda: _data_dir() / "autosave")
     # Node plugin folders are only ever the ones listed here: code is never picked up from a
     # folder the user did not name.
     plugin_dirs: tuple[Path, ...] = ()
@@ -102,7 +104,7 @@ class Settings:
             return tuple(folder(key, item) for item in value)
 
         changes: dict[str, Any] = {}
-        for key in ("output_dir", "temp_dir"):
+        for key in ("output_dir", "temp_dir", "autosave_dir"):
             if key in data:
                 changes[key] = folder(key, data[key])
         for key in ("input_dirs", "plugin_dirs", "model_roots", "extra_model_paths"):

@@ -32,7 +32,7 @@ def settings(tmp_path: Path) -> Settings:
     """Settings whose folders are all inside the test's temporary folder."""
     (tmp_path / "input").mkdir()
     return Settings(output_dir=tmp_path / "output", input_dirs=(tmp_path / "input",),
-                    temp_dir=tmp_path / "temp", cache_bytes=256 * 1024**2)
+                    temp_dir=tmp_path / "temp", autosave_dir=tmp_path / "autosave", cache_bytes=256 * 1024**2)
 
 
 @pytest.fixture(scope="session")

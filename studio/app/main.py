@@ -38,10 +38,31 @@ def _window(workflow_path: Path | None):
     return window
 
 
+def offer_recovery(window) -> bool:
+    """If an earlier session did not close cleanly, offer its newest autosaved graph."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from studio.app.autosave import load_recovered, recoverable
+
+    found = recoverable(window.settings.autosave_dir)
+    if not found:
+        return False
+    newest = found[0]
+    name = newest.original.name if newest.original else "an unsaved workflow"
+    answer = QMessageBox.question(window, "Recover work?", f"Seed Studio did not close cleanly. Recover the "
+                                  f"autosaved copy of {name}?", QMessageBox.Yes | QMessageBox.No)
+    if answer == QMessageBox.Yes:
+        window.set_workflow(load_recovered(newest), None)
+    for item in found:
+        item.path.unlink(missing_ok=True)
+    return answer == QMessageBox.Yes
+
+
 def run_app(workflow_path: Path | None = None) -> int:
     app = _application()
     window = _window(workflow_path)
     window.show()
+    offer_recovery(window)
     return app.exec()
 
 

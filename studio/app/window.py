@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import qtawesome as qta
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QProgressBar
 
+from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
 from studio.app.canvas import CanvasScene, CanvasView
 from studio.app.runner import Runner
 from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunStarted
@@ -38,6 +39,11 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(False)
         self.statusBar().addPermanentWidget(self.progress)
         self.last_report: Any = None
+        self.autosaver = Autosaver(settings.autosave_dir)
+        self._autosaved_index = 0
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.start(AUTOSAVE_SECONDS * 1000)
         self._build_actions()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -58,6 +64,7 @@ class MainWindow(QMainWindow):
         self._scene = CanvasScene(workflow, self.registry, self.undo_stack)
         self.view.setScene(self._scene)
         self.path = path
+        self._autosaved_index = 0
         self.setWindowTitle(f"{path.name if path else 'Untitled'} — Seed Studio")
         self.view.fit()
 
@@ -89,6 +96,31 @@ class MainWindow(QMainWindow):
         self.path = path
         self.undo_stack.setClean()
         self.setWindowTitle(f"{path.name} — Seed Studio")
+
+    # -- autosave and closing ------------------------------------------------------------
+    def autosave(self) -> bool:
+        """Copy the graph to the autosave folder if it changed since the last copy."""
+        if self.undo_stack.index() == self._autosaved_index or self.undo_stack.isClean():
+            return False
+        self.autosaver.save(self.workflow, self.path)
+        self._autosaved_index = self.undo_stack.index()
+        return True
+
+    def closeEvent(self, event) -> None:
+        if not self.undo_stack.isClean():
+            answer = QMessageBox.question(self, "Unsaved changes", "Save the changes to this workflow first?",
+                                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+            if answer == QMessageBox.Cancel:
+                event.ignore()
+                return
+            if answer == QMessageBox.Save:
+                self._save()
+                if not self.undo_stack.isClean():
+                    event.ignore()
+                    return
+        self.autosave_timer.stop()
+        self.autosaver.discard()
+        event.accept()
 
     # -- drag and drop: a workflow file or a rendered PNG opens ----------------------------
     def dragEnterEvent(self, event) -> None:

@@ -12,7 +12,11 @@ from studio.settings import WORKFLOWS_DIR
 
 
 @pytest.fixture
-def window(qtbot, registry, settings):
+def window(qtbot, registry, settings, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    # Closing with unsaved edits asks; tests answer "discard" instead of blocking on a dialog.
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *args, **kwargs: QMessageBox.Discard))
     main = MainWindow(registry, settings, Engine(registry, settings))
     qtbot.addWidget(main)
     main.open_file(WORKFLOWS_DIR / "default.json")
