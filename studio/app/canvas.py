@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from studio.app import theme
 from studio.app.commands import Connect, MoveNodes
 from studio.graph import Workflow, can_connect
-from studio.graph.model import NodeMode
+from studio.graph.model import NodeMode, node_sort_key
 from studio.graph.sockets import SOCKET_COLOURS
 from studio.registry import Registry
 
@@ -416,10 +416,34 @@ class CanvasScene(QGraphicsScene):
         self.undo_stack.push(command)
         return command.node_id  # type: ignore[return-value]
 
+    def selected_ids(self) -> list[str]:
+        """Selected nodes in id order (the scene's own order varies)."""
+        return sorted((item.node_id for item in self.selectedItems() if isinstance(item, NodeItem)),
+                      key=node_sort_key)
+
+    def copy_selected(self) -> dict[str, Any] | None:
+        from studio.app.commands import copy_nodes
+
+        chosen = self.selected_ids()
+        return copy_nodes(self.workflow, chosen) if chosen else None
+
+    def paste(self, clipboard: dict[str, Any], keep_incoming: bool = False) -> list[str]:
+        """Paste as one undoable step, a little below-right of the originals; the pasted
+        nodes become the selection."""
+        from studio.app.commands import PasteNodes
+
+        command = PasteNodes(self.workflow, clipboard, (40.0, 40.0), keep_incoming)
+        self.undo_stack.push(command)
+        self.clearSelection()
+        for new in command.new_ids.values():
+            if new in self.nodes:
+                self.nodes[new].setSelected(True)
+        return list(command.new_ids.values())
+
     def delete_selected(self) -> None:
         from studio.app.commands import RemoveNodes
 
-        chosen = [item.node_id for item in self.selectedItems() if isinstance(item, NodeItem)]
+        chosen = self.selected_ids()
         if chosen:
             self.undo_stack.push(RemoveNodes(self.workflow, chosen))
 

@@ -119,3 +119,54 @@ class RemoveNodes(QUndoCommand):
             for link in links:
                 if link.source in self.workflow.nodes and link.target in self.workflow.nodes:
                     self.workflow.connect(link.source, link.output, link.target, link.input)
+
+
+def copy_nodes(workflow: Workflow, node_ids: list[str]) -> dict[str, Any]:
+    """The chosen nodes as plain data for the clipboard: their fields, positions, the wires
+    among them, and the wires that came into them from elsewhere."""
+    from studio.graph.format import workflow_to_data
+
+    chosen = set(node_ids)
+    data = workflow_to_data(workflow)["nodes"]
+    nodes = {node_id: data[node_id] for node_id in node_ids if node_id in data}
+    return {"format": "seed-studio-nodes", "nodes": nodes,
+            "outside": {node_id: {name: [link.node, link.output] for name, link in workflow.nodes[node_id].links.items()
+                                  if link.node not in chosen} for node_id in nodes}}
+
+
+class PasteNodes(QUndoCommand):
+    """Add copied nodes with new ids, shifted by ``offset``; wires among them are kept, and
+    with ``keep_incoming`` so are the wires that fed them from nodes still in the graph."""
+
+    def __init__(self, workflow: Workflow, clipboard: dict[str, Any], offset: tuple[float, float],
+                 keep_incoming: bool = False) -> None:
+        super().__init__(f"Paste {len(clipboard.get('nodes', {}))} node(s)")
+        self.workflow, self.clipboard, self.offset, self.keep_incoming = workflow, clipboard, offset, keep_incoming
+        self.new_ids: dict[str, str] = {}
+
+    def redo(self) -> None:
+        from studio.graph.format import workflow_from_data
+
+        nodes = self.clipboard["nodes"]
+        if not self.new_ids:
+            next_id = int(self.workflow.new_id())
+            self.new_ids = {old: str(next_id + index) for index, old in enumerate(nodes)}
+        remapped = {}
+        for old, data in nodes.items():
+            entry = dict(data, position=[data["position"][0] + self.offset[0], data["position"][1] + self.offset[1]])
+            entry["links"] = {name: {**link, "node": self.new_ids[link["node"]]}
+                              for name, link in data.get("links", {}).items() if link["node"] in self.new_ids}
+            remapped[self.new_ids[old]] = entry
+        pasted = workflow_from_data({"format": "seed-studio-workflow", "version": 1, "nodes": remapped})
+        for node in pasted.nodes.values():
+            self.workflow.insert_node(node)
+        if self.keep_incoming:
+            for old, inputs in self.clipboard.get("outside", {}).items():
+                for name, (source, output) in inputs.items():
+                    if source in self.workflow.nodes:
+                        self.workflow.connect(source, output, self.new_ids[old], name)
+
+    def undo(self) -> None:
+        for new in self.new_ids.values():
+            if new in self.workflow.nodes:
+                self.workflow.remove_node(new)

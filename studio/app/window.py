@@ -97,6 +97,48 @@ class MainWindow(QMainWindow):
         self.undo_stack.setClean()
         self.setWindowTitle(f"{path.name} — Seed Studio")
 
+    # -- clipboard -------------------------------------------------------------------------
+    CLIPBOARD_TYPE = "application/x-seed-studio-nodes"
+
+    def copy(self) -> bool:
+        import json
+
+        from PySide6.QtCore import QMimeData
+        from PySide6.QtWidgets import QApplication
+
+        data = self.scene.copy_selected()
+        if data is None:
+            return False
+        mime = QMimeData()
+        text = json.dumps(data)
+        mime.setData(self.CLIPBOARD_TYPE, text.encode())
+        mime.setText(text)
+        QApplication.clipboard().setMimeData(mime)
+        return True
+
+    def cut(self) -> None:
+        if self.copy():
+            self.scene.delete_selected()
+
+    def paste(self, keep_incoming: bool) -> list[str]:
+        import json
+
+        from PySide6.QtWidgets import QApplication
+
+        mime = QApplication.clipboard().mimeData()
+        if mime is None or not mime.hasFormat(self.CLIPBOARD_TYPE):
+            return []
+        try:
+            data = json.loads(bytes(mime.data(self.CLIPBOARD_TYPE)).decode())
+            return self.scene.paste(data, keep_incoming)
+        except (ValueError, KeyError, WorkflowFormatError) as error:
+            self.statusBar().showMessage(f"Cannot paste: {error}", 5000)
+            return []
+
+    def duplicate(self) -> list[str]:
+        data = self.scene.copy_selected()
+        return self.scene.paste(data, keep_incoming=True) if data else []
+
     # -- autosave and closing ------------------------------------------------------------
     def autosave(self) -> bool:
         """Copy the graph to the autosave folder if it changed since the last copy."""
@@ -158,6 +200,16 @@ class MainWindow(QMainWindow):
         for item in (undo, redo):
             self.addAction(item)
             toolbar.addAction(item)
+        for text, shortcut, slot in (("Copy", QKeySequence.Copy, self.copy),
+                                     ("Cut", QKeySequence.Cut, self.cut),
+                                     ("Paste", QKeySequence.Paste, lambda: self.paste(False)),
+                                     ("Paste with incoming wires", "Ctrl+Shift+V", lambda: self.paste(True)),
+                                     ("Duplicate", "Ctrl+D", self.duplicate),
+                                     ("Delete", QKeySequence.Delete, lambda: self.scene.delete_selected())):
+            item = QAction(text, self)
+            item.setShortcut(QKeySequence(shortcut))
+            item.triggered.connect(slot)
+            self.addAction(item)
         toolbar.addSeparator()
         self.run_action = action("Run", "mdi6.play", "Ctrl+Return", self.run)
         self.cancel_action = action("Cancel", "mdi6.stop", "Escape", self.runner.cancel)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import networkx as nx
 
-from studio.engine.validate import node_sort_key
+from studio.graph.model import node_sort_key
 from studio.graph.bypass import bypass_source
 from studio.graph.model import Node, NodeMode, Workflow
 from studio.graph.sockets import FLOAT

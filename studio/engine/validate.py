@@ -17,7 +17,7 @@ import networkx as nx
 
 from studio.graph.bypass import bypass_source
 from studio.graph.connect import can_connect
-from studio.graph.model import Node, NodeMode, Workflow
+from studio.graph.model import Node, NodeMode, Workflow, node_sort_key
 from studio.graph.sockets import BOOLEAN, FLOAT, INT, STRING, InputSpec
 
 if TYPE_CHECKING:
@@ -59,12 +59,6 @@ class WorkflowInvalid(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(problem) for problem in problems))
-
-
-def node_sort_key(node_id: str) -> tuple[int, int, str]:
-    """Numeric ids in numeric order, then the rest alphabetically: a stable order for
-    everything the engine reports."""
-    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
 
 
 def describe_value(value: Any) -> str:

@@ -14,6 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def node_sort_key(node_id: str) -> tuple[int, int, str]:
+    """Numeric ids in numeric order, then the rest alphabetically: the one stable order of
+    nodes for reports, plans and selections."""
+    return (0, int(node_id), "") if node_id.isdigit() else (1, 0, node_id)
+
+
 class NodeMode(str, enum.Enum):
     """How the engine treats a node: run it, pass its inputs through, or leave it out."""
 

@@ -163,3 +163,25 @@ def test_dropping_a_rendered_png_opens_its_workflow(window, tmp_path, registry, 
     window.dropEvent(event)
     assert window.workflow.nodes["3"].values["seed"] == 42
     assert len(window.scene.nodes) == 4
+
+
+def test_copy_paste_and_duplicate_with_and_without_incoming_wires(window, qtbot):
+    scene, start = window.scene, dumps(window.workflow)
+    for node_id in ("2", "3"):  # Enlarge → Film grain, fed by the picture
+        scene.nodes[node_id].setSelected(True)
+    assert window.copy()
+    plain = window.paste(keep_incoming=False)
+    assert len(plain) == 2 and all(node_id not in ("2", "3") for node_id in plain)
+    enlarge, grain = (window.workflow.nodes[node_id] for node_id in plain)
+    assert grain.links["image"].node == enlarge.id  # the wire between them comes along
+    assert "image" not in enlarge.links  # the one from outside does not
+    assert enlarge.position == (360.0, 40.0) and enlarge.values == {"upscale_method": "lanczos", "scale_by": 1.5}
+    duplicated = window.duplicate()  # of the pasted pair, now selected
+    assert len(duplicated) == 2
+    with_incoming = window.paste(keep_incoming=True)
+    assert window.workflow.nodes[with_incoming[0]].links["image"].node == "1"
+    window.cut()
+    assert with_incoming[0] not in window.workflow.nodes
+    while window.undo_stack.canUndo():
+        window.undo_stack.undo()
+    assert dumps(window.workflow) == start
