@@ -22,7 +22,12 @@ def window(qtbot, registry, settings, monkeypatch):
     main.open_file(WORKFLOWS_DIR / "default.json")
     main.show()
     qtbot.waitExposed(main)
-    return main
+    yield main
+    # Data left on the clipboard would be destroyed after the test QApplication, at
+    # interpreter exit, which crashes the process.
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.clipboard().clear()
 
 
 def test_the_canvas_draws_every_node_and_wire(window):
