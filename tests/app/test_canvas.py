@@ -97,10 +97,15 @@ def test_a_failing_run_marks_the_node_and_the_window_stays_usable(window, qtbot)
 def test_cancel_stops_a_run(window, qtbot, registry):
     window.workflow.set_value("2", "scale_by", 8.0)  # a slow Lanczos enlargement
     window.run()
-    window.runner.cancel()
+    window.runner.cancel()  # checked before every node, so the run cannot get far
     qtbot.waitUntil(lambda: window.last_report is not None, timeout=60000)
-    assert window.last_report.status in ("cancelled", "ok")
-    assert window.run_action.isEnabled()
+    assert window.last_report.status == "cancelled"
+    assert window.run_action.isEnabled() and not window.cancel_action.isEnabled()
+    window.workflow.set_value("2", "scale_by", 0.25)
+    window.last_report = None
+    window.run()
+    qtbot.waitUntil(lambda: window.last_report is not None, timeout=30000)
+    assert window.last_report.ok
 
 
 def test_double_clicking_a_field_edits_it_with_the_right_editor_and_undo_restores_it(window, qtbot, monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from studio.runtime.checkpoints import make_tokenizer
-from studio.runtime.prompts import WeightedText, encode_prompt, parse_weights, tokenize_weighted
+from studio.runtime.prompts import encode_prompt, parse_weights, tokenize_weighted
 
 
 @pytest.mark.parametrize(("prompt", "expected"), [
@@ -52,9 +52,6 @@ def test_weights_and_length_change_the_encoding(model_root):
     skipped, _ = encode_prompt(tokenizer, encoder, "a red circle", stop_at_layer=-2)
     assert not torch.allclose(skipped, plain)
 
-
-def test_weighted_text_is_plain_data():
-    assert WeightedText("x", 1.0) == WeightedText("x", 1.0)
 
 
 def test_embeddings_are_written_into_the_prompt_without_changing_the_model(model_root, tmp_path):
