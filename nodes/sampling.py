@@ -9,6 +9,16 @@ from studio.runtime.sampling import SCHEDULERS, SamplingJob, available_samplers,
 from studio.runtime.services import model_manager
 
 SAMPLER_NAMES = tuple(available_samplers())
+# What both samplers take, in ComfyUI's order (between their seed and their own inputs).
+SAMPLING_INPUTS = (
+    Input("steps", INT, default=20, min=1, max=10000),
+    Input("cfg", FLOAT, default=8.0, min=0.0, max=100.0, step=0.1),
+    Input("sampler_name", STRING, default="euler", choices=SAMPLER_NAMES),
+    Input("scheduler", STRING, default="normal", choices=tuple(SCHEDULERS)),
+    Input("positive", CONDITIONING),
+    Input("negative", CONDITIONING),
+    Input("latent_image", LATENT),
+)
 
 
 def _check_combination(values) -> list[tuple[str, str]]:
@@ -36,13 +46,7 @@ class KSampler(NodeBase):
     inputs = (
         Input("model", MODEL),
         Input("seed", INT, default=0, min=0, max=SEED_MAX, seed=True),
-        Input("steps", INT, default=20, min=1, max=10000),
-        Input("cfg", FLOAT, default=8.0, min=0.0, max=100.0, step=0.1),
-        Input("sampler_name", STRING, default="euler", choices=SAMPLER_NAMES),
-        Input("scheduler", STRING, default="normal", choices=tuple(SCHEDULERS)),
-        Input("positive", CONDITIONING),
-        Input("negative", CONDITIONING),
-        Input("latent_image", LATENT),
+        *SAMPLING_INPUTS,
         Input("denoise", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01),
     )
     outputs = (Output("LATENT", LATENT),)
@@ -69,13 +73,7 @@ class KSamplerAdvanced(NodeBase):
         Input("model", MODEL),
         Input("add_noise", STRING, default="enable", choices=("enable", "disable")),
         Input("noise_seed", INT, default=0, min=0, max=SEED_MAX, seed=True),
-        Input("steps", INT, default=20, min=1, max=10000),
-        Input("cfg", FLOAT, default=8.0, min=0.0, max=100.0, step=0.1),
-        Input("sampler_name", STRING, default="euler", choices=SAMPLER_NAMES),
-        Input("scheduler", STRING, default="normal", choices=tuple(SCHEDULERS)),
-        Input("positive", CONDITIONING),
-        Input("negative", CONDITIONING),
-        Input("latent_image", LATENT),
+        *SAMPLING_INPUTS,
         Input("start_at_step", INT, default=0, min=0, max=10000),
         Input("end_at_step", INT, default=10000, min=0, max=10000),
         Input("return_with_leftover_noise", STRING, default="disable", choices=("disable", "enable")),
