@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run(label: str, jobs: int, extra: list[str]) -> None:
     out = Path(tempfile.mkdtemp(prefix="seed-batch-bench-"))
-    command = [sys.executable, "-m", "studio", "batch", str(ROOT / "workflows" / "default.json"), "--out", str(out),
+    command = [sys.executable, "-m", "studio", "batch", str(ROOT / "workflows" / "film_grain.json"), "--out", str(out),
                "--sweep", f"Film grain.seed=1..{jobs}", *extra]
     began = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)

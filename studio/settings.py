@@ -31,6 +31,8 @@ RESOURCES_DIR = PROJECT_ROOT / "resources"
 WORKFLOWS_DIR = PROJECT_ROOT / "workflows"
 # Sample images shipped with the project; always searched after the user's input folders.
 SAMPLE_IMAGES_DIR = RESOURCES_DIR / "images"
+# The embedded demo models, in ComfyUI's folder layout; always searched after the user's roots.
+DEMO_MODELS_DIR = RESOURCES_DIR / "models"
 
 
 class SettingsError(ValueError):

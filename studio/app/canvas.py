@@ -409,6 +409,16 @@ class CanvasScene(QGraphicsScene):
         self.undo_stack.push(SetValue(self.workflow, node_id, name, value))
         return True
 
+    def set_value(self, node_id: str, name: str, value: Any) -> bool:
+        """Set one value as an undoable step (nothing when it is unchanged)."""
+        from studio.app.commands import SetValue
+
+        node = self.workflow.nodes[node_id]
+        if name in node.values and node.values[name] == value:
+            return False
+        self.undo_stack.push(SetValue(self.workflow, node_id, name, value))
+        return True
+
     def add_node(self, type_name: str, position: tuple[float, float]) -> str:
         from studio.app.commands import AddNode
 
@@ -532,6 +542,38 @@ class CanvasView(QGraphicsView):
 
     def focusNextPrevChild(self, next: bool) -> bool:
         return False  # Tab opens the node search instead of moving the focus
+
+    # A node type dragged from the library is added where it is dropped; files dropped on
+    # the canvas are left to the window (it opens workflows).
+    def dragEnterEvent(self, event) -> None:
+        from studio.app.panels import NODE_MIME
+
+        if event.mimeData().hasFormat(NODE_MIME):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        from studio.app.panels import NODE_MIME
+
+        if event.mimeData().hasFormat(NODE_MIME):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        from studio.app.panels import NODE_MIME
+
+        if not event.mimeData().hasFormat(NODE_MIME):
+            event.ignore()
+            return
+        type_name = bytes(event.mimeData().data(NODE_MIME)).decode("utf-8")
+        if self.scene().registry.get(type_name) is None:
+            event.ignore()
+            return
+        point = self.mapToScene(event.position().toPoint())
+        self.scene().add_node(type_name, (point.x(), point.y()))
+        event.acceptProposedAction()
 
     def mouseDoubleClickEvent(self, event) -> None:
         point = self.mapToScene(event.position().toPoint())

@@ -1,5 +1,5 @@
-"""The main window: the canvas, the file and edit actions with standard shortcuts, Run and
-Cancel, and a status bar."""
+"""The main window: the canvas, the node library, inspector and problems panels, the file and
+edit actions with standard shortcuts, Run and Cancel, and a status bar."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import qtawesome as qta
-from PySide6.QtCore import QTimer
+import shiboken6
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QUndoStack
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QProgressBar
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QProgressBar
 
 from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
 from studio.app.canvas import CanvasScene, CanvasView
+from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
 from studio.app.runner import Runner
 from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunStarted
 from studio.graph import Workflow, WorkflowFormatError, save
@@ -30,7 +32,7 @@ class MainWindow(QMainWindow):
         self.runner = Runner(engine)
         self.runner.event.connect(self._on_event)
         self.runner.finished.connect(self._on_finished)
-        # The view does not own its scene; the window keeps it alive.
+        # The view does not own its scene; the window does (see set_workflow).
         self._scene = CanvasScene(Workflow(), registry, self.undo_stack)
         self.view = CanvasView(self._scene)
         self.setCentralWidget(self.view)
@@ -44,6 +46,8 @@ class MainWindow(QMainWindow):
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start(AUTOSAVE_SECONDS * 1000)
+        self._unsubscribe: Any = None
+        self._build_docks()
         self._build_actions()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -59,10 +63,23 @@ class MainWindow(QMainWindow):
         return self.scene.workflow
 
     def set_workflow(self, workflow: Workflow, path: Path | None) -> None:
-        self._scene.detach()
+        previous = self._scene
+        previous.detach()
         self.undo_stack.clear()
-        self._scene = CanvasScene(workflow, self.registry, self.undo_stack)
-        self.view.setScene(self._scene)
+        scene = CanvasScene(workflow, self.registry, self.undo_stack)
+        # Owned by the window, and the old scene deleted only once the view has let go of it.
+        scene.setParent(self)
+        self.view.setScene(scene)
+        self._scene = scene
+        if previous.parent() is self:
+            previous.selectionChanged.disconnect(self._selection_changed)
+            previous.deleteLater()
+        scene.selectionChanged.connect(self._selection_changed)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        self._unsubscribe = self._scene.workflow.subscribe(self._model_changed)
+        self.inspector.show_node(self._scene, None)
+        self.problems.clear()
         self.path = path
         self._autosaved_index = 0
         self.setWindowTitle(f"{path.name if path else 'Untitled'} — Seed Studio")
@@ -176,6 +193,53 @@ class MainWindow(QMainWindow):
                 event.acceptProposedAction()
                 return
 
+    # -- panels --------------------------------------------------------------------------
+    def _build_docks(self) -> None:
+        self.library = NodeLibrary(self.registry)
+        self.library.add_requested.connect(self.add_node_at_centre)
+        self.inspector = Inspector(self.registry)
+        self.problems = ProblemsPanel()
+        self.problems.node_chosen.connect(self.select_node)
+        for title, widget, area in (("Nodes", self.library, Qt.LeftDockWidgetArea),
+                                    ("Inspector", self.inspector, Qt.RightDockWidgetArea),
+                                    ("Problems", self.problems, Qt.BottomDockWidgetArea)):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(f"dock-{title.lower()}")
+            dock.setWidget(widget)
+            self.addDockWidget(area, dock)
+        self.resizeDocks([self.findChild(QDockWidget, "dock-nodes"), self.findChild(QDockWidget, "dock-inspector")],
+                         [230, 280], Qt.Horizontal)
+        self.resizeDocks([self.findChild(QDockWidget, "dock-problems")], [110], Qt.Vertical)
+
+    def add_node_at_centre(self, type_name: str) -> str:
+        centre = self.view.mapToScene(self.view.viewport().rect().center())
+        return self.scene.add_node(type_name, (centre.x(), centre.y()))
+
+    def select_node(self, node_id: str) -> None:
+        item = self.scene.nodes.get(node_id)
+        if item is None:
+            return
+        self.scene.clearSelection()
+        item.setSelected(True)
+        self.view.centerOn(item)
+
+    def _selection_changed(self) -> None:
+        if not shiboken6.isValid(self._scene) or not shiboken6.isValid(self.inspector):
+            return  # the window is being torn down
+        chosen = self.scene.selected_ids()
+        self.inspector.show_node(self.scene, chosen[0] if len(chosen) == 1 else None)
+
+    def _model_changed(self, event: str, payload: dict[str, Any]) -> None:
+        node = payload.get("node") or getattr(payload.get("link"), "target", None)
+        node_id = node if isinstance(node, str) else getattr(node, "id", None)
+        if self.inspector.node_id is None or node_id != self.inspector.node_id:
+            return
+        if event == "value_changed":
+            self.inspector.update_value(payload.get("input", ""), payload.get("value"))
+        else:
+            # Later, not now: the change may come from one of the inspector's own editors.
+            QTimer.singleShot(0, self.inspector.refresh)
+
     # -- actions -------------------------------------------------------------------------
     def _build_actions(self) -> None:
         toolbar = self.addToolBar("Main")
@@ -245,6 +309,8 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, report: Any) -> None:
         self.last_report = report
+        self.problems.show_report(report, lambda node_id: self.workflow.nodes[node_id].label
+                                  if node_id in self.workflow.nodes else f"#{node_id}")
         self.run_action.setEnabled(True)
         self.cancel_action.setEnabled(False)
         self.progress.setVisible(False)

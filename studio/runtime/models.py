@@ -15,7 +15,7 @@ from pathlib import Path
 from studio.engine.validate import Problem
 from studio.graph.comfy.definitions import MODEL_INPUTS
 from studio.graph.model import NodeMode, Workflow
-from studio.settings import Settings
+from studio.settings import DEMO_MODELS_DIR, Settings
 
 MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 KINDS = ("checkpoints", "vae", "loras", "controlnet", "upscale_models", "embeddings", "clip_vision",
@@ -88,7 +88,8 @@ class ModelFolders:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelFolders:
-        return cls.from_roots(settings.model_roots, settings.extra_model_paths)
+        # The demo models come last, so an artist's model of the same name wins.
+        return cls.from_roots((*settings.model_roots, DEMO_MODELS_DIR), settings.extra_model_paths)
 
     def folders_for(self, kind: str) -> list[Path]:
         return list(self.folders.get(ALIASES.get(kind, kind), []))

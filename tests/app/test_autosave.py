@@ -27,7 +27,7 @@ EDIT_THEN_CRASH = textwrap.dedent("""
     settings = Settings(autosave_dir=Path(sys.argv[1]), output_dir=Path(sys.argv[1]) / "out")
     registry = build_registry()
     window = MainWindow(registry, settings, Engine(registry, settings))
-    window.open_file(WORKFLOWS_DIR / "default.json")
+    window.open_file(WORKFLOWS_DIR / "film_grain.json")
     window.show()
     window.undo_stack.push(SetValue(window.workflow, "3", "seed", 777))
     window.undo_stack.push(SetValue(window.workflow, "3", "strength", 0.2))
@@ -43,7 +43,7 @@ def test_after_kill_9_the_autosaved_graph_is_offered_back(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == -9, result.stderr
     [item] = recoverable(folder)
-    assert item.original is not None and item.original.name == "default.json"
+    assert item.original is not None and item.original.name == "film_grain.json"
     workflow = load_recovered(item)
     assert workflow.nodes["3"].values == {"seed": 777, "strength": 0.2}
 

@@ -19,7 +19,7 @@ def window(qtbot, registry, settings, monkeypatch):
     monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *args, **kwargs: QMessageBox.Discard))
     main = MainWindow(registry, settings, Engine(registry, settings))
     qtbot.addWidget(main)
-    main.open_file(WORKFLOWS_DIR / "default.json")
+    main.open_file(WORKFLOWS_DIR / "film_grain.json")
     main.show()
     qtbot.waitExposed(main)
     yield main
@@ -164,7 +164,7 @@ def test_dropping_a_rendered_png_opens_its_workflow(window, tmp_path, registry, 
 
     from studio.cli import main
 
-    main(["render", str(WORKFLOWS_DIR / "default.json"), "--out", str(tmp_path)])
+    main(["render", str(WORKFLOWS_DIR / "film_grain.json"), "--out", str(tmp_path)])
     png = next(tmp_path.rglob("*.png"))
     data = QMimeData()
     data.setUrls([QUrl.fromLocalFile(str(png))])

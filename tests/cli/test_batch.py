@@ -20,7 +20,7 @@ from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
 
 from tests.cli.test_cli import studio
 
-DEFAULT = str(WORKFLOWS_DIR / "default.json")
+DEFAULT = str(WORKFLOWS_DIR / "film_grain.json")
 
 
 def manifest(folder: Path) -> list[dict]:

@@ -14,7 +14,7 @@ from studio.graph.files import open_workflow
 from studio.graph.png import WORKFLOW_TEXT_KEY, read_png_text
 from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
 
-DEFAULT = str(WORKFLOWS_DIR / "default.json")
+DEFAULT = str(WORKFLOWS_DIR / "film_grain.json")
 
 
 def studio(*args: str) -> tuple[int, str, str]:
@@ -55,7 +55,7 @@ def test_a_seed_sweep_runs_upstream_once_and_the_late_node_three_times(tmp_path,
     assert executed.count("1") == 1 and executed.count("2") == 1
     assert executed.count("3") == 3 and executed.count("4") == 3
     assert all(run["cached"] == ["1", "2"] for run in runs[1:])
-    files = sorted((tmp_path / "default").iterdir())
+    files = sorted((tmp_path / "film_grain").iterdir())
     assert len(files) == 3 and len({f.read_bytes() for f in files}) == 3
     # Each PNG carries the workflow with its own seed.
     seeds = sorted(open_workflow(f, registry.spec)[0].nodes["3"].values["seed"] for f in files)

@@ -184,7 +184,7 @@ def test_api_export_leaves_out_muted_nodes_and_wires_past_bypassed_ones(registry
 def test_native_graphs_export_to_comfyui_and_back(registry):
     from studio.settings import WORKFLOWS_DIR
 
-    workflow, _ = open_workflow(WORKFLOWS_DIR / "default.json", registry.spec)
+    workflow, _ = open_workflow(WORKFLOWS_DIR / "film_grain.json", registry.spec)
     ui = to_comfy_ui(workflow, registry.spec)
     grain = next(node for node in ui["nodes"] if node["type"] == "ImageAddNoise")
     assert grain["widgets_values"] == [42, "fixed", 0.04]

@@ -1,0 +1,146 @@
+"""The demo models' data: captioned pictures of one simple shape on a plain background.
+
+Everything is drawn from a seed, so a training set, a held-out set or a test prompt is the same
+on every machine. A scene is a shape (circle, square, triangle) in a named colour, of a named
+size, at a named position, on a background of another named colour; its caption says so in
+plain English, in one of several word orders.
+
+Some colour pairings never appear in training (``HELD_OUT``), so that whether the model
+generalises to unseen combinations can be measured.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 35, 35),
+    "green": (40, 165, 60),
+    "blue": (35, 70, 215),
+    "yellow": (240, 215, 35),
+    "purple": (130, 50, 175),
+    "orange": (245, 135, 25),
+    "white": (245, 245, 245),
+    "black": (20, 20, 20),
+}
+SHAPES = ("circle", "square", "triangle")
+# Centre of the shape, as fractions of the image side (x, y).
+POSITIONS: dict[str, tuple[float, float]] = {
+    "left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25), "bottom": (0.5, 0.75), "centre": (0.5, 0.5),
+}
+POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top",
+                    "bottom": "at the bottom", "centre": "in the centre"}
+# Half the shape's extent, as a fraction of the image side.
+SIZES = {"small": 0.11, "large": 0.21}
+STYLES = ("plain", "striped")
+# (shape colour, background colour) pairs left out of training.
+HELD_OUT = (("red", "green"), ("blue", "yellow"), ("purple", "white"), ("orange", "black"),
+            ("white", "blue"), ("green", "purple"))
+JITTER = 0.04
+
+
+@dataclass(frozen=True)
+class Scene:
+    shape: str
+    colour: str
+    background: str
+    position: str
+    size: str
+    style: str = "plain"
+    # Small offsets of the centre (fractions of the side) so positions are regions, not points.
+    dx: float = 0.0
+    dy: float = 0.0
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        x, y = POSITIONS[self.position]
+        return x + self.dx, y + self.dy
+
+    def caption(self, variant: int = 0) -> str:
+        where = POSITION_PHRASES[self.position]
+        thing = f"{self.size} {self.colour} {self.shape}"
+        templates = (
+            f"a {thing} {where}, {self.background} background",
+            f"{self.background} background, a {thing} {where}",
+            f"a {thing} on a {self.background} background, {where}",
+            f"{where}, a {thing}, {self.background} background",
+        )
+        return templates[variant % len(templates)]
+
+
+def all_combinations(include_held_out: bool = False) -> list[tuple[str, str, str, str, str]]:
+    """Every (shape, colour, background, position, size), held-out colour pairs excluded by default."""
+    return [(shape, colour, background, position, size)
+            for shape, colour, background, position, size
+            in product(SHAPES, COLOURS, COLOURS, POSITIONS, SIZES)
+            if colour != background and (include_held_out or (colour, background) not in HELD_OUT)]
+
+
+def random_scene(rng: random.Random, held_out: bool = False, style: str = "plain") -> Scene:
+    """A seeded scene: from the training combinations, or only from the held-out pairs."""
+    if held_out:
+        colour, background = rng.choice(HELD_OUT)
+        shape, position, size = rng.choice(SHAPES), rng.choice(list(POSITIONS)), rng.choice(list(SIZES))
+    else:
+        shape, colour, background, position, size = rng.choice(all_combinations())
+    return Scene(shape, colour, background, position, size, style,
+                 rng.uniform(-JITTER, JITTER), rng.uniform(-JITTER, JITTER))
+
+
+def shape_polygon(scene: Scene, side: float) -> list[tuple[float, float]] | tuple[float, float, float, float]:
+    """The shape's outline in pixels: a bounding box for circles and squares, else a polygon."""
+    cx, cy = (c * side for c in scene.centre)
+    r = SIZES[scene.size] * side
+    if scene.shape == "triangle":
+        # Equilateral, pointing up, centred on its bounding box so the centroid is near (cx, cy).
+        return [(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)]
+    return (cx - r, cy - r, cx + r, cy + r)
+
+
+def draw_mask(scene: Scene, size: int = 64, supersample: int = 4) -> Image.Image:
+    """The shape's area as an anti-aliased greyscale mask (255 inside)."""
+    big = size * supersample
+    mask = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(mask)
+    outline = shape_polygon(scene, big)
+    if scene.shape == "circle":
+        draw.ellipse(outline, fill=255)
+    elif scene.shape == "square":
+        draw.rectangle(outline, fill=255)
+    else:
+        draw.polygon(outline, fill=255)
+    return mask.resize((size, size), Image.Resampling.BOX)
+
+
+def draw(scene: Scene, size: int = 64, supersample: int = 4) -> Image.Image:
+    """The scene as an RGB picture. The "striped" style paints the shape with horizontal bands
+    of its colour and the background's, a sixteenth of the image tall."""
+    big = size * supersample
+    picture = Image.new("RGB", (big, big), COLOURS[scene.background])
+    paint = Image.new("RGB", (big, big), COLOURS[scene.colour])
+    if scene.style == "striped":
+        band = big // 16
+        rows = ImageDraw.Draw(paint)
+        for top in range(band, big, 2 * band):
+            rows.rectangle((0, top, big, top + band - 1), fill=COLOURS[scene.background])
+    mask = draw_mask(scene, big, 1)
+    picture.paste(paint, (0, 0), mask)
+    return picture.resize((size, size), Image.Resampling.BOX)
+
+
+def hint(scene: Scene, size: int = 64) -> Image.Image:
+    """A ControlNet hint for the scene: its shape as a white blob on black."""
+    return draw_mask(scene, size).convert("RGB")
+
+
+def batch(seed: int, count: int, size: int = 64, held_out: bool = False, style: str = "plain",
+          ) -> tuple[np.ndarray, list[Scene]]:
+    """``count`` seeded scenes drawn as an (N, H, W, 3) uint8 array, with the scenes."""
+    rng = random.Random(seed)
+    scenes = [random_scene(rng, held_out, style) for _ in range(count)]
+    return np.stack([np.asarray(draw(scene, size)) for scene in scenes]), scenes

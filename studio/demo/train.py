@@ -1,0 +1,492 @@
+"""Training the embedded demo models on the shapes data (``studio.demo.shapes``).
+
+    python -m studio.demo.train vae|base|lora|controlnet|upscaler [--steps N] [--out DIR]
+
+Each stage is seeded and writes its model in the layout artists' models come in, under
+``resources/models`` (or ``--out``): a diffusers pipeline folder for the base model, a kohya
+``.safetensors`` LoRA, a diffusers ControlNet folder and a spandrel-loadable ``.safetensors``
+upscaler. ``base`` needs the VAE; ``lora`` and ``controlnet`` need the base model. The model
+cards in ``resources/models`` give each stage's time on the 2-core CPU it was trained on.
+
+The models are small on purpose (64×64 pictures, an 8×8×4 latent, a 64-wide text encoder):
+big enough to learn what the captions say, small enough to train in minutes on a CPU and to
+ship in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from studio.demo import shapes
+from studio.settings import RESOURCES_DIR
+
+MODELS_DIR = RESOURCES_DIR / "models"
+BASE_NAME = "seed-shapes"
+BASE_DIR = Path("checkpoints") / BASE_NAME
+LORA_FILE = Path("loras") / "seed-shapes-stripes.safetensors"
+CONTROLNET_DIR = Path("controlnet") / "seed-shapes-blob"
+UPSCALER_FILE = Path("upscale_models") / "seed-shapes-2x.safetensors"
+SCHEDULER_CONFIG = RESOURCES_DIR / "configs" / "sd15" / "scheduler" / "scheduler_config.json"
+SIZE = 64
+# Share of the training captions replaced by the empty prompt, so classifier-free guidance
+# (cfg above 1) and negative prompts have an unconditional model to push away from.
+UNCONDITIONED = 0.1
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def vae_model() -> torch.nn.Module:
+    from diffusers import AutoencoderKL
+
+    # Four blocks: the 8× downscale every SD1.x node expects (64×64 pixels → 8×8 latent).
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+                         block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=8,
+                         sample_size=SIZE, mid_block_add_attention=False)
+
+
+def unet_model() -> torch.nn.Module:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(sample_size=SIZE // 8, in_channels=4, out_channels=4,
+                                block_out_channels=(32, 64, 64), layers_per_block=1,
+                                down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                                cross_attention_dim=64, attention_head_dim=4, norm_num_groups=8)
+
+
+def text_model() -> torch.nn.Module:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    # The real CLIP vocabulary (49,408 tokens) so the real tokenizer works; the model is tiny.
+    config = CLIPTextConfig(vocab_size=49408, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+                            num_attention_heads=4, max_position_embeddings=77, projection_dim=64,
+                            hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    return CLIPTextModel(config)
+
+
+def alphas_cumprod() -> torch.Tensor:
+    config = json.loads(SCHEDULER_CONFIG.read_text(encoding="utf-8"))
+    betas = torch.linspace(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5,
+                           config["num_train_timesteps"], dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).float()
+
+
+def pictures(seed: int, count: int, style_share: float = 0.0) -> tuple[torch.Tensor, list[shapes.Scene]]:
+    """Seeded training pictures as −1..1 tensors (N, 3, H, W); a share of them striped."""
+    plain = int(round(count * (1 - style_share)))
+    array, scenes = shapes.batch(seed, plain)
+    if plain < count:
+        striped, striped_scenes = shapes.batch(seed + 1, count - plain, style="striped")
+        array, scenes = np.concatenate([array, striped]), scenes + striped_scenes
+    tensor = torch.from_numpy(array).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return tensor, scenes
+
+
+def batches(count: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    while True:
+        yield from torch.randperm(count, generator=generator).split(batch_size)
+
+
+def cosine_lr(optimizer: torch.optim.Optimizer, peak: float, steps: int, warmup: int = 100) -> Callable[[int], None]:
+    def set_for(step: int) -> None:
+        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step / steps, 1.0)))
+        for group in optimizer.param_groups:
+            group["lr"] = peak * max(scale, 0.02)
+    return set_for
+
+
+class Ema:
+    """An exponential moving average of a module's weights, which samples better than the raw ones."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        self.module, self.decay = module, decay
+        self.shadow = copy.deepcopy(module).requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for average, current in zip(self.shadow.parameters(), self.module.parameters()):
+            average.lerp_(current, 1 - decay)
+
+
+def train_vae(out: Path, steps: int, seed: int) -> None:
+    torch.manual_seed(seed)
+    vae = vae_model()
+    data, _ = pictures(seed, 12000, style_share=0.3)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    set_lr = cosine_lr(optimizer, 1e-3, steps)
+    generator = torch.Generator().manual_seed(seed)
+    order = batches(len(data), 16, generator)
+    start = time.time()
+    for step in range(steps):
+        set_lr(step)
+        x = data[next(order)]
+        posterior = vae.encode(x).latent_dist
+        # Decoded from the mean plus a little noise (so that the decoder is forgiving of the
+        # diffusion model's small errors), while the encoder's own variance is driven towards
+        # zero: VAEEncode's sample is then the picture's latent, not a noisy one.
+        spread = posterior.mean.detach().std()
+        noisy = posterior.mean + 0.05 * spread * torch.randn(posterior.mean.shape, generator=generator)
+        y = vae.decode(noisy).sample
+        rec = (y - x).abs().mean() + F.mse_loss(y, x)
+        loss = rec + 1e-2 * posterior.var.mean() + 1e-6 * posterior.mean.pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        optimizer.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"vae step {step}/{steps} reconstruction {rec.item():.4f} ({time.time() - start:.0f} s)")
+    vae.eval()
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in data[:2000].split(200)])
+    # Latents are scaled to unit variance before diffusion, as SD's 0.18215 does for its VAE.
+    vae.register_to_config(scaling_factor=float(1 / latents.std()))
+    target = out / BASE_DIR / "vae"
+    vae.to(torch.float16).save_pretrained(target)
+    log(f"vae saved to {target} (scaling factor {1 / latents.std():.4f})")
+
+
+def load_vae(out: Path) -> torch.nn.Module:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(out / BASE_DIR / "vae", torch_dtype=torch.float32).eval().requires_grad_(False)
+
+
+def tokenizer() -> object:
+    from studio.runtime.checkpoints import make_tokenizer
+
+    return make_tokenizer()
+
+
+def caption_ids(scenes: list[shapes.Scene], rng: random.Random) -> torch.Tensor:
+    """Token ids (N, 77) of one caption per scene, in a random word order."""
+    texts = [scene.caption(rng.randrange(4)) for scene in scenes]
+    return tokenizer()(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+
+def encode_latents(vae: torch.nn.Module, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The posterior mean and standard deviation of every picture, scaled for diffusion."""
+    scale = vae.config.scaling_factor
+    means, stds = [], []
+    with torch.no_grad():
+        for chunk in data.split(250):
+            posterior = vae.encode(chunk).latent_dist
+            means.append(posterior.mean * scale)
+            stds.append(posterior.std * scale)
+    return torch.cat(means), torch.cat(stds)
+
+
+class DiffusionData:
+    """Latents with every caption variant tokenised, so a training step only indexes tensors."""
+
+    def __init__(self, vae: torch.nn.Module, seed: int, count: int, style: str = "plain") -> None:
+        data, self.scenes = pictures(seed, count, style_share=1.0 if style == "striped" else 0.0)
+        self.pixels = data
+        self.means, self.stds = encode_latents(vae, data)
+        tok = tokenizer()
+        self.ids = torch.stack([
+            tok([scene.caption(variant) for scene in self.scenes], padding="max_length", max_length=77,
+                truncation=True, return_tensors="pt").input_ids for variant in range(4)], 1)
+        self.empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    def take(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        latents = self.means[index] + self.stds[index] * torch.randn(self.means[index].shape, generator=generator)
+        variant = torch.randint(0, 4, (len(index),), generator=generator)
+        ids = self.ids[index, variant]
+        drop = torch.rand(len(index), generator=generator) < UNCONDITIONED
+        ids[drop] = self.empty
+        return latents, ids
+
+
+def diffusion_loss(unet: Callable[..., torch.Tensor], latents: torch.Tensor, context: torch.Tensor,
+                   cumprod: torch.Tensor, generator: torch.Generator, **extra: object) -> torch.Tensor:
+    """The epsilon-prediction loss with min-SNR-5 weighting (faster, steadier training)."""
+    t = torch.randint(0, len(cumprod), (len(latents),), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    a = cumprod[t].view(-1, 1, 1, 1)
+    noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+    predicted = unet(noisy, t, context, **extra)
+    snr = cumprod[t] / (1 - cumprod[t])
+    weight = torch.clamp(snr, max=5.0) / snr
+    return (weight * (predicted - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+
+
+def save_base(out: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -> None:
+    target = out / BASE_DIR
+    copy.deepcopy(unet).to(torch.float16).save_pretrained(target / "unet")
+    copy.deepcopy(text_encoder).to(torch.float16).save_pretrained(target / "text_encoder")
+    tokenizer().save_pretrained(target / "tokenizer")
+    (target / "scheduler").mkdir(parents=True, exist_ok=True)
+    shutil.copy(SCHEDULER_CONFIG, target / "scheduler" / "scheduler_config.json")
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+             "feature_extractor": [None, None], "requires_safety_checker": False, "safety_checker": [None, None],
+             "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+             "vae": ["diffusers", "AutoencoderKL"]}
+    (target / "model_index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def train_base(out: Path, steps: int, seed: int) -> None:
+    torch.manual_seed(seed)
+    vae = load_vae(out)
+    data = DiffusionData(vae, seed, 30000)
+    log(f"base: {len(data)} latents ready")
+    unet, text_encoder = unet_model(), text_model()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    set_lr = cosine_lr(optimizer, 1e-3, steps, warmup=200)
+    ema_unet, ema_text = Ema(unet, 0.999), Ema(text_encoder, 0.999)
+    cumprod = alphas_cumprod()
+    generator = torch.Generator().manual_seed(seed)
+    order = batches(len(data), 128, generator)
+    start = time.time()
+    for step in range(steps):
+        set_lr(step)
+        latents, ids = data.take(next(order), generator)
+        context = text_encoder(ids).last_hidden_state
+        loss = diffusion_loss(lambda *a: unet(*a).sample, latents, context, cumprod, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        ema_unet.update(step)
+        ema_text.update(step)
+        if step % 100 == 0 or step == steps - 1:
+            log(f"base step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f} s)")
+        if (step + 1) % 1000 == 0 or step == steps - 1:
+            save_base(out, ema_unet.shadow, ema_text.shadow)
+            log(f"base saved at step {step + 1}")
+
+
+class LowRank(torch.nn.Module):
+    """A layer with a trainable low-rank change beside its frozen weight (kohya's LoRA/LoCon)."""
+
+    def __init__(self, base: torch.nn.Module, rank: int) -> None:
+        super().__init__()
+        self.base = base
+        if isinstance(base, torch.nn.Conv2d):
+            self.down = torch.nn.Conv2d(base.in_channels, rank, base.kernel_size, base.stride, base.padding, bias=False)
+            self.up = torch.nn.Conv2d(rank, base.out_channels, 1, bias=False)
+        else:
+            self.down = torch.nn.Linear(base.in_features, rank, bias=False)
+            self.up = torch.nn.Linear(rank, base.out_features, bias=False)
+        torch.nn.init.kaiming_uniform_(self.down.weight, a=5 ** 0.5)
+        torch.nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.up(self.down(x))
+
+
+def add_low_rank(unet: torch.nn.Module, rank: int) -> dict[str, LowRank]:
+    """Wrap the attention layers and the resnets' 3×3 convolutions: the layers kohya's
+    LoRA and LoCon train."""
+    chosen = {}
+    for name, module in unet.named_modules():
+        in_attention = ".attentions." in name and isinstance(module, (torch.nn.Linear, torch.nn.Conv2d))
+        in_resnet = ".resnets." in name and name.endswith(("conv1", "conv2"))
+        if in_attention or in_resnet:
+            chosen[name] = module
+    wrapped = {}
+    for name, module in chosen.items():
+        parent_name, _, child = name.rpartition(".")
+        wrapped[name] = LowRank(module, rank)
+        setattr(unet.get_submodule(parent_name), child, wrapped[name])
+    return wrapped
+
+
+def load_base(out: Path) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    folder = out / BASE_DIR
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+    text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32)
+    return unet.eval().requires_grad_(False), text_encoder.eval().requires_grad_(False), load_vae(out)
+
+
+def train_lora(out: Path, steps: int, seed: int) -> None:
+    """A LoRA that paints every shape in horizontal stripes (no trigger word: the captions are the base's)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    unet, text_encoder, vae = load_base(out)
+    data = DiffusionData(vae, seed + 100, 8000, style="striped")
+    rank = 8
+    layers = add_low_rank(unet, rank)
+    params = [p for layer in layers.values() for p in (layer.down.weight, layer.up.weight)]
+    for param in params:
+        param.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    set_lr = cosine_lr(optimizer, 1e-3, steps)
+    cumprod = alphas_cumprod()
+    generator = torch.Generator().manual_seed(seed)
+    order = batches(len(data), 64, generator)
+    start = time.time()
+    for step in range(steps):
+        set_lr(step)
+        latents, ids = data.take(next(order), generator)
+        with torch.no_grad():
+            context = text_encoder(ids).last_hidden_state
+        loss = diffusion_loss(lambda *a: unet(*a).sample, latents, context, cumprod, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"lora step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f} s)")
+    tensors = {}
+    for name, layer in layers.items():
+        key = "lora_unet_" + name.replace(".", "_")
+        tensors[f"{key}.lora_down.weight"] = layer.down.weight.detach().to(torch.float16).contiguous()
+        tensors[f"{key}.lora_up.weight"] = layer.up.weight.detach().to(torch.float16).contiguous()
+        tensors[f"{key}.alpha"] = torch.tensor(float(rank), dtype=torch.float16)
+    target = out / LORA_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(target), metadata={"ss_network_dim": str(rank), "ss_network_alpha": str(rank),
+                                              "ss_base_model_version": "sd_v1", "ss_output_name": target.stem})
+    log(f"lora saved to {target} ({len(layers)} layers)")
+
+
+def anywhere(scenes: list[shapes.Scene], rng: random.Random) -> list[shapes.Scene]:
+    """The scenes with their shapes moved to random places; the captions keep naming the old
+    place, so the ControlNet learns that the hint wins over the words."""
+    moved = []
+    for scene in scenes:
+        x, y = shapes.POSITIONS[scene.position]
+        moved.append(shapes.Scene(scene.shape, scene.colour, scene.background, scene.position, scene.size,
+                                  scene.style, rng.uniform(0.2, 0.8) - x, rng.uniform(0.2, 0.8) - y))
+    return moved
+
+
+def train_controlnet(out: Path, steps: int, seed: int) -> None:
+    """A ControlNet whose hint, a white blob on black, says where the shape goes."""
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    unet, text_encoder, vae = load_base(out)
+    rng = random.Random(seed + 200)
+    scenes = anywhere([shapes.random_scene(rng) for _ in range(10000)], rng)
+    pixels = torch.from_numpy(np.stack([np.asarray(shapes.draw(s)) for s in scenes])).permute(0, 3, 1, 2)
+    hints = torch.from_numpy(np.stack([np.asarray(shapes.hint(s)) for s in scenes])).permute(0, 3, 1, 2)
+    means, stds = encode_latents(vae, pixels.float() / 127.5 - 1)
+    tok = tokenizer()
+    ids = tok([s.caption(rng.randrange(4)) for s in scenes], padding="max_length", max_length=77,
+              return_tensors="pt").input_ids
+    empty = tok([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 32, 32))
+    controlnet.train()
+    optimizer = torch.optim.AdamW(controlnet.parameters(), lr=5e-4, weight_decay=0.0)
+    set_lr = cosine_lr(optimizer, 5e-4, steps)
+    cumprod = alphas_cumprod()
+    generator = torch.Generator().manual_seed(seed)
+    order = batches(len(scenes), 64, generator)
+    start = time.time()
+    for step in range(steps):
+        set_lr(step)
+        index = next(order)
+        latents = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
+        batch_ids = ids[index].clone()
+        batch_ids[torch.rand(len(index), generator=generator) < UNCONDITIONED] = empty
+        with torch.no_grad():
+            context = text_encoder(batch_ids).last_hidden_state
+        hint = hints[index].float() / 255
+
+        def controlled(noisy: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+            down, mid = controlnet(noisy, t, encoder_hidden_states=ctx, controlnet_cond=hint, return_dict=False)
+            return unet(noisy, t, ctx, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
+
+        loss = diffusion_loss(controlled, latents, context, cumprod, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
+        optimizer.step()
+        if step % 100 == 0 or step == steps - 1:
+            log(f"controlnet step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f} s)")
+    target = out / CONTROLNET_DIR
+    controlnet.eval().to(torch.float16).save_pretrained(target)
+    log(f"controlnet saved to {target}")
+
+
+def upscaler_pairs(seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(64×64, 128×128) pictures of the same scenes, as 0..1 tensors; a third striped."""
+    rng = random.Random(seed)
+    scenes = [shapes.random_scene(rng, style="striped" if i % 3 == 0 else "plain") for i in range(count)]
+    small = np.stack([np.asarray(shapes.draw(s, 64)) for s in scenes])
+    large = np.stack([np.asarray(shapes.draw(s, 128)) for s in scenes])
+    as_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    return as_tensor(small), as_tensor(large)
+
+
+def train_upscaler(out: Path, steps: int, seed: int) -> None:
+    """A ×2 Real-ESRGAN "compact" (SRVGG) upscaler, the architecture spandrel calls Compact."""
+    from safetensors.torch import save_file
+
+    from studio.runtime.upscale import import_spandrel
+
+    torch.manual_seed(seed)
+    compact = import_spandrel().architectures.Compact.Compact
+    model = compact(num_in_ch=3, num_out_ch=3, num_feat=32, num_conv=8, upscale=2, act_type="prelu")
+    small, large = upscaler_pairs(seed + 300, 4000)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    set_lr = cosine_lr(optimizer, 1e-3, steps)
+    generator = torch.Generator().manual_seed(seed)
+    order = batches(len(small), 16, generator)
+    start = time.time()
+    for step in range(steps):
+        set_lr(step)
+        index = next(order)
+        # Random 32×32 crops (64×64 of the target): the network is convolutional, crops are cheaper.
+        top, left = (int(v) for v in torch.randint(0, 33, (2,), generator=generator))
+        lr_crop = small[index, :, top:top + 32, left:left + 32]
+        hr_crop = large[index, :, 2 * top:2 * top + 64, 2 * left:2 * left + 64]
+        loss = (model(lr_crop) - hr_crop).abs().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 200 == 0 or step == steps - 1:
+            log(f"upscaler step {step}/{steps} L1 {loss.item():.4f} ({time.time() - start:.0f} s)")
+    target = out / UPSCALER_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items()}, str(target))
+    log(f"upscaler saved to {target}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.demo.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage", choices=["vae", "base", "lora", "controlnet", "upscaler"])
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=MODELS_DIR)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    stages = {"vae": (train_vae, 2500), "base": (train_base, 5000), "lora": (train_lora, 1500),
+              "controlnet": (train_controlnet, 1500), "upscaler": (train_upscaler, 3000)}
+    function, default_steps = stages[args.stage]
+    started = time.time()
+    function(args.out, args.steps or default_steps, args.seed)
+    log(f"{args.stage}: {time.time() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Writes the tour workflows (and workflows/default.json) for the embedded demo models.
+Run from the project root: python workflows/tour/make_tour.py
+
+Every workflow renders 64×64 pictures with the demo base model ``seed-shapes``; each adds one
+demo model or technique. Node ids are stable, so scripts and tests can address them
+(``--set 2.text=...``): 1 checkpoint, 2 prompt, 3 negative prompt, 4 sampler, 5 decode,
+6 save, 7 empty latent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.graph import Workflow
+from studio.graph.format import save
+
+TOUR = Path(__file__).resolve().parent
+CHECKPOINT = "seed-shapes"
+SAMPLER = {"seed": 7, "steps": 20, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}
+
+
+def base(name: str, description: str, prompt: str, negative: str = "", prefix: str = "tour",
+         empty_latent: bool = True) -> Workflow:
+    workflow = Workflow()
+    workflow.meta.update({"name": name, "description": description})
+    workflow.add_node("CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}, title="Demo model", position=(0, 150),
+                      node_id="1")
+    workflow.add_node("CLIPTextEncode", {"text": prompt}, title="Prompt", position=(340, 0), node_id="2")
+    workflow.add_node("CLIPTextEncode", {"text": negative}, title="Negative prompt", position=(340, 300),
+                      node_id="3")
+    workflow.add_node("KSampler", dict(SAMPLER), position=(760, 100), node_id="4")
+    workflow.add_node("VAEDecode", {}, position=(1120, 100), node_id="5")
+    workflow.add_node("SaveImage", {"filename_prefix": prefix}, position=(1360, 100), node_id="6")
+    for source, output, target, input_name in [
+            ("1", "CLIP", "2", "clip"), ("1", "CLIP", "3", "clip"), ("1", "MODEL", "4", "model"),
+            ("2", "CONDITIONING", "4", "positive"), ("3", "CONDITIONING", "4", "negative"),
+            ("4", "LATENT", "5", "samples"), ("1", "VAE", "5", "vae"), ("5", "IMAGE", "6", "images")]:
+        workflow.connect(source, output, target, input_name)
+    if empty_latent:
+        workflow.add_node("EmptyLatentImage", {"width": 64, "height": 64, "batch_size": 1}, position=(340, 560),
+                          node_id="7")
+        workflow.connect("7", "LATENT", "4", "latent_image")
+    return workflow
+
+
+def default() -> Workflow:
+    return base("Seed Studio demo: text to image",
+                "The embedded demo model draws what the prompt says: a shape (circle, square, triangle), its "
+                "colour and size, where it sits (left, right, top, bottom, centre) and the background colour. "
+                "Edit the prompt and press Run.",
+                "a large orange circle in the centre, purple background", prefix="demo/txt2img")
+
+
+def img2img() -> Workflow:
+    workflow = base("Tour: image to image", "Repaints the input picture as the prompt says; denoise sets how "
+                    "much may change (0 keeps the picture, 1 ignores it).",
+                    "a large yellow circle on the left, blue background", prefix="tour/img2img", empty_latent=False)
+    workflow.node("4").values["denoise"] = 0.75
+    workflow.add_node("LoadImage", {"image": "shapes_scene.png"}, position=(0, 450), node_id="8")
+    workflow.add_node("VAEEncode", {}, position=(340, 560), node_id="9")
+    workflow.connect("8", "IMAGE", "9", "pixels")
+    workflow.connect("1", "VAE", "9", "vae")
+    workflow.connect("9", "LATENT", "4", "latent_image")
+    return workflow
+
+
+def inpaint() -> Workflow:
+    workflow = base("Tour: inpaint", "Paints only where the input picture is transparent (bottom right); the "
+                    "rest of the picture is kept.",
+                    "a small white circle at the bottom, green background", prefix="tour/inpaint",
+                    empty_latent=False)
+    workflow.add_node("LoadImage", {"image": "shapes_inpaint.png"}, position=(0, 450), node_id="8")
+    workflow.add_node("VAEEncodeForInpaint", {"grow_mask_by": 6}, position=(340, 560), node_id="9")
+    workflow.connect("8", "IMAGE", "9", "pixels")
+    workflow.connect("1", "VAE", "9", "vae")
+    workflow.connect("8", "MASK", "9", "mask")
+    workflow.connect("9", "LATENT", "4", "latent_image")
+    return workflow
+
+
+def lora() -> Workflow:
+    workflow = base("Tour: LoRA", "The stripes LoRA paints shapes in horizontal bands; its strength (0 to 1) "
+                    "sets how much.", "a large blue square in the centre, white background", prefix="tour/lora")
+    workflow.add_node("LoraLoader", {"lora_name": "seed-shapes-stripes.safetensors", "strength_model": 1.0,
+                                     "strength_clip": 1.0}, title="Stripes LoRA", position=(0, 450), node_id="8")
+    workflow.connect("1", "MODEL", "8", "model")
+    workflow.connect("1", "CLIP", "8", "clip")
+    workflow.connect("8", "MODEL", "4", "model")
+    workflow.connect("8", "CLIP", "2", "clip")
+    workflow.connect("8", "CLIP", "3", "clip")
+    return workflow
+
+
+def controlnet() -> Workflow:
+    workflow = base("Tour: ControlNet", "The white blob in the hint picture says where the shape goes; the "
+                    "prompt still says which shape and which colours.",
+                    "a large red triangle, yellow background", prefix="tour/controlnet")
+    workflow.add_node("LoadImage", {"image": "shapes_hint.png"}, title="Hint", position=(0, 700), node_id="8")
+    workflow.add_node("ControlNetLoader", {"control_net_name": "seed-shapes-blob"}, position=(0, 450), node_id="9")
+    workflow.add_node("ControlNetApplyAdvanced", {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
+                      position=(560, 450), node_id="10")
+    for source, output, target, input_name in [
+            ("2", "CONDITIONING", "10", "positive"), ("3", "CONDITIONING", "10", "negative"),
+            ("9", "CONTROL_NET", "10", "control_net"), ("8", "IMAGE", "10", "image"),
+            ("10", "positive", "4", "positive"), ("10", "negative", "4", "negative")]:
+        workflow.connect(source, output, target, input_name)
+    return workflow
+
+
+def hires_fix() -> Workflow:
+    workflow = base("Tour: hires fix with the upscaler", "Renders at 64×64, doubles the picture with the demo "
+                    "upscaler, and refines it at 128×128 with a light second pass.",
+                    "a small green triangle on the right, black background", prefix="tour/hires")
+    workflow.add_node("UpscaleModelLoader", {"model_name": "seed-shapes-2x.safetensors"}, position=(1120, 350),
+                      node_id="8")
+    workflow.add_node("ImageUpscaleWithModel", {}, position=(1360, 350), node_id="9")
+    workflow.add_node("VAEEncode", {}, position=(1600, 350), node_id="10")
+    workflow.add_node("KSampler", dict(SAMPLER, denoise=0.3, steps=10), title="Refine", position=(1840, 100),
+                      node_id="11")
+    workflow.add_node("VAEDecode", {}, position=(2200, 100), node_id="12")
+    for source, output, target, input_name in [
+            ("8", "UPSCALE_MODEL", "9", "upscale_model"), ("5", "IMAGE", "9", "image"), ("9", "IMAGE", "10", "pixels"),
+            ("1", "VAE", "10", "vae"), ("1", "MODEL", "11", "model"), ("2", "CONDITIONING", "11", "positive"),
+            ("3", "CONDITIONING", "11", "negative"), ("10", "LATENT", "11", "latent_image"),
+            ("11", "LATENT", "12", "samples"), ("1", "VAE", "12", "vae"), ("12", "IMAGE", "6", "images")]:
+        workflow.connect(source, output, target, input_name)
+    workflow.node("6").position = (2440, 100)
+    return workflow
+
+
+def main() -> None:
+    save(default(), TOUR.parent / "default.json")
+    for index, build in enumerate((default, img2img, inpaint, lora, controlnet, hires_fix), 1):
+        name = "txt2img" if build is default else build.__name__
+        workflow = build()
+        if build is default:
+            workflow.meta["name"] = "Tour: text to image"
+            workflow.node("6").values["filename_prefix"] = "tour/txt2img"
+        save(workflow, TOUR / f"{index}_{name}.json")
+
+
+if __name__ == "__main__":
+    main()
