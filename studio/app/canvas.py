@@ -237,6 +237,8 @@ class CanvasScene(QGraphicsScene):
         self.wires_of: dict[str, set[tuple[str, str]]] = {}
         self.dragging: tuple[str, str, WireItem] | None = None  # (source node, output, temporary wire)
         self.last_refusal = ""
+        # The node selected before the current one: keyboard connecting wires it in.
+        self.link_anchor: str | None = None
         self.press_positions: dict[str, tuple[float, float]] = {}
         self.setBackgroundBrush(theme.BACKGROUND)
         self.rebuild()
@@ -450,12 +452,109 @@ class CanvasScene(QGraphicsScene):
                 self.nodes[new].setSelected(True)
         return list(command.new_ids.values())
 
-    def delete_selected(self) -> None:
+    def delete_selected(self, reconnect: bool = False) -> None:
+        """Delete the selection as one undoable step; with ``reconnect``, what flowed through
+        the deleted nodes is wired around them (Blender's "delete with reconnect")."""
         from studio.app.commands import RemoveNodes
+        from studio.graph.connect import reconnections
 
         chosen = self.selected_ids()
+        if not chosen:
+            return
+        wires = reconnections(self.workflow, self.registry.spec, set(chosen)) if reconnect else []
+        self.undo_stack.beginMacro(f"Delete {len(chosen)} node{'s' if len(chosen) != 1 else ''}"
+                                   + (" with reconnect" if reconnect else ""))
+        self.undo_stack.push(RemoveNodes(self.workflow, chosen))
+        for wire in wires:
+            self.undo_stack.push(Connect(self.workflow, *wire))
+        self.undo_stack.endMacro()
+
+    # -- keyboard-only editing -------------------------------------------------------------
+    def select_only(self, node_id: str) -> None:
+        previous = self.selected_ids()
+        if len(previous) == 1 and previous[0] != node_id:
+            self.link_anchor = previous[0]
+        self.clearSelection()
+        self.nodes[node_id].setSelected(True)
+
+    def connect_selected(self) -> bool:
+        """Wire the first free compatible output of one node into the other's first matching
+        free input: the two selected nodes (left one feeds right one), or the node selected
+        before this one into this one."""
+        from studio.graph.connect import first_free_connection
+
+        chosen = self.selected_ids()
+        if len(chosen) == 2:
+            source, target = sorted(chosen, key=lambda n: self.workflow.nodes[n].position[0])
+        elif len(chosen) == 1 and self.link_anchor in self.workflow.nodes and self.link_anchor != chosen[0]:
+            source, target = self.link_anchor, chosen[0]
+        else:
+            self.last_refusal = "select two nodes (or one, after another) to connect them"
+            return False
+        pair = first_free_connection(self.workflow, self.registry.spec, source, target)
+        if pair is None:
+            self.last_refusal = (f"{self.workflow.nodes[source].label} has no output that a free input of "
+                                 f"{self.workflow.nodes[target].label} accepts")
+            return False
+        return self.try_connect(source, pair[0], target, pair[1])
+
+    def nudge_selected(self, dx: float, dy: float) -> None:
+        chosen = self.selected_ids()
         if chosen:
-            self.undo_stack.push(RemoveNodes(self.workflow, chosen))
+            self.undo_stack.push(MoveNodes(self.workflow, {
+                n: (self.workflow.nodes[n].position,
+                    (self.workflow.nodes[n].position[0] + dx, self.workflow.nodes[n].position[1] + dy))
+                for n in chosen}))
+
+    def select_neighbour(self, dx: int, dy: int) -> str | None:
+        """Select the nearest node in a direction from the selected one (Alt+arrows)."""
+        chosen = self.selected_ids()
+        if not chosen:
+            if self.workflow.nodes:
+                first = min(self.workflow.nodes, key=lambda n: self.workflow.nodes[n].position)
+                self.select_only(first)
+                return first
+            return None
+        x0, y0 = self.workflow.nodes[chosen[0]].position
+        best, best_score = None, float("inf")
+        for node_id, node in self.workflow.nodes.items():
+            ddx, ddy = node.position[0] - x0, node.position[1] - y0
+            along = ddx * dx + ddy * dy
+            if node_id == chosen[0] or along <= 0:
+                continue
+            across = abs(ddx * dy) + abs(ddy * dx)
+            score = along + 2 * across
+            if score < best_score:
+                best, best_score = node_id, score
+        if best is not None:
+            self.select_only(best)
+        return best
+
+    def arrange_selected(self, how: str) -> None:
+        """Align the selection's left or top edges, or distribute it evenly across or down."""
+        chosen = self.selected_ids()
+        if len(chosen) < 2:
+            return
+        positions = {n: self.workflow.nodes[n].position for n in chosen}
+        if how == "align-left":
+            left = min(x for x, _ in positions.values())
+            after = {n: (left, y) for n, (x, y) in positions.items()}
+        elif how == "align-top":
+            top = min(y for _, y in positions.values())
+            after = {n: (x, top) for n, (x, y) in positions.items()}
+        else:
+            axis = 0 if how == "distribute-horizontally" else 1
+            ordered = sorted(chosen, key=lambda n: positions[n][axis])
+            first, last = positions[ordered[0]][axis], positions[ordered[-1]][axis]
+            gap = (last - first) / (len(ordered) - 1)
+            after = {}
+            for index, n in enumerate(ordered):
+                place = list(positions[n])
+                place[axis] = first + index * gap
+                after[n] = (place[0], place[1])
+        moves = {n: (positions[n], after[n]) for n in chosen if positions[n] != after[n]}
+        if moves:
+            self.undo_stack.push(MoveNodes(self.workflow, moves))
 
     def try_connect(self, source: str, output: str, target: str, input_name: str, screen_position: Any = None) -> bool:
         """Connect if ``can_connect`` allows it (as one undoable step); otherwise say why."""
@@ -528,17 +627,39 @@ class CanvasView(QGraphicsView):
             return
         super().mouseReleaseEvent(event)
 
+    ARROWS = {Qt.Key_Left: (-1, 0), Qt.Key_Right: (1, 0), Qt.Key_Up: (0, -1), Qt.Key_Down: (0, 1)}
+
     def keyPressEvent(self, event) -> None:
-        if event.key() in (Qt.Key_Home, Qt.Key_Period):
+        key, modifiers = event.key(), event.modifiers()
+        scene = self.scene()
+        if key in (Qt.Key_Home, Qt.Key_Period):
             self.fit()
-            return
-        if event.key() == Qt.Key_Tab:
-            self.search_and_add(self.mapToScene(self.mapFromGlobal(self.cursor().pos())))
-            return
-        if event.key() in (Qt.Key_Delete, Qt.Key_Backspace):
-            self.scene().delete_selected()
-            return
-        super().keyPressEvent(event)
+        elif key == Qt.Key_Tab:
+            self.search_and_add(self._place_for_new_node())
+        elif key in (Qt.Key_Delete, Qt.Key_Backspace):
+            scene.delete_selected(reconnect=bool(modifiers & Qt.ControlModifier))
+        elif key == Qt.Key_L and modifiers & Qt.ControlModifier:
+            # Also the window's Edit menu shortcut; here for when the view has the key first.
+            if not scene.connect_selected() and scene.last_refusal:
+                QToolTip.showText(self.mapToGlobal(self.rect().center()), scene.last_refusal)
+        elif key in self.ARROWS and modifiers & Qt.AltModifier:
+            chosen = scene.select_neighbour(*self.ARROWS[key])
+            if chosen:
+                self.ensureVisible(scene.nodes[chosen])
+        elif key in self.ARROWS and scene.selected_ids():
+            step = 50 if modifiers & Qt.ShiftModifier else 10
+            dx, dy = self.ARROWS[key]
+            scene.nudge_selected(dx * step, dy * step)
+        else:
+            super().keyPressEvent(event)
+
+    def _place_for_new_node(self) -> QPointF:
+        """Right of the selected node when there is one (keyboard building), else under the cursor."""
+        chosen = self.scene().selected_ids()
+        if len(chosen) == 1:
+            item = self.scene().nodes[chosen[0]]
+            return item.pos() + QPointF(item.boundingRect().width() + 60, 0)
+        return self.mapToScene(self.mapFromGlobal(self.cursor().pos()))
 
     def focusNextPrevChild(self, next: bool) -> bool:
         return False  # Tab opens the node search instead of moving the focus
@@ -586,7 +707,16 @@ class CanvasView(QGraphicsView):
         """Open the node search; add the chosen type at ``point`` as one undoable step."""
         from studio.app.search import NodeSearch
 
-        dialog = NodeSearch(self.scene().registry, self)
+        scene = self.scene()
+        before = scene.selected_ids()
+        dialog = NodeSearch(scene.registry, self)
         if dialog.exec() != NodeSearch.Accepted or dialog.chosen() is None:
             return None
-        return self.scene().add_node(dialog.chosen(), (point.x(), point.y()))
+        node_id = scene.add_node(dialog.chosen(), (point.x(), point.y()))
+        # The new node becomes the selection, and the one selected before it the anchor
+        # that Ctrl+L wires into it.
+        scene.clearSelection()
+        scene.nodes[node_id].setSelected(True)
+        if len(before) == 1:
+            scene.link_anchor = before[0]
+        return node_id

@@ -71,6 +71,10 @@ def screenshot(target: Path, workflow_path: Path | None = None, scale: float = 1
     app = _application(scale)
     window = _window(workflow_path)
     window.show()
+    from PySide6.QtTest import QTest
+
+    # On a real display server the window is mapped asynchronously; draw only once it is.
+    QTest.qWaitForWindowExposed(window, 5000)
     app.processEvents()
     window.view.fit()
     app.processEvents()

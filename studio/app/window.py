@@ -244,17 +244,25 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("main-toolbar")
+        menus = {name: self.menuBar().addMenu(name) for name in ("&File", "&Edit", "&Arrange", "&Run", "&View")}
 
-        def action(text: str, icon: str, shortcut: Any, slot: Any) -> QAction:
-            item = QAction(qta.icon(icon, color="#dcdde0"), text, self)
-            item.setShortcut(QKeySequence(shortcut))
+        def action(menu: str, text: str, shortcut: Any, slot: Any, icon: str = "") -> QAction:
+            item = QAction(text, self)
+            if icon:
+                item.setIcon(qta.icon(icon, color="#dcdde0"))
+                toolbar.addAction(item)
+            if shortcut:
+                item.setShortcut(QKeySequence(shortcut))
             item.triggered.connect(slot)
             self.addAction(item)
-            toolbar.addAction(item)
+            menus[menu].addAction(item)
             return item
 
-        action("Open…", "mdi6.folder-open-outline", QKeySequence.Open, self._open)
-        action("Save", "mdi6.content-save-outline", QKeySequence.Save, lambda: self._save())
+        action("&File", "Open…", QKeySequence.Open, self._open, "mdi6.folder-open-outline")
+        action("&File", "Save", QKeySequence.Save, lambda: self._save(), "mdi6.content-save-outline")
+        action("&File", "Save As…", QKeySequence.SaveAs, lambda: self._save(choose=True))
+        menus["&File"].addSeparator()
+        action("&File", "Quit", QKeySequence.Quit, self.close)
         undo = self.undo_stack.createUndoAction(self, "Undo")
         undo.setShortcut(QKeySequence.Undo)
         undo.setIcon(qta.icon("mdi6.undo", color="#dcdde0"))
@@ -264,21 +272,40 @@ class MainWindow(QMainWindow):
         for item in (undo, redo):
             self.addAction(item)
             toolbar.addAction(item)
+            menus["&Edit"].addAction(item)
+        menus["&Edit"].addSeparator()
         for text, shortcut, slot in (("Copy", QKeySequence.Copy, self.copy),
                                      ("Cut", QKeySequence.Cut, self.cut),
                                      ("Paste", QKeySequence.Paste, lambda: self.paste(False)),
                                      ("Paste with incoming wires", "Ctrl+Shift+V", lambda: self.paste(True)),
                                      ("Duplicate", "Ctrl+D", self.duplicate),
-                                     ("Delete", QKeySequence.Delete, lambda: self.scene.delete_selected())):
-            item = QAction(text, self)
-            item.setShortcut(QKeySequence(shortcut))
-            item.triggered.connect(slot)
-            self.addAction(item)
+                                     ("Delete", QKeySequence.Delete, lambda: self.scene.delete_selected()),
+                                     ("Delete with reconnect", "Ctrl+Delete",
+                                      lambda: self.scene.delete_selected(reconnect=True)),
+                                     ("Connect selected nodes", "Ctrl+L", self.connect_selected),
+                                     ("Select all", QKeySequence.SelectAll, self.select_all)):
+            action("&Edit", text, shortcut, slot)
+        for text, how in (("Align left edges", "align-left"), ("Align top edges", "align-top"),
+                          ("Distribute horizontally", "distribute-horizontally"),
+                          ("Distribute vertically", "distribute-vertically")):
+            action("&Arrange", text, None, lambda _=False, how=how: self.scene.arrange_selected(how))
         toolbar.addSeparator()
-        self.run_action = action("Run", "mdi6.play", "Ctrl+Return", self.run)
-        self.cancel_action = action("Cancel", "mdi6.stop", "Escape", self.runner.cancel)
+        self.run_action = action("&Run", "Run", "Ctrl+Return", self.run, "mdi6.play")
+        self.cancel_action = action("&Run", "Cancel", "Escape", self.runner.cancel, "mdi6.stop")
         self.cancel_action.setEnabled(False)
-        action("Fit", "mdi6.fit-to-screen-outline", "Home", self.view.fit)
+        action("&View", "Fit to window", "Home", self.view.fit, "mdi6.fit-to-screen-outline")
+        for dock in self.findChildren(QDockWidget):
+            menus["&View"].addAction(dock.toggleViewAction())
+
+    def connect_selected(self) -> bool:
+        connected = self.scene.connect_selected()
+        if not connected and self.scene.last_refusal:
+            self.statusBar().showMessage(self.scene.last_refusal, 5000)
+        return connected
+
+    def select_all(self) -> None:
+        for item in self.scene.nodes.values():
+            item.setSelected(True)
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> None:

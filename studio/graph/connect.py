@@ -87,3 +87,57 @@ def can_connect(
         return Verdict(False, f"{target_node.label} already feeds {source_node.label}: this wire would make a loop",
                        "cycle")
     return ALLOWED
+
+
+def first_free_connection(workflow: Workflow, spec_of: SpecLookup, source: str, target: str
+                          ) -> tuple[str, str] | None:
+    """(output, input): the source's first output that the target's first free input of a
+    matching type accepts — what keyboard-only connecting wires up."""
+    source_spec, target_spec = spec_of(workflow.node(source).type), spec_of(workflow.node(target).type)
+    if source_spec is None or target_spec is None:
+        return None
+    linked = workflow.node(target).links
+    for output in source_spec.outputs:
+        for spec in target_spec.inputs:
+            if spec.name in linked:
+                continue
+            if can_connect(workflow, spec_of, source, output.name, target, spec.name):
+                return output.name, spec.name
+    return None
+
+
+def reconnections(workflow: Workflow, spec_of: SpecLookup, removed: set[str]) -> list[tuple[str, str, str, str]]:
+    """Wires that keep the graph flowing when ``removed`` nodes are deleted ("delete with
+    reconnect"): each kept input fed by a removed node is wired to what fed that node's first
+    input of the same type, looking further upstream through removed nodes."""
+    def upstream(node_id: str, wanted: str, seen: set[str]) -> tuple[str, str] | None:
+        node = workflow.node(node_id)
+        spec = spec_of(node.type)
+        for name, source in node.links.items():
+            input_spec = spec.input(name) if spec else None
+            if input_spec is None:
+                continue
+            source_spec = spec_of(workflow.node(source.node).type) if source.node in workflow.nodes else None
+            output_spec = source_spec.output(source.output) if source_spec else None
+            if output_spec is None or not types_compatible(output_spec.type, wanted):
+                continue
+            if source.node not in removed:
+                return source.node, source.output
+            if source.node not in seen:
+                found = upstream(source.node, wanted, seen | {source.node})
+                if found:
+                    return found
+        return None
+
+    wires = []
+    for link in list(workflow.links()):
+        if link.source not in removed or link.target in removed:
+            continue
+        target_spec = spec_of(workflow.node(link.target).type)
+        input_spec = target_spec.input(link.input) if target_spec else None
+        if input_spec is None:
+            continue
+        found = upstream(link.source, input_spec.type, {link.source})
+        if found:
+            wires.append((found[0], found[1], link.target, link.input))
+    return wires
