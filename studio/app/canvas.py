@@ -33,6 +33,8 @@ from studio.registry import Registry
 NODE_WIDTH = 230.0
 TITLE_HEIGHT = 26.0
 ROW_HEIGHT = 20.0
+# The tallest a picture shown inside a node gets.
+PREVIEW_HEIGHT = 180.0
 PORT_RADIUS = 5.0
 # Below this zoom, text is not drawn (it would be unreadable and is the costliest part).
 DETAIL_ZOOM = 0.45
@@ -59,6 +61,8 @@ class NodeItem(QGraphicsItem):
         self.status = ""
         self.progress = 0.0
         self.message = ""
+        # The last picture this node produced, or the sampler's live latent preview.
+        self.preview: Any = None
         self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
                       | QGraphicsItem.ItemSendsGeometryChanges)
         self.setZValue(1)
@@ -91,6 +95,13 @@ class NodeItem(QGraphicsItem):
         self.inputs, self.outputs = inputs, outputs
         self.socket_rows = max(len(self.sockets), len(outputs))
         self.height = TITLE_HEIGHT + ROW_HEIGHT * max(self.socket_rows + len(self.fields), 1) + 10
+        self.preview_rect = QRectF()
+        if self.preview is not None and not self.preview.isNull():
+            side = NODE_WIDTH - 20
+            scale = min(side / self.preview.width(), PREVIEW_HEIGHT / self.preview.height())
+            width, height = self.preview.width() * scale, self.preview.height() * scale
+            self.preview_rect = QRectF((NODE_WIDTH - width) / 2, self.height - 4, width, height)
+            self.height += height + 6
         self.setPos(*self.node.position)
         self.setToolTip(self.message or (self.canvas.registry.get(self.node.type).help_text()
                                          if self.canvas.registry.get(self.node.type) else
@@ -180,6 +191,9 @@ class NodeItem(QGraphicsItem):
             rect = QRectF(10, TITLE_HEIGHT + ROW_HEIGHT * index, NODE_WIDTH - 20, ROW_HEIGHT)
             painter.setPen(theme.TEXT)
             painter.drawText(rect, Qt.AlignVCenter | Qt.AlignRight, name)
+        if not self.preview_rect.isEmpty():
+            painter.setRenderHint(QPainter.SmoothPixmapTransform, self.preview.width() > self.preview_rect.width())
+            painter.drawImage(self.preview_rect, self.preview)
 
     def field_at(self, scene_point: QPointF) -> str | None:
         """The field (unwired widget input) whose row is under a scene point."""
@@ -312,6 +326,13 @@ class CanvasScene(QGraphicsScene):
             item.status, item.progress, item.message = status, progress, message
             item.setToolTip(message) if message else None
             item.update()
+
+    def set_preview(self, node_id: str, image: Any) -> None:
+        """Show a picture inside a node (an output's result, a sampler's progress)."""
+        item = self.nodes.get(node_id)
+        if item is not None and image is not None and not image.isNull():
+            item.preview = image
+            item.refresh()
 
     def clear_status(self) -> None:
         for item in self.nodes.values():

@@ -9,12 +9,13 @@ from typing import Any
 import qtawesome as qta
 import shiboken6
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence, QUndoStack
+from PySide6.QtGui import QAction, QImage, QKeySequence, QUndoStack
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QProgressBar
 
 from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
 from studio.app.canvas import CanvasScene, CanvasView
 from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
+from studio.app.runs import Gallery, RunEntry, RunQueuePanel
 from studio.app.runner import Runner
 from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunStarted
 from studio.graph import Workflow, WorkflowFormatError, save
@@ -41,6 +42,10 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(False)
         self.statusBar().addPermanentWidget(self.progress)
         self.last_report: Any = None
+        self.runs: list[RunEntry] = []
+        self.current_run: RunEntry | None = None
+        self._run_number = 0
+        self.planned: list[str] = []
         self.autosaver = Autosaver(settings.autosave_dir)
         self._autosaved_index = 0
         self.autosave_timer = QTimer(self)
@@ -200,13 +205,22 @@ class MainWindow(QMainWindow):
         self.inspector = Inspector(self.registry)
         self.problems = ProblemsPanel()
         self.problems.node_chosen.connect(self.select_node)
+        self.queue_panel = RunQueuePanel()
+        self.queue_panel.cancel_current.connect(self.runner.cancel)
+        self.queue_panel.remove_queued.connect(self.cancel_queued)
+        self.gallery = Gallery()
+        docks = {}
         for title, widget, area in (("Nodes", self.library, Qt.LeftDockWidgetArea),
                                     ("Inspector", self.inspector, Qt.RightDockWidgetArea),
-                                    ("Problems", self.problems, Qt.BottomDockWidgetArea)):
-            dock = QDockWidget(title, self)
+                                    ("Gallery", self.gallery, Qt.RightDockWidgetArea),
+                                    ("Problems", self.problems, Qt.BottomDockWidgetArea),
+                                    ("Queue", self.queue_panel, Qt.BottomDockWidgetArea)):
+            dock = docks[title] = QDockWidget(title, self)
             dock.setObjectName(f"dock-{title.lower()}")
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
+        self.tabifyDockWidget(docks["Problems"], docks["Queue"])
+        docks["Problems"].raise_()
         self.resizeDocks([self.findChild(QDockWidget, "dock-nodes"), self.findChild(QDockWidget, "dock-inspector")],
                          [230, 280], Qt.Horizontal)
         self.resizeDocks([self.findChild(QDockWidget, "dock-problems")], [110], Qt.Vertical)
@@ -308,15 +322,34 @@ class MainWindow(QMainWindow):
             item.setSelected(True)
 
     # -- running -------------------------------------------------------------------------
-    def run(self) -> None:
-        if not self.runner.start(self.workflow):
+    def run(self) -> RunEntry:
+        """Queue the graph as it is now; it starts at once when nothing else is running."""
+        self._run_number += 1
+        entry = RunEntry(self._run_number, self.workflow.copy(),
+                         self.path.stem if self.path else self.workflow.meta.get("name", "Untitled"))
+        self.runs.append(entry)
+        self._start_next()
+        self.queue_panel.show_entries(self.runs)
+        return entry
+
+    def _start_next(self) -> None:
+        if self.runner.busy:
             return
+        entry = next((e for e in self.runs if e.status == "queued"), None)
+        if entry is None:
+            return
+        self.runner.start(entry.workflow)
+        entry.status = "running"
+        self.current_run = entry
         self.scene.clear_status()
-        self.run_action.setEnabled(False)
         self.cancel_action.setEnabled(True)
         self.progress.setVisible(True)
         self.progress.setValue(0)
-        self.statusBar().showMessage("Running…")
+        self.statusBar().showMessage(f"Running #{entry.number}…")
+
+    def cancel_queued(self, number: int) -> None:
+        self.runs[:] = [e for e in self.runs if not (e.number == number and e.status == "queued")]
+        self.queue_panel.show_entries(self.runs)
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, RunStarted):
@@ -328,6 +361,12 @@ class MainWindow(QMainWindow):
             self.scene.set_status(event.node_id, "running")
         elif isinstance(event, NodeProgress):
             self.scene.set_status(event.node_id, "running", event.step / max(1, event.total))
+            if event.preview is not None:
+                self.scene.set_preview(event.node_id, image_from_array(event.preview))
+            if self.current_run is not None and self.planned:
+                done = self.progress.value() + event.step / max(1, event.total)
+                self.current_run.progress = done / len(self.planned)
+                self.queue_panel.show_entries(self.runs)
         elif isinstance(event, NodeFinished):
             self.scene.set_status(event.node_id, "cached" if event.cached else "done")
             self.progress.setValue(self.progress.value() + 1)
@@ -336,9 +375,18 @@ class MainWindow(QMainWindow):
 
     def _on_finished(self, report: Any) -> None:
         self.last_report = report
+        entry, self.current_run = self.current_run, None
+        if entry is not None:
+            entry.status = "failed" if report.status == "error" else report.status
+            entry.seconds = report.total_seconds
+            entry.files = [Path(path) for _, path in report.files]
+            entry.message = str(report.errors[0]) if report.errors else ""
+            entry.workflow = None  # the history keeps what it shows, not the graph
+        self.gallery.add_files([Path(path) for _, path in report.files])
+        for node_id, path in report.files:
+            self.scene.set_preview(node_id, QImage(str(path)))
         self.problems.show_report(report, lambda node_id: self.workflow.nodes[node_id].label
                                   if node_id in self.workflow.nodes else f"#{node_id}")
-        self.run_action.setEnabled(True)
         self.cancel_action.setEnabled(False)
         self.progress.setVisible(False)
         if report.status == "invalid":
@@ -351,3 +399,15 @@ class MainWindow(QMainWindow):
         else:
             text = f"Run {report.status}" + (f": {report.errors[0]}" if report.errors else "")
         self.statusBar().showMessage(text)
+        self._start_next()
+        self.queue_panel.show_entries(self.runs)
+
+
+def image_from_array(array: Any) -> QImage:
+    """A QImage from an IMAGE-like preview (1 × H × W × 3, 0..1) of any array library."""
+    values = array.detach().cpu().numpy() if hasattr(array, "detach") else array
+    import numpy as np
+
+    pixels = np.ascontiguousarray((np.clip(np.asarray(values)[0, ..., :3], 0, 1) * 255).astype(np.uint8))
+    height, width = pixels.shape[:2]
+    return QImage(pixels.data, width, height, width * 3, QImage.Format_RGB888).copy()

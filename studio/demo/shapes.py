@@ -36,7 +36,7 @@ POSITIONS: dict[str, tuple[float, float]] = {
 POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top",
                     "bottom": "at the bottom", "centre": "in the centre"}
 # Half the shape's extent, as a fraction of the image side.
-SIZES = {"small": 0.11, "large": 0.21}
+SIZES = {"small": 0.14, "large": 0.23}
 STYLES = ("plain", "striped")
 # (shape colour, background colour) pairs left out of training.
 HELD_OUT = (("red", "green"), ("blue", "yellow"), ("purple", "white"), ("orange", "black"),
@@ -119,12 +119,13 @@ def draw_mask(scene: Scene, size: int = 64, supersample: int = 4) -> Image.Image
 
 def draw(scene: Scene, size: int = 64, supersample: int = 4) -> Image.Image:
     """The scene as an RGB picture. The "striped" style paints the shape with horizontal bands
-    of its colour and the background's, a sixteenth of the image tall."""
+    of its colour and the background's, an eighth of the image tall (the latent's cell height, so the
+    VAE needs nothing new to represent them)."""
     big = size * supersample
     picture = Image.new("RGB", (big, big), COLOURS[scene.background])
     paint = Image.new("RGB", (big, big), COLOURS[scene.colour])
     if scene.style == "striped":
-        band = big // 16
+        band = big // 8
         rows = ImageDraw.Draw(paint)
         for top in range(band, big, 2 * band):
             rows.rectangle((0, top, big, top + band - 1), fill=COLOURS[scene.background])

@@ -125,10 +125,24 @@ class Ema:
             average.lerp_(current, 1 - decay)
 
 
-def train_vae(out: Path, steps: int, seed: int) -> None:
+def shape_weights(data: torch.Tensor, scenes: list[shapes.Scene]) -> torch.Tensor:
+    """Per-pixel loss weights: the shape's pixels count five times, so that the few pixels of a
+    small shape are not drowned by its background."""
+    backgrounds = torch.tensor([shapes.COLOURS[s.background] for s in scenes], dtype=torch.float32)
+    backgrounds = backgrounds.view(-1, 3, 1, 1) / 127.5 - 1
+    return 1 + 4 * ((data - backgrounds).abs().amax(dim=1, keepdim=True) > 0.1).float()
+
+
+def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None) -> None:
     torch.manual_seed(seed)
     vae = vae_model()
-    data, _ = pictures(seed, 12000, style_share=0.3)
+    if start_from is not None:
+        from diffusers import AutoencoderKL
+
+        vae.load_state_dict(AutoencoderKL.from_pretrained(start_from, torch_dtype=torch.float32).state_dict())
+        log(f"vae: continuing from {start_from}")
+    data, scenes = pictures(seed, 12000, style_share=0.15)
+    weights = shape_weights(data, scenes)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     set_lr = cosine_lr(optimizer, 1e-3, steps)
     generator = torch.Generator().manual_seed(seed)
@@ -136,7 +150,8 @@ def train_vae(out: Path, steps: int, seed: int) -> None:
     start = time.time()
     for step in range(steps):
         set_lr(step)
-        x = data[next(order)]
+        index = next(order)
+        x, weight = data[index], weights[index]
         posterior = vae.encode(x).latent_dist
         # Decoded from the mean plus a little noise (so that the decoder is forgiving of the
         # diffusion model's small errors), while the encoder's own variance is driven towards
@@ -144,7 +159,8 @@ def train_vae(out: Path, steps: int, seed: int) -> None:
         spread = posterior.mean.detach().std()
         noisy = posterior.mean + 0.05 * spread * torch.randn(posterior.mean.shape, generator=generator)
         y = vae.decode(noisy).sample
-        rec = (y - x).abs().mean() + F.mse_loss(y, x)
+        error = (y - x).abs() + (y - x).pow(2)
+        rec = (error * weight).sum() / (weight.sum() * 3)
         loss = rec + 1e-2 * posterior.var.mean() + 1e-6 * posterior.mean.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -475,15 +491,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=MODELS_DIR)
+    parser.add_argument("--start-from", type=Path, default=None, help="vae: continue from this VAE folder")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    stages = {"vae": (train_vae, 2500), "base": (train_base, 5000), "lora": (train_lora, 1500),
+    stages = {"vae": (train_vae, 3000), "base": (train_base, 5000), "lora": (train_lora, 1500),
               "controlnet": (train_controlnet, 1500), "upscaler": (train_upscaler, 3000)}
     function, default_steps = stages[args.stage]
     started = time.time()
-    function(args.out, args.steps or default_steps, args.seed)
+    if args.stage == "vae" and args.start_from:
+        train_vae(args.out, args.steps or default_steps, args.seed, args.start_from)
+    else:
+        function(args.out, args.steps or default_steps, args.seed)
     log(f"{args.stage}: {time.time() - started:.0f} s")
     return 0
 
