@@ -31,9 +31,16 @@ def _window(workflow_path: Path | None):
     from studio.runtime.services import create_services
     from studio.settings import Settings
 
+    from studio.app.preferences import Preferences
+
     settings = Settings.load()
+    settings = Preferences.for_settings(settings).apply(settings)
     registry = build_registry(settings.plugin_dirs)
-    window = MainWindow(registry, settings, Engine(registry, settings, services=create_services(settings)))
+
+    def make_engine(chosen: Settings) -> Engine:
+        return Engine(registry, chosen, services=create_services(chosen))
+
+    window = MainWindow(registry, settings, make_engine(settings), engine_factory=make_engine)
     window.open_file(workflow_path or WORKFLOWS_DIR / "default.json")
     return window
 

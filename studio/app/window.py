@@ -3,6 +3,7 @@ edit actions with standard shortcuts, Run and Cancel, and a status bar."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QImage, QKeySequence, QUndoStack
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QProgressBar
 
+from studio.app import theme
 from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
+from studio.app.preferences import Preferences, SettingsDialog
 from studio.app.canvas import CanvasScene, CanvasView
 from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
 from studio.app.runs import Gallery, RunEntry, RunQueuePanel
@@ -26,9 +29,13 @@ from studio.settings import Settings
 
 class MainWindow(QMainWindow):
     def __init__(self, registry: Registry, settings: Settings, engine: Engine, workflow: Workflow | None = None,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, engine_factory: Callable[[Settings], Engine] | None = None) -> None:
         super().__init__()
         self.registry, self.settings, self.engine = registry, settings, engine
+        # Builds an engine for changed settings (the app's entry point gives it the model services).
+        self.engine_factory = engine_factory or (lambda changed: Engine(registry, changed))
+        self.preferences = Preferences.for_settings(settings)
+        theme.apply(self.preferences.theme)
         self.undo_stack = QUndoStack(self)
         self.runner = Runner(engine)
         self.runner.event.connect(self._on_event)
@@ -97,6 +104,7 @@ class MainWindow(QMainWindow):
             QMessageBox.warning(self, "Cannot open the workflow", str(error))
             return False
         self.set_workflow(workflow, path if report.source_format == "native" else None)
+        self.preferences.add_recent(path)
         if report.unknown_types:
             self.statusBar().showMessage("Node types Seed Studio lacks (kept as placeholders): "
                                          + ", ".join(report.unknown_types), 10000)
@@ -115,6 +123,7 @@ class MainWindow(QMainWindow):
                 return
             path = Path(name)
         save(self.workflow, path)
+        self.preferences.add_recent(path)
         self.path = path
         self.undo_stack.setClean()
         self.setWindowTitle(f"{path.name} — Seed Studio")
@@ -275,6 +284,11 @@ class MainWindow(QMainWindow):
         action("&File", "Open…", QKeySequence.Open, self._open, "mdi6.folder-open-outline")
         action("&File", "Save", QKeySequence.Save, lambda: self._save(), "mdi6.content-save-outline")
         action("&File", "Save As…", QKeySequence.SaveAs, lambda: self._save(choose=True))
+        self.recent_menu = menus["&File"].addMenu("Open Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        menus["&File"].addSeparator()
+        action("&File", "Settings…", QKeySequence.Preferences if not QKeySequence(QKeySequence.Preferences).isEmpty()
+               else "Ctrl+,", self.open_settings)
         menus["&File"].addSeparator()
         action("&File", "Quit", QKeySequence.Quit, self.close)
         undo = self.undo_stack.createUndoAction(self, "Undo")
@@ -310,6 +324,41 @@ class MainWindow(QMainWindow):
         action("&View", "Fit to window", "Home", self.view.fit, "mdi6.fit-to-screen-outline")
         for dock in self.findChildren(QDockWidget):
             menus["&View"].addAction(dock.toggleViewAction())
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.preferences.recent_files():
+            item = self.recent_menu.addAction(str(path))
+            item.setEnabled(path.is_file())
+            item.triggered.connect(lambda _=False, path=path: self.open_file(path))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("No recent files").setEnabled(False)
+
+    def open_settings(self) -> SettingsDialog:
+        dialog = SettingsDialog(self.settings, self.preferences.theme, self)
+        dialog.accepted.connect(lambda: self.apply_settings(dialog))
+        dialog.open()
+        return dialog
+
+    def apply_settings(self, dialog: SettingsDialog) -> None:
+        self.preferences.save_settings(dialog.chosen_roots(), Path(dialog.output_dir.text()).expanduser(),
+                                       dialog.low_vram.isChecked())
+        self.preferences.theme = dialog.theme.currentText()
+        self.set_theme(dialog.theme.currentText())
+        changed = self.preferences.apply(self.settings)
+        if changed != self.settings:
+            self.settings = changed
+            if self.runner.busy:
+                self.statusBar().showMessage("The new settings apply from the next run", 5000)
+            self.engine = self.engine_factory(changed)
+            self.runner.engine = self.engine
+
+    def set_theme(self, name: str) -> None:
+        theme.apply(name)
+        self.scene.setBackgroundBrush(theme.BACKGROUND)
+        for item in self.scene.nodes.values():
+            item.update()
+        self.view.viewport().update()
 
     def connect_selected(self) -> bool:
         connected = self.scene.connect_selected()
