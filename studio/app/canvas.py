@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QUndoStack
 from PySide6.QtWidgets import (
     QGraphicsItem,
@@ -602,6 +602,26 @@ class CanvasView(QGraphicsView):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._panning: QPointF | None = None
+        self.minimap = Minimap(self)
+        self.minimap.follow()
+        # The minimap catches up with edits at most ten times a second, not on every change.
+        self.minimap_timer = QTimer(self)
+        self.minimap_timer.setSingleShot(True)
+        self.minimap_timer.setInterval(100)
+        self.minimap_timer.timeout.connect(self.minimap.follow)
+
+    def setScene(self, scene: QGraphicsScene) -> None:
+        super().setScene(scene)
+        scene.changed.connect(lambda _regions: self.minimap_timer.isActive() or self.minimap_timer.start())
+        self.minimap.follow()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.minimap.move(self.width() - self.minimap.width() - 12, self.height() - self.minimap.height() - 12)
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        self.minimap.viewport().update()
 
     def fit(self) -> None:
         bounds = self.scene().itemsBoundingRect().adjusted(-60, -60, 60, 60)
@@ -625,6 +645,7 @@ class CanvasView(QGraphicsView):
         zoom = self.transform().m11() * factor
         if 0.1 <= zoom <= 4.0:
             self.scale(factor, factor)
+            self.minimap.viewport().update()
 
     def mousePressEvent(self, event) -> None:
         if event.button() == Qt.MiddleButton:
@@ -741,3 +762,49 @@ class CanvasView(QGraphicsView):
         if len(before) == 1:
             scene.link_anchor = before[0]
         return node_id
+
+
+class Minimap(QGraphicsView):
+    """The whole graph in a corner of the canvas, with the visible part outlined; click or
+    drag in it to move the view there."""
+
+    SIZE = (200, 130)
+
+    def __init__(self, canvas: CanvasView) -> None:
+        super().__init__(canvas)
+        self.canvas = canvas
+        self.setInteractive(False)
+        self.setRenderHints(QPainter.Antialiasing)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setFixedSize(*self.SIZE)
+        self.setFrameShape(QGraphicsView.Box)
+        self.setStyleSheet("border: 1px solid #4a4d55;")
+
+    def follow(self) -> None:
+        """Show the canvas's scene, all of it."""
+        if self.scene() is not self.canvas.scene():
+            self.setScene(self.canvas.scene())
+        bounds = self.canvas.scene().itemsBoundingRect().adjusted(-80, -80, 80, 80)
+        if not bounds.isEmpty():
+            self.fitInView(bounds, Qt.KeepAspectRatio)
+        self.viewport().update()
+
+    def visible_area(self) -> QRectF:
+        return self.canvas.mapToScene(self.canvas.viewport().rect()).boundingRect()
+
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.fillRect(rect, theme.GRID)
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.setPen(QPen(theme.SELECTED, 0))
+        painter.setBrush(Qt.NoBrush)
+        painter.drawRect(self.visible_area())
+
+    def mousePressEvent(self, event) -> None:
+        self.canvas.centerOn(self.mapToScene(event.position().toPoint()))
+        self.viewport().update()
+
+    def mouseMoveEvent(self, event) -> None:
+        if event.buttons() & Qt.LeftButton:
+            self.mousePressEvent(event)

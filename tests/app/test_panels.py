@@ -95,3 +95,13 @@ def test_a_failed_run_lists_the_problem_and_clicking_it_selects_the_node(window,
     rect = problems.visualItemRect(item)
     qtbot.mouseClick(problems.viewport(), Qt.LeftButton, pos=rect.center())
     assert window.scene.selected_ids() == ["1"]
+
+
+def test_the_minimap_shows_the_graph_and_a_click_moves_the_view_there(window, qtbot):
+    minimap = window.view.minimap
+    assert minimap.isVisible() and minimap.scene() is window.scene
+    target = window.scene.nodes["4"].sceneBoundingRect().center()
+    qtbot.mouseClick(minimap.viewport(), Qt.LeftButton, pos=minimap.mapFromScene(target))
+    centre = window.view.mapToScene(window.view.viewport().rect().center())
+    assert abs(centre.x() - target.x()) < 40 and abs(centre.y() - target.y()) < 40
+    assert minimap.visible_area().contains(target)
