@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import shiboken6
+
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QUndoStack
 from PySide6.QtWidgets import (
@@ -255,6 +257,9 @@ class CanvasScene(QGraphicsScene):
         self.link_anchor: str | None = None
         self.press_positions: dict[str, tuple[float, float]] = {}
         self.setBackgroundBrush(theme.BACKGROUND)
+        # A canvas far bigger than any graph, so the view can be moved anywhere, not only
+        # as far as the outermost node.
+        self.setSceneRect(QRectF(-50000, -50000, 100000, 100000))
         self.rebuild()
         self._unsubscribe = workflow.subscribe(self._on_model_event)
 
@@ -612,8 +617,13 @@ class CanvasView(QGraphicsView):
 
     def setScene(self, scene: QGraphicsScene) -> None:
         super().setScene(scene)
-        scene.changed.connect(lambda _regions: self.minimap_timer.isActive() or self.minimap_timer.start())
+        # A bound slot, not a lambda: Qt drops the connection when either side is deleted.
+        scene.changed.connect(self._scene_changed)
         self.minimap.follow()
+
+    def _scene_changed(self, _regions: Any) -> None:
+        if not self.minimap_timer.isActive():
+            self.minimap_timer.start()
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -783,6 +793,8 @@ class Minimap(QGraphicsView):
 
     def follow(self) -> None:
         """Show the canvas's scene, all of it."""
+        if not shiboken6.isValid(self.canvas) or not shiboken6.isValid(self.canvas.scene()):
+            return  # the window is closing
         if self.scene() is not self.canvas.scene():
             self.setScene(self.canvas.scene())
         bounds = self.canvas.scene().itemsBoundingRect().adjusted(-80, -80, 80, 80)

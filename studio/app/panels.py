@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import QDrag
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit,
                                QListWidget, QListWidgetItem, QPlainTextEdit, QSpinBox, QTreeWidget,
@@ -121,6 +121,14 @@ class Inspector(QWidget):
         layout.addWidget(self.docs)
         layout.addStretch(1)
         self.editors: dict[str, QWidget] = {}
+        # A timer the inspector owns (not QTimer.singleShot), so it dies with the inspector.
+        self.refresh_timer = QTimer(self)
+        self.refresh_timer.setSingleShot(True)
+        self.refresh_timer.setInterval(0)
+        self.refresh_timer.timeout.connect(self.refresh)
+
+    def schedule_refresh(self) -> None:
+        self.refresh_timer.start()
 
     def show_node(self, scene: Any, node_id: str | None) -> None:
         self.scene, self.node_id = scene, node_id

@@ -38,10 +38,14 @@ class MainWindow(QMainWindow):
         theme.apply(self.preferences.theme)
         self.undo_stack = QUndoStack(self)
         self.runner = Runner(engine)
+        self.runner.setParent(self)
         self.runner.event.connect(self._on_event)
         self.runner.finished.connect(self._on_finished)
-        # The view does not own its scene; the window does (see set_workflow).
+        # The view does not own its scene; the window does (see set_workflow). Every Qt
+        # object here has a parent: one left to Python's garbage collector may be deleted on
+        # the engine's worker thread, leaving its timers behind on this one.
         self._scene = CanvasScene(Workflow(), registry, self.undo_stack)
+        self._scene.setParent(self)
         self.view = CanvasView(self._scene)
         self.setCentralWidget(self.view)
         self.progress = QProgressBar()
@@ -83,9 +87,8 @@ class MainWindow(QMainWindow):
         scene.setParent(self)
         self.view.setScene(scene)
         self._scene = scene
-        if previous.parent() is self:
-            previous.selectionChanged.disconnect(self._selection_changed)
-            previous.deleteLater()
+        previous.blockSignals(True)
+        previous.deleteLater()
         scene.selectionChanged.connect(self._selection_changed)
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -261,7 +264,7 @@ class MainWindow(QMainWindow):
             self.inspector.update_value(payload.get("input", ""), payload.get("value"))
         else:
             # Later, not now: the change may come from one of the inspector's own editors.
-            QTimer.singleShot(0, self.inspector.refresh)
+            self.inspector.schedule_refresh()
 
     # -- actions -------------------------------------------------------------------------
     def _build_actions(self) -> None:

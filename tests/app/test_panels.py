@@ -100,6 +100,7 @@ def test_a_failed_run_lists_the_problem_and_clicking_it_selects_the_node(window,
 def test_the_minimap_shows_the_graph_and_a_click_moves_the_view_there(window, qtbot):
     minimap = window.view.minimap
     assert minimap.isVisible() and minimap.scene() is window.scene
+    window.view.scale(3, 3)  # zoomed in, so there is somewhere to move
     target = window.scene.nodes["4"].sceneBoundingRect().center()
     qtbot.mouseClick(minimap.viewport(), Qt.LeftButton, pos=minimap.mapFromScene(target))
     centre = window.view.mapToScene(window.view.viewport().rect().center())
