@@ -10,6 +10,7 @@ import argparse
 import gc
 import itertools
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -409,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    # Everything loading needs is on disk; keep the Hugging Face libraries from asking the Hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["--screenshot"]:
         return command_screenshot(arguments[1:], stdout, stderr)

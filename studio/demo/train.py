@@ -496,8 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    stages = {"vae": (train_vae, 3000), "base": (train_base, 5000), "lora": (train_lora, 1500),
-              "controlnet": (train_controlnet, 1500), "upscaler": (train_upscaler, 3000)}
+    stages = {"vae": (train_vae, 3000), "base": (train_base, 3000), "lora": (train_lora, 1500),
+              "controlnet": (train_controlnet, 1500), "upscaler": (train_upscaler, 2000)}
     function, default_steps = stages[args.stage]
     started = time.time()
     if args.stage == "vae" and args.start_from:

@@ -102,3 +102,34 @@ def test_can_connect_allows_a_matching_wire():
     workflow.add_node("Filter")
     assert can_connect(workflow, SPECS.get, "1", "IMAGE", "4", "image")
     assert can_connect(workflow, SPECS.get, "3", "IMAGE", "4", "image")
+
+
+def test_first_free_connection_takes_the_first_compatible_pair_and_skips_wired_inputs():
+    from studio.graph.connect import first_free_connection
+
+    specs = dict(SPECS, Blend=NodeSpec("Blend", (InputSpec("mask", MASK), InputSpec("a", IMAGE),
+                                                 InputSpec("b", IMAGE)), (OutputSpec("IMAGE", IMAGE),)))
+    workflow = chain()
+    workflow.add_node("Blend", node_id="9")
+    assert first_free_connection(workflow, specs.get, "1", "9") == ("IMAGE", "a")
+    workflow.connect("1", "IMAGE", "9", "a")
+    assert first_free_connection(workflow, specs.get, "1", "9") == ("IMAGE", "b")
+    workflow.connect("1", "IMAGE", "9", "b")
+    assert first_free_connection(workflow, specs.get, "1", "9") == ("MASK", "mask")
+    workflow.connect("1", "MASK", "9", "mask")
+    assert first_free_connection(workflow, specs.get, "1", "9") is None
+    # Never a wire that would make a loop.
+    assert first_free_connection(workflow, specs.get, "3", "2") is None
+
+
+def test_reconnections_wire_around_deleted_nodes_by_type():
+    from studio.graph.connect import reconnections
+
+    workflow = chain()
+    assert reconnections(workflow, SPECS.get, {"2"}) == [("1", "IMAGE", "3", "image")]
+    # Through several deleted nodes in a row.
+    workflow.add_node("Filter", node_id="4")
+    workflow.connect("3", "IMAGE", "4", "image")
+    assert reconnections(workflow, SPECS.get, {"2", "3"}) == [("1", "IMAGE", "4", "image")]
+    # Nothing upstream of the right type: no wire.
+    assert reconnections(workflow, SPECS.get, {"1", "2"}) == []
