@@ -41,6 +41,8 @@ CONTROLNET_DIR = Path("controlnet") / "seed-shapes-blob"
 UPSCALER_FILE = Path("upscale_models") / "seed-shapes-2x.safetensors"
 SCHEDULER_CONFIG = RESOURCES_DIR / "configs" / "sd15" / "scheduler" / "scheduler_config.json"
 SIZE = 64
+LORA_PICTURES = 8000
+CONTROLNET_PICTURES = 10000
 # Share of the training captions replaced by the empty prompt, so classifier-free guidance
 # (cfg above 1) and negative prompts have an unconditional model to push away from.
 UNCONDITIONED = 0.1
@@ -90,10 +92,11 @@ def alphas_cumprod() -> torch.Tensor:
 def pictures(seed: int, count: int, style_share: float = 0.0) -> tuple[torch.Tensor, list[shapes.Scene]]:
     """Seeded training pictures as −1..1 tensors (N, 3, H, W); a share of them striped."""
     plain = int(round(count * (1 - style_share)))
-    array, scenes = shapes.batch(seed, plain)
+    parts = [shapes.batch(seed, plain)] if plain else []
     if plain < count:
-        striped, striped_scenes = shapes.batch(seed + 1, count - plain, style="striped")
-        array, scenes = np.concatenate([array, striped]), scenes + striped_scenes
+        parts.append(shapes.batch(seed + 1, count - plain, style="striped"))
+    array = np.concatenate([part[0] for part in parts])
+    scenes = [scene for part in parts for scene in part[1]]
     tensor = torch.from_numpy(array).permute(0, 3, 1, 2).float() / 127.5 - 1
     return tensor, scenes
 
@@ -345,7 +348,7 @@ def train_lora(out: Path, steps: int, seed: int) -> None:
 
     torch.manual_seed(seed)
     unet, text_encoder, vae = load_base(out)
-    data = DiffusionData(vae, seed + 100, 8000, style="striped")
+    data = DiffusionData(vae, seed + 100, LORA_PICTURES, style="striped")
     rank = 8
     layers = add_low_rank(unet, rank)
     params = [p for layer in layers.values() for p in (layer.down.weight, layer.up.weight)]
@@ -399,7 +402,7 @@ def train_controlnet(out: Path, steps: int, seed: int) -> None:
     torch.manual_seed(seed)
     unet, text_encoder, vae = load_base(out)
     rng = random.Random(seed + 200)
-    scenes = anywhere([shapes.random_scene(rng) for _ in range(10000)], rng)
+    scenes = anywhere([shapes.random_scene(rng) for _ in range(CONTROLNET_PICTURES)], rng)
     pixels = torch.from_numpy(np.stack([np.asarray(shapes.draw(s)) for s in scenes])).permute(0, 3, 1, 2)
     hints = torch.from_numpy(np.stack([np.asarray(shapes.hint(s)) for s in scenes])).permute(0, 3, 1, 2)
     means, stds = encode_latents(vae, pixels.float() / 127.5 - 1)
@@ -473,12 +476,13 @@ def train_upscaler(out: Path, steps: int, seed: int) -> None:
         top, left = (int(v) for v in torch.randint(0, 33, (2,), generator=generator))
         lr_crop = small[index, :, top:top + 32, left:left + 32]
         hr_crop = large[index, :, 2 * top:2 * top + 64, 2 * left:2 * left + 64]
-        loss = (model(lr_crop) - hr_crop).abs().mean()
+        # Squared error: what PSNR measures, and it weighs the edges that bicubic blurs.
+        loss = F.mse_loss(model(lr_crop), hr_crop)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step % 200 == 0 or step == steps - 1:
-            log(f"upscaler step {step}/{steps} L1 {loss.item():.4f} ({time.time() - start:.0f} s)")
+            log(f"upscaler step {step}/{steps} MSE {loss.item():.6f} ({time.time() - start:.0f} s)")
     target = out / UPSCALER_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items()}, str(target))
@@ -496,8 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    stages = {"vae": (train_vae, 3000), "base": (train_base, 3000), "lora": (train_lora, 1500),
-              "controlnet": (train_controlnet, 1500), "upscaler": (train_upscaler, 2000)}
+    stages = {"vae": (train_vae, 3000), "base": (train_base, 3000), "lora": (train_lora, 800),
+              "controlnet": (train_controlnet, 1000), "upscaler": (train_upscaler, 4000)}
     function, default_steps = stages[args.stage]
     started = time.time()
     if args.stage == "vae" and args.start_from:
