@@ -6,6 +6,7 @@ from pathlib import Path
 from studio.graph.files import open_workflow, workflow_from_bytes
 from studio.graph.png import read_png_text
 from studio.runtime.models import ModelFolders
+from studio.settings import DEMO_MODELS_DIR
 
 from tests.cli.test_cli import studio
 from tests.graph.test_comfy import png_carrying
@@ -42,7 +43,8 @@ def test_validate_names_missing_node_types_and_missing_models_with_their_folder(
     code, out, _ = studio("--config", str(config), "validate", str(FILES / "features_ui.json"))
     assert code == 1
     assert "there is no node type 'UltimateSDUpscale'" in out
-    assert f"model file 'SD15\\\\dreamshaper_8.safetensors' is not in the checkpoints folder ({models / 'checkpoints'})" in out
+    folders = f"{models / 'checkpoints'}, {DEMO_MODELS_DIR / 'checkpoints'}"
+    assert f"model file 'SD15\\\\dreamshaper_8.safetensors' is not in the checkpoints folder ({folders})" in out
     assert "note: 2 reroute node(s) became plain wires" in out
 
     (models / "checkpoints" / "SD15" / "dreamshaper_8.safetensors").write_bytes(b"")
