@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from studio.settings import WORKFLOWS_DIR
+from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR
 
 from tests.cli.test_cli import studio
 
@@ -82,4 +82,4 @@ def test_without_the_checkpoint_the_workflow_says_which_file_and_folder(tmp_path
                           "--out", str(tmp_path / "out"))
     assert code == 1
     assert (f"model file 'v1-5-pruned-emaonly.safetensors' is not in the checkpoints folder "
-            f"({model_root / 'checkpoints'})") in err
+            f"({model_root / 'checkpoints'}, {DEMO_MODELS_DIR / 'checkpoints'})") in err
