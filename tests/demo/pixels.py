@@ -1,5 +1,5 @@
 """The pixel analysis the demo-model tests measure with: which named colour the background
-and the shape are, where the shape's centroid is, and how striped the picture is.
+and the shape are, and where the shape's centroid is.
 
 The background is the median colour of the picture's outer ring of pixels; the shape is every
 pixel far from that colour (the anti-aliased edge is left out by the threshold); each colour
@@ -67,27 +67,3 @@ def in_region(position: str, centroid: tuple[float, float] | None) -> bool:
 
 def follows(analysis: Analysis, colour: str, background: str, position: str) -> bool:
     return analysis.background == background and analysis.colour == colour and in_region(position, analysis.centroid)
-
-
-def prompt_error(analysis: Analysis, colour: str, background: str, position: str) -> float:
-    """A continuous measure of how far the picture is from the prompt (0 is exact): RGB
-    distances of both colours (0..1 each) plus the centroid's distance from the asked place."""
-    from studio.demo.shapes import POSITIONS
-
-    wanted_bg = np.asarray(COLOURS[background], float)
-    error = float(np.linalg.norm(analysis.background_rgb - wanted_bg)) / 441.7
-    if analysis.colour_rgb is None:
-        return error + 2.0
-    error += float(np.linalg.norm(analysis.colour_rgb - np.asarray(COLOURS[colour], float))) / 441.7
-    x, y = analysis.centroid
-    px, py = POSITIONS[position]
-    return error + float(np.hypot(x - px, y - py))
-
-
-def stripes(image) -> float:
-    """How much more the picture changes from row to row than from column to column (−1..1):
-    about 0 for plain shapes, clearly positive for horizontally striped ones."""
-    rgb = as_rgb(image)[..., :3]
-    rows = np.abs(np.diff(rgb, axis=0)).mean()
-    columns = np.abs(np.diff(rgb, axis=1)).mean()
-    return float((rows - columns) / (rows + columns + 1e-6))

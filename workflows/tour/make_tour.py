@@ -78,35 +78,6 @@ def inpaint() -> Workflow:
     return workflow
 
 
-def lora() -> Workflow:
-    workflow = base("Tour: LoRA", "The stripes LoRA paints shapes in horizontal bands; its strength (0 to 1) "
-                    "sets how much.", "a large blue square in the centre, white background", prefix="tour/lora")
-    workflow.add_node("LoraLoader", {"lora_name": "seed-shapes-stripes.safetensors", "strength_model": 1.0,
-                                     "strength_clip": 1.0}, title="Stripes LoRA", position=(0, 450), node_id="8")
-    workflow.connect("1", "MODEL", "8", "model")
-    workflow.connect("1", "CLIP", "8", "clip")
-    workflow.connect("8", "MODEL", "4", "model")
-    workflow.connect("8", "CLIP", "2", "clip")
-    workflow.connect("8", "CLIP", "3", "clip")
-    return workflow
-
-
-def controlnet() -> Workflow:
-    workflow = base("Tour: ControlNet", "The white blob in the hint picture says where the shape goes; the "
-                    "prompt still says which shape and which colours.",
-                    "a large red triangle, yellow background", prefix="tour/controlnet")
-    workflow.add_node("LoadImage", {"image": "shapes_hint.png"}, title="Hint", position=(0, 700), node_id="8")
-    workflow.add_node("ControlNetLoader", {"control_net_name": "seed-shapes-blob"}, position=(0, 450), node_id="9")
-    workflow.add_node("ControlNetApplyAdvanced", {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
-                      position=(560, 450), node_id="10")
-    for source, output, target, input_name in [
-            ("2", "CONDITIONING", "10", "positive"), ("3", "CONDITIONING", "10", "negative"),
-            ("9", "CONTROL_NET", "10", "control_net"), ("8", "IMAGE", "10", "image"),
-            ("10", "positive", "4", "positive"), ("10", "negative", "4", "negative")]:
-        workflow.connect(source, output, target, input_name)
-    return workflow
-
-
 def hires_fix() -> Workflow:
     workflow = base("Tour: hires fix with the upscaler", "Renders at 64×64, doubles the picture with the demo "
                     "upscaler, and refines it at 128×128 with a light second pass.",
@@ -130,7 +101,6 @@ def hires_fix() -> Workflow:
 
 def main() -> None:
     save(default(), TOUR.parent / "default.json")
-    # The LoRA and ControlNet tours join when their demo models are trained (lora(), controlnet()).
     for index, build in enumerate((default, img2img, inpaint, hires_fix), 1):
         name = "txt2img" if build is default else build.__name__
         workflow = build()
