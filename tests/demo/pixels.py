@@ -67,3 +67,31 @@ def in_region(position: str, centroid: tuple[float, float] | None) -> bool:
 
 def follows(analysis: Analysis, colour: str, background: str, position: str) -> bool:
     return analysis.background == background and analysis.colour == colour and in_region(position, analysis.centroid)
+
+
+def shape_mask(image) -> np.ndarray:
+    """Where the picture is far from its background colour (H × W booleans)."""
+    rgb = as_rgb(image)[..., :3]
+    return np.linalg.norm(rgb - analyse(image).background_rgb, axis=-1) > SHAPE_THRESHOLD
+
+
+def stripes(image) -> float:
+    """How striped the shape is: shape/background changes met going down each column that
+    crosses the shape, on average, less the two of a plain shape (0 for a plain shape, about
+    4 for the LoRA's horizontal bands). Blind to where the bands start."""
+    mask = shape_mask(image)
+    columns = mask[:, mask.any(axis=0)]
+    if columns.shape[1] == 0:
+        return 0.0
+    padded = np.pad(columns, ((1, 1), (0, 0)))
+    changes = np.abs(np.diff(padded.astype(int), axis=0)).sum(axis=0)
+    return float(changes.mean() - 2)
+
+
+def centroid_of(mask_image) -> tuple[float, float] | None:
+    """The centroid of a hint picture's white pixels, as fractions of its width and height."""
+    grey = as_rgb(mask_image)[..., :3].mean(axis=-1)
+    ys, xs = np.nonzero(grey > 127)
+    if len(xs) == 0:
+        return None
+    return (xs.mean() + 0.5) / grey.shape[1], (ys.mean() + 0.5) / grey.shape[0]

@@ -78,6 +78,35 @@ def inpaint() -> Workflow:
     return workflow
 
 
+def lora() -> Workflow:
+    workflow = base("Tour: LoRA", "The demo LoRA paints shapes in horizontal stripes; its strength (0 to 1) "
+                    "sets how much. The LoRA changes both the model and the text encoder.",
+                    "a large red square in the centre, white background", prefix="tour/lora")
+    workflow.add_node("LoraLoader", {"lora_name": "seed-shapes-stripes.safetensors", "strength_model": 1.0,
+                                     "strength_clip": 1.0}, position=(340, -250), node_id="8")
+    workflow.connect("1", "MODEL", "8", "model")
+    workflow.connect("1", "CLIP", "8", "clip")
+    for source, output, target, input_name in [("8", "MODEL", "4", "model"), ("8", "CLIP", "2", "clip"),
+                                               ("8", "CLIP", "3", "clip")]:
+        workflow.connect(source, output, target, input_name)
+    return workflow
+
+
+def controlnet() -> Workflow:
+    workflow = base("Tour: ControlNet", "The demo ControlNet puts the shape where the hint picture's white blob "
+                    "is, whatever place the prompt names.",
+                    "a large blue circle in the centre, yellow background", prefix="tour/controlnet")
+    workflow.add_node("ControlNetLoader", {"control_net_name": "seed-shapes-blob"}, position=(340, -300),
+                      node_id="8")
+    workflow.add_node("LoadImage", {"image": "shapes_hint.png"}, position=(0, -300), node_id="9")
+    workflow.add_node("ControlNetApply", {"strength": 1.0}, position=(560, -150), node_id="10")
+    for source, output, target, input_name in [("2", "CONDITIONING", "10", "conditioning"),
+                                               ("8", "CONTROL_NET", "10", "control_net"),
+                                               ("9", "IMAGE", "10", "image"), ("10", "CONDITIONING", "4", "positive")]:
+        workflow.connect(source, output, target, input_name)
+    return workflow
+
+
 def hires_fix() -> Workflow:
     workflow = base("Tour: hires fix with the upscaler", "Renders at 64×64, doubles the picture with the demo "
                     "upscaler, and refines it at 128×128 with a light second pass.",
@@ -101,7 +130,7 @@ def hires_fix() -> Workflow:
 
 def main() -> None:
     save(default(), TOUR.parent / "default.json")
-    for index, build in enumerate((default, img2img, inpaint, hires_fix), 1):
+    for index, build in enumerate((default, img2img, inpaint, lora, controlnet, hires_fix), 1):
         name = "txt2img" if build is default else build.__name__
         workflow = build()
         if build is default:
