@@ -51,6 +51,10 @@ NOISIEST_T = 850
 # Share of the training captions replaced by the empty prompt, so classifier-free guidance
 # (cfg above 1) and negative prompts have an unconditional model to push away from.
 UNCONDITIONED = 0.1
+# Share of the base model's training captions swapped for another picture's. Real caption data
+# is noisy; so, on purpose, is this: the model then gives some weight to pictures that ignore
+# the prompt, as real models do, and classifier-free guidance (cfg above 1) is what takes it away.
+MISLABELLED = 0.15
 
 
 def log(message: str) -> None:
@@ -235,10 +239,14 @@ class DiffusionData:
     def __len__(self) -> int:
         return len(self.scenes)
 
-    def take(self, index: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def take(self, index: torch.Tensor, generator: torch.Generator, mislabelled: float = 0.0,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         latents = self.means[index] + self.stds[index] * torch.randn(self.means[index].shape, generator=generator)
         variant = torch.randint(0, 4, (len(index),), generator=generator)
-        ids = self.ids[index, variant]
+        captioned = index.clone()
+        swap = torch.rand(len(index), generator=generator) < mislabelled
+        captioned[swap] = torch.randint(0, len(self), (int(swap.sum()),), generator=generator)
+        ids = self.ids[captioned, variant]
         drop = torch.rand(len(index), generator=generator) < UNCONDITIONED
         ids[drop] = self.empty
         return latents, ids, self.cells[index]
@@ -290,7 +298,7 @@ def save_base(out: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -
 
 
 def train_base(out: Path, steps: int, seed: int, start_from: Path | None = None, floor: float = 1.0,
-               peak_lr: float = 1e-3, noisiest_steps: int = 600) -> None:
+               peak_lr: float = 1e-3, noisiest_steps: int = 600, mislabelled: float = MISLABELLED) -> None:
     """The UNet and text encoder together. The first ``noisiest_steps`` train only the noisiest
     steps (``NOISIEST_T`` and up): there the model must put the shape where the caption says
     from nearly pure noise, and only with those steps alone does it learn to tell left from
@@ -317,7 +325,7 @@ def train_base(out: Path, steps: int, seed: int, start_from: Path | None = None,
     start = time.time()
     for step in range(steps):
         set_lr(step)
-        latents, ids, cells = data.take(next(order), generator)
+        latents, ids, cells = data.take(next(order), generator, mislabelled)
         context = text_encoder(ids).last_hidden_state
         loss = diffusion_loss(lambda *a: unet(*a).sample, latents, context, cumprod, generator, PREDICTION, floor,
                               cells, NOISIEST_T if step < noisiest_steps else 0)
@@ -540,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3, help="base: peak learning rate")
     parser.add_argument("--noisiest-steps", type=int, default=600,
                         help="base: how many first steps train only the noisiest steps")
+    parser.add_argument("--mislabelled", type=float, default=MISLABELLED,
+                        help="base: share of captions swapped for another picture's")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -552,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         train_vae(args.out, args.steps or default_steps, args.seed, args.start_from)
     elif args.stage == "base":
         train_base(args.out, args.steps or default_steps, args.seed, args.start_from, args.floor, args.lr,
-                   args.noisiest_steps)
+                   args.noisiest_steps, args.mislabelled)
     else:
         function(args.out, args.steps or default_steps, args.seed)
     log(f"{args.stage}: {time.time() - started:.0f} s")

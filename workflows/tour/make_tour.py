@@ -95,7 +95,7 @@ def lora() -> Workflow:
 def controlnet() -> Workflow:
     workflow = base("Tour: ControlNet", "The demo ControlNet puts the shape where the hint picture's white blob "
                     "is, whatever place the prompt names.",
-                    "a large blue circle in the centre, yellow background", prefix="tour/controlnet")
+                    "a large red circle in the centre, black background", prefix="tour/controlnet")
     workflow.add_node("ControlNetLoader", {"control_net_name": "seed-shapes-blob"}, position=(340, -300),
                       node_id="8")
     workflow.add_node("LoadImage", {"image": "shapes_hint.png"}, position=(0, -300), node_id="9")
