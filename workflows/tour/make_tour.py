@@ -94,7 +94,8 @@ def lora() -> Workflow:
 
 def controlnet() -> Workflow:
     workflow = base("Tour: ControlNet", "The demo ControlNet puts the shape where the hint picture's white blob "
-                    "is, whatever place the prompt names.",
+                    "is, whatever place the prompt names. (This version loses the prompt's colours: "
+                    "see its model card.)",
                     "a large red circle in the centre, black background", prefix="tour/controlnet")
     workflow.add_node("ControlNetLoader", {"control_net_name": "seed-shapes-blob"}, position=(340, -300),
                       node_id="8")
