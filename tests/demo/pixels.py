@@ -1,5 +1,5 @@
 """The pixel analysis the demo-model tests measure with: which named colour the background
-and the shape are, and where the shape's centroid is.
+and the shape are, where the shape's centroid is, and how striped the shape is.
 
 The background is the median colour of the picture's outer ring of pixels; the shape is every
 pixel far from that colour (the anti-aliased edge is left out by the threshold); each colour
@@ -78,7 +78,8 @@ def shape_mask(image) -> np.ndarray:
 def stripes(image) -> float:
     """How striped the shape is: shape/background changes met going down each column that
     crosses the shape, on average, less the two of a plain shape (0 for a plain shape, about
-    4 for the LoRA's horizontal bands). Blind to where the bands start."""
+    1 for the striped training pictures, whose bands cross a shape once or twice). Blind to
+    where the bands start."""
     mask = shape_mask(image)
     columns = mask[:, mask.any(axis=0)]
     if columns.shape[1] == 0:
@@ -87,11 +88,3 @@ def stripes(image) -> float:
     changes = np.abs(np.diff(padded.astype(int), axis=0)).sum(axis=0)
     return float(changes.mean() - 2)
 
-
-def centroid_of(mask_image) -> tuple[float, float] | None:
-    """The centroid of a hint picture's white pixels, as fractions of its width and height."""
-    grey = as_rgb(mask_image)[..., :3].mean(axis=-1)
-    ys, xs = np.nonzero(grey > 127)
-    if len(xs) == 0:
-        return None
-    return (xs.mean() + 0.5) / grey.shape[1], (ys.mean() + 0.5) / grey.shape[0]

@@ -17,7 +17,7 @@ from studio.graph import load
 from studio.runtime.models import ModelFolders
 from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR, Settings
 from tests.demo.conftest import default_workflow, render
-from tests.demo.pixels import analyse, centroid_of, follows, stripes
+from tests.demo.pixels import analyse, follows, stripes
 
 DEMO_MODELS = {"checkpoints": "seed-shapes", "upscale_models": "seed-shapes-2x.safetensors",
                "loras": "seed-shapes-stripes.safetensors", "controlnet": "seed-shapes-blob"}
@@ -137,7 +137,7 @@ def test_the_controlnet_puts_the_shape_on_its_hint(demo_engine):
         placed = shapes.Scene(scene.shape, "white", "black", scene.position, scene.size,
                               dx=rng.uniform(0.2, 0.8) - x, dy=rng.uniform(0.2, 0.8) - y)
         shapes.hint(placed).save(inputs / f"hint-{index}.png")
-        wanted = centroid_of(np.asarray(shapes.hint(placed)))
+        wanted = analyse(np.asarray(shapes.hint(placed))).centroid
         image = render(demo_engine, workflow, **{"9.image": f"hint-{index}.png", "2.text": scene.caption(index),
                                                   "4.seed": 90 + index})[0]
         got = analyse(image).centroid or (0.5, 0.5)
