@@ -42,6 +42,8 @@ STYLES = ("plain", "striped")
 HELD_OUT = (("red", "green"), ("blue", "yellow"), ("purple", "white"), ("orange", "black"),
             ("white", "blue"), ("green", "purple"))
 JITTER = 0.04
+# What a caption says besides the shape's name; a partial caption leaves some of them out.
+CAPTION_PARTS = ("size", "colour", "place", "background")
 
 
 @dataclass(frozen=True)
@@ -61,16 +63,27 @@ class Scene:
         x, y = POSITIONS[self.position]
         return x + self.dx, y + self.dy
 
-    def caption(self, variant: int = 0) -> str:
-        where = POSITION_PHRASES[self.position]
-        thing = f"{self.size} {self.colour} {self.shape}"
+    def caption(self, variant: int = 0, leave_out: frozenset[str] = frozenset()) -> str:
+        """The scene in words, in one of four word orders; ``leave_out`` names parts (of
+        ``CAPTION_PARTS``) the caption does not mention, as many artists' prompts do not."""
+        words = [word for word, part in ((self.size, "size"), (self.colour, "colour")) if part not in leave_out]
+        thing = " ".join([*words, self.shape])
+        thing = ("an " if thing[0] in "aeiou" else "a ") + thing
+        where = "" if "place" in leave_out else POSITION_PHRASES[self.position]
+        ground = "" if "background" in leave_out else f"{self.background} background"
         templates = (
-            f"a {thing} {where}, {self.background} background",
-            f"{self.background} background, a {thing} {where}",
-            f"a {thing} on a {self.background} background, {where}",
-            f"{where}, a {thing}, {self.background} background",
+            (f"{thing} {where}".strip(), ground),
+            (ground, f"{thing} {where}".strip()),
+            (f"{thing} on a {ground}" if ground else thing, where),
+            (where, thing, ground),
         )
-        return templates[variant % len(templates)]
+        return ", ".join(piece for piece in templates[variant % len(templates)] if piece)
+
+    def partial_caption(self, rng: random.Random) -> str:
+        """A caption that mentions from none to three of the size, colour, place and
+        background, in a random word order."""
+        kept = rng.sample(CAPTION_PARTS, rng.randrange(len(CAPTION_PARTS)))
+        return self.caption(rng.randrange(4), frozenset(CAPTION_PARTS) - set(kept))
 
 
 def all_combinations(include_held_out: bool = False) -> list[tuple[str, str, str, str, str]]:
