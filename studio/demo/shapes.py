@@ -42,7 +42,7 @@ STYLES = ("plain", "striped")
 HELD_OUT = (("red", "green"), ("blue", "yellow"), ("purple", "white"), ("orange", "black"),
             ("white", "blue"), ("green", "purple"))
 JITTER = 0.04
-# What a caption says besides the shape's name; a partial caption leaves some of them out.
+# What a caption says besides the shape's name; any of them can be left out.
 CAPTION_PARTS = ("size", "colour", "place", "background")
 
 
@@ -78,12 +78,6 @@ class Scene:
             (where, thing, ground),
         )
         return ", ".join(piece for piece in templates[variant % len(templates)] if piece)
-
-    def partial_caption(self, rng: random.Random) -> str:
-        """A caption that mentions from none to three of the size, colour, place and
-        background, in a random word order."""
-        kept = rng.sample(CAPTION_PARTS, rng.randrange(len(CAPTION_PARTS)))
-        return self.caption(rng.randrange(4), frozenset(CAPTION_PARTS) - set(kept))
 
 
 def all_combinations(include_held_out: bool = False) -> list[tuple[str, str, str, str, str]]:

@@ -94,16 +94,19 @@ def lora() -> Workflow:
 
 def controlnet() -> Workflow:
     workflow = base("Tour: ControlNet", "The demo ControlNet puts the shape where the hint picture's white blob "
-                    "is, whatever place the prompt names. (This version loses the prompt's colours: "
-                    "see its model card.)",
-                    "a large red circle in the centre, black background", prefix="tour/controlnet")
+                    "is, whatever place the prompt names. It guides the prompt and the negative prompt both "
+                    "(ControlNetApplyAdvanced): with the prompt alone guided, cfg pushes the colours off.",
+                    "a large red circle, black background", prefix="tour/controlnet")
     workflow.add_node("ControlNetLoader", {"control_net_name": "seed-shapes-blob"}, position=(340, -300),
                       node_id="8")
     workflow.add_node("LoadImage", {"image": "shapes_hint.png"}, position=(0, -300), node_id="9")
-    workflow.add_node("ControlNetApply", {"strength": 1.0}, position=(560, -150), node_id="10")
-    for source, output, target, input_name in [("2", "CONDITIONING", "10", "conditioning"),
+    workflow.add_node("ControlNetApplyAdvanced", {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
+                      position=(560, -150), node_id="10")
+    for source, output, target, input_name in [("2", "CONDITIONING", "10", "positive"),
+                                               ("3", "CONDITIONING", "10", "negative"),
                                                ("8", "CONTROL_NET", "10", "control_net"),
-                                               ("9", "IMAGE", "10", "image"), ("10", "CONDITIONING", "4", "positive")]:
+                                               ("9", "IMAGE", "10", "image"), ("10", "positive", "4", "positive"),
+                                               ("10", "negative", "4", "negative")]:
         workflow.connect(source, output, target, input_name)
     return workflow
 
