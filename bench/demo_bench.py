@@ -3,12 +3,20 @@ follows prompts, through the node graph on this machine.
 
     .venv/bin/python bench/demo_bench.py                 # 20-step 64×64 timing + 50 prompts
     .venv/bin/python bench/demo_bench.py --prompts 200   # a larger accuracy sample
+    .venv/bin/python bench/demo_bench.py --controlnet 20 # the ControlNet on 20 blobs, both nodes
 
 Prints: the seconds of one render of workflows/default.json (model already loaded; best of
 --repeat, and the first, cold, render including loading), then the share of seeded prompts
 whose picture has the asked background colour, shape colour and position (the pixel analysis
-of tests/demo/pixels.py), for training and held-out colour pairs separately. Goal: a warm
-20-step render under 2 s on the 2-core CPU.
+of tests/demo/pixels.py), for training and held-out colour pairs separately, and for each
+held-out pair. Last, how much the VAE's latent code of a shape depends on its background (the
+reason some held-out pairs fail, see the base model's card). Goal: a warm 20-step render under
+2 s on the 2-core CPU.
+
+With --controlnet N: the ControlNet tour workflow on N seeded blobs anywhere in the middle 60%
+of the picture, prompts naming another place (every fifth a held-out colour pair), through
+ControlNetApply (the prompt guided) and ControlNetApplyAdvanced (prompt and negative prompt):
+the mean distance of the shape's centroid from the blob's and how many keep both colours.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from studio.demo import shapes  # noqa: E402
@@ -33,7 +42,7 @@ from studio.graph import load  # noqa: E402
 from studio.registry import build_registry  # noqa: E402
 from studio.runtime.device import DevicePolicy  # noqa: E402
 from studio.runtime.services import create_services  # noqa: E402
-from studio.settings import WORKFLOWS_DIR, Settings  # noqa: E402
+from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR, Settings  # noqa: E402
 from tests.demo.pixels import analyse, follows  # noqa: E402
 
 
@@ -42,6 +51,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cfg", type=float, default=None, help="override the default workflow's cfg")
+    parser.add_argument("--controlnet", type=int, default=0, metavar="N",
+                        help="measure the ControlNet on N blobs instead")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())
     settings = Settings(output_dir=folder / "out", input_dirs=(folder / "in",), temp_dir=folder / "tmp",
@@ -49,6 +60,10 @@ def main() -> None:
     registry = build_registry()
     engine = Engine(registry, settings, services=create_services(settings, DevicePolicy(torch.device("cpu"),
                                                                                         torch.float32)))
+    if args.controlnet:
+        for node in ("ControlNetApply", "ControlNetApplyAdvanced"):
+            print(controlnet_figures(engine, settings.input_dirs[0], node, args.controlnet))
+        return
     workflow = load(WORKFLOWS_DIR / "default.json")
     if args.cfg is not None:
         workflow.set_value("4", "cfg", args.cfg)
@@ -64,17 +79,79 @@ def main() -> None:
           f"cold {times[0]:.2f} s (loading included), warm best {min(times[1:]):.3f} s")
     rng = random.Random(2026)
     results = {False: [], True: []}
+    by_pair = {pair: [] for pair in shapes.HELD_OUT}
     for index in range(args.prompts):
         scene = shapes.random_scene(rng, held_out=index % 5 == 0)
         workflow.set_value("2", "text", scene.caption(index))
         workflow.set_value("4", "seed", 1000 + index)
         image = engine.run(workflow, ["5"]).results["5"][0][0]
         held = (scene.colour, scene.background) in shapes.HELD_OUT
-        results[held].append(follows(analyse(image), scene.colour, scene.background, scene.position))
+        followed = follows(analyse(image), scene.colour, scene.background, scene.position)
+        results[held].append(followed)
+        if held:
+            by_pair[scene.colour, scene.background].append(followed)
     everything = results[False] + results[True]
     print(f"prompts followed: {sum(everything)}/{len(everything)} ({100 * sum(everything) / len(everything):.0f}%); "
           f"training pairs {sum(results[False])}/{len(results[False])}, "
           f"held-out pairs {sum(results[True])}/{len(results[True])}")
+    print("held-out pairs: " + ", ".join(f"{colour} on {background} {sum(done)}/{len(done)}"
+                                         for (colour, background), done in by_pair.items() if done))
+    print(latent_entanglement())
+
+
+def controlnet_figures(engine: Engine, inputs: Path, node: str, count: int) -> str:
+    workflow = load(WORKFLOWS_DIR / "tour" / "5_controlnet.json")
+    if node == "ControlNetApply":
+        workflow.remove_node("10")
+        workflow.add_node("ControlNetApply", {"strength": 1.0}, node_id="10")
+        for source, output, target, input_name in [("2", "CONDITIONING", "10", "conditioning"),
+                                                   ("8", "CONTROL_NET", "10", "control_net"),
+                                                   ("9", "IMAGE", "10", "image"), ("10", "CONDITIONING", "4", "positive"),
+                                                   ("3", "CONDITIONING", "4", "negative")]:
+            workflow.connect(source, output, target, input_name)
+    inputs.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(11)
+    errors, coloured = [], 0
+    for index in range(count):
+        scene = shapes.random_scene(rng, held_out=index % 5 == 0)
+        x, y = shapes.POSITIONS[scene.position]
+        placed = shapes.Scene(scene.shape, "white", "black", scene.position, scene.size,
+                              dx=rng.uniform(0.2, 0.8) - x, dy=rng.uniform(0.2, 0.8) - y)
+        shapes.hint(placed).save(inputs / f"hint-{index}.png")
+        wanted = analyse(np.asarray(shapes.hint(placed))).centroid
+        workflow.set_value("9", "image", f"hint-{index}.png")
+        workflow.set_value("2", "text", scene.caption(index))
+        workflow.set_value("4", "seed", 90 + index)
+        report = engine.run(workflow, ["5"])
+        assert report.ok, report.errors or report.problems
+        result = analyse(report.results["5"][0][0])
+        got = result.centroid or (0.5, 0.5)
+        errors.append(float(np.hypot(got[0] - wanted[0], got[1] - wanted[1])))
+        coloured += (result.colour, result.background) == (scene.colour, scene.background)
+    return (f"{node}: mean centroid distance from the blob's {np.mean(errors):.3f} of the side; "
+            f"colours kept {coloured}/{count}")
+
+
+def latent_entanglement() -> str:
+    """The VAE's latent code at the middle of a large centred square, for every (shape colour,
+    background) pair: how far apart the codes of one shape colour on two backgrounds are, against
+    those of two shape colours on one background. 0 would be a code that says the shape's colour
+    alone; the larger it is, the more the diffusion model must learn each pair's own code, which
+    it cannot for a pair it never saw."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(DEMO_MODELS_DIR / "checkpoints" / "seed-shapes" / "vae",
+                                        torch_dtype=torch.float32).eval()
+    pairs = [(c, b) for c in shapes.COLOURS for b in shapes.COLOURS if c != b]
+    pictures = np.stack([np.asarray(shapes.draw(shapes.Scene("square", c, b, "centre", "large"))) for c, b in pairs])
+    with torch.no_grad():
+        latents = vae.encode(torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist.mean
+    codes = dict(zip(pairs, (latents[:, :, 3:5, 3:5].mean(dim=(2, 3)) * vae.config.scaling_factor).numpy()))
+    distance = lambda a, b: float(np.linalg.norm(codes[a] - codes[b]))  # noqa: E731
+    same_colour = np.mean([distance(a, b) for a in pairs for b in pairs if a[0] == b[0] and a != b])
+    same_background = np.mean([distance(a, b) for a in pairs for b in pairs if a[1] == b[1] and a != b])
+    return (f"VAE shape code: one colour on two backgrounds {same_colour:.2f} apart, two colours on one "
+            f"background {same_background:.2f} apart (ratio {same_colour / same_background:.2f})")
 
 
 if __name__ == "__main__":
