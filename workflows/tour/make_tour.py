@@ -94,9 +94,10 @@ def lora() -> Workflow:
 
 def controlnet() -> Workflow:
     workflow = base("Tour: ControlNet", "The demo ControlNet puts the shape where the hint picture's white blob "
-                    "is, whatever place the prompt names. It guides the prompt and the negative prompt both "
-                    "(ControlNetApplyAdvanced): with the prompt alone guided, cfg pushes the colours off.",
-                    "a large red circle, black background", prefix="tour/controlnet")
+                    "is (bottom right), whatever place the prompt names (here the left). It guides the prompt "
+                    "and the negative prompt both (ControlNetApplyAdvanced): with the prompt alone guided, cfg "
+                    "pushes the colours off.",
+                    "a large red circle on the left, black background", prefix="tour/controlnet")
     workflow.add_node("ControlNetLoader", {"control_net_name": "seed-shapes-blob"}, position=(340, -300),
                       node_id="8")
     workflow.add_node("LoadImage", {"image": "shapes_hint.png"}, position=(0, -300), node_id="9")
