@@ -114,9 +114,7 @@ def controlnet_figures(engine: Engine, inputs: Path, node: str, count: int) -> s
     errors, coloured = [], 0
     for index in range(count):
         scene = shapes.random_scene(rng, held_out=index % 5 == 0)
-        x, y = shapes.POSITIONS[scene.position]
-        placed = shapes.Scene(scene.shape, "white", "black", scene.position, scene.size,
-                              dx=rng.uniform(0.2, 0.8) - x, dy=rng.uniform(0.2, 0.8) - y)
+        placed = shapes.moved_anywhere(scene, rng)
         shapes.hint(placed).save(inputs / f"hint-{index}.png")
         wanted = analyse(np.asarray(shapes.hint(placed))).centroid
         workflow.set_value("9", "image", f"hint-{index}.png")

@@ -80,6 +80,14 @@ class Scene:
         return ", ".join(piece for piece in templates[variant % len(templates)] if piece)
 
 
+def moved_anywhere(scene: Scene, rng: random.Random) -> Scene:
+    """The scene with its shape's centre moved to a random place in the middle 60% of the
+    picture; its position word (and so its caption) still names the old place."""
+    x, y = POSITIONS[scene.position]
+    return Scene(scene.shape, scene.colour, scene.background, scene.position, scene.size, scene.style,
+                 rng.uniform(0.2, 0.8) - x, rng.uniform(0.2, 0.8) - y)
+
+
 def all_combinations(include_held_out: bool = False) -> list[tuple[str, str, str, str, str]]:
     """Every (shape, colour, background, position, size), held-out colour pairs excluded by default."""
     return [(shape, colour, background, position, size)

@@ -432,17 +432,6 @@ def train_lora(out: Path, steps: int, seed: int) -> None:
     log(f"lora saved to {target} ({len(layers)} layers)")
 
 
-def anywhere(scenes: list[shapes.Scene], rng: random.Random) -> list[shapes.Scene]:
-    """The scenes with their shapes moved to random places; the captions keep naming the old
-    place, so the ControlNet learns that the hint wins over the words."""
-    moved = []
-    for scene in scenes:
-        x, y = shapes.POSITIONS[scene.position]
-        moved.append(shapes.Scene(scene.shape, scene.colour, scene.background, scene.position, scene.size,
-                                  scene.style, rng.uniform(0.2, 0.8) - x, rng.uniform(0.2, 0.8) - y))
-    return moved
-
-
 def train_controlnet(out: Path, steps: int, seed: int) -> None:
     """A ControlNet whose hint, a white blob on black, says where the shape goes."""
     from diffusers import ControlNetModel
@@ -450,7 +439,10 @@ def train_controlnet(out: Path, steps: int, seed: int) -> None:
     torch.manual_seed(seed)
     unet, text_encoder, vae = load_base(out)
     rng = random.Random(seed + 200)
-    scenes = anywhere([shapes.random_scene(rng) for _ in range(CONTROLNET_PICTURES)], rng)
+    # The shapes moved anywhere while the captions keep the old place, so the ControlNet learns
+    # that the hint wins over the words.
+    originals = [shapes.random_scene(rng) for _ in range(CONTROLNET_PICTURES)]
+    scenes = [shapes.moved_anywhere(scene, rng) for scene in originals]
     pixels = torch.from_numpy(np.stack([np.asarray(shapes.draw(s)) for s in scenes])).permute(0, 3, 1, 2)
     hints = torch.from_numpy(np.stack([np.asarray(shapes.hint(s)) for s in scenes])).permute(0, 3, 1, 2)
     means, stds = encode_latents(vae, pixels.float() / 127.5 - 1)

@@ -136,9 +136,7 @@ def test_the_controlnet_puts_the_shape_on_its_hint_in_the_prompts_colours(demo_e
     errors, coloured, misses = [], 0, []
     for index in range(10):
         scene = shapes.random_scene(rng)
-        x, y = shapes.POSITIONS[scene.position]
-        placed = shapes.Scene(scene.shape, "white", "black", scene.position, scene.size,
-                              dx=rng.uniform(0.2, 0.8) - x, dy=rng.uniform(0.2, 0.8) - y)
+        placed = shapes.moved_anywhere(scene, rng)
         shapes.hint(placed).save(inputs / f"hint-{index}.png")
         wanted = analyse(np.asarray(shapes.hint(placed))).centroid
         result = analyse(render(demo_engine, workflow, **{"9.image": f"hint-{index}.png", "2.text": scene.caption(index),
