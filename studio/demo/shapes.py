@@ -88,6 +88,26 @@ def moved_anywhere(scene: Scene, rng: random.Random) -> Scene:
                  rng.uniform(0.2, 0.8) - x, rng.uniform(0.2, 0.8) - y)
 
 
+def rgb(colour: str) -> tuple[int, int, int]:
+    """A named colour's RGB, or an ``#rrggbb`` colour's."""
+    if colour in COLOURS:
+        return COLOURS[colour]
+    return tuple(int(colour[start:start + 2], 16) for start in (1, 3, 5))
+
+
+def any_colour_scene(rng: random.Random, style: str = "plain") -> Scene:
+    """A scene in two random colours (``#rrggbb``) far enough apart to tell the shape from its
+    background: pictures for the VAE, which must draw any colour on any other, not only the
+    vocabulary's training pairs, or the base model could not draw the pairs held out of them."""
+    scene = random_scene(rng, style=style)
+    while True:
+        colour, background = (tuple(rng.randrange(256) for _ in range(3)) for _ in range(2))
+        if sum((a - b) ** 2 for a, b in zip(colour, background)) > 120 ** 2:
+            break
+    return Scene(scene.shape, "#%02x%02x%02x" % colour, "#%02x%02x%02x" % background, scene.position,
+                 scene.size, style, scene.dx, scene.dy)
+
+
 def all_combinations(include_held_out: bool = False) -> list[tuple[str, str, str, str, str]]:
     """Every (shape, colour, background, position, size), held-out colour pairs excluded by default."""
     return [(shape, colour, background, position, size)
@@ -137,13 +157,13 @@ def draw(scene: Scene, size: int = 64, supersample: int = 4) -> Image.Image:
     of its colour and the background's, an eighth of the image tall (the latent's cell height, so the
     VAE needs nothing new to represent them)."""
     big = size * supersample
-    picture = Image.new("RGB", (big, big), COLOURS[scene.background])
-    paint = Image.new("RGB", (big, big), COLOURS[scene.colour])
+    picture = Image.new("RGB", (big, big), rgb(scene.background))
+    paint = Image.new("RGB", (big, big), rgb(scene.colour))
     if scene.style == "striped":
         band = big // 8
         rows = ImageDraw.Draw(paint)
         for top in range(band, big, 2 * band):
-            rows.rectangle((0, top, big, top + band - 1), fill=COLOURS[scene.background])
+            rows.rectangle((0, top, big, top + band - 1), fill=rgb(scene.background))
     mask = draw_mask(scene, big, 1)
     picture.paste(paint, (0, 0), mask)
     return picture.resize((size, size), Image.Resampling.BOX)

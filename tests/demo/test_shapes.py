@@ -58,3 +58,16 @@ def test_the_hint_is_a_white_blob_where_the_shape_is():
     picture = analyse(np.asarray(shapes.draw(scene)))
     assert (hint.colour, hint.background) == ("white", "black")
     assert np.hypot(hint.centroid[0] - picture.centroid[0], hint.centroid[1] - picture.centroid[1]) < 0.01
+
+
+def test_random_colour_scenes_are_drawn_in_their_own_distinct_colours():
+    rng = random.Random(4)
+    for _ in range(50):
+        scene = shapes.any_colour_scene(rng)
+        colour, background = np.array(shapes.rgb(scene.colour)), np.array(shapes.rgb(scene.background))
+        assert np.linalg.norm(colour - background) > 120
+        picture = np.asarray(shapes.draw(scene)).astype(int)
+        mask = np.asarray(shapes.draw_mask(scene))
+        assert np.abs(picture[mask == 255] - colour).max() <= 1
+        assert np.abs(picture[mask == 0] - background).max() <= 1
+    assert shapes.rgb("purple") == shapes.COLOURS["purple"] and shapes.rgb("#0a80ff") == (10, 128, 255)
