@@ -43,6 +43,7 @@ from studio.registry import build_registry  # noqa: E402
 from studio.runtime.device import DevicePolicy  # noqa: E402
 from studio.runtime.services import create_services  # noqa: E402
 from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR, Settings  # noqa: E402
+from tests.demo.latents import shape_code_distances  # noqa: E402
 from tests.demo.pixels import analyse, follows  # noqa: E402
 
 
@@ -131,23 +132,13 @@ def controlnet_figures(engine: Engine, inputs: Path, node: str, count: int) -> s
 
 
 def latent_entanglement() -> str:
-    """The VAE's latent code at the middle of a large centred square, for every (shape colour,
-    background) pair: how far apart the codes of one shape colour on two backgrounds are, against
-    those of two shape colours on one background. 0 would be a code that says the shape's colour
-    alone; the larger it is, the more the diffusion model must learn each pair's own code, which
-    it cannot for a pair it never saw."""
+    """See ``tests/demo/latents.py``: the lower the ratio, the better the base model can draw
+    colour pairs it was not trained on."""
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL.from_pretrained(DEMO_MODELS_DIR / "checkpoints" / "seed-shapes" / "vae",
                                         torch_dtype=torch.float32).eval()
-    pairs = [(c, b) for c in shapes.COLOURS for b in shapes.COLOURS if c != b]
-    pictures = np.stack([np.asarray(shapes.draw(shapes.Scene("square", c, b, "centre", "large"))) for c, b in pairs])
-    with torch.no_grad():
-        latents = vae.encode(torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist.mean
-    codes = dict(zip(pairs, (latents[:, :, 3:5, 3:5].mean(dim=(2, 3)) * vae.config.scaling_factor).numpy()))
-    distance = lambda a, b: float(np.linalg.norm(codes[a] - codes[b]))  # noqa: E731
-    same_colour = np.mean([distance(a, b) for a in pairs for b in pairs if a[0] == b[0] and a != b])
-    same_background = np.mean([distance(a, b) for a in pairs for b in pairs if a[1] == b[1] and a != b])
+    same_colour, same_background = shape_code_distances(vae)
     return (f"VAE shape code: one colour on two backgrounds {same_colour:.2f} apart, two colours on one "
             f"background {same_background:.2f} apart (ratio {same_colour / same_background:.2f})")
 

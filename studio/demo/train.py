@@ -60,6 +60,10 @@ UNCONDITIONED = 0.1
 # is noisy; so, on purpose, is this: the model then gives some weight to pictures that ignore
 # the prompt, as real models do, and classifier-free guidance (cfg above 1) is what takes it away.
 MISLABELLED = 0.15
+# Share of the VAE's training pictures in random colours, and the weight of the loss that holds
+# its first three latent channels to each 8×8 cell's mean colour (see ``train_vae``).
+VAE_ANY_COLOUR = 0.5
+COLOUR_ANCHOR = 1.0
 
 
 def log(message: str) -> None:
@@ -103,12 +107,20 @@ def alphas_cumprod() -> torch.Tensor:
     return torch.cumprod(1 - betas, 0).float()
 
 
-def pictures(seed: int, count: int, style_share: float = 0.0) -> tuple[torch.Tensor, list[shapes.Scene]]:
-    """Seeded training pictures as −1..1 tensors (N, 3, H, W); a share of them striped."""
-    plain = int(round(count * (1 - style_share)))
+def pictures(seed: int, count: int, style_share: float = 0.0, any_colour_share: float = 0.0,
+             ) -> tuple[torch.Tensor, list[shapes.Scene]]:
+    """Seeded training pictures as −1..1 tensors (N, 3, H, W); a share of them striped, and a
+    share in random colours (``shapes.any_colour_scene``) instead of the vocabulary's."""
+    named = int(round(count * (1 - any_colour_share)))
+    plain = int(round(named * (1 - style_share)))
     parts = [shapes.batch(seed, plain)] if plain else []
-    if plain < count:
-        parts.append(shapes.batch(seed + 1, count - plain, style="striped"))
+    if plain < named:
+        parts.append(shapes.batch(seed + 1, named - plain, style="striped"))
+    if named < count:
+        rng = random.Random(seed + 2)
+        scenes = [shapes.any_colour_scene(rng, "striped" if rng.random() < style_share else "plain")
+                  for _ in range(count - named)]
+        parts.append((np.stack([np.asarray(shapes.draw(scene)) for scene in scenes]), scenes))
     array = np.concatenate([part[0] for part in parts])
     scenes = [scene for part in parts for scene in part[1]]
     tensor = torch.from_numpy(array).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -145,7 +157,7 @@ class Ema:
 def shape_weights(data: torch.Tensor, scenes: list[shapes.Scene]) -> torch.Tensor:
     """Per-pixel loss weights: the shape's pixels count five times, so that the few pixels of a
     small shape are not drowned by its background."""
-    backgrounds = torch.tensor([shapes.COLOURS[s.background] for s in scenes], dtype=torch.float32)
+    backgrounds = torch.tensor([shapes.rgb(s.background) for s in scenes], dtype=torch.float32)
     backgrounds = backgrounds.view(-1, 3, 1, 1) / 127.5 - 1
     return 1 + 4 * ((data - backgrounds).abs().amax(dim=1, keepdim=True) > 0.1).float()
 
@@ -158,8 +170,9 @@ def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None) 
 
         vae.load_state_dict(AutoencoderKL.from_pretrained(start_from, torch_dtype=torch.float32).state_dict())
         log(f"vae: continuing from {start_from}")
-    data, scenes = pictures(seed, 12000, style_share=0.15)
+    data, scenes = pictures(seed, 12000, style_share=0.15, any_colour_share=VAE_ANY_COLOUR)
     weights = shape_weights(data, scenes)
+    cell_colours = torch.nn.functional.avg_pool2d(data, 8)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     set_lr = cosine_lr(optimizer, 1e-3, steps)
     generator = torch.Generator().manual_seed(seed)
@@ -178,13 +191,18 @@ def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None) 
         y = vae.decode(noisy).sample
         error = (y - x).abs() + (y - x).pow(2)
         rec = (error * weight).sum() / (weight.sum() * 3)
-        loss = rec + 1e-2 * posterior.var.mean() + 1e-6 * posterior.mean.pow(2).mean()
+        # The first three latent channels are held to the cell's mean colour. A shape's cells
+        # then have the same code on any background, so the base model can compose a colour
+        # pair it never saw; unanchored, a purple shape on red and on green had codes 2.4 apart.
+        anchor = (posterior.mean[:, :3] - cell_colours[index]).pow(2).mean()
+        loss = rec + COLOUR_ANCHOR * anchor + 1e-2 * posterior.var.mean() + 1e-6 * posterior.mean.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimizer.step()
         if step % 100 == 0 or step == steps - 1:
-            log(f"vae step {step}/{steps} reconstruction {rec.item():.4f} ({time.time() - start:.0f} s)")
+            log(f"vae step {step}/{steps} reconstruction {rec.item():.4f} anchor {anchor.item():.4f} "
+                f"({time.time() - start:.0f} s)")
     vae.eval()
     with torch.no_grad():
         latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in data[:2000].split(200)])
