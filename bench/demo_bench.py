@@ -78,6 +78,9 @@ def main() -> None:
     steps = workflow.nodes["4"].values["steps"]
     print(f"default workflow ({steps} steps, 64x64, torch threads {torch.get_num_threads()}): "
           f"cold {times[0]:.2f} s (loading included), warm best {min(times[1:]):.3f} s")
+    if not args.prompts:
+        print(latent_entanglement())
+        return
     rng = random.Random(2026)
     results = {False: [], True: []}
     by_pair = {pair: [] for pair in shapes.HELD_OUT}
