@@ -42,8 +42,8 @@ from studio.graph import load  # noqa: E402
 from studio.registry import build_registry  # noqa: E402
 from studio.runtime.device import DevicePolicy  # noqa: E402
 from studio.runtime.services import create_services  # noqa: E402
-from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR, Settings  # noqa: E402
-from tests.demo.latents import shape_code_distances  # noqa: E402
+from studio.settings import WORKFLOWS_DIR, Settings  # noqa: E402
+from tests.demo.latents import demo_vae, shape_code_distances  # noqa: E402
 from tests.demo.pixels import analyse, follows  # noqa: E402
 
 
@@ -137,11 +137,7 @@ def controlnet_figures(engine: Engine, inputs: Path, node: str, count: int) -> s
 def latent_entanglement() -> str:
     """See ``tests/demo/latents.py``: the lower the ratio, the better the base model can draw
     colour pairs it was not trained on."""
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL.from_pretrained(DEMO_MODELS_DIR / "checkpoints" / "seed-shapes" / "vae",
-                                        torch_dtype=torch.float32).eval()
-    same_colour, same_background = shape_code_distances(vae)
+    same_colour, same_background = shape_code_distances(demo_vae())
     return (f"VAE shape code: one colour on two backgrounds {same_colour:.2f} apart, two colours on one "
             f"background {same_background:.2f} apart (ratio {same_colour / same_background:.2f})")
 

@@ -6,6 +6,15 @@ import numpy as np
 import torch
 
 from studio.demo import shapes
+from studio.settings import DEMO_MODELS_DIR
+
+
+def demo_vae():
+    """The shipped demo VAE, in float32."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(DEMO_MODELS_DIR / "checkpoints" / "seed-shapes" / "vae",
+                                         torch_dtype=torch.float32).eval()
 
 
 def shape_code_distances(vae) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from studio.graph import load
 from studio.runtime.models import ModelFolders
 from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR, Settings
 from tests.demo.conftest import default_workflow, render
-from tests.demo.latents import shape_code_distances
+from tests.demo.latents import demo_vae, shape_code_distances
 from tests.demo.pixels import analyse, follows, stripes
 
 DEMO_MODELS = {"checkpoints": "seed-shapes", "upscale_models": "seed-shapes-2x.safetensors",
@@ -80,10 +80,7 @@ def test_the_vae_codes_a_shape_by_its_own_colour_and_draws_every_colour_pair():
     VAE in its own colours; and a shape's latent code depends on its colour far more than on
     the background around it (the previous VAE: 1.35 against 3.26, and purple on white was
     then never drawn), which is what lets the base model compose pairs it never saw."""
-    from diffusers import AutoencoderKL
-
-    vae = AutoencoderKL.from_pretrained(DEMO_MODELS_DIR / "checkpoints" / "seed-shapes" / "vae",
-                                        torch_dtype=torch.float32).eval()
+    vae = demo_vae()
     rng = random.Random(8)
     scenes = [shapes.Scene(rng.choice(shapes.SHAPES), colour, background, rng.choice(list(shapes.POSITIONS)),
                            rng.choice(list(shapes.SIZES)))
