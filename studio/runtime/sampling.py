@@ -1,18 +1,23 @@
-"""Sampling: ComfyUI's sampler and scheduler names, run with diffusers' schedulers.
+"""Sampling: the four parts every sampler node is made of, and KSampler built from them.
 
-The loop is the one diffusers' pipelines run (scale input, predict noise, guide, step), with
-what a node graph adds: img2img by starting part-way (``denoise``), inpainting by keeping the
-unmasked region on the original's noise path, KSamplerAdvanced's step ranges, a progress
-callback (with a cheap latent preview) that also checks for cancellation at every step, and
-the initial noise drawn on the CPU from the seed so the same seed gives the same image on
-any device.
+* **sigmas** — the noise levels to walk (:mod:`studio.runtime.schedules`);
+* **sampler** — the algorithm that walks them (:mod:`studio.runtime.samplers`);
+* **noise** — the starting noise, drawn on the CPU from the seed as ComfyUI draws it, so the
+  same seed gives the same picture on any device (:func:`initial_noise`);
+* **guider** — the model with its conditioning: a denoiser ``D(x, σ) → x̂₀`` with
+  classifier-free guidance as ComfyUI computes it, on clean-latent estimates (:class:`CFGGuider`).
+
+:func:`sample_latent` runs one sampler over one σ list (what ``SamplerCustom`` does);
+:func:`sample` is KSampler/KSamplerAdvanced: it makes the σ list from steps, scheduler,
+denoise and step range as ComfyUI does, and calls it. Inpainting keeps the unmasked area on
+the original's noise path at every model call; previews show the current clean estimate; the
+progress callback also checks for cancellation at every step.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,32 +26,9 @@ import torch.nn.functional as F
 
 from studio.runtime.checkpoints import DiffusionModel
 from studio.runtime.controlnet import control_residuals
+from studio.runtime.samplers import SAMPLERS, SamplerContext, SamplerSpec
+from studio.runtime.schedules import SCHEDULERS, DiscreteModelSampling, ModelSampling, scheduler_sigmas
 
-# sampler_name → (diffusers scheduler class, its options)
-SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
-    "heun": ("HeunDiscreteScheduler", {}),
-    "dpm_2": ("KDPM2DiscreteScheduler", {}),
-    "dpm_2_ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
-    "lms": ("LMSDiscreteScheduler", {}),
-    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
-    "dpmpp_sde": ("DPMSolverSDEScheduler", {}),
-    "ddim": ("DDIMScheduler", {"set_alpha_to_one": False}),
-    "uni_pc": ("UniPCMultistepScheduler", {}),
-    "lcm": ("LCMScheduler", {}),
-}
-# scheduler → the scheduler option that gives that spacing of noise levels
-SCHEDULERS: dict[str, dict[str, Any]] = {
-    "normal": {},
-    "karras": {"use_karras_sigmas": True},
-    "exponential": {"use_exponential_sigmas": True},
-    "sgm_uniform": {"timestep_spacing": "trailing"},
-    "simple": {"timestep_spacing": "trailing"},
-    "ddim_uniform": {"timestep_spacing": "leading"},
-    "beta": {"use_beta_sigmas": True},
-}
 # Linear maps from latent channels to RGB, for previews without the VAE (ComfyUI's figures).
 PREVIEW_FACTORS = {
     "sd15": ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
@@ -56,45 +38,48 @@ PREVIEW_FACTORS = {
 }
 PREVIEW_FACTORS["sd2"] = PREVIEW_FACTORS["sd15"]
 
-
-def _scheduler_class(name: str) -> type | None:
-    import diffusers
-
-    if name == "DPMSolverSDEScheduler" and importlib.util.find_spec("torchsde") is None:
-        return None
-    return getattr(diffusers, name, None)
+Conditioning = list[tuple[torch.Tensor, dict[str, Any]]]
+ProgressCallback = Callable[[int, int, Any], None]
 
 
 def available_samplers() -> list[str]:
-    """The sampler names this installation can honour."""
-    return [name for name, (cls, _) in SAMPLERS.items() if _scheduler_class(cls) is not None]
+    """The sampler names this installation can honour (all of them: torchsde and scipy,
+    which the SDE and LMS samplers use, are dependencies)."""
+    return list(SAMPLERS)
 
 
 def unsupported_combination(sampler: str, scheduler: str) -> str | None:
-    """Why a sampler cannot use a scheduler (a sentence), or None when it can."""
-    cls = _scheduler_class(SAMPLERS[sampler][0])
-    if cls is None:
-        return f"the {sampler} sampler needs a package that is not installed"
-    parameters = inspect.signature(cls.__init__).parameters
-    for option in SCHEDULERS[scheduler]:
-        if option not in parameters:
-            return f"the {sampler} sampler cannot space its steps the {scheduler!r} way"
+    """Why a sampler cannot use a scheduler (a sentence), or None when it can. Every pair
+    works since the samplers run on σ lists; kept for the nodes' checks."""
+    if sampler not in SAMPLERS:
+        return f"unknown sampler {sampler!r}"
+    if scheduler not in SCHEDULERS:
+        return f"unknown scheduler {scheduler!r}"
     return None
 
 
-def make_scheduler(model: DiffusionModel, sampler: str, scheduler: str) -> Any:
-    reason = unsupported_combination(sampler, scheduler)
-    if reason:
-        raise ValueError(reason)
-    class_name, options = SAMPLERS[sampler]
-    cls = _scheduler_class(class_name)
-    return cls.from_config(model.scheduler_config, **options, **SCHEDULERS[scheduler])  # type: ignore[union-attr]
+def model_sampling(model: DiffusionModel) -> ModelSampling:
+    """How ``model`` relates noise level and timestep (from its scheduler config)."""
+    existing = getattr(model, "model_sampling", None)
+    if existing is not None:
+        return existing
+    return DiscreteModelSampling.from_scheduler_config(model.scheduler_config)
 
 
-def initial_noise(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """Noise for a whole latent batch, drawn on the CPU from the seed (as ComfyUI does)."""
+def initial_noise(shape: tuple[int, ...], seed: int, batch_index: Sequence[int] | None = None) -> torch.Tensor:
+    """Noise for a whole latent batch, drawn on the CPU from the seed (as ComfyUI does). With
+    ``batch_index`` (a latent taken from a larger batch), entry k gets the noise entry
+    ``batch_index[k]`` had in that batch."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn(shape, generator=generator, dtype=torch.float32)
+    if batch_index is None:
+        return torch.randn(shape, generator=generator, dtype=torch.float32)
+    wanted = sorted(set(int(i) for i in batch_index))
+    drawn: dict[int, torch.Tensor] = {}
+    for index in range(wanted[-1] + 1):
+        noise = torch.randn((1, *shape[1:]), generator=generator, dtype=torch.float32)
+        if index in wanted:
+            drawn[index] = noise
+    return torch.cat([drawn[int(i)] for i in batch_index])
 
 
 def latent_preview(latent: torch.Tensor, family: str) -> torch.Tensor:
@@ -105,42 +90,53 @@ def latent_preview(latent: torch.Tensor, family: str) -> torch.Tensor:
     return ((rgb + 1) / 2).clamp(0, 1)[None]
 
 
-@dataclass
-class SamplingJob:
-    """Everything one KSampler run needs besides the model."""
+# --- σ lists as KSampler makes them --------------------------------------------------------
 
-    positive: list[tuple[torch.Tensor, dict[str, Any]]]
-    negative: list[tuple[torch.Tensor, dict[str, Any]]]
-    latent: dict[str, Any]
-    seed: int
-    steps: int
-    cfg: float
-    sampler: str
-    scheduler: str
-    denoise: float = 1.0
-    start_step: int | None = None
-    end_step: int | None = None
-    add_noise: bool = True
-    leftover_noise: bool = False
+def ksampler_sigmas(ms: ModelSampling, sampler: str, scheduler: str, steps: int, denoise: float = 1.0) -> torch.Tensor:
+    """KSampler's σ list: ``steps`` steps of the scheduler, or with ``denoise`` < 1 the last
+    ``steps`` of a longer schedule (img2img starts part-way down)."""
+    spec = _spec(sampler)
+
+    def full(count: int) -> torch.Tensor:
+        if spec.discard_penultimate_sigma:
+            sigmas = scheduler_sigmas(ms, scheduler, count + 1)
+            return torch.cat([sigmas[:-2], sigmas[-1:]])
+        return scheduler_sigmas(ms, scheduler, count)
+
+    if denoise is None or denoise > 0.9999:
+        return full(steps)
+    if denoise <= 0.0:
+        return torch.zeros(0)
+    return full(int(steps / denoise))[-(steps + 1):]
 
 
-ProgressCallback = Callable[[int, int, Any], None]
+def step_range(sigmas: torch.Tensor, start_step: int | None, last_step: int | None,
+               force_full_denoise: bool) -> torch.Tensor | None:
+    """KSamplerAdvanced's slice of a σ list; None when nothing is left to do."""
+    if last_step is not None and last_step < len(sigmas) - 1:
+        sigmas = sigmas[:last_step + 1].clone()
+        if force_full_denoise:
+            sigmas[-1] = 0
+    if start_step is not None:
+        if start_step < len(sigmas) - 1:
+            sigmas = sigmas[start_step:]
+        else:
+            return None
+    return sigmas
 
+
+def _spec(sampler: str) -> SamplerSpec:
+    try:
+        return SAMPLERS[sampler]
+    except KeyError:
+        raise ValueError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}") from None
+
+
+# --- The guider ----------------------------------------------------------------------------
 
 def _sdxl_time_ids(extras: dict[str, Any], height: int, width: int) -> list[float]:
     return [extras.get("height", height), extras.get("width", width), extras.get("crop_h", 0),
             extras.get("crop_w", 0), extras.get("target_height", height), extras.get("target_width", width)]
-
-
-def _batched(conditioning: list[tuple[torch.Tensor, dict[str, Any]]], batch: int, device: torch.device,
-             dtype: torch.dtype) -> list[tuple[torch.Tensor, dict[str, Any]]]:
-    out = []
-    for embedding, extras in conditioning:
-        embedding = embedding.to(device, dtype)
-        if embedding.shape[0] != batch:
-            embedding = embedding[:1].expand(batch, -1, -1)
-        out.append((embedding, extras))
-    return out
 
 
 def _pad_to_same_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,136 +152,227 @@ def _pad_to_same_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor,
     return stretch(a), stretch(b)
 
 
-def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) -> dict[str, Any]:
-    """Denoise ``job.latent`` and return the new LATENT (unscaled, as VAEDecode expects)."""
-    unet = model.unet
-    device, dtype = unet.device, unet.dtype
-    original = job.latent["samples"].float()
-    batch, _, height, width = original.shape
-    if job.denoise <= 0 or job.steps <= 0:
-        return {**job.latent}
-    scheduler = make_scheduler(model, job.sampler, job.scheduler)
-    total = job.steps if job.start_step is not None else max(job.steps, int(job.steps / job.denoise))
-    scheduler.set_timesteps(total, device=device)
-    order = getattr(scheduler, "order", 1)
-    first = job.start_step if job.start_step is not None else total - job.steps
-    last = min(job.end_step, total) if job.end_step is not None else total
-    if first >= last:
-        return {**job.latent}
-    timesteps = scheduler.timesteps[first * order:last * order]
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(first * order)
+class CFGGuider:
+    """The model and its conditioning as a denoiser: for a latent x at noise level σ, the
+    clean-latent estimate ``uncond + cfg·(cond − uncond)`` (ComfyUI's formula, on clean
+    estimates). Several conditioning entries on one side are averaged by their strength and
+    area; ControlNet hints act in their share of the schedule. With cfg 1 the negative side
+    is not evaluated, unless the sampler asks for it (CFG++)."""
 
-    scale = model.latent_scale
-    clean = original.to(device) * scale
-    noise = initial_noise(tuple(original.shape), job.seed).to(device)
-    if not job.add_noise:
-        x = clean
-    elif first == 0 and job.denoise >= 1.0:
-        x = clean + noise * scheduler.init_noise_sigma
-    else:
-        x = scheduler.add_noise(clean, noise, timesteps[:1])
-    mask = job.latent.get("noise_mask")
-    if mask is not None:
-        mask = mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1])
-        mask = F.interpolate(mask, size=(height, width), mode="bilinear").to(device)
-        mask = mask.expand(batch, -1, -1, -1) if mask.shape[0] == 1 else mask[:batch]
+    def __init__(self, model: DiffusionModel, positive: Conditioning, negative: Conditioning | None, cfg: float):
+        self.model = model
+        self.positive = positive
+        self.negative = negative or []
+        self.cfg = float(cfg)
+        self.ms = model_sampling(model)
+        self.need_unconditional = False
+        self.last_unconditional: torch.Tensor | None = None
+        self._prepared_for: tuple | None = None
 
-    positive = _batched(job.positive, batch, device, dtype)
-    negative = _batched(job.negative, batch, device, dtype)
-    guided = job.cfg != 1.0
-    step_generator = torch.Generator(device="cpu").manual_seed(job.seed)
-    pixel_height, pixel_width = height * 8, width * 8
+    # ---- preparation for one latent shape
+    def _prepare(self, x: torch.Tensor) -> None:
+        key = tuple(x.shape)
+        if self._prepared_for == key:
+            return
+        unet = self.model.unet
+        self.device, self.dtype = unet.device, unet.dtype
+        batch, _, height, width = x.shape
+        self.batch, self.height, self.width = batch, height, width
+        self.pos = self._batched(self.positive)
+        self.neg = self._batched(self.negative)
+        sides = [self.pos] + ([self.neg] if self.neg else [])
+        # The usual case, one plain prompt each side: one UNet call on a batch of two, as
+        # diffusers' pipelines do (on a GPU that is nearly twice as fast as two calls).
+        self.plain = (len(self.pos) == 1 and len(self.neg) == 1
+                      and all(self._is_plain(side[0][1]) for side in sides))
+        if self.plain:
+            self.both = torch.cat(_pad_to_same_length(self.neg[0][0], self.pos[0][0]))
+            self.both_extras: dict[str, Any] = {}
+            if self.model.family == "sdxl":
+                added = [self._added(side[0][1])["added_cond_kwargs"] for side in (self.neg, self.pos)]
+                self.both_extras = {"added_cond_kwargs": {key: torch.cat([a[key] for a in added])
+                                                          for key in ("text_embeds", "time_ids")}}
+        self._prepared_for = key
 
-    def entry_weight(extras: dict[str, Any]) -> torch.Tensor | float:
+    @staticmethod
+    def _is_plain(extras: dict[str, Any]) -> bool:
+        return "area" not in extras and not extras.get("control") and float(extras.get("strength", 1.0)) == 1.0
+
+    def _batched(self, conditioning: Conditioning) -> Conditioning:
+        out = []
+        for embedding, extras in conditioning:
+            embedding = embedding.to(self.device, self.dtype)
+            if embedding.shape[0] != self.batch:
+                embedding = embedding[:1].expand(self.batch, -1, -1)
+            out.append((embedding, extras))
+        return out
+
+    def _added(self, extras: dict[str, Any]) -> dict[str, Any]:
+        if self.model.family != "sdxl":
+            return {}
+        pooled = extras.get("pooled_output")
+        pooled = (pooled if pooled is not None else torch.zeros(1, 1280)).to(self.device, self.dtype)
+        time_ids = torch.tensor([_sdxl_time_ids(extras, self.height * 8, self.width * 8)],
+                                device=self.device, dtype=self.dtype)
+        return {"added_cond_kwargs": {"text_embeds": pooled[:1].expand(self.batch, -1),
+                                      "time_ids": time_ids.expand(self.batch, -1)}}
+
+    def _weight(self, extras: dict[str, Any]) -> torch.Tensor | float:
         # ConditioningSetArea: the entry counts only inside its rectangle, by its strength.
         area = extras.get("area")
         strength = float(extras.get("strength", 1.0))
         if area is None:
             return strength
         area_height, area_width, top, left = area
-        weight = torch.zeros(1, 1, height, width, device=device)
+        weight = torch.zeros(1, 1, self.height, self.width, device=self.device)
         weight[:, :, top:top + area_height, left:left + area_width] = strength
         return weight
 
-    def added_conditions(extras: dict[str, Any], rows: int) -> dict[str, Any]:
-        if model.family != "sdxl":
-            return {}
-        pooled = extras.get("pooled_output")
-        pooled = (pooled if pooled is not None else torch.zeros(1, 1280)).to(device, dtype)
-        time_ids = torch.tensor([_sdxl_time_ids(extras, pixel_height, pixel_width)], device=device, dtype=dtype)
-        return {"added_cond_kwargs": {"text_embeds": pooled[:1].expand(rows, -1),
-                                      "time_ids": time_ids.expand(rows, -1)}}
+    # ---- evaluation
+    def _unet(self, model_input: torch.Tensor, t: torch.Tensor, embedding: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model.unet(model_input.to(self.dtype), t, encoder_hidden_states=embedding, return_dict=False,
+                               **kwargs)[0].float()
 
-    # The usual case, one plain prompt each side: one UNet call on a batch of two, as
-    # diffusers' pipelines do (on a GPU that is nearly twice as fast as two calls).
-    plain = (guided and len(positive) == len(negative) == 1
-             and "area" not in positive[0][1] and "area" not in negative[0][1]
-             and not positive[0][1].get("control") and not negative[0][1].get("control")
-             and positive[0][1].get("strength", 1.0) == negative[0][1].get("strength", 1.0) == 1.0)
-    if plain:
-        both = torch.cat(_pad_to_same_length(negative[0][0], positive[0][0]))
-        both_extras: dict[str, Any] = {}
-        if model.family == "sdxl":
-            sides = [added_conditions(entries[0][1], batch)["added_cond_kwargs"] for entries in (negative, positive)]
-            both_extras = {"added_cond_kwargs": {key: torch.cat([side[key] for side in sides])
-                                                 for key in ("text_embeds", "time_ids")}}
+    def _side(self, entries: Conditioning, x: torch.Tensor, sigma: torch.Tensor, model_input: torch.Tensor,
+              t: torch.Tensor, percent: float) -> torch.Tensor:
+        total: torch.Tensor | None = None
+        counts: torch.Tensor | float = 0.0
+        other = self.neg[0][0] if entries is self.pos and self.neg else None
+        for embedding, extras in entries:
+            if other is not None:
+                embedding, _ = _pad_to_same_length(embedding, other)
+            kwargs = self._added(extras)
+            if extras.get("control"):
+                kwargs.update(control_residuals(extras["control"], percent, model_input.to(self.dtype), t, embedding,
+                                                kwargs))
+            denoised = self.ms.denoised(sigma, self._unet(model_input, t, embedding, **kwargs), x)
+            weight = self._weight(extras)
+            total = denoised * weight if total is None else total + denoised * weight
+            counts = counts + weight
+        # Where no entry applies the estimate is 0, as in ComfyUI.
+        if isinstance(counts, torch.Tensor):
+            return total / counts.clamp(min=1e-37)
+        return total / max(counts, 1e-37)
 
-    def predict(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if plain:
-            prediction = unet(torch.cat([latents, latents]), t, encoder_hidden_states=both, return_dict=False,
-                              **both_extras)[0]
-            unconditional, conditional = prediction.chunk(2)
-            return unconditional + job.cfg * (conditional - unconditional)
-        predictions = []
-        for entries in [positive, negative] if guided else [positive]:
-            total_prediction: torch.Tensor | None = None
-            total_weight: torch.Tensor | float = 0.0
-            for embedding, extras in entries:
-                other = negative[0][0] if entries is positive and guided else None
-                if other is not None:
-                    embedding, _ = _pad_to_same_length(embedding, other)
-                kwargs = added_conditions(extras, batch)
-                if extras.get("control"):
-                    kwargs.update(control_residuals(extras["control"], fraction[0], latents, t, embedding, kwargs))
-                prediction = unet(latents, t, encoder_hidden_states=embedding, return_dict=False, **kwargs)[0]
-                weight = entry_weight(extras)
-                weighted = prediction * weight
-                total_prediction = weighted if total_prediction is None else total_prediction + weighted
-                total_weight = total_weight + weight
-            if isinstance(total_weight, torch.Tensor):
-                # Where no entry applies the prediction stays 0, as in ComfyUI.
-                predictions.append(total_prediction / total_weight.clamp(min=1e-8))
-            else:
-                predictions.append(total_prediction / max(total_weight, 1e-8))
-        if not guided:
-            return predictions[0]
-        conditional, unconditional = predictions
-        return unconditional + job.cfg * (conditional - unconditional)
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        self._prepare(x)
+        model_input = self.ms.model_input(sigma, x)
+        t = self.ms.timestep(sigma).float().to(self.device)
+        percent = self.ms.sigma_to_percent(float(sigma.reshape(-1)[0]))
+        guided = not math.isclose(self.cfg, 1.0) or self.need_unconditional
+        if guided and self.plain:
+            both = self._unet(torch.cat([model_input, model_input]), torch.cat([t, t]), self.both, **self.both_extras)
+            unconditional, conditional = self.ms.denoised(
+                torch.cat([sigma, sigma]) if sigma.ndim else sigma, both, torch.cat([x, x])).chunk(2)
+        else:
+            conditional = self._side(self.pos, x, sigma, model_input, t, percent)
+            unconditional = (self._side(self.neg, x, sigma, model_input, t, percent)
+                             if guided and self.neg else None)
+        self.last_unconditional = unconditional
+        if unconditional is None:
+            return conditional
+        return unconditional + (conditional - unconditional) * self.cfg
 
-    count = len(timesteps)
-    fraction = [0.0]  # how far through the whole schedule this step is (for ControlNet ranges)
+
+# --- Running a sampler ---------------------------------------------------------------------
+
+def _mask_for(latent: dict[str, Any], shape: torch.Size, device: torch.device) -> torch.Tensor | None:
+    mask = latent.get("noise_mask")
+    if mask is None:
+        return None
+    mask = mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+    mask = F.interpolate(mask, size=tuple(shape[2:]), mode="bilinear")
+    if mask.shape[1] < shape[1]:
+        mask = mask.repeat(1, shape[1], 1, 1)[:, :shape[1]]
+    if mask.shape[0] < shape[0]:
+        mask = mask.repeat(-(-shape[0] // mask.shape[0]), 1, 1, 1)
+    return mask[:shape[0]].to(device)
+
+
+def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  sampler: str, sigmas: torch.Tensor, noise: torch.Tensor, latent: dict[str, Any], seed: int | None,
+                  progress: ProgressCallback) -> dict[str, Any]:
+    """Run ``sampler`` down ``sigmas`` from ``latent`` noised with ``noise`` (unit Gaussian, or
+    zeros for none) and return the new LATENT (unscaled, as VAEDecode expects)."""
+    if len(sigmas) == 0:
+        return {**latent}
+    spec = _spec(sampler)
+    ms = getattr(guider, "ms", None) or model_sampling(model)
+    device = model.unet.device
+    scale = model.latent_scale
+    samples = latent["samples"].float()
+    clean = samples.to(device) * scale if torch.count_nonzero(samples) > 0 else samples.to(device)
+    sigmas = sigmas.float().to(device)
+    noise = noise.float().to(device)
+    max_sigma = float(ms.sigma_max)
+    first = float(sigmas[0])
+    max_denoise = math.isclose(max_sigma, first, rel_tol=1e-05) or first > max_sigma
+    mask = _mask_for(latent, clean.shape, device)
+    inpaint_noise = noise
+    if mask is not None and spec.inpaint_random_noise:
+        generator = torch.Generator(device="cpu").manual_seed((41 if seed is None else seed) + 1)
+        inpaint_noise = torch.randn(noise.shape, generator=generator).to(device)
+
+    if hasattr(guider, "need_unconditional"):
+        guider.need_unconditional = spec.cfg_pp
+
+    def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if mask is None:
+            return guider(x, sigma)
+        # Outside the mask the latent stays on the original's own noise path.
+        kept = ms.noise_scaling(sigma.reshape([sigma.shape[0]] + [1] * (x.ndim - 1)), inpaint_noise, clean)
+        x = x * mask + kept * (1 - mask)
+        return guider(x, sigma) * mask + clean * (1 - mask)
+
+    total = len(sigmas) - 1
+
+    def on_step(index: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
+        progress(min(index + 1, total), total, latent_preview(denoised / scale, model.family))
+
+    context = SamplerContext(ms, seed=seed, on_step=on_step,
+                             unconditional=lambda: getattr(guider, "last_unconditional", None))
+    x = ms.noise_scaling(sigmas[0], noise, clean, max_denoise)
     with torch.no_grad():
-        for index, t in enumerate(timesteps):
-            fraction[0] = (first + index // order) / total
-            model_input = scheduler.scale_model_input(x, t)
-            noise_prediction = predict(model_input.to(dtype), t).float()
-            step_kwargs = {"generator": step_generator} if "generator" in inspect.signature(
-                scheduler.step).parameters else {}
-            step_output = scheduler.step(noise_prediction, t, x, **step_kwargs)
-            x = step_output.prev_sample
-            if mask is not None:
-                if index + 1 < count:
-                    keep = scheduler.add_noise(clean, noise, timesteps[index + 1:index + 2])
-                else:
-                    keep = clean
-                x = x * mask + keep * (1 - mask)
-            if getattr(scheduler, "order", 1) == 1 or index % order == order - 1 or index == count - 1:
-                progress(index + 1, count, latent_preview(x / scale, model.family))
-    stopped_early = last < total
-    estimate = getattr(step_output, "pred_original_sample", None)
-    if stopped_early and not job.leftover_noise and estimate is not None:
-        # Stopping part-way without handing on the noise: finish at the model's estimate of
-        # the clean latent, as ComfyUI's KSamplerAdvanced does.
-        x = estimate if mask is None else estimate * mask + clean * (1 - mask)
-    return {**job.latent, "samples": (x / scale).cpu()}
+        x = spec.function(denoiser, x, sigmas, context)
+    x = ms.inverse_noise_scaling(sigmas[-1], x)
+    return {**latent, "samples": (x.float() / scale).cpu()}
+
+
+@dataclass
+class SamplingJob:
+    """Everything one KSampler run needs besides the model."""
+
+    positive: Conditioning
+    negative: Conditioning
+    latent: dict[str, Any]
+    seed: int
+    steps: int
+    cfg: float
+    sampler: str
+    scheduler: str
+    denoise: float = 1.0
+    start_step: int | None = None
+    end_step: int | None = None
+    add_noise: bool = True
+    leftover_noise: bool = False
+
+
+def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) -> dict[str, Any]:
+    """KSampler (and KSamplerAdvanced, with a step range): denoise ``job.latent`` and return
+    the new LATENT."""
+    ms = model_sampling(model)
+    samples = job.latent["samples"]
+    advanced = job.start_step is not None or job.end_step is not None
+    sigmas = ksampler_sigmas(ms, job.sampler, job.scheduler, job.steps, 1.0 if advanced else job.denoise)
+    if advanced:
+        sigmas = step_range(sigmas, job.start_step, job.end_step, force_full_denoise=not job.leftover_noise)
+        if sigmas is None:
+            return {**job.latent}
+    if len(sigmas) == 0:
+        return {**job.latent}
+    if job.add_noise:
+        noise = initial_noise(tuple(samples.shape), job.seed, job.latent.get("batch_index"))
+    else:
+        noise = torch.zeros(tuple(samples.shape))
+    guider = CFGGuider(model, job.positive, job.negative, job.cfg)
+    return sample_latent(model, guider, job.sampler, sigmas, noise, job.latent, job.seed, progress)

@@ -63,13 +63,21 @@ def test_the_graph_renders_what_diffusers_own_pipeline_renders(engine, model_roo
     image = render(engine, *txt2img(checkpoint))
     pipeline = getattr(diffusers, pipeline_class).from_pretrained(model_root / "checkpoints" / folder,
                                                                  local_files_only=True, torch_dtype=torch.float32)
+    # ComfyUI's "normal" schedule (the graph's) is diffusers' "linspace" spacing: evenly spaced
+    # timesteps from 999 to 0, starting from noise of variance 1 + σmax².
+    pipeline.scheduler = diffusers.EulerDiscreteScheduler.from_config(pipeline.scheduler.config,
+                                                                      timestep_spacing="linspace")
     expected = pipeline("a red circle", negative_prompt="blurry", height=64, width=64, num_inference_steps=4,
                         guidance_scale=7.5, generator=torch.Generator("cpu").manual_seed(42),
                         output_type="pt").images.permute(0, 2, 3, 1)
-    # Same weights, noise, schedule and arithmetic; only the order of float operations
-    # differs (the pipeline batches the two prompts), which moves pixels by ~1e-6.
+    # Same weights, noise and schedule; the float arithmetic differs (diffusers keeps its σ
+    # table in float32 where ComfyUI, and so the graph, computes it in float64, and guides on
+    # noise rather than on clean estimates), which these random-weight VAEs amplify to at
+    # most ~0.5% of full scale (0.05% on average). Wrong weights or a wrong schedule move
+    # pixels by tens of percent; the exact figures are held by the ComfyUI parity tests.
     assert image.shape == expected.shape == (1, 64, 64, 3)
-    assert (image - expected).abs().max() < 1e-4
+    assert (image - expected).abs().max() < 0.01
+    assert (image - expected).abs().mean() < 0.001
 
 
 def test_same_seed_same_image_other_seed_or_cfg_another(engine):
@@ -96,11 +104,17 @@ def test_karras_spacing_changes_the_result(engine):
     assert (normal - karras).abs().mean() > 1e-4
 
 
-def test_a_combination_that_cannot_be_honoured_is_a_validation_problem(engine):
-    workflow, ids = txt2img(sampler="ddim", scheduler="karras")
+def test_every_sampler_takes_every_schedule_as_in_comfyui(engine):
+    """The samplers walk σ lists, so no pair is refused (diffusers' DDIM took no Karras)."""
+    image = render(engine, *txt2img(sampler="ddim", scheduler="karras", steps=3))
+    assert torch.isfinite(image).all() and image.std() > 0
+
+
+def test_an_unknown_sampler_name_is_a_validation_problem(engine):
+    workflow, ids = txt2img(sampler="euler_but_better")
     report = engine.run(workflow, [ids["decode"]])
     assert report.status == "invalid"
-    assert [(p.node_id, p.input) for p in report.problems] == [(ids["sampler"], "scheduler")]
+    assert [(p.node_id, p.input) for p in report.problems] == [(ids["sampler"], "sampler_name")]
 
 
 def img2img(workflow, ids, denoise):
