@@ -134,9 +134,16 @@ def _spec(sampler: str) -> SamplerSpec:
 
 # --- The guider ----------------------------------------------------------------------------
 
-def _sdxl_time_ids(extras: dict[str, Any], height: int, width: int) -> list[float]:
-    return [extras.get("height", height), extras.get("width", width), extras.get("crop_h", 0),
-            extras.get("crop_w", 0), extras.get("target_height", height), extras.get("target_width", width)]
+def _sdxl_time_ids(extras: dict[str, Any], height: int, width: int, family: str, negative: bool) -> list[float]:
+    size = [extras.get("height", height), extras.get("width", width), extras.get("crop_h", 0), extras.get("crop_w", 0)]
+    if family == "sdxl_refiner":
+        # The refiner is conditioned on an aesthetic score instead of a target size; ComfyUI
+        # asks for 6 on the positive side and 2.5 on the negative unless the prompt says.
+        return size + [extras.get("aesthetic_score", 2.5 if negative else 6.0)]
+    return size + [extras.get("target_height", height), extras.get("target_width", width)]
+
+
+SIZE_CONDITIONED = ("sdxl", "sdxl_refiner")
 
 
 def _pad_to_same_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,6 +174,10 @@ class CFGGuider:
         self.ms = model_sampling(model)
         self.need_unconditional = False
         self.last_unconditional: torch.Tensor | None = None
+        # Set by the sampling run: the clean latent (scaled) and its noise mask, which an
+        # inpainting model (9 input channels) also sees beside the noisy latent.
+        self.latent_image: torch.Tensor | None = None
+        self.denoise_mask: torch.Tensor | None = None
         self._prepared_for: tuple | None = None
 
     # ---- preparation for one latent shape
@@ -188,8 +199,9 @@ class CFGGuider:
         if self.plain:
             self.both = torch.cat(_pad_to_same_length(self.neg[0][0], self.pos[0][0]))
             self.both_extras: dict[str, Any] = {}
-            if self.model.family == "sdxl":
-                added = [self._added(side[0][1])["added_cond_kwargs"] for side in (self.neg, self.pos)]
+            if self.model.family in SIZE_CONDITIONED:
+                added = [self._added(side[0][1], negative)["added_cond_kwargs"]
+                         for side, negative in ((self.neg, True), (self.pos, False))]
                 self.both_extras = {"added_cond_kwargs": {key: torch.cat([a[key] for a in added])
                                                           for key in ("text_embeds", "time_ids")}}
         self._prepared_for = key
@@ -207,12 +219,12 @@ class CFGGuider:
             out.append((embedding, extras))
         return out
 
-    def _added(self, extras: dict[str, Any]) -> dict[str, Any]:
-        if self.model.family != "sdxl":
+    def _added(self, extras: dict[str, Any], negative: bool) -> dict[str, Any]:
+        if self.model.family not in SIZE_CONDITIONED:
             return {}
         pooled = extras.get("pooled_output")
         pooled = (pooled if pooled is not None else torch.zeros(1, 1280)).to(self.device, self.dtype)
-        time_ids = torch.tensor([_sdxl_time_ids(extras, self.height * 8, self.width * 8)],
+        time_ids = torch.tensor([_sdxl_time_ids(extras, self.height * 8, self.width * 8, self.model.family, negative)],
                                 device=self.device, dtype=self.dtype)
         return {"added_cond_kwargs": {"text_embeds": pooled[:1].expand(self.batch, -1),
                                       "time_ids": time_ids.expand(self.batch, -1)}}
@@ -228,6 +240,29 @@ class CFGGuider:
         weight[:, :, top:top + area_height, left:left + area_width] = strength
         return weight
 
+    def _concat(self, extras: dict[str, Any], like: torch.Tensor) -> torch.Tensor | None:
+        """An inpainting model's extra input: the mask (rounded) and the masked picture's
+        latent; with no mask, "change everything" over a blank picture (ComfyUI's figures for
+        a black picture's latent)."""
+        if getattr(getattr(self.model.unet, "config", None), "in_channels", 4) != like.shape[1] + 5:
+            return None
+        batch, _, height, width = like.shape
+        mask = extras.get("concat_mask", self.denoise_mask)
+        picture = extras.get("concat_latent_image")
+        picture = picture.float().to(like.device) * self.model.latent_scale if picture is not None else self.latent_image
+        if mask is None:
+            blank = torch.tensor([0.8223, -0.6876, 0.6364, 0.1380], device=like.device).view(1, 4, 1, 1)
+            return torch.cat([torch.ones_like(like[:, :1]), blank.expand(batch, -1, height, width)], dim=1)
+        mask = mask.float().to(like.device)
+        mask = mask[:, :1] if mask.ndim == 4 else mask
+        mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+        if mask.shape[-2:] != (height, width):
+            mask = F.interpolate(mask, size=(height, width), mode="bilinear")
+        mask = _to_batch(mask.round(), batch)
+        if picture.shape[-2:] != (height, width):
+            picture = F.interpolate(picture, size=(height, width), mode="bilinear")
+        return torch.cat([mask, _to_batch(picture, batch)], dim=1)
+
     # ---- evaluation
     def _unet(self, model_input: torch.Tensor, t: torch.Tensor, embedding: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model.unet(model_input.to(self.dtype), t, encoder_hidden_states=embedding, return_dict=False,
@@ -241,11 +276,13 @@ class CFGGuider:
         for embedding, extras in entries:
             if other is not None:
                 embedding, _ = _pad_to_same_length(embedding, other)
-            kwargs = self._added(extras)
+            kwargs = self._added(extras, negative=entries is self.neg)
             if extras.get("control"):
                 kwargs.update(control_residuals(extras["control"], percent, model_input.to(self.dtype), t, embedding,
                                                 kwargs))
-            denoised = self.ms.denoised(sigma, self._unet(model_input, t, embedding, **kwargs), x)
+            concat = self._concat(extras, x)
+            unet_input = model_input if concat is None else torch.cat([model_input, concat], dim=1)
+            denoised = self.ms.denoised(sigma, self._unet(unet_input, t, embedding, **kwargs), x)
             weight = self._weight(extras)
             total = denoised * weight if total is None else total + denoised * weight
             counts = counts + weight
@@ -261,7 +298,11 @@ class CFGGuider:
         percent = self.ms.sigma_to_percent(float(sigma.reshape(-1)[0]))
         guided = not math.isclose(self.cfg, 1.0) or self.need_unconditional
         if guided and self.plain:
-            both = self._unet(torch.cat([model_input, model_input]), torch.cat([t, t]), self.both, **self.both_extras)
+            inputs = []
+            for side in (self.neg, self.pos):
+                concat = self._concat(side[0][1], x)
+                inputs.append(model_input if concat is None else torch.cat([model_input, concat], dim=1))
+            both = self._unet(torch.cat(inputs), torch.cat([t, t]), self.both, **self.both_extras)
             unconditional, conditional = self.ms.denoised(
                 torch.cat([sigma, sigma]) if sigma.ndim else sigma, both, torch.cat([x, x])).chunk(2)
         else:
@@ -272,6 +313,12 @@ class CFGGuider:
         if unconditional is None:
             return conditional
         return unconditional + (conditional - unconditional) * self.cfg
+
+
+def _to_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
+    if tensor.shape[0] == batch:
+        return tensor
+    return tensor.repeat(-(-batch // tensor.shape[0]), *([1] * (tensor.ndim - 1)))[:batch]
 
 
 # --- Running a sampler ---------------------------------------------------------------------
@@ -313,8 +360,9 @@ def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.T
         generator = torch.Generator(device="cpu").manual_seed((41 if seed is None else seed) + 1)
         inpaint_noise = torch.randn(noise.shape, generator=generator).to(device)
 
-    if hasattr(guider, "need_unconditional"):
+    if isinstance(guider, CFGGuider):
         guider.need_unconditional = spec.cfg_pp
+        guider.latent_image, guider.denoise_mask = clean, mask
 
     def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if mask is None:
