@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.checkpoints import Vae
-from studio.runtime.images import center_crop_to_aspect, complete_size
+from studio.runtime.images import bislerp, center_crop_to_aspect, complete_size
 from studio.runtime.services import model_manager
 
-LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic")
+LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
 
 
 class EmptyLatentImage(NodeBase):
@@ -100,6 +100,8 @@ class SetLatentNoiseMask(NodeBase):
 
 
 def resize_latent(samples: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
+    if method == "bislerp":
+        return bislerp(samples, width, height)
     kwargs = {"align_corners": False} if method in ("bilinear", "bicubic") else {}
     return F.interpolate(samples, size=(height, width), mode=method, **kwargs)
 

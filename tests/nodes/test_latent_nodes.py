@@ -165,3 +165,30 @@ def test_sdxl_size_conditioning_reaches_the_sampler(engine):
     # Same text and the image's own size: the same as the plain prompt node.
     assert torch.allclose(results["same"], plain, atol=1e-5)
     assert (results["larger"] - plain).abs().mean() > 1e-4
+
+
+def test_bislerp_matches_comfyuis():
+    """Reference made by ComfyUI's own comfy.utils.bislerp (commit in the file's metadata)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from studio.runtime.images import bislerp
+
+    reference = load_file(Path(__file__).parents[1] / "data" / "comfy_bislerp.safetensors")
+    for key, expected in reference.items():
+        if key == "input":
+            continue
+        width, height = map(int, key.removeprefix("out_").split("x"))
+        assert torch.allclose(bislerp(reference["input"], width, height), expected, atol=1e-6), key
+
+
+def test_latent_upscale_offers_bislerp(registry):
+    from nodes.latent import LatentUpscaleBy
+
+    latent = {"samples": torch.randn(1, 4, 8, 8)}
+    (out,) = LatentUpscaleBy().run(None, latent, "bislerp", 2.0)
+    assert out["samples"].shape == (1, 4, 16, 16)
+    # interpolated vectors keep the length of their neighbours (bilinear would shorten them)
+    lengths = out["samples"].norm(dim=1)
+    assert lengths.min() >= latent["samples"].norm(dim=1).min() - 1e-5
