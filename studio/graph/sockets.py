@@ -19,6 +19,11 @@ IMAGE = "IMAGE"
 MASK = "MASK"
 CONTROL_NET = "CONTROL_NET"
 UPSCALE_MODEL = "UPSCALE_MODEL"
+# The parts of a sampler, for custom sampling (ComfyUI's names).
+SIGMAS = "SIGMAS"
+SAMPLER = "SAMPLER"
+GUIDER = "GUIDER"
+NOISE = "NOISE"
 INT = "INT"
 FLOAT = "FLOAT"
 STRING = "STRING"
@@ -28,7 +33,7 @@ ANY = "*"
 
 SOCKET_TYPES: tuple[str, ...] = (
     MODEL, CLIP, VAE, CONDITIONING, LATENT, IMAGE, MASK, CONTROL_NET, UPSCALE_MODEL,
-    INT, FLOAT, STRING, BOOLEAN,
+    SIGMAS, SAMPLER, GUIDER, NOISE, INT, FLOAT, STRING, BOOLEAN,
 )
 # Types that can be typed into a field on the node instead of arriving over a wire.
 WIDGET_TYPES: frozenset[str] = frozenset({INT, FLOAT, STRING, BOOLEAN})
@@ -37,7 +42,7 @@ WIDGET_TYPES: frozenset[str] = frozenset({INT, FLOAT, STRING, BOOLEAN})
 SOCKET_COLOURS: dict[str, str] = {
     MODEL: "#b39ddb", CLIP: "#ffd54f", VAE: "#ef5350", CONDITIONING: "#ffa726",
     LATENT: "#f48fb1", IMAGE: "#64b5f6", MASK: "#81c784", CONTROL_NET: "#4db6ac",
-    UPSCALE_MODEL: "#9575cd", INT: "#aed581", FLOAT: "#80cbc4", STRING: "#e0e0e0",
+    UPSCALE_MODEL: "#9575cd", SIGMAS: "#cddc39", SAMPLER: "#ecb4b4", GUIDER: "#66ffff", NOISE: "#b0b0b0", INT: "#aed581", FLOAT: "#80cbc4", STRING: "#e0e0e0",
     BOOLEAN: "#90a4ae", ANY: "#bdbdbd",
 }
 

@@ -132,6 +132,22 @@ def _spec(sampler: str) -> SamplerSpec:
         raise ValueError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}") from None
 
 
+@dataclass(frozen=True)
+class SamplerChoice:
+    """What flows through a SAMPLER socket: a sampler by name, with options for its
+    algorithm (eta, s_noise, solver_type, r, order …)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def spec(self) -> SamplerSpec:
+        return _spec(self.name)
+
+    def with_options(self, **options: Any) -> SamplerChoice:
+        return SamplerChoice(self.name, tuple(sorted({**dict(self.options), **options}.items())))
+
+
 # --- The guider ----------------------------------------------------------------------------
 
 def _sdxl_time_ids(extras: dict[str, Any], height: int, width: int, family: str, negative: bool) -> list[float]:
@@ -314,6 +330,40 @@ class CFGGuider:
             return conditional
         return unconditional + (conditional - unconditional) * self.cfg
 
+    def estimate(self, entries: Conditioning, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The clean estimate for one side's (already batched) entries."""
+        model_input = self.ms.model_input(sigma, x)
+        t = self.ms.timestep(sigma).float().to(self.device)
+        percent = self.ms.sigma_to_percent(float(sigma.reshape(-1)[0]))
+        return self._side(entries, x, sigma, model_input, t, percent)
+
+
+class DualCFGGuider(CFGGuider):
+    """Two prompts and a negative (ComfyUI's DualCFGGuider): ``regular`` guides cond2 away
+    from the negative by cfg_cond2_negative and adds cfg_conds·(cond1 − cond2); ``nested``
+    guides cond1 from cond2 first, then the result from the negative."""
+
+    def __init__(self, model: DiffusionModel, cond1: Conditioning, cond2: Conditioning, negative: Conditioning,
+                 cfg_conds: float, cfg_cond2_negative: float, nested: bool = False):
+        super().__init__(model, cond1, negative, cfg_conds)
+        self.middle = cond2
+        self.cfg2 = float(cfg_cond2_negative)
+        self.nested = nested
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        self._prepare(x)
+        middle = self._batched(self.middle)
+        positive = self.estimate(self.pos, x, sigma)
+        skip_negative = not self.nested and math.isclose(self.cfg2, 1.0)
+        skip_middle = skip_negative and math.isclose(self.cfg, 1.0)
+        negative = None if skip_negative or not self.neg else self.estimate(self.neg, x, sigma)
+        between = positive if skip_middle else self.estimate(middle, x, sigma)
+        if self.nested:
+            text = between + (positive - between) * self.cfg
+            return text if negative is None else negative + self.cfg2 * (text - negative)
+        guided = between if negative is None else negative + (between - negative) * self.cfg2
+        return guided + (positive - between) * self.cfg
+
 
 def _to_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
     if tensor.shape[0] == batch:
@@ -337,13 +387,15 @@ def _mask_for(latent: dict[str, Any], shape: torch.Size, device: torch.device) -
 
 
 def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                  sampler: str, sigmas: torch.Tensor, noise: torch.Tensor, latent: dict[str, Any], seed: int | None,
-                  progress: ProgressCallback) -> dict[str, Any]:
+                  sampler: str | SamplerChoice, sigmas: torch.Tensor, noise: torch.Tensor, latent: dict[str, Any],
+                  seed: int | None, progress: ProgressCallback, denoised_out: list | None = None) -> dict[str, Any]:
     """Run ``sampler`` down ``sigmas`` from ``latent`` noised with ``noise`` (unit Gaussian, or
-    zeros for none) and return the new LATENT (unscaled, as VAEDecode expects)."""
+    zeros for none) and return the new LATENT (unscaled, as VAEDecode expects). With
+    ``denoised_out``, the last step's clean estimate (as a LATENT) is appended to it."""
     if len(sigmas) == 0:
         return {**latent}
-    spec = _spec(sampler)
+    choice = sampler if isinstance(sampler, SamplerChoice) else SamplerChoice(sampler)
+    spec = choice.spec
     ms = getattr(guider, "ms", None) or model_sampling(model)
     device = model.unet.device
     scale = model.latent_scale
@@ -374,15 +426,21 @@ def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.T
 
     total = len(sigmas) - 1
 
+    last_denoised: list[torch.Tensor] = []
+
     def on_step(index: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
+        last_denoised[:] = [denoised]
         progress(min(index + 1, total), total, latent_preview(denoised / scale, model.family))
 
     context = SamplerContext(ms, seed=seed, on_step=on_step,
                              unconditional=lambda: getattr(guider, "last_unconditional", None))
     x = ms.noise_scaling(sigmas[0], noise, clean, max_denoise)
     with torch.no_grad():
-        x = spec.function(denoiser, x, sigmas, context)
+        x = spec.function(denoiser, x, sigmas, context, **dict(choice.options))
     x = ms.inverse_noise_scaling(sigmas[-1], x)
+    if denoised_out is not None:
+        estimate = last_denoised[0] if last_denoised else x
+        denoised_out.append({**latent, "samples": (estimate.float() / scale).cpu()})
     return {**latent, "samples": (x.float() / scale).cpu()}
 
 
