@@ -152,7 +152,9 @@ def test_dual_cfg_with_one_prompt_twice_is_plain_cfg(engine):
                            ("positive.CONDITIONING", "dual.cond2"), ("negative.CONDITIONING", "dual.negative")]:
         graph.wire(source, target)
     custom_advanced(graph, "select", "schedule.SIGMAS", "noise", guider="dual.GUIDER")
-    assert torch.allclose(graph.latent(engine, "custom"), ksampler(engine, "euler", cfg=6.0), rtol=1e-4, atol=1e-4)
+    dual, plain = graph.latent(engine, "custom"), ksampler(engine, "euler", cfg=6.0)
+    # same arithmetic up to the order of float operations (separate UNet calls vs one batch)
+    assert (dual - plain).abs().max() < 1e-5 * plain.abs().max()
 
 
 def test_basic_guider_is_cfg_one(engine):
