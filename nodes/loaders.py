@@ -49,9 +49,10 @@ class ModelFileInput:
 
 
 class CheckpointLoaderSimple(ModelFileInput, NodeBase):
-    """Loads a Stable Diffusion checkpoint (SD 1.x, SD 2.x or SDXL; a single .safetensors file
-    or a diffusers folder) from the checkpoints folder, giving its denoising model, its text
-    encoder and its VAE. Loaded once and shared by every node and run that uses the file."""
+    """Loads a Stable Diffusion checkpoint (SD 1.x, SD 2.x, SDXL or the SDXL refiner, and their
+    9-channel inpainting models; a single .safetensors file or a diffusers folder) from the
+    checkpoints folder, giving its denoising model, its text encoder and its VAE. Loaded once
+    and shared by every node and run that uses the file."""
 
     type_name = "CheckpointLoaderSimple"
     category = "loaders"

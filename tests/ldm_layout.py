@@ -145,3 +145,50 @@ def controlnet_to_ldm(net, prefix: str = "control_model.") -> dict[str, torch.Te
                 raise KeyError(key)
         out[prefix + name] = value
     return out
+
+
+def write_refiner_single_file(folder: Path, target: Path) -> Path:
+    """Write a diffusers SDXL refiner folder as one LDM-layout ``.safetensors`` file: its one
+    encoder (text_encoder_2) in OpenCLIP's layout under ``conditioner.embedders.0.model.``,
+    with its configs in a folder of the same name."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModelWithProjection
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
+    state = {**unet_to_ldm(unet), **vae_to_ldm(vae),
+             **open_clip_to_ldm(CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2"),
+                                "conditioner.embedders.0.model.")}
+    save_file({key: value.contiguous() for key, value in state.items()}, str(target))
+    configs = target.with_suffix("")
+    for path in folder.rglob("*.json"):
+        if path.name in ("model_index.json", "config.json", "scheduler_config.json"):
+            destination = configs / path.relative_to(folder)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, destination)
+    return target
+
+
+def t2i_adapter_to_original(adapter) -> dict[str, torch.Tensor]:
+    """A diffusers ``T2IAdapter`` in TencentARC's original key layout (what the published
+    ``t2iadapter_*_sd14v1.pth`` files hold). Full adapters: level i's resnet j is the flat
+    block ``body.{2i+j}`` (two per level, as published) and a level's channel change is that
+    first block's ``in_conv``; light adapters: ``body.i.body.j`` for ``body.i.resnets.j``."""
+    light = adapter.config.adapter_type == "light_adapter"
+    if not light and adapter.config.num_res_blocks != 2:
+        raise ValueError("TencentARC's full adapters have two resnets per level")
+    out = {}
+    for key, value in adapter.state_dict().items():
+        parts = key.removeprefix("adapter.").split(".")
+        if parts[0] == "conv_in":
+            name = ".".join(parts)
+        elif light:
+            name = (f"body.{parts[1]}.body.{parts[3]}.{'.'.join(parts[4:])}" if parts[2] == "resnets"
+                    else ".".join(parts))
+        elif parts[2] == "resnets":
+            name = f"body.{2 * int(parts[1]) + int(parts[3])}.{'.'.join(parts[4:])}"
+        else:  # the level's in_conv belongs to its first block
+            name = f"body.{2 * int(parts[1])}.{'.'.join(parts[2:])}"
+        out[name] = value
+    return out

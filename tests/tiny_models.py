@@ -118,3 +118,52 @@ def build_controlnet(checkpoint_folder: Path, folder: Path, seed: int = 0) -> Pa
             module.bias.normal_(0, 0.1)
     net.save_pretrained(folder)
     return folder
+
+
+def build_inpainting(base_folder: Path, folder: Path, seed: int = 0) -> Path:
+    """An inpainting version of a tiny diffusers folder: the same model with a UNet of 9
+    input channels (latent, mask, masked picture's latent) and fresh random weights. The other
+    components' files are hard-linked where possible (SD2's text encoder is about 100 MB)."""
+    import os
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    def link_or_copy(source, destination):
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+
+    shutil.copytree(base_folder, folder, ignore=shutil.ignore_patterns("unet"), copy_function=link_or_copy)
+    torch.manual_seed(seed)
+    config = dict(UNet2DConditionModel.load_config(base_folder / "unet"), in_channels=9)
+    UNet2DConditionModel.from_config(config).save_pretrained(folder / "unet")
+    return folder
+
+
+def build_sdxl_refiner(folder: Path, seed: int = 0) -> Path:
+    """A tiny SDXL-refiner-shaped diffusers folder: one OpenCLIP-style encoder with projection
+    (SDXL's second, as text_encoder_2), and a UNet conditioned on its pooled output and 5 time
+    ids (height, width, crop top, crop left, aesthetic score)."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=48,
+                                norm_num_groups=8, attention_head_dim=4, sample_size=8,
+                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                addition_embed_type="text_time", addition_time_embed_dim=8,
+                                projection_class_embeddings_input_dim=48 + 5 * 8, use_linear_projection=True)
+    vae = _vae()
+    vae.register_to_config(scaling_factor=0.13025)
+    pipeline = StableDiffusionXLImg2ImgPipeline(
+        unet=unet, vae=vae, text_encoder=None, tokenizer=None,
+        # Ten layers: refiner files are recognised by a key of their encoder's tenth layer.
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(hidden_act="gelu", num_hidden_layers=10,
+                                                                hidden_size=48, projection_dim=48)),
+        tokenizer_2=make_tokenizer("!"), scheduler=EulerDiscreteScheduler(**SCHEDULER),
+        requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
+    pipeline.save_pretrained(folder)
+    return folder

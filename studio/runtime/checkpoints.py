@@ -1,11 +1,14 @@
 """Loading Stable Diffusion checkpoints offline: diffusers folders and single files in the
-original (CompVis/LDM) layout for SD1.x, SD2.x and SDXL.
+original (CompVis/LDM) layout for SD1.x, SD2.x, SDXL and the SDXL refiner, and the inpainting
+models of each (whose UNet reads 9 channels: the latent, the mask and the masked picture's
+latent).
 
 Single files are read once; their family is detected from their keys (diffusers'
 ``infer_diffusers_model_type``), and each component is built from the configs shipped in
 ``resources/configs/<family>`` (or a diffusers config folder with the file's own name next
 to it, for architectures Seed Studio does not ship), so nothing is fetched from the network.
-The CLIP tokenizer comes from ``resources/tokenizers/clip``.
+An inpainting file uses its family's configs with the UNet's input channels taken from its
+weights. The CLIP tokenizer comes from ``resources/tokenizers/clip``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -23,9 +27,19 @@ from studio.settings import RESOURCES_DIR
 
 CONFIGS_DIR = RESOURCES_DIR / "configs"
 TOKENIZER_DIR = RESOURCES_DIR / "tokenizers" / "clip"
-# diffusers' names for checkpoint families, and the config folder we ship for each.
-FAMILY_OF_MODEL_TYPE = {"v1": "sd15", "v2": "sd2", "xl_base": "sdxl"}
-FAMILY_NAMES = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+# diffusers' names for checkpoint families, and the config folder we ship for each. The
+# inpainting models share their family's architecture but for the UNet's input channels.
+FAMILY_OF_MODEL_TYPE = {"v1": "sd15", "v2": "sd2", "xl_base": "sdxl", "xl_refiner": "sdxl_refiner",
+                        "inpainting": "sd15", "inpainting_v2": "sd2", "xl_inpaint": "sdxl"}
+FAMILY_NAMES = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner"}
+# The tokenizer of each text encoder, by family: OpenCLIP's encoders (SD2's, SDXL's second
+# and the refiner's only one) pad with "!", OpenAI's CLIP with the end-of-text token.
+TOKENIZER_PADDING = {"sd15": ("<|endoftext|>",), "sd2": ("!",), "sdxl": ("<|endoftext|>", "!"),
+                     "sdxl_refiner": ("!",)}
+UNET_INPUT_KEY = "model.diffusion_model.input_blocks.0.0.weight"
+# A UNet's input channels: 4 for the latent alone, 9 for inpainting (latent, mask, masked
+# picture's latent), which the sampler builds for it.
+INPUT_CHANNELS = {4: "text to image", 9: "inpainting"}
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -56,10 +70,17 @@ class DiffusionModel:
     def prediction_type(self) -> str:
         return self.scheduler_config.get("prediction_type", "epsilon")
 
+    @property
+    def is_inpainting(self) -> bool:
+        """An inpainting UNet: besides the latent it reads the mask and the masked picture's
+        latent (9 input channels)."""
+        return int(getattr(self.unet.config, "in_channels", 4)) == 9
+
 
 @dataclass
 class TextEncoder:
-    """What flows through a CLIP socket: one or two CLIP text models with their tokenizers."""
+    """What flows through a CLIP socket: one or two CLIP text models with their tokenizers
+    (the SDXL refiner's one is SDXL's second encoder, OpenCLIP ViT-bigG, with its projection)."""
 
     family: str
     tokenizers: list[Any]
@@ -101,16 +122,20 @@ class Checkpoint:
 
 
 def make_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
-    """CLIP's tokenizer from the shipped vocabulary (SD2 and SDXL's second encoder pad with
-    "!", the others with the end-of-text token)."""
+    """CLIP's tokenizer from the shipped vocabulary (SD2, SDXL's second encoder and the SDXL
+    refiner pad with "!", the others with the end-of-text token)."""
     from transformers import CLIPTokenizer
 
     return CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"),
                          model_max_length=77, pad_token=pad_token)
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a weights file; pickles only as plain weights (``weights_only``)."""
+def read_state_dict(path: Path, wrappers: tuple[str, ...] = ("state_dict",)) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file; pickles only as plain weights (``weights_only``).
+
+    A pickle may hold its weights one level down, under the first of ``wrappers`` it has
+    (``{"state_dict": …}`` for checkpoints; upscalers add ``params_ema`` and ``params``).
+    """
     if not path.is_file():
         raise ModelLoadError(path, f"file not found ({path})")
     suffix = path.suffix.lower()
@@ -133,16 +158,22 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except Exception as error:  # the weights-only unpickler raises many kinds on garbage
             raise ModelLoadError(path, f"damaged or not a PyTorch weights file ({type(error).__name__}: "
                                  f"{error})") from None
-        if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-            data = data["state_dict"]
+        for wrapper in wrappers:
+            if isinstance(data, dict) and isinstance(data.get(wrapper), dict):
+                data = data[wrapper]
+                break
         if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
             raise ModelLoadError(path, "does not hold a dictionary of weights")
         return data
     raise ModelLoadError(path, f"unknown kind of weights file {suffix!r} (expected .safetensors or .ckpt)")
 
 
-def detect_family(path: Path, state_dict: dict[str, torch.Tensor]) -> str:
-    """Which shipped config fits a single-file checkpoint, from its keys and shapes."""
+def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
+    """Which shipped config fits a single-file checkpoint, from its keys and shapes.
+
+    Only names and shapes are read, so ``state_dict`` may hold empty "meta" tensors made from
+    a safetensors header (:func:`inspect_checkpoint_header`).
+    """
     from diffusers.loaders.single_file_utils import infer_diffusers_model_type
 
     if not any(key.startswith("model.diffusion_model.") for key in state_dict):
@@ -152,8 +183,61 @@ def detect_family(path: Path, state_dict: dict[str, torch.Tensor]) -> str:
     family = FAMILY_OF_MODEL_TYPE.get(model_type)
     if family is None:
         raise ModelLoadError(path, f"is a {model_type!r} checkpoint, which Seed Studio cannot load yet "
-                             f"(it loads {', '.join(FAMILY_NAMES.values())})")
+                             f"(it loads {', '.join(FAMILY_NAMES.values())} and their inpainting models)")
+    unet_input_channels(path, state_dict)
+    if family == "sdxl_refiner" and "conditioner.embedders.0.model.text_projection" not in state_dict:
+        raise ModelLoadError(path, "looks like the SDXL refiner but has no text projection for its text encoder "
+                             "(conditioner.embedders.0.model.text_projection); the file is incomplete")
     return family
+
+
+def unet_input_channels(path: Path, state_dict: Mapping[str, Any]) -> int:
+    """The UNet's input channels, read from its first convolution: 4, or 9 for inpainting."""
+    weight = state_dict.get(UNET_INPUT_KEY)
+    if weight is None:
+        raise ModelLoadError(path, f"has no UNet input convolution ({UNET_INPUT_KEY}); the file is incomplete")
+    channels = int(weight.shape[1])
+    if channels not in INPUT_CHANNELS:
+        raise ModelLoadError(path, f"has a UNet with {channels} input channels, which Seed Studio cannot use (it "
+                             "loads UNets with 4 channels, for text to image, and 9, for inpainting; 8 is an "
+                             "InstructPix2Pix-style model)")
+    return channels
+
+
+def inspect_checkpoint_header(path: Path) -> str | None:
+    """Why the checkpoint loader would refuse this file, or None when it would load it (as far
+    as names and shapes tell), reading only a safetensors file's header, no weights.
+
+    Applies the loader's own rules (:func:`detect_family`). Pickled files (``.ckpt``) cannot
+    be judged without unpickling them, so they pass; a diffusers folder passes when it has
+    its ``model_index.json``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "model_index.json").is_file():
+            return None
+        return str(ModelLoadError(path, "is a folder without model_index.json, so not a diffusers model"))
+    if not path.is_file():
+        return str(ModelLoadError(path, f"file not found ({path})"))
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        return None
+    if suffix not in SAFETENSORS_SUFFIXES:
+        return str(ModelLoadError(path, f"unknown kind of weights file {suffix!r} (expected .safetensors or "
+                                  ".ckpt)"))
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            # Empty tensors of the right shapes: the family rules read keys and shapes only.
+            shapes = {key: torch.empty(handle.get_slice(key).get_shape(), device="meta") for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        return str(ModelLoadError(path, f"damaged or not a safetensors file ({error})"))
+    try:
+        detect_family(path, shapes)
+    except ModelLoadError as error:
+        return str(error)
+    return None
 
 
 def _config_folder(path: Path, family: str) -> Path:
@@ -175,48 +259,67 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
 
     state_dict = read_state_dict(path)
     family = detect_family(path, state_dict)
+    in_channels = unet_input_channels(path, state_dict)
     folder = _config_folder(path, family)
     options = {"config": str(folder), "local_files_only": True, "torch_dtype": policy.dtype}
     try:
-        unet = UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", **options)
+        # The family's UNet config with the file's input channels (9 for inpainting models).
+        unet = UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", in_channels=in_channels,
+                                                     **options)
         vae = AutoencoderKL.from_single_file(state_dict, subfolder="vae", **options)
-        encoders = [create_diffusers_clip_model_from_ldm(CLIPTextModel, state_dict, subfolder="text_encoder",
-                                                         **options)]
+        if family == "sdxl_refiner":
+            # The refiner has only SDXL's second encoder (diffusers' text_encoder_2), stored
+            # first: conditioner.embedders.0 is OpenCLIP ViT-bigG.
+            encoders = [create_diffusers_clip_model_from_ldm(
+                CLIPTextModelWithProjection, state_dict, subfolder="text_encoder_2", **options)]
+        else:
+            encoders = [create_diffusers_clip_model_from_ldm(CLIPTextModel, state_dict, subfolder="text_encoder",
+                                                             **options)]
         if family == "sdxl":
             encoders.append(create_diffusers_clip_model_from_ldm(
                 CLIPTextModelWithProjection, state_dict, subfolder="text_encoder_2", **options))
     except (ValueError, RuntimeError, KeyError) as error:
         raise ModelLoadError(path, f"looks like {FAMILY_NAMES[family]} but its weights do not fit that "
                              f"architecture ({str(error).splitlines()[0][:300]})") from None
-    tokenizers = {"sd15": [make_tokenizer()], "sd2": [make_tokenizer("!")],
-                  "sdxl": [make_tokenizer(), make_tokenizer("!")]}[family]
-    return _assemble(family, unet, encoders, tokenizers, vae, _scheduler_config(folder), key)
+    tokenizers = [make_tokenizer(pad) for pad in TOKENIZER_PADDING[family]]
+    scheduler_config = _scheduler_config(folder)
+    if family == "sd2" and in_channels == 9:
+        # SD 2's inpainting model (512-inpainting-ema) predicts the noise, unlike the 768-v
+        # model the shipped SD 2 configs describe; ComfyUI reads it the same way.
+        scheduler_config = {**scheduler_config, "prediction_type": "epsilon"}
+    return _assemble(family, unet, encoders, tokenizers, vae, scheduler_config, key)
 
 
 def load_diffusers_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
-    """A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, …)."""
+    """A diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, …); the
+    SDXL refiner's has only text_encoder_2/."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     if not (path / "model_index.json").is_file():
         raise ModelLoadError(path, "is a folder without model_index.json, so not a diffusers model")
     options = {"local_files_only": True, "torch_dtype": policy.dtype}
+    refiner = not (path / "text_encoder").is_dir() and (path / "text_encoder_2").is_dir()
     try:
         unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **options)
         vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **options)
-        encoders = [CLIPTextModel.from_pretrained(path / "text_encoder", **options)]
+        encoders = [] if refiner else [CLIPTextModel.from_pretrained(path / "text_encoder", **options)]
         if (path / "text_encoder_2").is_dir():
             encoders.append(CLIPTextModelWithProjection.from_pretrained(path / "text_encoder_2", **options))
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelLoadError(path, f"cannot be loaded as a diffusers model ({str(error).splitlines()[0][:300]})") \
             from None
-    family = "sdxl" if len(encoders) == 2 else "sd2" if unet.config.cross_attention_dim == 1024 else "sd15"
+    if refiner:
+        family = "sdxl_refiner"
+    else:
+        family = "sdxl" if len(encoders) == 2 else "sd2" if unet.config.cross_attention_dim == 1024 else "sd15"
     tokenizers = []
-    for index, name in enumerate(("tokenizer", "tokenizer_2")[:len(encoders)]):
+    names = ("tokenizer_2",) if refiner else ("tokenizer", "tokenizer_2")[:len(encoders)]
+    for name, pad in zip(names, TOKENIZER_PADDING[family]):
         if (path / name / "vocab.json").is_file():
             tokenizers.append(CLIPTokenizer.from_pretrained(path / name, model_max_length=77))
         else:
-            tokenizers.append(make_tokenizer("!" if family == "sd2" or index == 1 else "<|endoftext|>"))
+            tokenizers.append(make_tokenizer(pad))
     return _assemble(family, unet, encoders, tokenizers, vae, _scheduler_config(path), key)
 
 

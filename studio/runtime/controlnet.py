@@ -3,6 +3,10 @@
 A ControlNet travels on the conditioning (ComfyUI's way): ControlNetApply adds a hint — the
 net, its image, a strength and the part of the schedule it acts in — to each conditioning
 entry, and the sampler asks every active hint for the residuals it adds to the UNet.
+
+T2I-Adapters load through the same loader: diffusers folders, and single files in diffusers'
+layout or in the original TencentARC one (``t2iadapter_*_sd14v1.pth``: the full adapters,
+their one-channel sketch variant and the light ones), renamed to diffusers' ``T2IAdapter``.
 """
 
 from __future__ import annotations
@@ -70,10 +74,134 @@ def _converted(state_dict: dict[str, torch.Tensor], config: Path) -> dict[str, t
     return converted
 
 
+# Keys by which single files are told apart: T2I-Adapters in diffusers' layout start with
+# "adapter."; TencentARC's full adapters have conv_in and a flat list of blocks in "body.",
+# its light ones a small network per level ("body.0.in_conv", "body.0.body.0.block1", …).
+T2I_FULL_KEY, T2I_LIGHT_KEY, T2I_DIFFUSERS_PREFIX = "conv_in.weight", "body.0.in_conv.weight", "adapter."
+# TencentARC's full adapters have two blocks per level (the architecture ComfyUI reads too).
+T2I_FULL_BLOCKS_PER_LEVEL = 2
+
+
+def _looks_like_t2i_adapter(state_dict: dict[str, torch.Tensor]) -> bool:
+    has_body = any(key.startswith("body.") for key in state_dict)
+    return (has_body and (T2I_FULL_KEY in state_dict or T2I_LIGHT_KEY in state_dict)) or any(
+        key.startswith(T2I_DIFFUSERS_PREFIX + "body.") for key in state_dict)
+
+
+def _t2i_diffusers_names(path: Path, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An original-layout (TencentARC) T2I-Adapter's weights under diffusers' names.
+
+    Full adapter: ``body.{2i+j}.block1`` is level i's resnet j (``adapter.body.i.resnets.j``),
+    ``body.{2i}.in_conv`` that level's channel change. Light adapter: ``body.i.body.j`` is
+    ``adapter.body.i.resnets.j``; ``in_conv``/``out_conv`` keep their names.
+    """
+    light = T2I_FULL_KEY not in state_dict
+    out = {}
+    for name, value in state_dict.items():
+        parts = name.split(".")
+        renamed = None
+        if name.startswith("conv_in.") and not light:
+            renamed = "adapter." + name
+        elif parts[0] == "body" and len(parts) >= 4 and parts[1].isdigit():
+            index, rest = int(parts[1]), parts[2:]
+            if light:
+                if rest[0] in ("in_conv", "out_conv") and len(rest) == 2:
+                    renamed = f"adapter.body.{index}.{rest[0]}.{rest[1]}"
+                elif rest[0] == "body" and len(rest) == 4 and rest[1].isdigit() and rest[2] in ("block1", "block2"):
+                    renamed = f"adapter.body.{index}.resnets.{rest[1]}.{rest[2]}.{rest[3]}"
+            else:
+                level, block = divmod(index, T2I_FULL_BLOCKS_PER_LEVEL)
+                if rest[0] in ("block1", "block2") and len(rest) == 2:
+                    renamed = f"adapter.body.{level}.resnets.{block}.{rest[0]}.{rest[1]}"
+                elif rest[0] == "in_conv" and block == 0 and len(rest) == 2:
+                    renamed = f"adapter.body.{level}.in_conv.{rest[1]}"
+                elif rest[0] in ("skep", "down_opt"):
+                    raise ModelLoadError(path, f"is a T2I-Adapter variant with {rest[0]} layers ({name}), which "
+                                         "diffusers' T2IAdapter has no place for; Seed Studio reads TencentARC's "
+                                         "published full, sketch and light adapters")
+        if renamed is None:
+            raise ModelLoadError(path, f"looks like a T2I-Adapter in TencentARC's layout but has a weight "
+                                 f"{name!r} that layout does not have")
+        out[renamed] = value
+    return out
+
+
+def _t2i_config(path: Path, state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The ``T2IAdapter`` arguments that fit weights in diffusers' layout."""
+    def levels(pattern: str) -> list[int]:
+        return sorted({int(key.split(".")[2]) for key in state_dict
+                       if key.startswith("adapter.body.") and pattern in key})
+
+    def resnets(level: int) -> int:
+        return len({key.split(".")[4] for key in state_dict if key.startswith(f"adapter.body.{level}.resnets.")})
+
+    if "adapter.conv_in.weight" in state_dict:
+        first = state_dict["adapter.conv_in.weight"]
+        unshuffled = int(first.shape[1])
+        body = levels(".resnets.")
+        channels = [int(state_dict[f"adapter.body.{i}.resnets.0.block1.weight"].shape[0]) for i in body]
+        kernel = int(state_dict["adapter.body.0.resnets.0.block2.weight"].shape[-1])
+        if kernel != 1:
+            raise ModelLoadError(path, f"is a T2I-Adapter whose blocks end in {kernel}×{kernel} convolutions; "
+                                 "diffusers' T2IAdapter (and TencentARC's published adapters) use 1×1")
+        # SDXL's full adapters unshuffle by 16 (3 or 1 colour channels: 768 or 256 inputs),
+        # SD 1.x's by 8 (192 or 64); ComfyUI tells them apart the same way.
+        adapter_type, factor = (("full_adapter_xl", 16) if unshuffled in (256, 768) else ("full_adapter", 8))
+    elif "adapter.body.0.in_conv.weight" in state_dict:
+        unshuffled = int(state_dict["adapter.body.0.in_conv.weight"].shape[1])
+        body = levels(".out_conv.")
+        widths = [int(state_dict[f"adapter.body.{i}.out_conv.weight"].shape[0]) for i in body]
+        # diffusers' light adapter repeats its last width once more (320, 640, 1280 → four levels).
+        channels, adapter_type, factor = widths[:-1], "light_adapter", 8
+        if len(widths) < 2 or widths[-1] != widths[-2]:
+            raise ModelLoadError(path, f"is a light T2I-Adapter with level widths {widths}; diffusers' light "
+                                 "adapter needs its last two levels equally wide")
+    else:
+        raise ModelLoadError(path, "looks like a T2I-Adapter but has neither conv_in nor body.0.in_conv weights")
+    if body != list(range(len(body))) or unshuffled % (factor * factor):
+        raise ModelLoadError(path, f"is a T2I-Adapter of a shape diffusers' T2IAdapter cannot take (levels {body}, "
+                             f"{unshuffled} input channels)")
+    return {"in_channels": unshuffled // (factor * factor), "channels": channels, "num_res_blocks": resnets(0),
+            "downscale_factor": factor, "adapter_type": adapter_type}
+
+
+def _one_channel_as_rgb(state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    """A one-channel (sketch) adapter reads the mean of the hint's three channels, as ComfyUI
+    feeds it; that mean is folded into its first convolution, which then takes the RGB hint
+    every T2I-Adapter is given. (Pixel-unshuffling puts colour c of offset k at channel
+    c·f² + k, so the weights for each colour are the one-channel weights over three.)"""
+    if config["in_channels"] != 1:
+        return
+    name = "adapter.conv_in.weight" if "adapter.conv_in.weight" in state_dict else "adapter.body.0.in_conv.weight"
+    weight = state_dict[name]
+    state_dict[name] = torch.cat([weight / 3] * 3, dim=1)
+    config["in_channels"] = 3
+
+
+def load_t2i_adapter_file(path: Path, state_dict: dict[str, torch.Tensor], policy: DevicePolicy) -> Any:
+    """A single-file T2I-Adapter, in diffusers' layout or TencentARC's original one."""
+    from diffusers import T2IAdapter
+
+    if not any(key.startswith(T2I_DIFFUSERS_PREFIX) for key in state_dict):
+        state_dict = _t2i_diffusers_names(path, state_dict)
+    state_dict = dict(state_dict)
+    config = _t2i_config(path, state_dict)
+    _one_channel_as_rgb(state_dict, config)
+    model = T2IAdapter(**config)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        raise ModelLoadError(path, f"does not fit the T2I-Adapter architecture ({str(error).splitlines()[0][:300]}"
+                             ")") from None
+    # Cast only when needed: diffusers warns on every .to(dtype), even to the same one.
+    return model if model.dtype == policy.dtype else model.to(policy.dtype)
+
+
 def load_controlnet(path: Path, policy: DevicePolicy, key: str, base_unet: Any = None) -> ControlNet:
     """A ControlNet or T2I-Adapter: a diffusers folder, or a single file in the original or
-    diffusers layout (SD 1.x and SDXL read with shipped configs; others need a config folder
-    of the same name beside the file). With ``base_unet``, the file holds differences to
+    diffusers layout (SD 1.x and SDXL ControlNets read with shipped configs, others need a
+    config folder of the same name beside the file; a T2I-Adapter's shape is read from its
+    weights). With ``base_unet``, the file holds differences to
     that model's weights (DiffControlNetLoader) and they are added back."""
     from diffusers import ControlNetModel, T2IAdapter
 
@@ -92,9 +220,16 @@ def load_controlnet(path: Path, policy: DevicePolicy, key: str, base_unet: Any =
             raise ModelLoadError(path, f"cannot be loaded as a {kind} ({str(error).splitlines()[0][:300]})") \
                 from None
         return ControlNet(model.eval().requires_grad_(False), key)
-    state_dict = read_state_dict(path)
+    # TencentARC's adapters may keep their weights under "adapter", as ComfyUI also reads them.
+    state_dict = read_state_dict(path, wrappers=("state_dict", "adapter"))
     if not _looks_like_controlnet(state_dict):
-        raise ModelLoadError(path, "is not a ControlNet (no hint block or zero convolutions in its weights)")
+        if _looks_like_t2i_adapter(state_dict):
+            return ControlNet(load_t2i_adapter_file(path, state_dict, policy).eval().requires_grad_(False), key)
+        if "style_embedding" in state_dict:
+            raise ModelLoadError(path, "is a T2I style adapter, which adds to the prompt rather than guiding with a "
+                                 "hint image; it is not a ControlNet")
+        raise ModelLoadError(path, "is not a ControlNet or T2I-Adapter (no hint block, zero convolutions or "
+                             "adapter blocks in its weights)")
     sidecar = path.with_suffix("")
     family = _family(state_dict)
     if (sidecar / "config.json").is_file():

@@ -37,6 +37,7 @@ PREVIEW_FACTORS = {
               [-0.3165, -0.2492, -0.2188]], [0.1084, -0.0175, -0.0011]),
 }
 PREVIEW_FACTORS["sd2"] = PREVIEW_FACTORS["sd15"]
+PREVIEW_FACTORS["sdxl_refiner"] = PREVIEW_FACTORS["sdxl"]
 
 Conditioning = list[tuple[torch.Tensor, dict[str, Any]]]
 ProgressCallback = Callable[[int, int, Any], None]

@@ -73,10 +73,27 @@ class UpscaleModel:
         return int(self.descriptor.scale)
 
 
+# Where training code keeps the weights inside a pickle: BasicSR (Real-ESRGAN, SwinIR, HAT…)
+# saves {"params_ema": …} and/or {"params": …}, preferring the averaged weights as spandrel
+# does; others {"state_dict": …}, {"model": …} or {"net": …}.
+WEIGHT_WRAPPERS = ("model_state_dict", "state_dict", "params_ema", "params-ema", "params", "model", "net")
+# Prefixes left by training wrappers (DataParallel, BasicSR's generator) on every key.
+COMMON_PREFIXES = ("module.", "netG.")
+
+
+def _unprefixed(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in COMMON_PREFIXES:
+        if state_dict and all(key.startswith(prefix) for key in state_dict):
+            state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
+    return state_dict
+
+
 def load_upscale_model(path: Path, policy: DevicePolicy, key: str) -> UpscaleModel:
-    """An upscaler from a ``.pth``/``.safetensors`` file; pickles are read weights-only."""
+    """An upscaler from a ``.pth``/``.safetensors`` file; pickles are read weights-only, and
+    their weights may sit one level down (``{"params_ema": …}``, as Real-ESRGAN ships them)."""
     spandrel = import_spandrel()
-    state_dict = read_state_dict(path)
+    # spandrel unwraps these itself only when it reads the file; it is given the weights.
+    state_dict = _unprefixed(read_state_dict(path, wrappers=WEIGHT_WRAPPERS))
     try:
         descriptor = spandrel.ModelLoader().load_from_state_dict(state_dict)
     except spandrel.UnsupportedModelError:
