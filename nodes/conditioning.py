@@ -14,9 +14,44 @@ from studio.runtime.prompts import EMBEDDING, encode_prompt
 from studio.runtime.services import model_manager
 
 
-def _lookup(manager, clip: TextEncoder, index: int):
+def _not_found(library: EmbeddingLibrary, name: str) -> str | None:
+    """Why ``embedding:NAME`` cannot be used (a sentence) when its file is missing, else None."""
+    try:
+        library.find(name)
+    except ModelLoadError:
+        where = ", ".join(str(folder) for folder in library.folders.folders_for("embeddings")) or "none set up"
+        return f"embedding {name!r} is not in the embeddings folders ({where})"
+    return None
+
+
+def missing_embeddings(values, inputs: tuple[str, ...], settings) -> list[tuple[str, str]]:
+    """(input, sentence) for each embedding the prompts in ``inputs`` name that is missing."""
+    library = EmbeddingLibrary(ModelFolders.from_settings(settings))
+    found = []
+    for input_name in inputs:
+        text = values.get(input_name)
+        for name in dict.fromkeys(EMBEDDING.findall(text if isinstance(text, str) else "")):
+            reason = _not_found(library, name)
+            if reason is not None:
+                found.append((input_name, f"{reason}; the prompt will be encoded without it"))
+    return found
+
+
+def _lookup(ctx, manager, clip: TextEncoder, index: int):
     width = clip.encoders[index].config.hidden_size
-    return lambda name: manager.embeddings.vectors(name, width, index)
+
+    def vectors(name: str) -> torch.Tensor:
+        reason = _not_found(manager.embeddings, name)
+        if reason is None:
+            return manager.embeddings.vectors(name, width, index)
+        # As ComfyUI does ("embedding:NAME does not exist, ignoring"): a warning, and the
+        # prompt without the word, rather than a failed render.
+        note = f"{reason}; it was left out of the prompt"
+        if note not in ctx.notes:
+            ctx.note(note)
+        return torch.zeros(0, width)
+
+    return vectors
 
 
 def _same_length(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,13 +68,19 @@ def encode(ctx, clip: TextEncoder, text: str) -> list:
             # second encoder's pooled projection.
             layer = min(clip.stop_at_layer, -1) - 1
             first, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, layer, normalise_skipped=False,
-                                     embeddings=_lookup(manager, clip, 0))
+                                     embeddings=_lookup(ctx, manager, clip, 0))
             second, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text, layer,
-                                           normalise_skipped=False, embeddings=_lookup(manager, clip, 1))
+                                           normalise_skipped=False, embeddings=_lookup(ctx, manager, clip, 1))
             hidden = torch.cat(_same_length(first, second), dim=-1)
+        elif clip.family == "sdxl_refiner":
+            # The refiner's one encoder is SDXL's second, read the same way: the layer
+            # before last, and its pooled projection (which the refiner is conditioned on).
+            layer = min(clip.stop_at_layer, -1) - 1
+            hidden, pooled = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, layer,
+                                           normalise_skipped=False, embeddings=_lookup(ctx, manager, clip, 0))
         else:
             hidden, pooled = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, clip.stop_at_layer,
-                                           embeddings=_lookup(manager, clip, 0))
+                                           embeddings=_lookup(ctx, manager, clip, 0))
     extras = {"pooled_output": pooled.float().cpu()} if pooled is not None else {}
     return [(hidden.float().cpu(), extras)]
 
@@ -71,6 +112,10 @@ class CLIPTextEncode(NodeBase):
             except ModelLoadError:
                 found.append([name, None])
         return found
+
+    @classmethod
+    def advise(cls, values, settings):
+        return missing_embeddings(values, ("text",), settings)
 
     def run(self, ctx, text: str, clip: TextEncoder):
         return (encode(ctx, clip, text),)
@@ -165,6 +210,10 @@ class CLIPTextEncodeSDXL(NodeBase):
     )
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
+    @classmethod
+    def advise(cls, values, settings):
+        return missing_embeddings(values, ("text_g", "text_l"), settings)
+
     def run(self, ctx, clip: TextEncoder, width, height, crop_w, crop_h, target_width, target_height, text_g,
             text_l):
         if clip.family != "sdxl":
@@ -173,10 +222,39 @@ class CLIPTextEncodeSDXL(NodeBase):
         layer = min(clip.stop_at_layer, -1) - 1
         with manager.use(*clip.encoders, patches=clip.patched_modules()):
             small, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text_l, layer, normalise_skipped=False,
-                                     embeddings=_lookup(manager, clip, 0))
+                                     embeddings=_lookup(ctx, manager, clip, 0))
             large, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text_g, layer,
-                                          normalise_skipped=False, embeddings=_lookup(manager, clip, 1))
+                                          normalise_skipped=False, embeddings=_lookup(ctx, manager, clip, 1))
         hidden = torch.cat(_same_length(small, large), dim=-1)
         extras = {"pooled_output": pooled.float().cpu(), "width": width, "height": height, "crop_w": crop_w,
                   "crop_h": crop_h, "target_width": target_width, "target_height": target_height}
         return ([(hidden.float().cpu(), extras)],)
+
+
+class CLIPTextEncodeSDXLRefiner(NodeBase):
+    """SDXL refiner prompt with its aesthetic score: the refiner was trained knowing how good
+    each picture was rated, so a high score (6, the default) asks for a "better" picture and a
+    low one (2.5, what a negative prompt gets by default) for a worse; width and height are
+    the size the picture should look like it came from."""
+
+    type_name = "CLIPTextEncodeSDXLRefiner"
+    category = "conditioning/advanced"
+    title = "CLIP Text Encode (SDXL Refiner)"
+    inputs = (
+        Input("ascore", FLOAT, default=6.0, min=0.0, max=1000.0, step=0.01),
+        Input("width", INT, default=1024, min=0, max=MAX_RESOLUTION),
+        Input("height", INT, default=1024, min=0, max=MAX_RESOLUTION),
+        Input("text", STRING, default="", multiline=True),
+        Input("clip", CLIP),
+    )
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    @classmethod
+    def advise(cls, values, settings):
+        return missing_embeddings(values, ("text",), settings)
+
+    def run(self, ctx, ascore: float, width: int, height: int, text: str, clip: TextEncoder):
+        if clip.family != "sdxl_refiner":
+            raise ValueError(f"this node needs the SDXL refiner's text encoder; the CLIP wired in is {clip.family}")
+        [(hidden, extras)] = encode(ctx, clip, text)
+        return ([(hidden, {**extras, "aesthetic_score": ascore, "width": width, "height": height})],)

@@ -154,7 +154,8 @@ class SaveImage(NodeBase):
     opening the PNG restores the graph (in Seed Studio, and in ComfyUI where the graph can
     be expressed there). Existing files are never overwritten: each image
     gets the next free number. The prefix may name sub-folders, which always stay inside
-    the output folder."""
+    the output folder. The images also pass through unchanged to the ``images`` output, as
+    in newer ComfyUI, so a graph can go on from a saved stage."""
 
     type_name = "SaveImage"
     category = "image"
@@ -163,30 +164,30 @@ class SaveImage(NodeBase):
     inputs = (Input("images", IMAGE),
               Input("filename_prefix", STRING, default="SeedStudio",
                     tooltip="file name start; may contain sub-folders, e.g. portraits/cat"))
-    outputs = ()
+    outputs = (Output("images", IMAGE),)
 
-    def run(self, ctx, images: torch.Tensor, filename_prefix: str) -> tuple[()]:
+    def run(self, ctx, images: torch.Tensor, filename_prefix: str) -> tuple[torch.Tensor]:
         folder, stem = safe_output_folder(ctx.settings.output_dir, filename_prefix)
         for path in save_images(images, folder, stem, ctx.embedded_texts):
             ctx.record_file(path)
-        return ()
+        return (images,)
 
 
 class PreviewImage(NodeBase):
     """Shows images without keeping them: they are written to a temporary folder that is
-    not the output folder."""
+    not the output folder. The images pass through unchanged to the ``images`` output."""
 
     type_name = "PreviewImage"
     category = "image"
     title = "Preview Image"
     is_output = True
     inputs = (Input("images", IMAGE),)
-    outputs = ()
+    outputs = (Output("images", IMAGE),)
 
-    def run(self, ctx, images: torch.Tensor) -> tuple[()]:
+    def run(self, ctx, images: torch.Tensor) -> tuple[torch.Tensor]:
         folder = ctx.settings.temp_dir.expanduser()
         stem = "preview_" + secrets.token_hex(4)
         for path in save_images(images, folder, stem, ctx.embedded_texts, compress_level=1):
             ctx.record_file(path)
-        return ()
+        return (images,)
 

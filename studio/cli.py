@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunReport, RunStarted
 from studio.engine.events import Event
+from studio.engine.validate import graded
 from studio.fileio import atomic_write_text
 from studio.graph import Workflow, WorkflowFormatError, dumps
 from studio.graph.comfy import to_comfy_api, to_comfy_ui
@@ -131,6 +132,7 @@ def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
 
     engine = Engine(registry, settings, services=create_services(settings))
     runs: list[dict[str, Any]] = []
+    warned: set[str] = set()
     status = EXIT_OK
     for index, combination in enumerate(combinations, start=1):
         overrides = [*fixed, *combination]
@@ -142,6 +144,10 @@ def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
         report = engine.run(job, on_event=printer)
         printer.finish()
         runs.append(run_summary(report, overrides))
+        for warning in map(str, report.warnings):
+            if warning not in warned:  # once, not once per combination
+                warned.add(warning)
+                stderr.write(f"{args.workflow}: warning: {warning}\n")
         if report.status == "invalid":
             stderr.write(f"{args.workflow} is not valid:\n")
             for problem in report.problems:
@@ -180,22 +186,29 @@ def command_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
                 stdout.write(f"{path}: cannot be read: {error}\n")
             continue
         # Registered loader nodes check their own files; this covers placeholder node types.
-        problems = engine.validate(workflow) + missing_models(workflow, ModelFolders.from_settings(settings),
-                                                              skip_types=set(registry.types()))
+        found = engine.validate(workflow) + graded(
+            missing_models(workflow, ModelFolders.from_settings(settings), skip_types=set(registry.types())),
+            workflow, registry)
+        problems = [problem for problem in found if problem.is_error]
+        warnings = [problem for problem in found if not problem.is_error]
         results.append({"workflow": path, "format": import_report.source_format, "valid": not problems,
-                        "warnings": import_report.warnings, "problems": [p.to_dict() for p in problems]})
+                        "notes": import_report.warnings, "problems": [p.to_dict() for p in problems],
+                        "warnings": [w.to_dict() for w in warnings]})
         if problems:
             status = EXIT_FAILED
         if not args.json:
-            for warning in import_report.warnings:
-                stdout.write(f"{path}: note: {warning}\n")
+            for note in import_report.warnings:
+                stdout.write(f"{path}: note: {note}\n")
             if problems:
                 noun = "problem" if len(problems) == 1 else "problems"
                 stdout.write(f"{path}: {len(problems)} {noun}\n")
                 for problem in problems:
                     stdout.write(f"  {problem}\n")
             else:
-                stdout.write(f"{path}: valid ({len(workflow.nodes)} nodes)\n")
+                counted = f", {len(warnings)} warning{'s' if len(warnings) > 1 else ''}" if warnings else ""
+                stdout.write(f"{path}: valid ({len(workflow.nodes)} nodes{counted})\n")
+            for warning in warnings:
+                stdout.write(f"  warning: {warning}\n")
     if args.json:
         json.dump(results, stdout, indent=2)
         stdout.write("\n")

@@ -82,6 +82,16 @@ class NodeBase:
         """Whether this type adds checks of its own (most do not; validation skips them)."""
         return cls.check.__func__ is not NodeBase.check.__func__  # type: ignore[attr-defined]
 
+    @classmethod
+    def advise(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+        """Like :meth:`check`, for what is worth saying but does not stop a run (a missing
+        embedding, which the prompt goes without): warnings, as ``(input name, sentence)``."""
+        return []
+
+    @classmethod
+    def has_own_advice(cls) -> bool:
+        return cls.advise.__func__ is not NodeBase.advise.__func__  # type: ignore[attr-defined]
+
     def run(self, ctx: NodeContext, **inputs: Any) -> tuple[Any, ...]:
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")
 

@@ -229,7 +229,7 @@ class Inspector(QWidget):
 
 
 class ProblemsPanel(QListWidget):
-    """The problems and errors of the last run; clicking one selects its node."""
+    """The problems, errors and warnings of the last run; clicking one selects its node."""
 
     node_chosen = Signal(str)
 
@@ -240,8 +240,13 @@ class ProblemsPanel(QListWidget):
 
     def show_report(self, report: Any, label_of: Any) -> None:
         self.clear()
-        entries = [(problem.node_id, problem.message) for problem in getattr(report, "problems", [])]
+        def located(problem: Any) -> str:
+            return f"{problem.input}: {problem.message}" if problem.input else problem.message
+
+        entries = [(problem.node_id, located(problem)) for problem in getattr(report, "problems", [])]
         entries += [(error.node_id, error.message) for error in getattr(report, "errors", [])]
+        # Warnings (problems away from what ran) come last, marked as such.
+        entries += [(warning.node_id, f"warning: {located(warning)}") for warning in getattr(report, "warnings", [])]
         for node_id, message in entries:
             where = label_of(node_id) if node_id else "Workflow"
             item = QListWidgetItem(f"{where}: {message}")

@@ -450,6 +450,9 @@ class MainWindow(QMainWindow):
             text = f"Done in {report.total_seconds:.1f} s" + (f": {report.files[-1][1]}" if report.files else "")
         else:
             text = f"Run {report.status}" + (f": {report.errors[0]}" if report.errors else "")
+        warnings = len(report.warnings)
+        if warnings and report.status != "invalid":
+            text += f" ({warnings} warning{'s' if warnings > 1 else ''} in Problems)"
         self.statusBar().showMessage(text)
         self._start_next()
         self.queue_panel.show_entries(self.runs)

@@ -69,7 +69,9 @@ class RunReport:
     files: list[tuple[str, Path]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
     errors: list[NodeError] = field(default_factory=list)
+    # Validation errors (a run with any is "invalid") and warnings (listed, not stopping it).
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     # The outputs of the nodes the run was asked for, by node id.
     results: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     total_seconds: float = 0.0
@@ -91,6 +93,7 @@ class RunReport:
             "errors": [{"node_id": e.node_id, "node_type": e.node_type, "message": e.message}
                        for e in self.errors],
             "problems": [problem.to_dict() for problem in self.problems],
+            "warnings": [warning.to_dict() for warning in self.warnings],
             "total_seconds": round(self.total_seconds, 6),
         }
 
@@ -118,8 +121,10 @@ class Engine:
         self.services: Mapping[str, Any] = services or {}
         self.cache = ResultCache(settings.cache_bytes if cache_bytes is None else cache_bytes)
 
-    def validate(self, workflow: Workflow) -> list[Problem]:
-        return validate(workflow, self.registry, self.settings)
+    def validate(self, workflow: Workflow, targets: Iterable[str] | None = None) -> list[Problem]:
+        """Every problem: errors upstream of ``targets`` (the output nodes when None),
+        warnings elsewhere."""
+        return validate(workflow, self.registry, self.settings, targets=targets)
 
     def run(
         self,
@@ -143,7 +148,9 @@ class Engine:
 
         # Loops are left to the planner, which sorts the graph anyway; they are named
         # only when it finds one.
-        problems = relevant(validate(workflow, self.registry, self.settings, check_cycles=False))
+        found = validate(workflow, self.registry, self.settings, targets=target_ids, check_cycles=False)
+        problems = [problem for problem in found if problem.is_error]
+        report.warnings = [problem for problem in found if not problem.is_error]
         missing = [t for t in target_ids if t not in workflow.nodes]
         problems += [Problem("unknown_node", f"there is no node #{t} to run", t) for t in missing]
         plan: Plan | None = None

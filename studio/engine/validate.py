@@ -5,22 +5,29 @@ pass: unknown node types, missing required inputs, links of the wrong type or to
 values of the wrong kind, out of range or not among the choices, and cycles (naming the
 nodes in each). Muted nodes are not checked (they do not run); bypassed nodes only need
 something of the right type to pass through.
+
+As in ComfyUI, only what leads to an output has to be valid: a problem in a node upstream
+of the outputs being run is an error, one elsewhere (a half-wired node left aside) is a
+warning, listed but not stopping a run. Nodes may add warnings of their own (``advise``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from studio.engine.plan import default_targets, needed_nodes
 from studio.graph.bypass import bypass_source
 from studio.graph.connect import can_connect
 from studio.graph.model import Node, NodeMode, Workflow, node_sort_key
 from studio.graph.sockets import BOOLEAN, FLOAT, INT, STRING, InputSpec
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeBase
     from studio.registry import Registry
     from studio.settings import Settings
 
@@ -36,6 +43,12 @@ class Problem:
     input: str | None = None
     # For a cycle: every node in it.
     node_ids: tuple[str, ...] = ()
+    # "error" stops a run; "warning" is listed but does not.
+    severity: str = "error"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
     def __str__(self) -> str:
         where = f"node #{self.node_id}" if self.node_id else "workflow"
@@ -46,8 +59,8 @@ class Problem:
         return f"{where}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"kind": self.kind, "message": self.message, "node_id": self.node_id,
-                                "node_type": self.node_type, "input": self.input}
+        data: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "message": self.message,
+                                "node_id": self.node_id, "node_type": self.node_type, "input": self.input}
         if self.node_ids:
             data["node_ids"] = list(self.node_ids)
         return data
@@ -113,9 +126,25 @@ def find_cycles(workflow: Workflow) -> list[list[str]]:
 
 
 def validate(workflow: Workflow, registry: Registry, settings: Settings | None = None, *,
-             check_cycles: bool = True) -> list[Problem]:
-    """All problems in ``workflow``, in node order (loops last). A caller that plans next may
-    leave the loop search to the planner, which finds loops anyway."""
+             targets: Iterable[str] | None = None, check_cycles: bool = True) -> list[Problem]:
+    """All problems in ``workflow``, in node order (loops last): errors where they are
+    upstream of ``targets`` (the output nodes when None), warnings elsewhere. A caller that
+    plans next may leave the loop search to the planner, which finds loops anyway."""
+    return graded(_all_problems(workflow, registry, settings, check_cycles), workflow, registry, targets)
+
+
+def graded(problems: list[Problem], workflow: Workflow, registry: Registry,
+           targets: Iterable[str] | None = None) -> list[Problem]:
+    """``problems`` with those away from what ``targets`` (the output nodes when None) need
+    made warnings: ComfyUI, too, validates only what leads to an output."""
+    needed = needed_nodes(workflow, default_targets(workflow, registry) if targets is None else targets)
+    return [problem if problem.severity == "warning" or problem.node_id is None or problem.node_id in needed
+            or needed.intersection(problem.node_ids) else replace(problem, severity="warning")
+            for problem in problems]
+
+
+def _all_problems(workflow: Workflow, registry: Registry, settings: Settings | None,
+                  check_cycles: bool) -> list[Problem]:
     problems: list[Problem] = []
     nodes = workflow.nodes
     for node_id in sorted(nodes, key=node_sort_key):
@@ -171,17 +200,31 @@ def validate(workflow: Workflow, registry: Registry, settings: Settings | None =
                 problems.append(Problem("missing_input", f"needs a {input_spec.type} wire",
                                         node_id, node.type, input_spec.name))
         problems.extend(value_problems)
-        if not value_problems and settings is not None and cls.has_own_check():
-            values = {spec_in.name: node.values.get(spec_in.name, spec_in.default)
-                      for spec_in in spec.inputs if spec_in.has_widget and spec_in.name not in node.links}
-            try:
-                found = cls.check(values, settings)
-            except Exception as error:  # a plugin's checker must not take validation down
-                found = [("", f"could not be checked ({type(error).__name__}: {error})")]
-            for input_name, message in found:
-                problems.append(Problem("bad_value", message, node_id, node.type, input_name or None))
+        if not value_problems and settings is not None:
+            problems.extend(_own_checks(cls, node, settings))
     if check_cycles:
         problems.extend(cycle_problems(workflow))
+    return problems
+
+
+def _own_checks(cls: type[NodeBase], node: Node, settings: Settings) -> list[Problem]:
+    """What the node type's ``check`` (errors) and ``advise`` (warnings) find in its values."""
+    checks = [(check, severity) for check, severity, declared in
+              ((cls.check, "error", cls.has_own_check()), (cls.advise, "warning", cls.has_own_advice())) if declared]
+    if not checks:
+        return []
+    spec = cls.spec()
+    values = {spec_in.name: node.values.get(spec_in.name, spec_in.default)
+              for spec_in in spec.inputs if spec_in.has_widget and spec_in.name not in node.links}
+    problems = []
+    for check, severity in checks:
+        try:
+            found = check(values, settings)
+        except Exception as error:  # a plugin's checker must not take validation down
+            found = [("", f"could not be checked ({type(error).__name__}: {error})")]
+        kind = "bad_value" if severity == "error" else "advice"
+        problems.extend(Problem(kind, message, node.id, node.type, input_name or None, severity=severity)
+                        for input_name, message in found)
     return problems
 
 

@@ -1,6 +1,7 @@
 """Opening any workflow file an artist may have: Seed Studio's own JSON, ComfyUI's UI or API
 JSON, or a PNG carrying any of them in its text chunks (ours first, then ComfyUI's
-``workflow``, then its ``prompt``)."""
+``workflow``, then its ``prompt``). A ComfyUI ``workflow`` chunk is checked against the
+``prompt`` chunk beside it, whose values win where they differ."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from studio.graph.comfy.importer import ImportReport, import_api, import_ui, looks_like_api, looks_like_ui
+from studio.graph.comfy.importer import (
+    ImportReport,
+    check_against_prompt,
+    import_api,
+    import_ui,
+    looks_like_api,
+    looks_like_ui,
+)
 from studio.graph.connect import SpecLookup
 from studio.graph.format import FORMAT_NAME, WorkflowFormatError, parse_json, workflow_from_data
 from studio.graph.model import Workflow
@@ -35,6 +43,16 @@ def workflow_from_document(data: Any, spec_of: SpecLookup, source: str = "") -> 
                               "(UI format with 'nodes' and 'links', or an API prompt)", source)
 
 
+def _check_prompt_chunk(workflow: Workflow, text: str, spec_of: SpecLookup, report: ImportReport, where: str) -> None:
+    try:
+        prompt = parse_json(text, where)
+    except WorkflowFormatError as error:
+        report.warnings.append(f"the PNG's prompt chunk cannot be read ({error}); the workflow chunk was not "
+                               "checked against it")
+        return
+    check_against_prompt(workflow, prompt, spec_of, report)
+
+
 def workflow_from_bytes(raw: bytes, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
     if len(raw) > MAX_WORKFLOW_BYTES:
         raise WorkflowFormatError("$", f"{len(raw) // 2**20} MB is too large to be a workflow", source)
@@ -47,6 +65,8 @@ def workflow_from_bytes(raw: bytes, spec_of: SpecLookup, source: str = "") -> tu
             if key in texts:
                 where = f"{source} [{key}]"
                 workflow, report = workflow_from_document(parse_json(texts[key], where), spec_of, where)
+                if report.source_format == "comfy-ui" and "prompt" in texts:
+                    _check_prompt_chunk(workflow, texts["prompt"], spec_of, report, f"{source} [prompt]")
                 report.source_format = f"png:{report.source_format}"
                 return workflow, report
         raise WorkflowFormatError("$", "this PNG carries no workflow (no Seed Studio or ComfyUI text chunk)",

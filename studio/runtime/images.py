@@ -38,8 +38,9 @@ def pil_to_tensors(image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def tensor_to_pil(image: torch.Tensor) -> Image.Image:
-    """One H×W×C image (0..1) as an 8-bit PIL image, rounded rather than truncated."""
-    array = (image.detach().float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu().numpy()
+    """One H×W×C image (0..1) as an 8-bit PIL image. Values are truncated, not rounded, as
+    ComfyUI's SaveImage does, so a shared workflow saves the very bytes it saved there."""
+    array = (image.detach().float().clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy()
     if array.shape[-1] == 1:
         return Image.fromarray(array[..., 0], mode="L")
     if array.shape[-1] == 4:

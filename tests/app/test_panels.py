@@ -97,6 +97,16 @@ def test_a_failed_run_lists_the_problem_and_clicking_it_selects_the_node(window,
     assert window.scene.selected_ids() == ["1"]
 
 
+def test_a_half_wired_node_aside_is_listed_as_a_warning_and_the_run_still_happens(window, qtbot):
+    aside = window.workflow.add_node("ImageInvert")  # no image wired in, feeding nothing
+    window.run()
+    qtbot.waitUntil(lambda: window.last_report is not None, timeout=30000)
+    assert window.last_report.ok and window.last_report.files
+    texts = [window.problems.item(row).text() for row in range(window.problems.count())]
+    assert texts == [f"{aside.label}: warning: image: needs a IMAGE wire"]
+    assert "1 warning in Problems" in window.statusBar().currentMessage()
+
+
 def test_the_minimap_shows_the_graph_and_a_click_moves_the_view_there(window, qtbot):
     minimap = window.view.minimap
     assert minimap.isVisible() and minimap.scene() is window.scene

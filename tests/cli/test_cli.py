@@ -103,18 +103,18 @@ def test_validate_reports_every_problem_naming_nodes_and_exits_non_zero(tmp_path
     broken_workflow(path)
     code, out, _ = studio("validate", str(path))
     assert code == 1
-    assert "4 problems" in out
-    assert "node #1 (EmptyImage), input 'width': 999999 is above the maximum 16384" in out
-    assert "node #2 (DreamMachine): there is no node type 'DreamMachine'" in out
-    assert "node #4 (ImageInvert), input 'image'" in out and "MASK, but image needs IMAGE" in out
-    assert "nodes #5 → #6 feed each other in a loop" in out
+    # Only the image the save node needs is an error; the rest leads to no output (warnings).
+    assert "1 problem\n  node #1 (EmptyImage), input 'width': 999999 is above the maximum 16384" in out
+    assert "warning: node #2 (DreamMachine): there is no node type 'DreamMachine'" in out
+    assert "warning: node #4 (ImageInvert), input 'image'" in out and "MASK, but image needs IMAGE" in out
+    assert "warning: node #5 (ImageInvert): nodes #5 → #6 feed each other in a loop" in out
 
     code, out, _ = studio("validate", "--json", str(path), DEFAULT)
     results = json.loads(out)
     assert code == 1
-    assert sorted(p["kind"] for p in results[0]["problems"]) == ["bad_value", "cycle", "type_mismatch",
-                                                                 "unknown_type"]
-    assert results[1]["valid"] is True
+    assert [p["kind"] for p in results[0]["problems"]] == ["bad_value"]
+    assert sorted(w["kind"] for w in results[0]["warnings"]) == ["cycle", "type_mismatch", "unknown_type"]
+    assert results[1]["valid"] is True and results[1]["warnings"] == []
 
 
 def test_validate_of_an_unreadable_file_says_where(tmp_path):
@@ -192,3 +192,35 @@ def test_the_module_entry_point_renders_in_a_real_process(tmp_path):
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_file()
     assert "4/4 #4 SaveImage" in result.stderr  # progress goes to stderr, paths to stdout
+
+
+def test_a_missing_embedding_is_a_warning_and_the_render_goes_on_without_it(tmp_path):
+    from PIL import Image
+
+    models = tmp_path / "models"
+    (models / "embeddings").mkdir(parents=True)
+    (models / "embeddings" / "inkwash.safetensors").write_bytes(b"")
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"model_roots": [str(models)]}))
+    workflow = load(WORKFLOWS_DIR / "default.json")
+    workflow.set_value("2", "text", "a large orange circle embedding:nope embedding:inkwash")
+    path = tmp_path / "embeddings.json"
+    save(workflow, path)
+    code, out, _ = studio("--config", str(config), "validate", str(path))
+    assert code == 0, out
+    assert ("warning: node #2 (CLIPTextEncode), input 'text': embedding 'nope' is not in the embeddings folders "
+            f"({models / 'embeddings'}") in out
+    assert "inkwash" not in out  # that one is there
+
+    # As in ComfyUI, the prompt is encoded without the missing embedding: the same picture.
+    code, out, err = studio("--config", str(config), "render", str(path), "--out", str(tmp_path / "out"), "--json",
+                            "--set", "4.steps=1",
+                            "--sweep", "Prompt.text=a large orange circle embedding:nope,a large orange circle")
+    assert code == 0, err
+    with_missing, without = json.loads(out)["runs"]
+    assert [note["node"] for note in with_missing["notes"]] == ["2"]
+    assert "embedding 'nope' is not in the embeddings folders" in with_missing["notes"][0]["message"]
+    assert "left out of the prompt" in with_missing["notes"][0]["message"]
+    assert without["notes"] == []
+    [first], [second] = ([Image.open(output["path"]) for output in run["outputs"]] for run in (with_missing, without))
+    assert first.tobytes() == second.tobytes()

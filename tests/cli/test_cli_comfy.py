@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from studio.graph.files import open_workflow, workflow_from_bytes
 from studio.graph.png import read_png_text
 from studio.runtime.models import ModelFolders
@@ -40,18 +42,31 @@ def test_validate_names_missing_node_types_and_missing_models_with_their_folder(
     (models / "checkpoints" / "SD15").mkdir(parents=True)
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"model_roots": [str(models)]}))
+    # The placeholder feeds only a muted preview and the loader feeds nothing: as in ComfyUI,
+    # what leads to no output is named but does not make the file invalid.
     code, out, _ = studio("--config", str(config), "validate", str(FILES / "features_ui.json"))
-    assert code == 1
-    assert "there is no node type 'UltimateSDUpscale'" in out
+    assert code == 0
+    assert "valid (8 nodes, 2 warnings)" in out
+    assert "warning: node #8 (UltimateSDUpscale): there is no node type 'UltimateSDUpscale'" in out
     folders = f"{models / 'checkpoints'}, {DEMO_MODELS_DIR / 'checkpoints'}"
-    assert f"model file 'SD15\\\\dreamshaper_8.safetensors' is not in the checkpoints folder ({folders})" in out
+    assert (f"warning: node #11 (CheckpointLoaderSimple), input 'ckpt_name': model file "
+            f"'SD15\\\\dreamshaper_8.safetensors' is not in the checkpoints folder ({folders})") in out
     assert "note: 2 reroute node(s) became plain wires" in out
 
+    # Unmuted, the preview makes the placeholder something a run needs: an error.
+    document = json.loads((FILES / "features_ui.json").read_text())
+    next(node for node in document["nodes"] if node["id"] == 9)["mode"] = 0
+    unmuted = tmp_path / "unmuted.json"
+    unmuted.write_text(json.dumps(document))
     (models / "checkpoints" / "SD15" / "dreamshaper_8.safetensors").write_bytes(b"")
-    code, out, _ = studio("--config", str(config), "validate", "--json", str(FILES / "features_ui.json"))
-    problems = json.loads(out)[0]["problems"]
-    assert [p["kind"] for p in problems] == ["unknown_type"]
-    assert problems[0]["node_type"] == "UltimateSDUpscale"
+    code, out, _ = studio("--config", str(config), "validate", "--json", str(unmuted))
+    assert code == 1
+    [result] = json.loads(out)
+    assert result["valid"] is False
+    assert [(p["kind"], p["severity"], p["node_type"]) for p in result["problems"]] == [
+        ("unknown_type", "error", "UltimateSDUpscale")]
+    assert result["warnings"] == []
+    assert "2 reroute node(s) became plain wires" in result["notes"]
 
 
 def test_convert_between_all_formats(tmp_path, registry):
@@ -87,3 +102,12 @@ def test_extra_model_paths_yaml_is_read_as_comfyui_reads_it(tmp_path):
     assert folders.find("loras", "styles\\ink.safetensors") is not None
     assert folders.find("loras", "../more-loras/film.safetensors") is None
     assert folders.folders_for("diffusion_models") == [install / "models" / "unet"]
+
+
+@pytest.mark.parametrize("name", ["txt2img_ui.json", "features_ui.json", "subgraph_ui.json", "txt2img_api.json"])
+@pytest.mark.parametrize("to", ["comfy", "comfy-api"])
+def test_converting_a_converted_file_again_gives_the_same_bytes(tmp_path, name, to):
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    assert studio("convert", str(FILES / name), str(first), "--to", to)[0] == 0
+    assert studio("convert", str(first), str(second), "--to", to)[0] == 0
+    assert second.read_bytes() == first.read_bytes()

@@ -48,6 +48,10 @@ def test_every_problem_is_collected_with_its_node_and_input(int_registry, settin
     assert "#8 → #9" in messages["cycle8"]
     cycle = next(p for p in problems if p.kind == "cycle")
     assert cycle.node_ids == ("8", "9")
+    # Only what the output nodes (4 and 7) need has to be valid; the rest are warnings.
+    assert kinds(p for p in problems if p.is_error) == [("dangling_link", "7", "value"),
+                                                        ("missing_input", "4", "value")]
+    assert {p.severity for p in problems if p.node_id not in ("4", "7")} == {"warning"}
 
 
 def test_a_valid_workflow_has_no_problems(int_registry, settings):
@@ -76,8 +80,10 @@ def test_a_run_with_problems_upstream_of_the_outputs_is_refused_whole(engine, co
     assert report.status == "invalid"
     assert collected == []
     assert [p.node_id for p in report.problems] == ["1"]
-    # Problems away from what is asked for do not block it.
-    assert engine.run(workflow, targets=["4"]).ok
+    # Problems away from what is asked for do not block it; they are warnings.
+    report = engine.run(workflow, targets=["4"])
+    assert report.ok
+    assert [(p.kind, p.node_id, p.severity) for p in report.warnings] == [("bad_value", "1", "warning")]
 
 
 def test_a_run_names_loops_alongside_other_problems_and_alone(engine):
@@ -91,3 +97,51 @@ def test_a_run_names_loops_alongside_other_problems_and_alone(engine):
     workflow.set_value("4", "value", 9)
     report = engine.run(workflow)
     assert [p.kind for p in report.problems] == ["cycle"] and report.problems[0].node_ids == ("1", "2")
+
+
+def test_a_half_wired_node_that_feeds_no_output_is_a_warning_and_the_run_goes_on(engine, collected):
+    workflow = build({"1": ("Number", {"value": 5}), "2": ("Collect", {}), "3": ("Slow", {})},
+                     [("1", "INT", "2", "value")])  # Slow's required input 'a' has no wire
+    report = engine.run(workflow)
+    assert report.ok, report.problems
+    assert collected == [("2", 5)]
+    [warning] = report.warnings
+    assert (warning.kind, warning.node_id, warning.input, warning.severity) == ("missing_input", "3", "a", "warning")
+    assert str(warning) == "node #3 (Slow), input 'a': needs a value or an INT wire"
+    assert report.to_dict()["warnings"][0]["severity"] == "warning"
+
+
+def test_the_same_half_wired_node_upstream_of_an_output_makes_the_run_invalid(engine, collected):
+    workflow = build({"1": ("Number", {"value": 5}), "2": ("Collect", {}), "3": ("Slow", {}), "4": ("Collect", {})},
+                     [("1", "INT", "2", "value"), ("3", "INT", "4", "value")])
+    report = engine.run(workflow)
+    assert report.status == "invalid" and collected == []
+    assert [(p.kind, p.node_id, p.input, p.severity) for p in report.problems] == [
+        ("missing_input", "3", "a", "error")]
+    assert engine.validate(workflow) == report.problems
+    # Asked for the other output alone, the same node is only a warning.
+    assert [p.severity for p in engine.validate(workflow, targets=["2"])] == ["warning"]
+
+
+def test_an_unused_ksampler_with_no_model_does_not_stop_a_comfyui_style_graph(registry, settings):
+    from studio.engine import Engine
+    from studio.graph import Workflow
+
+    workflow = Workflow()
+    source = workflow.add_node("LoadImage", {"image": "seed_sample.png"})
+    save = workflow.add_node("SaveImage")
+    workflow.connect(source.id, "IMAGE", save.id, "images")
+    sampler = workflow.add_node("KSampler", {"seed": 1, "steps": 4, "cfg": 7.0, "sampler_name": "euler",
+                                             "scheduler": "normal", "denoise": 1.0})
+    engine = Engine(registry, settings)
+    report = engine.run(workflow)
+    assert report.ok, report.problems or report.errors
+    assert len(report.files) == 1
+    assert {(w.node_id, w.input) for w in report.warnings} == {
+        (sampler.id, name) for name in ("model", "positive", "negative", "latent_image")}
+    decode = workflow.add_node("VAEDecode")
+    workflow.connect(sampler.id, "LATENT", decode.id, "samples")
+    workflow.connect(decode.id, "IMAGE", save.id, "images")
+    report = engine.run(workflow)
+    assert report.status == "invalid"
+    assert ("missing_input", sampler.id, "model") in {(p.kind, p.node_id, p.input) for p in report.problems}

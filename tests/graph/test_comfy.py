@@ -263,3 +263,55 @@ def test_comfyui_widget_orders_agree_with_the_node_declarations(registry):
         assert (CONTROL in definition.widgets) == bool(seeded), type_name
         checked += 1
     assert checked >= 35
+
+
+@pytest.mark.parametrize(("toggle", "control"), [(True, "randomize"), (False, "fixed")])
+def test_old_files_with_a_seed_toggle_keep_the_values_after_it_in_place(registry, settings, toggle, control):
+    # Early front ends stored a "random seed after every gen" toggle where the control word is now.
+    document = {"nodes": [{"id": 3, "type": "KSampler", "widgets_values": [42, toggle, 20, 8, "euler", "normal", 1]},
+                          {"id": 5, "type": "PrimitiveNode", "outputs": [{"name": "INT", "links": [1]}],
+                           "widgets_values": [7, toggle]},
+                          {"id": 6, "type": "ImageAddNoise", "widgets_values": [0, "fixed", 0.5],
+                           "inputs": [{"name": "seed", "widget": {"name": "seed"}, "link": 1}]}],
+                "links": [[1, 5, 0, 6, 0, "INT"]]}
+    workflow, _ = workflow_from_bytes(json.dumps(document).encode(), registry.spec, "old.json")
+    sampler = workflow.nodes["3"]
+    assert sampler.values == {"seed": 42, "steps": 20, "cfg": 8, "sampler_name": "euler", "scheduler": "normal",
+                              "denoise": 1}
+    assert sampler.extra["comfy"]["widget_extras"] == {"control_after_generate": control}
+    assert workflow.nodes["6"].values["seed"] == 7
+    assert workflow.nodes["6"].extra["comfy"]["widget_extras"]["control_after_generate"] == control
+    assert not [p for p in validate(workflow, registry, settings) if p.node_id == "3" and p.kind == "bad_value"]
+    exported = next(node for node in to_comfy_ui(workflow, registry.spec)["nodes"] if node["id"] == 3)
+    assert exported["widgets_values"] == [42, control, 20, 8, "euler", "normal", 1]
+
+
+def test_a_png_whose_two_chunks_agree_opens_without_remarks(registry):
+    png = png_carrying({"workflow": (FILES / "txt2img_ui.json").read_text(),
+                        "prompt": (FILES / "txt2img_api.json").read_text()})
+    workflow, report = workflow_from_bytes(png, registry.spec, "render.png")
+    assert report.warnings == []
+    assert workflow.nodes["3"].values["seed"] == 156680208700286
+
+
+def test_where_a_pngs_chunks_disagree_the_prompt_wins_and_each_difference_is_named(registry):
+    prompt = read("txt2img_api.json")
+    prompt["3"]["inputs"]["seed"] = 7
+    prompt["6"]["inputs"]["text"] = "a lighthouse"
+    png = png_carrying({"workflow": (FILES / "txt2img_ui.json").read_text(), "prompt": json.dumps(prompt)})
+    workflow, report = workflow_from_bytes(png, registry.spec, "render.png")
+    assert workflow.nodes["3"].values["seed"] == 7
+    assert workflow.nodes["6"].values["text"] == "a lighthouse"
+    assert workflow.nodes["3"].values["steps"] == 20 and workflow.nodes["7"].values["text"] == "text, watermark"
+    assert report.warnings == [
+        "node 3 (KSampler) input 'seed': the workflow chunk has 156680208700286, the prompt chunk (what ComfyUI "
+        "ran) has 7; used the prompt's value",
+        "node 6 (CLIPTextEncode) input 'text': the workflow chunk has 'beautiful scenery nature glass bottle "
+        "landscape, purple …, the prompt chunk (what ComfyUI ran) has 'a lighthouse'; used the prompt's value"]
+    # Wires stay the workflow's, and a damaged prompt chunk leaves the workflow as it is, with a remark.
+    assert workflow.nodes["3"].links["model"].node == "4"
+    png = png_carrying({"workflow": (FILES / "txt2img_ui.json").read_text(), "prompt": "{not json"})
+    workflow, report = workflow_from_bytes(png, registry.spec, "render.png")
+    assert workflow.nodes["3"].values["seed"] == 156680208700286
+    [remark] = report.warnings
+    assert "prompt chunk cannot be read" in remark

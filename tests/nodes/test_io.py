@@ -98,3 +98,51 @@ def test_preview_writes_to_the_temp_folder_not_the_output_folder(ctx, settings):
     [written] = ctx.files
     assert settings.temp_dir.resolve() in written.resolve().parents
     assert not settings.output_dir.exists()
+
+
+@pytest.mark.parametrize("output_type", ["SaveImage", "PreviewImage"])
+def test_save_and_preview_pass_their_images_on_and_still_write_the_file(registry, settings, output_type):
+    from studio.engine import Engine
+    from studio.graph import Workflow
+    from studio.graph.sockets import IMAGE
+    from studio.node_api import Input, NodeBase
+    from studio.registry import Registry
+
+    received = []
+
+    class Receive(NodeBase):
+        """Hands what it receives to the test."""
+
+        type_name, category, title, is_output = "Receive", "test", "Receive", True
+        inputs = (Input("image", IMAGE),)
+
+        def run(self, ctx, image):
+            received.append(image)
+            return ()
+
+    with_receiver = Registry()
+    for cls in registry:
+        with_receiver.register(cls)
+    with_receiver.register(Receive)
+    workflow = Workflow()
+    source = workflow.add_node("EmptyImage", {"width": 8, "height": 4, "batch_size": 1, "color": 0xFF8000})
+    stage = workflow.add_node(output_type)
+    receiver = workflow.add_node("Receive")
+    workflow.connect(source.id, "IMAGE", stage.id, "images")
+    workflow.connect(stage.id, "images", receiver.id, "image")
+    engine = Engine(with_receiver, settings)
+    report = engine.run(workflow, targets=[source.id, receiver.id])
+    assert report.ok, report.problems or report.errors
+    [passed] = received
+    assert passed is report.results[source.id][0]
+    [(node_id, path)] = report.files
+    assert node_id == stage.id and path.is_file()
+    written = torch.from_numpy(np.array(Image.open(path))).float() / 255
+    assert torch.allclose(written, passed[0], atol=1 / 255)
+
+
+def test_saved_pixels_are_truncated_as_comfyui_saves_them():
+    from studio.runtime.images import tensor_to_pil
+
+    image = torch.tensor([[[0.999, 0.5, 0.0019]]])  # 254.7, 127.5, 0.48 in 8 bits
+    assert list(tensor_to_pil(image).getpixel((0, 0))) == [254, 127, 0]

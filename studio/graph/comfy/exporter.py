@@ -17,8 +17,22 @@ from studio.graph.connect import SpecLookup
 from studio.graph.model import Node, NodeMode, Workflow
 
 _MODE_NUMBERS = {NodeMode.NORMAL: 0, NodeMode.MUTE: 2, NodeMode.BYPASS: 4}
+# Key orders of litegraph's serialisation (LGraph.serialize, LGraphNode.serialize); kept
+# fields the file had beyond these follow by name.
+_TOP_KEYS = ("last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra", "version")
+_NODE_KEYS = ("id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "title", "properties",
+              "widgets_values", "color", "bgcolor")
+_DEFAULT_SIZE = (320.0, 120.0)
 # Canvas-only notes: nothing for ComfyUI's server to run.
 UI_ONLY_TYPES = frozenset({"Note", "MarkdownNote"})
+
+
+def _ordered(data: dict[str, Any], first: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with ``first`` in that order, then the rest by name, so the same graph gives
+    the same bytes whatever order the file it was read from had (``studio convert`` of its
+    own output changes nothing)."""
+    return {**{key: data[key] for key in first if key in data},
+            **{key: data[key] for key in sorted(data) if key not in first}}
 
 
 def _comfy(node: Node) -> dict[str, Any]:
@@ -156,6 +170,9 @@ def to_comfy_ui(workflow: Workflow, spec_of: SpecLookup) -> dict[str, Any]:
                 outputs[slot]["links"].append(link_id)
             link_rows.append([link_id, ids[origin.id], slot, ids[node.id], target_slot, kind])
     link_rows.sort(key=lambda row: row[0])
+    for outputs in outputs_of.values():
+        for output in outputs:
+            output["links"].sort()
 
     order = {node_id: index for index, node_id in enumerate(sorted(workflow.nodes, key=lambda n: ids[n]))}
     nodes = []
@@ -169,8 +186,7 @@ def to_comfy_ui(workflow: Workflow, spec_of: SpecLookup) -> dict[str, Any]:
             flags.pop("collapsed", None)
         data.update(
             id=ids[node.id], type=node.type, pos=[node.position[0], node.position[1]],
-            size=list(node.size) if node.size else stored.get("size", [320, 120]) if isinstance(
-                stored.get("size"), list) else [320, 120],
+            size=list(node.size or _DEFAULT_SIZE),
             flags=flags, order=order[node.id], mode=_MODE_NUMBERS[node.mode],
             inputs=inputs_of[node.id], outputs=outputs_of[node.id],
         )
@@ -182,7 +198,7 @@ def to_comfy_ui(workflow: Workflow, spec_of: SpecLookup) -> dict[str, Any]:
             data["title"] = node.title
         if node.color:
             data["color"] = node.color
-        nodes.append(data)
+        nodes.append(_ordered(data, _NODE_KEYS))
 
     groups = []
     for group in workflow.groups.values():
@@ -198,7 +214,7 @@ def to_comfy_ui(workflow: Workflow, spec_of: SpecLookup) -> dict[str, Any]:
     top.setdefault("config", {})
     top.setdefault("extra", {})
     top.setdefault("version", 0.4)
-    return top
+    return _ordered(top, _TOP_KEYS)
 
 
 def to_comfy_api(workflow: Workflow, spec_of: SpecLookup) -> dict[str, Any]:

@@ -42,6 +42,16 @@ MAX_COORDINATE = 1e9
 _MODES = {0: NodeMode.NORMAL, 1: NodeMode.NORMAL, 3: NodeMode.NORMAL, 2: NodeMode.MUTE, 4: NodeMode.BYPASS}
 # Fields of a UI node that the importer turns into the native model; the rest is kept.
 _MAPPED_NODE_FIELDS = {"id", "type", "pos", "size", "mode", "title", "color", "widgets_values"}
+# Early front ends had a "random seed after every gen" toggle where the control word is now;
+# ComfyUI's loadGraphData (web/scripts/app.js) reads true as "randomize", false as "fixed".
+_OLD_CONTROL_TOGGLE = {True: "randomize", False: "fixed"}
+
+
+def _control_word(value: Any) -> str | None:
+    """The seed control a ``control_after_generate`` slot holds, or None if it holds none."""
+    if isinstance(value, bool):
+        return _OLD_CONTROL_TOGGLE[value]
+    return value if isinstance(value, str) and value in CONTROL_VALUES else None
 
 
 class ComfyFormatError(WorkflowFormatError):
@@ -258,8 +268,9 @@ class _UiReader:
             input_name = self.input_name(target, link.target_slot)
             if input_name is not None:
                 target.setdefault("__primitive_values__", {})[input_name] = values[0]
-                if len(values) > 1 and values[1] in CONTROL_VALUES:
-                    target.setdefault("__primitive_controls__", {})[input_name] = values[1]
+                control = _control_word(values[1]) if len(values) > 1 else None
+                if control is not None:
+                    target.setdefault("__primitive_controls__", {})[input_name] = control
         for node_id in primitives:
             del nodes[node_id]
         self.report.warnings.append(f"{len(primitives)} primitive node(s) became field values")
@@ -314,8 +325,9 @@ class _UiReader:
                 if index >= len(raw):
                     break
                 if name == CONTROL:
-                    if raw[index] in CONTROL_VALUES:
-                        extras[CONTROL] = raw[index]
+                    control = _control_word(raw[index])
+                    if control is not None:
+                        extras[CONTROL] = control
                         index += 1
                     continue
                 if name == UPLOAD:
@@ -449,6 +461,53 @@ def _layered_positions(workflow: Workflow) -> None:
         rows[column[node_id]] += 1
 
 
+def _is_link(value: Any) -> bool:
+    """Whether an API-format input value is a wire, ``[source_id, output_slot]``."""
+    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
+            and not isinstance(value[0], bool) and isinstance(value[1], int) and not isinstance(value[1], bool))
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def check_against_prompt(workflow: Workflow, prompt: Any, spec_of: SpecLookup, report: ImportReport) -> None:
+    """Compare a workflow read from a PNG's ``workflow`` chunk with the PNG's ``prompt``
+    chunk, node by node (ids present in both): field values that differ are reported and
+    the prompt's are taken, since the prompt is what ComfyUI actually ran."""
+    if not looks_like_api(prompt):
+        report.warnings.append("the PNG's prompt chunk is not a ComfyUI API prompt; the workflow chunk "
+                               "was not checked against it")
+        return
+    for node_id, entry in prompt.items():
+        node = workflow.nodes.get(str(node_id))
+        inputs = entry.get("inputs")
+        if node is None or not isinstance(inputs, dict):
+            continue
+        if node.type != entry["class_type"]:
+            report.warnings.append(f"node {node_id} is a {node.type} in the workflow chunk but a "
+                                   f"{_shown(entry['class_type'])} in the prompt chunk; its values were not compared")
+            continue
+        spec = spec_of(node.type)
+        for name, ran in inputs.items():
+            if _is_link(ran) or name in node.links:
+                continue  # wires are the workflow's; a value fed through a bypassed node is not the node's own
+            if name in node.values:
+                kept = node.values[name]
+                if kept == ran and isinstance(kept, bool) == isinstance(ran, bool):
+                    continue
+                shown_kept = _shown(kept)
+            elif spec is not None and spec.input(name) is not None:
+                shown_kept = "no value"
+            else:
+                continue  # a front-end extra (the upload button, …) or a field of an unknown type
+            node.values[name] = ran
+            report.warnings.append(f"node {node_id} ({node.type}) input {name!r}: the workflow chunk has "
+                                   f"{shown_kept}, the prompt chunk (what ComfyUI ran) has {_shown(ran)}; "
+                                   "used the prompt's value")
+
+
 def import_api(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
     """A ComfyUI API-format prompt (parsed JSON) as a native workflow."""
     if not isinstance(data, dict) or not data:
@@ -469,10 +528,7 @@ def import_api(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workfl
     for node_id, raw in data.items():
         node = workflow.nodes[str(node_id)]
         for name, value in (raw.get("inputs") or {}).items():
-            is_link = (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-                       and not isinstance(value[0], bool) and isinstance(value[1], int)
-                       and not isinstance(value[1], bool))
-            if is_link:
+            if _is_link(value):
                 source_id = str(value[0])
                 if source_id not in workflow.nodes:
                     report.warnings.append(f"node {node_id} input {name!r} is wired from node {source_id}, "
