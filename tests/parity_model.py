@@ -1,0 +1,101 @@
+"""The tiny SD1.5-shaped checkpoint and fixed inputs of the ComfyUI parity data.
+
+``bench/comfy_reference.py`` runs real ComfyUI on this checkpoint and stores what it
+produces in ``tests/data/comfy_reference/``; the parity tests load the same checkpoint with
+Seed Studio (rewriting it with :func:`write_parity_checkpoint` gives the same bytes) and
+compare. Nothing here needs ComfyUI.
+
+The dimensions are chosen for ComfyUI's own code as well as for diffusers':
+
+* ComfyUI's UNet and VAE normalise with ``GroupNorm(32, …)`` whatever the checkpoint says,
+  so every channel count is a multiple of 32 and the diffusers models use 32 groups.
+* ComfyUI's SD15 model config fixes ``num_heads = 8`` (``num_head_channels = -1``); the
+  diffusers UNet's ``attention_head_dim`` (which diffusers reads as the number of heads for
+  SD1-style configs) is 8 to match.
+* ComfyUI only *detects* SD15 for ``model_channels == 320`` and ``context_dim == 768``, and
+  builds its VAE from a fixed ``ch=128, ch_mult=[1, 2, 4, 4], num_res_blocks=2`` config;
+  both would make the file hundreds of megabytes. The reference script therefore gives
+  ComfyUI the model configs explicitly (:data:`COMFY_VAE_DDCONFIG`, and the UNet config
+  that ``comfy.model_detection.detect_unet_config`` reads from the file) and checks
+  numerically that ComfyUI's denoiser and VAE decoder equal diffusers' on this file.
+
+The file is a single LDM-layout ``.safetensors`` (UNet + VAE + a CLIP-L-shaped text
+encoder) with its diffusers configs in a folder of the same name beside it, written by
+``tests.ldm_layout.write_single_file``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+WEIGHT_SEED = 0
+# The sampling settings of the reference data (bench/comfy_reference.py records them in
+# meta.json too).
+SEED = 42
+STEPS = 8
+CFG = 7.5
+WIDTH = HEIGHT = 64
+IMG2IMG_DENOISE = 0.6
+INPUT_SEED = 1234  # the conditioning tensors and the img2img latent
+CONTEXT_DIM = 32
+SD15_SCALE_FACTOR = 0.18215  # the latent scale of SD1.x (ComfyUI's latent_formats.SD15)
+
+UNET_CONFIG = dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=CONTEXT_DIM,
+                   norm_num_groups=32, attention_head_dim=8, sample_size=HEIGHT // 8,
+                   down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                   up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+VAE_CONFIG = dict(block_out_channels=(32, 32, 64, 64), down_block_types=("DownEncoderBlock2D",) * 4,
+                  up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, norm_num_groups=32,
+                  latent_channels=4, sample_size=WIDTH, scaling_factor=SD15_SCALE_FACTOR)
+# The same VAE in ComfyUI's terms (comfy.ldm.modules.diffusionmodules.model.Encoder/Decoder).
+COMFY_VAE_DDCONFIG = {"double_z": True, "z_channels": 4, "resolution": WIDTH, "in_channels": 3, "out_ch": 3,
+                      "ch": 32, "ch_mult": [1, 1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [],
+                      "dropout": 0.0}
+COMFY_UNET_HEADS = {"num_heads": 8, "num_head_channels": -1}
+
+
+def build_parity_pipeline(folder: Path, seed: int = WEIGHT_SEED) -> Path:
+    """The parity model as a diffusers folder (random weights from ``seed``)."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from studio.runtime.checkpoints import make_tokenizer
+    from tests.tiny_models import SCHEDULER, _text_config
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    vae = AutoencoderKL(**VAE_CONFIG)
+    text = CLIPTextModel(_text_config(hidden_size=CONTEXT_DIM, projection_dim=CONTEXT_DIM))
+    pipeline = StableDiffusionPipeline(
+        unet=unet, vae=vae, text_encoder=text, tokenizer=make_tokenizer(),
+        scheduler=EulerDiscreteScheduler(**SCHEDULER), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def write_parity_checkpoint(path: Path, seed: int = WEIGHT_SEED) -> Path:
+    """Write the parity model to ``path`` (a ``.safetensors`` file; its diffusers configs go
+    in the folder ``path.with_suffix("")``). Deterministic: the same seed gives the same
+    tensors."""
+    from tests.ldm_layout import write_single_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as temp:
+        folder = build_parity_pipeline(Path(temp) / "parity-sd15", seed)
+        return write_single_file(folder, path)
+
+
+def parity_inputs(seed: int = INPUT_SEED) -> dict[str, torch.Tensor]:
+    """The fixed inputs: positive and negative conditioning (1×77×CONTEXT_DIM, unit normal)
+    and the img2img latent (1×4×8×8), in the VAE's own scale as a LATENT holds it, i.e.
+    unit variance once multiplied by the SD1.5 scale factor (as a VAE-encoded picture)."""
+    generator = torch.Generator("cpu").manual_seed(seed)
+    positive = torch.randn(1, 77, CONTEXT_DIM, generator=generator)
+    negative = torch.randn(1, 77, CONTEXT_DIM, generator=generator)
+    latent = torch.randn(1, 4, HEIGHT // 8, WIDTH // 8, generator=generator) / SD15_SCALE_FACTOR
+    return {"positive": positive, "negative": negative, "img2img_latent": latent}

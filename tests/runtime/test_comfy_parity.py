@@ -1,0 +1,122 @@
+"""Parity with ComfyUI itself: σ lists and sampled latents and pictures against references that
+real ComfyUI produced on the same tiny checkpoint (``bench/comfy_reference.py`` made them,
+``tests/data/comfy_reference/meta.json`` records the commit and settings). CI never needs
+ComfyUI: the checkpoint is rewritten here bit for bit (its sha256 is checked)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from studio.runtime.samplers import SAMPLERS
+from studio.runtime.sampling import SamplingJob, ksampler_sigmas, sample
+from studio.runtime.schedules import DiscreteModelSampling, scheduler_sigmas
+from tests import parity_model
+
+DATA = Path(__file__).parents[1] / "data" / "comfy_reference"
+META = json.loads((DATA / "meta.json").read_text())
+SIGMAS = json.loads((DATA / "sigmas.json").read_text())
+LATENTS = load_file(DATA / "latents.safetensors")
+INPUTS = load_file(DATA / "inputs.safetensors")
+SD = DiscreteModelSampling()
+# Samplers whose per-step noise is random: their pictures differ more where a value sits at a
+# rounding edge of the 8-bit conversion, so the bar is 45 dB; deterministic ones need 50 dB.
+DETERMINISTIC_PSNR, STOCHASTIC_PSNR = 50.0, 45.0
+
+
+def test_the_references_are_from_comfyui_on_this_checkpoint(tmp_path):
+    assert len(META["comfyui"]["commit"]) == 40
+    path = parity_model.write_parity_checkpoint(tmp_path / "parity.safetensors")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == META["checkpoint"]["sha256"]
+
+
+def test_the_model_grid_is_comfyuis():
+    grid = torch.tensor(SIGMAS["model_sampling"]["sigmas"])
+    assert torch.allclose(SD.sigmas, grid, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("scheduler", list(SIGMAS["calculate_sigmas"]))
+def test_every_schedule_gives_comfyuis_sigmas(scheduler):
+    for steps, expected in SIGMAS["calculate_sigmas"][scheduler].items():
+        if any(math.isnan(value) for value in expected):
+            # ComfyUI's kl_optimal divides by steps − 1, so one step gives NaN there; here it
+            # is the one step from σmax (which the schedule's own formula gives in the limit).
+            assert scheduler == "kl_optimal" and steps == "1"
+            assert scheduler_sigmas(SD, scheduler, 1).tolist() == pytest.approx([float(SD.sigma_max), 0.0])
+            continue
+        ours = scheduler_sigmas(SD, scheduler, int(steps))
+        assert len(ours) == len(expected), (scheduler, steps)
+        assert torch.allclose(ours, torch.tensor(expected), rtol=1e-6, atol=1e-6), (scheduler, steps)
+
+
+@pytest.mark.parametrize("denoise", ["denoise_1.0", "denoise_0.6"])
+def test_ksampler_sigmas_are_comfyuis(denoise):
+    steps = SIGMAS["ksampler"]["steps"]
+    # "standard" for most samplers, and for those that drop the σ before the last
+    for scheduler, kinds in SIGMAS["ksampler"][denoise].items():
+        for kind, sampler in (("standard", "euler"), ("discard_penultimate", "dpm_2")):
+            ours = ksampler_sigmas(SD, sampler, scheduler, steps, float(denoise.split("_")[1]))
+            expected = torch.tensor(kinds[kind])
+            assert len(ours) == len(expected) and torch.allclose(ours, expected, rtol=1e-6, atol=1e-6), \
+                (scheduler, kind)
+
+
+@cache
+def _checkpoint():
+    import tempfile
+
+    from studio.runtime.checkpoints import load_single_file
+    from studio.runtime.device import DevicePolicy
+
+    folder = Path(tempfile.mkdtemp(prefix="parity-"))
+    path = parity_model.write_parity_checkpoint(folder / "parity.safetensors")
+    return load_single_file(path, DevicePolicy(torch.device("cpu"), torch.float32), "parity")
+
+
+def _render(mode: str, sampler: str, scheduler: str) -> torch.Tensor:
+    settings = META["settings"]
+    latent = INPUTS["img2img_latent"] if mode == "img2img" else torch.zeros(1, 4, 8, 8)
+    job = SamplingJob([(INPUTS["positive"], {})], [(INPUTS["negative"], {})], {"samples": latent},
+                      settings["seed"], settings["steps"], settings["cfg"], sampler, scheduler,
+                      denoise=settings["img2img_denoise"] if mode == "img2img" else 1.0)
+    return sample(_checkpoint().model, job, lambda *args: None)["samples"]
+
+
+def _picture(latent: torch.Tensor) -> np.ndarray:
+    vae = _checkpoint().vae.vae
+    with torch.no_grad():
+        image = vae.decode(latent, return_dict=False)[0]  # a LATENT is in the VAE's own scale
+    image = ((image + 1) / 2).clamp(0, 1)[0].movedim(0, -1).numpy()
+    return np.clip(255.0 * image, 0, 255).astype(np.uint8)  # ComfyUI's SaveImage truncates
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if error == 0 else 10 * math.log10(255.0 ** 2 / error)
+
+
+CASES = sorted(key.split("/") for key in LATENTS)
+
+
+@pytest.mark.parametrize(("mode", "sampler", "scheduler"), CASES, ids=["/".join(case) for case in CASES])
+def test_sampled_latent_and_picture_match_comfyuis(mode, sampler, scheduler):
+    if sampler not in SAMPLERS:
+        pytest.skip(f"{sampler} is not implemented yet")
+    expected = LATENTS[f"{mode}/{sampler}/{scheduler}"]
+    ours = _render(mode, sampler, scheduler)
+    scale = expected.abs().max()
+    assert (ours - expected).abs().max() <= 1e-3 * scale, f"latent differs by {(ours - expected).abs().max():.4g}"
+    png = DATA / "png" / f"{mode}-{sampler}-{scheduler}.png"
+    if png.is_file():
+        reference = np.asarray(Image.open(png).convert("RGB"))
+        bar = STOCHASTIC_PSNR if SAMPLERS[sampler].stochastic else DETERMINISTIC_PSNR
+        assert psnr(_picture(ours), reference) >= bar
