@@ -1,5 +1,5 @@
 """PySide6 6.12.0 on CPython 3.11 drops a reference to None on every void-returning call and
-aborts the interpreter after a few thousand (shared/docs/qt-notes.md). The pin in
+aborts the interpreter after a few thousand (DEVELOPERS.md, "Qt on these machines"). The pin in
 pyproject.toml keeps it out; this test catches a binding that brings it back."""
 
 from __future__ import annotations
