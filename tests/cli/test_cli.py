@@ -194,6 +194,63 @@ def test_the_module_entry_point_renders_in_a_real_process(tmp_path):
     assert "4/4 #4 SaveImage" in result.stderr  # progress goes to stderr, paths to stdout
 
 
+def write_header_file(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """A safetensors file with these keys and shapes (zeros): all the header check reads."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({key: torch.zeros(shape, dtype=torch.float16) for key, shape in shapes.items()}, str(path))
+
+
+def test_validate_warns_of_a_checkpoint_file_the_loader_would_refuse(tmp_path):
+    checkpoints = tmp_path / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    # A LoRA put in the checkpoints folder, and a file with an SD 1.5 checkpoint's UNet input.
+    write_header_file(checkpoints / "ink-style.safetensors", {"lora_unet_down_blocks_0.lora_down.weight": (4, 4)})
+    write_header_file(checkpoints / "sd15.safetensors",
+                      {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)})
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"model_roots": [str(tmp_path / "models")]}))
+    workflow = load(WORKFLOWS_DIR / "default.json")
+    path = tmp_path / "checkpoint.json"
+
+    workflow.set_value("1", "ckpt_name", "ink-style.safetensors")
+    save(workflow, path)
+    code, out, _ = studio("--config", str(config), "validate", str(path))
+    assert code == 0, out  # a warning: the run is not stopped before it starts
+    assert out.splitlines() == [
+        f"{path}: valid (7 nodes, 1 warning)",
+        "  warning: node #1 (CheckpointLoaderSimple), input 'ckpt_name': ink-style.safetensors: is not a Stable "
+        "Diffusion checkpoint (it has no model.diffusion_model weights; a LoRA, VAE or ControlNet goes in its own "
+        "folder); loading it would fail"]
+
+    workflow.set_value("1", "ckpt_name", "sd15.safetensors")
+    save(workflow, path)
+    code, out, _ = studio("--config", str(config), "validate", str(path))
+    assert (code, out) == (0, f"{path}: valid (7 nodes)\n")
+
+
+def test_the_checkpoint_header_is_read_once_per_version_of_the_file(tmp_path, monkeypatch):
+    import nodes.loaders as loaders
+    from studio.settings import Settings
+
+    (tmp_path / "checkpoints").mkdir()
+    checkpoint = tmp_path / "checkpoints" / "model.safetensors"
+    write_header_file(checkpoint, {"lora_unet_down_blocks_0.lora_down.weight": (4, 4)})
+    reads, inspect = [], loaders.inspect_checkpoint_header
+    monkeypatch.setattr(loaders, "inspect_checkpoint_header", lambda path: reads.append(path) or inspect(path))
+    settings = Settings(model_roots=(tmp_path,))
+    values = {"ckpt_name": "model.safetensors"}
+    first = loaders.CheckpointLoaderSimple.advise(values, settings)
+    assert loaders.CheckpointLoaderSimple.advise(values, settings) == first and len(reads) == 1
+    [(input_name, message)] = first
+    assert input_name == "ckpt_name" and "is not a Stable Diffusion checkpoint" in message
+    # Replaced under the same name: read again.
+    write_header_file(checkpoint, {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)})
+    assert loaders.CheckpointLoaderSimple.advise(values, settings) == [] and len(reads) == 2
+    assert loaders.CheckpointLoaderSimple.advise({"ckpt_name": "gone.safetensors"}, settings) == []
+
+
 def test_a_missing_embedding_is_a_warning_and_the_render_goes_on_without_it(tmp_path):
     from PIL import Image
 

@@ -46,7 +46,7 @@ def test_validate_names_missing_node_types_and_missing_models_with_their_folder(
     # what leads to no output is named but does not make the file invalid.
     code, out, _ = studio("--config", str(config), "validate", str(FILES / "features_ui.json"))
     assert code == 0
-    assert "valid (8 nodes, 2 warnings)" in out
+    assert "valid (9 nodes, 2 warnings)" in out  # the primitive is kept as a PrimitiveInt
     assert "warning: node #8 (UltimateSDUpscale): there is no node type 'UltimateSDUpscale'" in out
     folders = f"{models / 'checkpoints'}, {DEMO_MODELS_DIR / 'checkpoints'}"
     assert (f"warning: node #11 (CheckpointLoaderSimple), input 'ckpt_name': model file "
@@ -65,7 +65,9 @@ def test_validate_names_missing_node_types_and_missing_models_with_their_folder(
     assert result["valid"] is False
     assert [(p["kind"], p["severity"], p["node_type"]) for p in result["problems"]] == [
         ("unknown_type", "error", "UltimateSDUpscale")]
-    assert result["warnings"] == []
+    # The file is there now, so it is no longer missing; being empty, it is no checkpoint either.
+    assert [(w["kind"], w["node_id"], w["input"]) for w in result["warnings"]] == [("advice", "11", "ckpt_name")]
+    assert "dreamshaper_8.safetensors: damaged or not a safetensors file" in result["warnings"][0]["message"]
     assert "2 reroute node(s) became plain wires" in result["notes"]
 
 
@@ -104,7 +106,8 @@ def test_extra_model_paths_yaml_is_read_as_comfyui_reads_it(tmp_path):
     assert folders.folders_for("diffusion_models") == [install / "models" / "unet"]
 
 
-@pytest.mark.parametrize("name", ["txt2img_ui.json", "features_ui.json", "subgraph_ui.json", "txt2img_api.json"])
+@pytest.mark.parametrize("name", ["txt2img_ui.json", "features_ui.json", "subgraph_ui.json", "primitives_ui.json",
+                                  "txt2img_api.json"])
 @pytest.mark.parametrize("to", ["comfy", "comfy-api"])
 def test_converting_a_converted_file_again_gives_the_same_bytes(tmp_path, name, to):
     first, second = tmp_path / "first.json", tmp_path / "second.json"

@@ -83,15 +83,124 @@ def test_titles_positions_sizes_colours_flags_and_groups_are_kept(registry):
     assert (group.title, group.bounds, group.color) == ("Prompts", (400.0, 110.0, 460.0, 480.0), "#3f789e")
 
 
-def test_reroutes_and_primitives_become_plain_wires_and_values(registry):
+def test_reroutes_become_plain_wires_and_a_primitive_a_typed_primitive_node(registry):
     workflow, report = open_file(registry, "features_ui.json")
-    assert not {"2", "3", "5"} & set(workflow.nodes)  # two reroutes and the primitive
+    assert not {"2", "3"} & set(workflow.nodes)  # two reroutes
     noise = workflow.nodes["4"]
     assert (noise.links["image"].node, noise.links["image"].output) == ("1", "IMAGE")
     assert workflow.nodes["8"].links["image"].node == "1"
-    assert "seed" not in noise.links and noise.values["seed"] == 777 and noise.values["strength"] == 0.25
-    assert noise.extra["comfy"]["widget_extras"]["control_after_generate"] == "increment"
+    primitive = workflow.nodes["5"]
+    assert (primitive.type, primitive.title, primitive.position, primitive.size) == (
+        "PrimitiveInt", "seed", (300.0, 200.0), (210.0, 82.0))
+    assert primitive.values == {"value": 777}
+    assert primitive.extra["comfy"]["widget_extras"] == {"control_after_generate": "increment"}
+    assert (noise.links["seed"].node, noise.links["seed"].output) == ("5", "INT")
+    # The noise node keeps its own seed value and control word; the wire overrides the value.
+    assert noise.values["seed"] == 1 and noise.values["strength"] == 0.25
+    assert noise.extra["comfy"]["widget_extras"]["control_after_generate"] == "fixed"
     assert any("reroute" in warning for warning in report.warnings)
+    assert "1 primitive node(s) became PrimitiveInt node(s) wired to the fields they fed" in report.warnings
+
+
+def test_primitive_nodes_become_typed_primitives_wired_to_every_field_they_fed(registry, settings):
+    workflow, report = open_file(registry, "primitives_ui.json")
+    prompt, seed = workflow.nodes["20"], workflow.nodes["21"]
+    # CLIPTextEncode's text is multiline, so the prompt is a multiline string.
+    assert (prompt.type, prompt.title, prompt.position, prompt.size, prompt.color) == (
+        "PrimitiveStringMultiline", "Prompt", (20.0, 150.0), (360.0, 120.0), "#232")
+    assert prompt.values == {"value": "a lighthouse on a cliff at dusk"}
+    assert (seed.type, seed.title, seed.values) == ("PrimitiveInt", "seed", {"value": 123456789})
+    wires = {(node_id, name): (link.node, link.output) for node_id, node in workflow.nodes.items()
+             for name, link in node.links.items() if link.node in ("20", "21")}
+    assert wires == {("6", "text"): ("20", "STRING"), ("8", "text"): ("20", "STRING"),
+                     ("3", "seed"): ("21", "INT"), ("10", "seed"): ("21", "INT")}
+    # The control word is the primitive's; the samplers keep their own.
+    assert seed.extra["comfy"]["widget_extras"] == {"control_after_generate": "randomize"}
+    assert workflow.nodes["3"].extra["comfy"]["widget_extras"] == {"control_after_generate": "fixed"}
+    assert workflow.nodes["10"].extra["comfy"]["widget_extras"] == {"control_after_generate": "increment"}
+    assert "2 primitive node(s) became PrimitiveInt, PrimitiveStringMultiline node(s) wired to the fields they " \
+           "fed" in report.warnings
+    problems = validate(workflow, registry, settings)
+    # Only the checkpoint file, which this machine lacks, is a problem.
+    assert [(p.node_id, p.input) for p in problems] == [("4", "ckpt_name")]
+
+
+def test_typed_primitives_export_as_comfyuis_own_nodes_and_come_back(registry):
+    workflow, _ = open_file(registry, "primitives_ui.json")
+    ui = to_comfy_ui(workflow, registry.spec)
+    exported = {node["id"]: node for node in ui["nodes"]}
+    assert (exported[21]["type"], exported[21]["widgets_values"], exported[21]["title"]) == (
+        "PrimitiveInt", [123456789, "randomize"], "seed")
+    assert (exported[20]["type"], exported[20]["widgets_values"]) == (
+        "PrimitiveStringMultiline", ["a lighthouse on a cliff at dusk"])
+    # Nothing of the front end's PrimitiveNode is left on ComfyUI's typed node.
+    assert exported[21]["outputs"] == [{"name": "INT", "type": "INT", "links": [22, 23], "slot_index": 0}]
+    assert exported[21]["properties"] == {"Node name for S&R": "PrimitiveInt"}
+    assert {tuple(row[1:]) for row in ui["links"] if row[1] in (20, 21)} == {
+        (20, 0, 6, 1, "STRING"), (20, 0, 8, 1, "STRING"), (21, 0, 3, 4, "INT"), (21, 0, 10, 4, "INT")}
+    prompt = to_comfy_api(workflow, registry.spec)
+    assert prompt["21"] == {"class_type": "PrimitiveInt", "inputs": {"value": 123456789}, "_meta": {"title": "seed"}}
+    assert prompt["20"]["inputs"] == {"value": "a lighthouse on a cliff at dusk"}
+    assert prompt["3"]["inputs"]["seed"] == prompt["10"]["inputs"]["seed"] == ["21", 0]
+    assert prompt["6"]["inputs"]["text"] == prompt["8"]["inputs"]["text"] == ["20", 0]
+    for document in (ui, prompt):
+        again, _ = workflow_from_bytes(json.dumps(document).encode(), registry.spec, "again.json")
+        assert effective_graph(again, registry) == effective_graph(workflow, registry)
+    again, report = workflow_from_bytes(json.dumps(ui).encode(), registry.spec, "again.json")
+    assert again.nodes["21"].extra["comfy"]["widget_extras"] == {"control_after_generate": "randomize"}
+    assert not [warning for warning in report.warnings if "primitive" in warning]
+
+
+def test_a_primitive_feeding_a_drop_down_is_copied_into_the_fields(registry):
+    workflow, report = open_file(registry, "primitives_ui.json")
+    assert "22" not in workflow.nodes
+    for sampler_id, control in (("3", "fixed"), ("10", "increment")):
+        sampler = workflow.nodes[sampler_id]
+        assert sampler.values["sampler_name"] == "dpmpp_2m" and "sampler_name" not in sampler.links
+        # The primitive's control belonged to the sampler name, not to the sampler's seed.
+        assert sampler.extra["comfy"]["widget_extras"]["control_after_generate"] == control
+    assert ("primitive node 22 became field values: it feeds a drop-down (node 3 (KSampler) input "
+            "'sampler_name'), which no typed primitive can") in report.warnings
+
+
+def test_a_primitive_whose_value_its_typed_node_would_refuse_is_copied_into_the_fields(registry):
+    # ComfyUI's PrimitiveInt stops at sys.maxsize; a seed may go up to 2**64 - 1.
+    document = {"nodes": [{"id": 5, "type": "PrimitiveNode", "outputs": [{"name": "INT", "type": "INT", "links": [1]}],
+                           "widgets_values": [2**63, "randomize"]},
+                          {"id": 6, "type": "ImageAddNoise", "widgets_values": [0, "fixed", 0.5],
+                           "inputs": [{"name": "seed", "type": "INT", "widget": {"name": "seed"}, "link": 1}]}],
+                "links": [[1, 5, 0, 6, 0, "INT"]]}
+    workflow, report = workflow_from_bytes(json.dumps(document).encode(), registry.spec, "big.json")
+    noise = workflow.nodes["6"]
+    assert set(workflow.nodes) == {"6"} and noise.values["seed"] == 2**63 and noise.links == {}
+    # The primitive drove the seed, so its control word is the seed's.
+    assert noise.extra["comfy"]["widget_extras"]["control_after_generate"] == "randomize"
+    [warning] = report.warnings
+    assert warning.startswith("primitive node 5 became field values: a PrimitiveInt cannot hold its value "
+                              "(9223372036854775808 is above its maximum")
+
+
+def test_typed_primitives_drive_the_fields_they_feed_when_run(registry, settings):
+    document = {"nodes": [
+        {"id": 1, "type": "PrimitiveNode", "outputs": [{"name": "INT", "type": "INT", "links": [1, 2]}],
+         "widgets_values": [24, "fixed"]},
+        {"id": 2, "type": "EmptyImage", "widgets_values": [512, 512, 1, 0],
+         "inputs": [{"name": "width", "type": "INT", "widget": {"name": "width"}, "link": 1},
+                    {"name": "height", "type": "INT", "widget": {"name": "height"}, "link": 2}]},
+        {"id": 3, "type": "PrimitiveNode", "outputs": [{"name": "STRING", "type": "STRING", "links": [4]}],
+         "widgets_values": ["squares/shared"]},
+        {"id": 4, "type": "SaveImage", "widgets_values": ["ComfyUI"],
+         "inputs": [{"name": "images", "type": "IMAGE", "link": 3},
+                    {"name": "filename_prefix", "type": "STRING", "widget": {"name": "filename_prefix"}, "link": 4}]}],
+        "links": [[1, 1, 0, 2, 0, "INT"], [2, 1, 0, 2, 1, "INT"], [3, 2, 0, 4, 0, "IMAGE"], [4, 3, 0, 4, 1, "STRING"]]}
+    workflow, _ = workflow_from_bytes(json.dumps(document).encode(), registry.spec, "shared.json")
+    assert (workflow.nodes["1"].type, workflow.nodes["3"].type) == ("PrimitiveInt", "PrimitiveString")
+    run = Engine(registry, settings).run(workflow)
+    assert run.ok, run.problems or run.errors
+    assert {"1", "3"} <= set(run.executed)
+    [(_, path)] = run.files
+    assert Image.open(path).size == (24, 24)
+    assert path.parent.name == "squares" and path.name.startswith("shared")
 
 
 def test_bypassed_and_muted_nodes_keep_their_modes_and_run_as_such(registry, settings):
@@ -101,6 +210,7 @@ def test_bypassed_and_muted_nodes_keep_their_modes_and_run_as_such(registry, set
     report = Engine(registry, settings).run(workflow, targets=["7"])
     assert report.ok, report.problems or report.errors
     assert "6" not in report.executed  # bypassed: the noise goes straight to the save node
+    assert "5" in report.executed  # the seed's primitive
 
 
 def test_unknown_node_types_are_kept_as_placeholders_and_named_by_validation(registry, settings):
@@ -178,7 +288,8 @@ def test_api_export_leaves_out_muted_nodes_and_wires_past_bypassed_ones(registry
     prompt = to_comfy_api(workflow, registry.spec)
     assert "9" not in prompt and "6" not in prompt and "10" not in prompt  # muted, bypassed, a note
     assert prompt["7"]["inputs"]["images"] == ["4", 0]
-    assert prompt["4"]["inputs"]["seed"] == 777 and prompt["4"]["inputs"]["image"] == ["1", 0]
+    assert prompt["4"]["inputs"]["seed"] == ["5", 0] and prompt["4"]["inputs"]["image"] == ["1", 0]
+    assert prompt["5"] == {"class_type": "PrimitiveInt", "inputs": {"value": 777}, "_meta": {"title": "seed"}}
 
 
 def test_native_graphs_export_to_comfyui_and_back(registry):
@@ -279,8 +390,12 @@ def test_old_files_with_a_seed_toggle_keep_the_values_after_it_in_place(registry
     assert sampler.values == {"seed": 42, "steps": 20, "cfg": 8, "sampler_name": "euler", "scheduler": "normal",
                               "denoise": 1}
     assert sampler.extra["comfy"]["widget_extras"] == {"control_after_generate": control}
-    assert workflow.nodes["6"].values["seed"] == 7
-    assert workflow.nodes["6"].extra["comfy"]["widget_extras"]["control_after_generate"] == control
+    # The primitive's toggle is read the same way, and kept on the primitive it becomes.
+    primitive = workflow.nodes["5"]
+    assert (primitive.type, primitive.values) == ("PrimitiveInt", {"value": 7})
+    assert primitive.extra["comfy"]["widget_extras"] == {"control_after_generate": control}
+    assert workflow.nodes["6"].links["seed"].node == "5"
+    assert workflow.nodes["6"].extra["comfy"]["widget_extras"]["control_after_generate"] == "fixed"
     assert not [p for p in validate(workflow, registry, settings) if p.node_id == "3" and p.kind == "bad_value"]
     exported = next(node for node in to_comfy_ui(workflow, registry.spec)["nodes"] if node["id"] == 3)
     assert exported["widgets_values"] == [42, control, 20, 8, "euler", "normal", 1]
@@ -292,6 +407,24 @@ def test_a_png_whose_two_chunks_agree_opens_without_remarks(registry):
     workflow, report = workflow_from_bytes(png, registry.spec, "render.png")
     assert report.warnings == []
     assert workflow.nodes["3"].values["seed"] == 156680208700286
+
+
+def test_a_pngs_prompt_chunk_sets_the_value_of_a_primitive_it_ran_as_field_values(registry):
+    # ComfyUI ran the front end's PrimitiveNodes as values of the fields they fed.
+    workflow, _ = open_file(registry, "primitives_ui.json")
+    ran = to_comfy_api(workflow, registry.spec)
+    del ran["20"], ran["21"]
+    for node_id in ("6", "8"):
+        ran[node_id]["inputs"]["text"] = "a lighthouse on a cliff at dusk"
+    for node_id in ("3", "10"):
+        ran[node_id]["inputs"]["seed"] = 42
+    png = png_carrying({"workflow": (FILES / "primitives_ui.json").read_text(), "prompt": json.dumps(ran)})
+    workflow, report = workflow_from_bytes(png, registry.spec, "render.png")
+    assert workflow.nodes["21"].values == {"value": 42} and workflow.nodes["3"].links["seed"].node == "21"
+    assert workflow.nodes["20"].values == {"value": "a lighthouse on a cliff at dusk"}
+    assert [warning for warning in report.warnings if "chunk" in warning] == [
+        "node 21 (PrimitiveInt) value, which feeds node 3 input 'seed': the workflow chunk has 123456789, the "
+        "prompt chunk (what ComfyUI ran) has 42; used the prompt's value"]
 
 
 def test_where_a_pngs_chunks_disagree_the_prompt_wins_and_each_difference_is_named(registry):

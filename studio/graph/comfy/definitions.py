@@ -122,6 +122,19 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("StyleModelLoader", "style_model_name"): "style_models",
 }
 
-# Front-end-only helpers that carry no computation; the importer resolves them away.
+# Inputs that are drop-downs in ComfyUI (its type "COMBO") though Seed Studio declares them as
+# plain text, since their choices are the files in a folder: no typed primitive can feed them.
+FILE_CHOICE_INPUTS: frozenset[tuple[str, str]] = frozenset(MODEL_INPUTS) | {
+    ("LoadImage", "image"), ("LoadImageMask", "image")}
+COMBO = "COMBO"
+
+# Front-end-only helpers that carry no computation; the importer resolves reroutes away.
 REROUTE_TYPES = frozenset({"Reroute"})
+# The front end's untyped primitive: a value for the widget inputs its output is wired to.
 PRIMITIVE_WIDGET_TYPE = "PrimitiveNode"
+# ComfyUI's typed primitive nodes (comfy_extras/nodes_primitive.py), which a PrimitiveNode
+# becomes, by the type of the inputs it feeds; STRING has a multiline variant.
+TYPED_PRIMITIVES: dict[str, str] = {"INT": "PrimitiveInt", "FLOAT": "PrimitiveFloat", "STRING": "PrimitiveString",
+                                    "BOOLEAN": "PrimitiveBoolean"}
+MULTILINE_STRING_PRIMITIVE = "PrimitiveStringMultiline"
+TYPED_PRIMITIVE_TYPES = frozenset({*TYPED_PRIMITIVES.values(), MULTILINE_STRING_PRIMITIVE})

@@ -14,7 +14,9 @@ Facts about the formats, and where they come from:
   ``name``), ``nodes`` and ``links``; inside, origin id -10 is the subgraph's input side and
   target id -20 its output side.
 - ``Reroute`` nodes pass their one input on; ``PrimitiveNode`` holds a value in
-  ``widgets_values[0]`` for the widget inputs its output is wired to.
+  ``widgets_values[0]`` (and, for numbers and drop-downs, a control word in ``[1]``) for the
+  widget inputs its output is wired to; ComfyUI's server never sees it: the front end copies
+  the value into those fields when it queues a prompt.
 - API format: what ComfyUI's ``/prompt`` takes and writes into PNGs as ``prompt``: inputs by
   name, a link is ``[source_id, output_slot]``, ``_meta.title`` optional.
 
@@ -29,11 +31,23 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.graph.comfy.definitions import CONTROL, CONTROL_VALUES, PRIMITIVE_WIDGET_TYPE, REROUTE_TYPES, UPLOAD
+from studio.graph.comfy.definitions import (
+    COMBO,
+    CONTROL,
+    CONTROL_VALUES,
+    FILE_CHOICE_INPUTS,
+    MULTILINE_STRING_PRIMITIVE,
+    PRIMITIVE_WIDGET_TYPE,
+    REROUTE_TYPES,
+    TYPED_PRIMITIVE_TYPES,
+    TYPED_PRIMITIVES,
+    UPLOAD,
+)
 from studio.graph.comfy.layout import output_list, unnamed_output, widget_layout
 from studio.graph.connect import SpecLookup
 from studio.graph.format import WorkflowFormatError
 from studio.graph.model import Group, LinkSource, Node, NodeMode, Workflow
+from studio.graph.sockets import ANY, BOOLEAN, FLOAT, INT, STRING, InputSpec
 
 SUBGRAPH_INPUT_ID = -10
 SUBGRAPH_OUTPUT_ID = -20
@@ -45,6 +59,29 @@ _MAPPED_NODE_FIELDS = {"id", "type", "pos", "size", "mode", "title", "color", "w
 # Early front ends had a "random seed after every gen" toggle where the control word is now;
 # ComfyUI's loadGraphData (web/scripts/app.js) reads true as "randomize", false as "fixed".
 _OLD_CONTROL_TOGGLE = {True: "randomize", False: "fixed"}
+# Fields of a PrimitiveNode that mean nothing on the typed primitive it becomes: its slots
+# (rebuilt from the typed node), its properties ("Run widget replace on values") and its
+# mode: the front end applies a primitive's value whatever its mode (graphToPrompt calls
+# applyToGraph on every virtual node), so the typed node must run.
+_PRIMITIVE_WIDGET_ONLY_FIELDS = {"type", "mode", "inputs", "outputs", "properties", "widgets_values"}
+
+
+def _value_misfit(kind: str, value: Any, spec: InputSpec | None) -> str | None:
+    """Why a typed primitive of socket type ``kind`` would refuse ``value``, or None."""
+    if kind == INT and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"{value!r:.40} is not a whole number"
+    if kind == FLOAT and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        return f"{value!r:.40} is not a finite number"
+    if kind == STRING and not isinstance(value, str):
+        return f"{value!r:.40} is not text"
+    if kind == BOOLEAN and not isinstance(value, bool):
+        return f"{value!r:.40} is not true or false"
+    if kind in (INT, FLOAT) and spec is not None:
+        if spec.min is not None and value < spec.min:
+            return f"{value!r} is below its minimum {spec.min:g}"
+        if spec.max is not None and value > spec.max:
+            return f"{value!r} is above its maximum {spec.max:g}"
+    return None
 
 
 def _control_word(value: Any) -> str | None:
@@ -253,28 +290,125 @@ class _UiReader:
         return resolved
 
     def resolve_primitives(self, nodes: dict[str, dict], links: list[_Link]) -> list[_Link]:
+        """Each front-end PrimitiveNode becomes ComfyUI's typed primitive node (PrimitiveInt, …)
+        of the type of the inputs it feeds, wired to each of them, so one value still drives
+        them all and its control word stays its own. One that feeds a drop-down (no typed
+        primitive holds a choice), or whose value its typed node would refuse, is copied into
+        the fields instead, as the front end does when it queues a prompt."""
         primitives = {node_id for node_id, node in nodes.items() if node["type"] == PRIMITIVE_WIDGET_TYPE}
         if not primitives:
             return links
-        kept = []
+        feeds: dict[str, list[_Link]] = {node_id: [] for node_id in primitives}
         for link in links:
-            if link.origin not in primitives:
-                kept.append(link)
-                continue
-            primitive, target = nodes[link.origin], nodes.get(link.target)
+            if link.origin in feeds and link.target in nodes and link.target not in feeds:
+                feeds[link.origin].append(link)
+        typed: dict[str, str] = {}
+        for node_id in [node_id for node_id in nodes if node_id in primitives]:  # in the file's order
+            primitive = nodes[node_id]
             values = primitive.get("widgets_values")
-            if target is None or not isinstance(values, list) or not values:
+            if not isinstance(values, list) or not values or not feeds[node_id]:
+                del nodes[node_id]
+                self.report.warnings.append(f"primitive node {node_id} holds no value or feeds nothing; "
+                                            "it was left out")
                 continue
+            type_name, reason = self.typed_primitive_type(nodes, primitive, feeds[node_id], values[0])
+            if type_name is None:
+                self.copy_into_fields(nodes, feeds[node_id], values)
+                del nodes[node_id]
+                self.report.warnings.append(f"primitive node {node_id} became field values: {reason}")
+                continue
+            nodes[node_id] = self.typed_primitive(node_id, primitive, type_name, values)
+            typed[node_id] = type_name
+        if typed:
+            self.report.warnings.append(f"{len(typed)} primitive node(s) became "
+                                        f"{', '.join(sorted(set(typed.values())))} node(s) wired to the fields "
+                                        "they fed")
+        dropped = set(primitives) - set(typed)
+        return [link for link in links if link.origin not in dropped and link.target not in primitives]
+
+    def typed_primitive_type(self, nodes: dict[str, dict], primitive: dict, feeds: list[_Link],
+                             value: Any) -> tuple[str | None, str]:
+        """The typed primitive node that can stand for ``primitive``, or None and why not."""
+        kinds: set[str] = set()
+        multiline = False
+        for link in feeds:
+            target = nodes[link.target]
+            input_name = self.input_name(target, link.target_slot)
+            where = f"node {link.target} ({target['type']}) " + (
+                f"input {input_name!r}" if input_name is not None else f"slot {link.target_slot}")
+            kind, why = self.field_kind(primitive, target, link, input_name)
+            if kind is None:
+                return None, f"{where} {why}"
+            if kind == COMBO:
+                return None, f"it feeds a drop-down ({where}), which no typed primitive can"
+            kinds.add(kind)
+            spec = self.spec_of(target["type"])
+            input_spec = spec.input(input_name) if spec is not None and input_name is not None else None
+            multiline = multiline or bool(input_spec is not None and input_spec.multiline)
+        if len(kinds) > 1:
+            return None, f"the fields it feeds are of different types ({', '.join(sorted(kinds))})"
+        [kind] = kinds
+        type_name = MULTILINE_STRING_PRIMITIVE if kind == STRING and multiline else TYPED_PRIMITIVES[kind]
+        spec = self.spec_of(type_name)
+        misfit = _value_misfit(kind, value, spec.input("value") if spec is not None else None)
+        if misfit is not None:
+            return None, f"a {type_name} cannot hold its value ({misfit})"
+        return type_name, ""
+
+    def field_kind(self, primitive: dict, target: dict, link: _Link, input_name: str | None) -> tuple[str | None, str]:
+        """The socket type of the field ``link`` feeds (COMBO for a drop-down), as the file and
+        Seed Studio's declaration of the target say it; None and why when they cannot tell."""
+        if input_name is None:
+            return None, "is not an input of that node"
+        inputs = target.get("inputs") or []
+        entry = inputs[link.target_slot] if link.target_slot < len(inputs) else None
+        outputs = primitive.get("outputs") or []
+        declared_types = [link.type, entry.get("type") if isinstance(entry, dict) else None,
+                          outputs[0].get("type") if outputs and isinstance(outputs[0], dict) else None]
+        # Early front ends wrote a drop-down's choices as its type.
+        if any(isinstance(kind, list) for kind in declared_types):
+            return COMBO, ""
+        in_file = {kind for kind in declared_types if isinstance(kind, str) and kind not in ("", ANY)}
+        if COMBO in in_file or (target["type"], input_name) in FILE_CHOICE_INPUTS:
+            return COMBO, ""
+        spec = self.spec_of(target["type"])
+        input_spec = spec.input(input_name) if spec is not None else None
+        if input_spec is not None:
+            if input_spec.choices is not None:
+                return COMBO, ""
+            if input_spec.type not in TYPED_PRIMITIVES:
+                return None, f"takes {input_spec.type}, which no typed primitive gives"
+            if in_file - {input_spec.type}:
+                return None, (f"is {', '.join(sorted(in_file))} in the file but {input_spec.type} in Seed Studio's "
+                              "declaration")
+            return input_spec.type, ""
+        if len(in_file) == 1 and in_file <= set(TYPED_PRIMITIVES):
+            return next(iter(in_file)), ""
+        return None, "is of a type the file does not tell" if not in_file else \
+            f"is of type {', '.join(sorted(in_file))}, which no typed primitive gives"
+
+    def typed_primitive(self, node_id: str, primitive: dict, type_name: str, values: list) -> dict:
+        """The UI-format node of ``type_name`` that stands for ``primitive``: its title, place,
+        size and colours, its value, and its control word where the typed node has one."""
+        control = _control_word(values[1]) if len(values) > 1 else None
+        widgets = [values[0]]
+        if CONTROL in (widget_layout(type_name, self.spec_of) or ()):
+            widgets += [control] if control is not None else []
+        elif control not in (None, "fixed"):
+            self.report.warnings.append(f"primitive node {node_id}: a {type_name} has no control after generate; "
+                                        f"its {control!r} was left out")
+        kept = {key: value for key, value in primitive.items() if key not in _PRIMITIVE_WIDGET_ONLY_FIELDS}
+        return {**kept, "type": type_name, "widgets_values": widgets}
+
+    def copy_into_fields(self, nodes: dict[str, dict], feeds: list[_Link], values: list) -> None:
+        control = _control_word(values[1]) if len(values) > 1 else None
+        for link in feeds:
+            target = nodes[link.target]
             input_name = self.input_name(target, link.target_slot)
             if input_name is not None:
                 target.setdefault("__primitive_values__", {})[input_name] = values[0]
-                control = _control_word(values[1]) if len(values) > 1 else None
                 if control is not None:
                     target.setdefault("__primitive_controls__", {})[input_name] = control
-        for node_id in primitives:
-            del nodes[node_id]
-        self.report.warnings.append(f"{len(primitives)} primitive node(s) became field values")
-        return [link for link in kept if link.target not in primitives]
 
     # -- nodes ---------------------------------------------------------------------------
     def input_name(self, node: dict, slot: int) -> str | None:
@@ -341,9 +475,12 @@ class _UiReader:
                 extras["widgets_overflow"] = raw[index:]
         values.update(node.pop("__primitive_values__", {}))
         controls = node.pop("__primitive_controls__", {})
-        if controls:
-            # The primitive drove the field, so its control (randomize, …) is the field's.
-            extras[CONTROL] = next(iter(controls.values()))
+        # A primitive copied into the seed field that the node's control slot follows drove
+        # that seed, so its control (randomize, …) is the seed's; other fields have none.
+        seeded = [name for name, after in zip(layout or (), (layout or ())[1:]) if after == CONTROL]
+        for name, control in controls.items():
+            if name in seeded:
+                extras[CONTROL] = control
         return values, extras
 
     def build(self, nodes: dict[str, dict], links: list[_Link], groups: Any, top: dict[str, Any]) -> Workflow:
@@ -491,6 +628,8 @@ def check_against_prompt(workflow: Workflow, prompt: Any, spec_of: SpecLookup, r
             continue
         spec = spec_of(node.type)
         for name, ran in inputs.items():
+            if name in node.links and not _is_link(ran):
+                _check_primitive_feed(workflow, prompt, node, name, ran, report)
             if _is_link(ran) or name in node.links:
                 continue  # wires are the workflow's; a value fed through a bypassed node is not the node's own
             if name in node.values:
@@ -552,3 +691,21 @@ def looks_like_api(data: Any) -> bool:
 
 def looks_like_ui(data: Any) -> bool:
     return isinstance(data, dict) and "nodes" in data and "format" not in data and not looks_like_api(data)
+
+
+def _check_primitive_feed(workflow: Workflow, prompt: dict, node: Node, name: str, ran: Any,
+                          report: ImportReport) -> None:
+    """Where a field is wired from a typed primitive that the prompt lacks (a front-end
+    PrimitiveNode, whose value ComfyUI ran as the field's), the prompt's value is the
+    primitive's."""
+    primitive = workflow.nodes.get(node.links[name].node)
+    if primitive is None or primitive.type not in TYPED_PRIMITIVE_TYPES or primitive.id in prompt \
+            or "value" not in primitive.values:
+        return
+    kept = primitive.values["value"]
+    if kept == ran and isinstance(kept, bool) == isinstance(ran, bool):
+        return
+    primitive.values["value"] = ran
+    report.warnings.append(f"node {primitive.id} ({primitive.type}) value, which feeds node {node.id} input "
+                           f"{name!r}: the workflow chunk has {_shown(kept)}, the prompt chunk (what ComfyUI ran) "
+                           f"has {_shown(ran)}; used the prompt's value")
