@@ -824,6 +824,411 @@ def uni_pc_bh2(D, x, sigmas, ctx):
     return _unipc(D, x, sigmas, ctx, "bh2")
 
 
+# --- More second-order and exponential-integrator methods ----------------------------------
+
+def heunpp2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+    """Heun++: Heun's step averaged with one more Euler look-ahead, weights by σ/σmax."""
+    s_in = _ones(x)
+    end = sigmas[-1]
+    for i in range(len(sigmas) - 1):
+        denoised = D(x, sigmas[i] * s_in)
+        ctx.on_step(i, x, denoised)
+        d = to_d(x, sigmas[i], denoised)
+        dt = sigmas[i + 1] - sigmas[i]
+        if sigmas[i + 1] == end:
+            x = x + d * dt
+        elif sigmas[i + 2] == end:
+            x_2 = x + d * dt
+            d_2 = to_d(x_2, sigmas[i + 1], D(x_2, sigmas[i + 1] * s_in))
+            w2 = sigmas[i + 1] / (2 * sigmas[0])
+            x = x + (d * (1 - w2) + d_2 * w2) * dt
+        else:
+            x_2 = x + d * dt
+            d_2 = to_d(x_2, sigmas[i + 1], D(x_2, sigmas[i + 1] * s_in))
+            x_3 = x_2 + d_2 * (sigmas[i + 2] - sigmas[i + 1])
+            d_3 = to_d(x_3, sigmas[i + 2], D(x_3, sigmas[i + 2] * s_in))
+            w2, w3 = sigmas[i + 1] / (3 * sigmas[0]), sigmas[i + 2] / (3 * sigmas[0])
+            x = x + ((1 - w2 - w3) * d + w2 * d_2 + w3 * d_3) * dt
+    return x
+
+
+def ipndm_v(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, max_order: int = 4) -> torch.Tensor:
+    """iPNDM with coefficients for variable step sizes (Zhang & Chen's variable-step Adams)."""
+    s_in = _ones(x)
+    t_steps = sigmas
+    history: list[torch.Tensor] = []
+    for i in range(len(sigmas) - 1):
+        t_cur, t_next = sigmas[i], sigmas[i + 1]
+        denoised = D(x, t_cur * s_in)
+        ctx.on_step(i, x, denoised)
+        d = (x - denoised) / t_cur
+        order = min(max_order, i + 1)
+        if t_next == 0:
+            x_next = denoised
+        elif order == 1:
+            x_next = x + (t_next - t_cur) * d
+        else:
+            h_n, h_n_1 = t_next - t_cur, t_cur - t_steps[i - 1]
+            if order == 2:
+                c1, c2 = (2 + h_n / h_n_1) / 2, -(h_n / h_n_1) / 2
+                x_next = x + h_n * (c1 * d + c2 * history[-1])
+            else:
+                h_n_2 = t_steps[i - 1] - t_steps[i - 2]
+                temp1 = (1 - h_n / (3 * (h_n + h_n_1)) * (h_n * (h_n + h_n_1)) / (h_n_1 * (h_n_1 + h_n_2))) / 2
+                if order == 3:
+                    c1 = (2 + h_n / h_n_1) / 2 + temp1
+                    c2 = -(h_n / h_n_1) / 2 - (1 + h_n_1 / h_n_2) * temp1
+                    c3 = temp1 * h_n_1 / h_n_2
+                    x_next = x + h_n * (c1 * d + c2 * history[-1] + c3 * history[-2])
+                else:
+                    h_n_3 = t_steps[i - 2] - t_steps[i - 3]
+                    ratio = h_n_1 * (h_n_1 + h_n_2) / (h_n_2 * (h_n_2 + h_n_3))
+                    temp2 = (((1 - h_n / (3 * (h_n + h_n_1))) / 2
+                              + (1 - h_n / (2 * (h_n + h_n_1))) * h_n / (6 * (h_n + h_n_1 + h_n_2)))
+                             * (h_n * (h_n + h_n_1) * (h_n + h_n_1 + h_n_2))
+                             / (h_n_1 * (h_n_1 + h_n_2) * (h_n_1 + h_n_2 + h_n_3)))
+                    c1 = (2 + h_n / h_n_1) / 2 + temp1 + temp2
+                    c2 = -(h_n / h_n_1) / 2 - (1 + h_n_1 / h_n_2) * temp1 - (1 + h_n_1 / h_n_2 + ratio) * temp2
+                    c3 = temp1 * h_n_1 / h_n_2 + (h_n_1 / h_n_2 + ratio * (1 + h_n_2 / h_n_3)) * temp2
+                    c4 = -temp2 * ratio * h_n_1 / h_n_2
+                    x_next = x + h_n * (c1 * d + c2 * history[-1] + c3 * history[-2] + c4 * history[-3])
+        if len(history) == max_order - 1:
+            history = history[1:] + [d]
+        else:
+            history.append(d)
+        x = x_next
+    return x
+
+
+def dpmpp_2s_ancestral_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
+                              eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    noise = ctx.step_noise(x)
+    s_in = _ones(x)
+    for i in range(len(sigmas) - 1):
+        denoised = D(x, sigmas[i] * s_in)
+        unconditional = _unguided(ctx, denoised)
+        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
+        ctx.on_step(i, x, denoised)
+        if sigma_down == 0:
+            x = denoised + to_d(x, sigmas[i], unconditional) * sigma_down
+        else:
+            t, t_next = sigmas[i].log().neg(), sigma_down.log().neg()
+            h = t_next - t
+            s = t + h / 2
+            shifted = x + (denoised - unconditional)
+            x_2 = (s.neg().exp() / t.neg().exp()) * shifted - (-h * 0.5).expm1() * denoised
+            denoised_2 = D(x_2, s.neg().exp() * s_in)
+            # ComfyUI shifts by the unguided estimate of the latest model call, the midpoint's
+            x = (t_next.neg().exp() / t.neg().exp()) * (x + (denoised - _unguided(ctx, denoised_2))) \
+                - (-h).expm1() * denoised_2
+        if sigmas[i + 1] > 0:
+            x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
+    return x
+
+
+def dpmpp_2m_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+    s_in = _ones(x)
+    old_unconditional = None
+    for i in range(len(sigmas) - 1):
+        denoised = D(x, sigmas[i] * s_in)
+        unconditional = _unguided(ctx, denoised)
+        ctx.on_step(i, x, denoised)
+        t, t_next = sigmas[i].log().neg(), sigmas[i + 1].log().neg()
+        h = t_next - t
+        if old_unconditional is None or sigmas[i + 1] == 0:
+            mix = -torch.exp(-h) * unconditional
+        else:
+            r = (t - sigmas[i - 1].log().neg()) / h
+            mix = -torch.exp(-h) * unconditional - torch.expm1(-h) * (1 / (2 * r)) * (denoised - old_unconditional)
+        x = denoised + mix + torch.exp(-h) * x
+        old_unconditional = unconditional
+    return x
+
+
+def _gradient_estimation(D, x, sigmas, ctx, cfg_pp: bool, ge_gamma: float = 2.0):
+    """Euler with the change of the derivative between steps added (Permenter & Yuan)."""
+    s_in = _ones(x)
+    old_d = None
+    for i in range(len(sigmas) - 1):
+        denoised = D(x, sigmas[i] * s_in)
+        d = to_d(x, sigmas[i], _unguided(ctx, denoised) if cfg_pp else denoised)
+        ctx.on_step(i, x, denoised)
+        dt = sigmas[i + 1] - sigmas[i]
+        if sigmas[i + 1] == 0:
+            x = denoised
+        else:
+            x = denoised + d * sigmas[i + 1] if cfg_pp else x + d * dt
+            if i >= 1:
+                x = x + (ge_gamma - 1) * (d - old_d) * dt
+        old_d = d
+    return x
+
+
+def gradient_estimation(D, x, sigmas, ctx, ge_gamma: float = 2.0):
+    return _gradient_estimation(D, x, sigmas, ctx, cfg_pp=False, ge_gamma=ge_gamma)
+
+
+def gradient_estimation_cfg_pp(D, x, sigmas, ctx, ge_gamma: float = 2.0):
+    return _gradient_estimation(D, x, sigmas, ctx, cfg_pp=True, ge_gamma=ge_gamma)
+
+
+def _unguided(ctx: SamplerContext, denoised: torch.Tensor) -> torch.Tensor:
+    unconditional = ctx.unconditional()
+    return denoised if unconditional is None else unconditional
+
+
+def _phi_1(h):
+    return torch.expm1(h)
+
+
+def _phi_2(h):
+    return (torch.expm1(h) - h) / h
+
+
+def seeds_2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, eta: float = 1.0,
+            s_noise: float = 1.0, r: float = 0.5, solver_type: str = "phi_1") -> torch.Tensor:
+    """SEEDS-2 (Gonzalez et al. 2023): a stochastic exponential two-stage solver in
+    data prediction and log-SNR time; with r = 1 and no noise, the exponential Heun method."""
+    noise = ctx.step_noise(x)
+    ms = ctx.model_sampling
+    sigmas = ms.offset_first_sigma(sigmas)
+    s_in = _ones(x)
+    inject = eta > 0 and s_noise > 0
+    fac = 1 / (2 * r)
+    for i in range(len(sigmas) - 1):
+        denoised = D(x, sigmas[i] * s_in)
+        ctx.on_step(i, x, denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        lambda_s, lambda_t = ms.half_log_snr(sigmas[i]), ms.half_log_snr(sigmas[i + 1])
+        h = lambda_t - lambda_s
+        h_eta = h * (eta + 1)
+        lambda_s_1 = torch.lerp(lambda_s, lambda_t, r)
+        sigma_s_1 = ms.sigma_from_half_log_snr(lambda_s_1)
+        alpha_s_1 = sigma_s_1 * lambda_s_1.exp()
+        alpha_t = sigmas[i + 1] * lambda_t.exp()
+        x_2 = sigma_s_1 / sigmas[i] * (-r * h * eta).exp() * x - alpha_s_1 * _phi_1(-r * h_eta) * denoised
+        if inject:
+            sde_noise = (-2 * r * h * eta).expm1().neg().sqrt() * noise(sigmas[i], sigma_s_1)
+            x_2 = x_2 + sde_noise * sigma_s_1 * s_noise
+        denoised_2 = D(x_2, sigma_s_1 * s_in)
+        if solver_type == "phi_1":
+            mixed = torch.lerp(denoised, denoised_2, fac)
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * _phi_1(-h_eta) * mixed
+        else:
+            b2 = _phi_2(-h_eta) / r
+            b1 = _phi_1(-h_eta) - b2
+            x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b2 * denoised_2)
+        if inject:
+            segment = (r - 1) * h * eta
+            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_1, sigmas[i + 1])
+            x = x + sde_noise * sigmas[i + 1] * s_noise
+    return x
+
+
+def exp_heun_2_x0(D, x, sigmas, ctx):
+    return seeds_2(D, x, sigmas, ctx, eta=0.0, s_noise=0.0, r=1.0, solver_type="phi_2")
+
+
+def exp_heun_2_x0_sde(D, x, sigmas, ctx, eta: float = 1.0, s_noise: float = 1.0):
+    return seeds_2(D, x, sigmas, ctx, eta=eta, s_noise=s_noise, r=1.0, solver_type="phi_2")
+
+
+def seeds_3(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, eta: float = 1.0,
+            s_noise: float = 1.0, r_1: float = 1. / 3, r_2: float = 2. / 3) -> torch.Tensor:
+    """SEEDS-3: the three-stage stochastic exponential solver."""
+    noise = ctx.step_noise(x)
+    ms = ctx.model_sampling
+    sigmas = ms.offset_first_sigma(sigmas)
+    s_in = _ones(x)
+    inject = eta > 0 and s_noise > 0
+    for i in range(len(sigmas) - 1):
+        denoised = D(x, sigmas[i] * s_in)
+        ctx.on_step(i, x, denoised)
+        if sigmas[i + 1] == 0:
+            x = denoised
+            continue
+        lambda_s, lambda_t = ms.half_log_snr(sigmas[i]), ms.half_log_snr(sigmas[i + 1])
+        h = lambda_t - lambda_s
+        h_eta = h * (eta + 1)
+        lambda_s_1, lambda_s_2 = torch.lerp(lambda_s, lambda_t, r_1), torch.lerp(lambda_s, lambda_t, r_2)
+        sigma_s_1, sigma_s_2 = ms.sigma_from_half_log_snr(lambda_s_1), ms.sigma_from_half_log_snr(lambda_s_2)
+        alpha_s_1, alpha_s_2 = sigma_s_1 * lambda_s_1.exp(), sigma_s_2 * lambda_s_2.exp()
+        alpha_t = sigmas[i + 1] * lambda_t.exp()
+        x_2 = sigma_s_1 / sigmas[i] * (-r_1 * h * eta).exp() * x - alpha_s_1 * _phi_1(-r_1 * h_eta) * denoised
+        if inject:
+            sde_noise = (-2 * r_1 * h * eta).expm1().neg().sqrt() * noise(sigmas[i], sigma_s_1)
+            x_2 = x_2 + sde_noise * sigma_s_1 * s_noise
+        denoised_2 = D(x_2, sigma_s_1 * s_in)
+        a3_2 = r_2 / r_1 * _phi_2(-r_2 * h_eta)
+        a3_1 = _phi_1(-r_2 * h_eta) - a3_2
+        x_3 = sigma_s_2 / sigmas[i] * (-r_2 * h * eta).exp() * x - alpha_s_2 * (a3_1 * denoised + a3_2 * denoised_2)
+        if inject:
+            segment = (r_1 - r_2) * h * eta
+            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_1, sigma_s_2)
+            x_3 = x_3 + sde_noise * sigma_s_2 * s_noise
+        denoised_3 = D(x_3, sigma_s_2 * s_in)
+        b3 = _phi_2(-h_eta) / r_2
+        b1 = _phi_1(-h_eta) - b3
+        x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b3 * denoised_3)
+        if inject:
+            segment = (r_2 - 1) * h * eta
+            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_2, sigmas[i + 1])
+            x = x + sde_noise * sigmas[i + 1] * s_noise
+    return x
+
+
+def _deis_coefficients(sigmas: torch.Tensor, max_order: int, points: int = 10000) -> list[list[torch.Tensor]]:
+    """DEIS's "tab" coefficients: σ mapped to the time of a VP SDE (EDM's range, 0.002…80,
+    ε = 0.001), then each step's exponential integral of the Lagrange polynomials through the
+    last ``order`` times, summed on ``points`` samples (Zhang & Chen 2023)."""
+    eps_s, sigma_min, sigma_max = 1e-3, 0.002, 80
+    beta_d = 2 * (torch.log(torch.tensor(sigma_min) ** 2 + 1) / eps_s - torch.log(torch.tensor(sigma_max) ** 2 + 1)) \
+        / (eps_s - 1)
+    beta_min = torch.log(torch.tensor(sigma_max) ** 2 + 1) - 0.5 * beta_d
+    times = ((beta_min ** 2 + 2 * beta_d * (sigmas.detach().cpu() ** 2 + 1).log()).sqrt() - beta_min) / beta_d
+    beta_0, beta_1 = beta_min, beta_d + beta_min
+    coefficients: list[list[torch.Tensor]] = []
+    for i, (t_cur, t_next) in enumerate(zip(times[:-1], times[1:])):
+        order = min(i + 1, max_order)
+        if order == 1:
+            coefficients.append([])
+            continue
+        taus = torch.linspace(t_cur, t_next, points)
+        dtau = (t_next - t_cur) / points
+        alpha = torch.exp(-0.5 * taus ** 2 * (beta_1 - beta_0) - taus * beta_0)
+        d_log_alpha = -(taus * (beta_1 - beta_0)) - beta_0
+        integrand = -0.5 * d_log_alpha / torch.sqrt(alpha * (1 - alpha))
+        previous = times[[i - k for k in range(order)]]
+        row = []
+        for j in range(order):
+            basis = 1
+            for k in range(order):
+                if k != j:
+                    basis = basis * (taus - previous[k]) / (previous[j] - previous[k])
+            row.append(torch.sum(integrand * basis) * dtau)
+        coefficients.append(row)
+    return coefficients
+
+
+def deis(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, max_order: int = 3) -> torch.Tensor:
+    """Diffusion exponential integrator sampler, multistep up to third order."""
+    s_in = _ones(x)
+    coefficients = _deis_coefficients(sigmas, max_order)
+    history: list[torch.Tensor] = []
+    for i in range(len(sigmas) - 1):
+        t_cur, t_next = sigmas[i], sigmas[i + 1]
+        denoised = D(x, t_cur * s_in)
+        ctx.on_step(i, x, denoised)
+        d = (x - denoised) / t_cur
+        order = 1 if t_next <= 0 else min(max_order, i + 1)
+        if order == 1:
+            x_next = x + (t_next - t_cur) * d
+        else:
+            row = coefficients[i]
+            x_next = x + row[0] * d + sum(row[k] * history[-k] for k in range(1, order))
+        if len(history) == max_order - 1:
+            history = history[1:] + [d]
+        else:
+            history.append(d)
+        x = x_next
+    return x
+
+
+def _stochastic_adams_coefficients(sigma_next: torch.Tensor, lambdas: torch.Tensor, lambda_s: torch.Tensor,
+                                   lambda_t: torch.Tensor, tau: float) -> torch.Tensor:
+    """SA-Solver's b_i (Xue et al. 2023, eqs. 15 and 18): the integrals over [λ_s, λ_t] of
+    e^{(1+τ²)(λ−λ_t)} times each Lagrange polynomial through ``lambdas``, times α_t."""
+    order = lambdas.shape[0]
+    c = 1 + tau ** 2
+    h = lambda_t - lambda_s
+    # J_p = (1+τ²)·∫ e^{(1+τ²)x} x^p dx / e^{(1+τ²)t}. Integrating by parts p times gives
+    # J_p = Σ_{q≤p} (−1)^{p−q} (p!/q!) c^{−(p−q)} T_q with T_q = t^q − s^q e^{−c·h}, evaluated as
+    # one matrix product (as ComfyUI does: these systems are ill-conditioned when the λ are
+    # close, so the order of the arithmetic shows in the result).
+    p = torch.arange(order, dtype=lambda_s.dtype)
+    terms = lambda_t ** p - lambda_s ** p * (-c * h).exp()
+    depth = p.unsqueeze(1) - p.unsqueeze(0)
+    log_factorial = (p + 1).lgamma()
+    log_weights = log_factorial.unsqueeze(1) - log_factorial.unsqueeze(0)
+    if tau > 0:
+        log_weights = log_weights - depth * math.log(c)
+    signs = torch.where(depth % 2 == 0, 1.0, -1.0)
+    moments = (log_weights.exp() * signs).tril() @ terms
+    vandermonde = torch.vander(lambdas, order, increasing=True).T
+    integrals = torch.linalg.solve(vandermonde, moments)
+    return sigma_next * lambda_t.exp() * integrals
+
+
+def _sa_solver(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, predictor_order: int = 3,
+               corrector_order: int = 4, use_pece: bool = False, s_noise: float = 1.0, eta: float = 1.0
+               ) -> torch.Tensor:
+    """Stochastic Adams predictor-corrector; noise is injected (τ = η) only between 20% and
+    80% of the schedule."""
+    if len(sigmas) <= 1:
+        return x
+    noise_source = ctx.step_noise(x)
+    ms = ctx.model_sampling
+    sigmas = ms.offset_first_sigma(sigmas)
+    lambdas = ms.half_log_snr(sigmas)
+    start_sigma, end_sigma = ms.percent_to_sigma(0.2), ms.percent_to_sigma(0.8)
+
+    def tau_at(sigma: torch.Tensor) -> float:
+        return eta if eta > 0 and start_sigma >= float(sigma) >= end_sigma else 0.0
+
+    s_in = _ones(x)
+    max_order = max(predictor_order, corrector_order)
+    x_pred = x
+    h: Any = 0.0
+    tau = 0.0
+    noise: Any = 0.0
+    predictions: list[torch.Tensor] = []
+    lower_to_end = float(sigmas[-1]) == 0
+    for i in range(len(sigmas) - 1):
+        denoised = D(x_pred, sigmas[i] * s_in)
+        ctx.on_step(i, x_pred, denoised)
+        predictions = (predictions + [denoised])[-max_order:]
+        p_order = min(predictor_order, len(predictions))
+        c_order = 0 if i == 0 or (sigmas[i + 1] == 0 and not use_pece) else min(corrector_order, len(predictions))
+        if lower_to_end:
+            p_order = min(p_order, len(sigmas) - 2 - i)
+            c_order = min(c_order, len(sigmas) - 1 - i)
+        if c_order == 0:
+            x = x_pred
+        else:
+            b = _stochastic_adams_coefficients(sigmas[i], lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i], tau)
+            stacked = torch.stack(predictions[-c_order:], dim=1)
+            x = sigmas[i] / sigmas[i - 1] * (-(tau ** 2) * h).exp() * x + torch.tensordot(stacked, b, dims=([1], [0]))
+            if tau > 0 and s_noise > 0:
+                x = x + noise
+            if use_pece:
+                denoised = D(x, sigmas[i] * s_in)
+                predictions[-1] = denoised
+        if sigmas[i + 1] == 0:
+            x_pred = denoised
+        else:
+            tau = tau_at(sigmas[i + 1])
+            b = _stochastic_adams_coefficients(sigmas[i + 1], lambdas[i - p_order + 1:i + 1], lambdas[i],
+                                               lambdas[i + 1], tau)
+            stacked = torch.stack(predictions[-p_order:], dim=1)
+            h = lambdas[i + 1] - lambdas[i]
+            x_pred = sigmas[i + 1] / sigmas[i] * (-(tau ** 2) * h).exp() * x + torch.tensordot(stacked, b, dims=([1], [0]))
+            if tau > 0 and s_noise > 0:
+                noise = (noise_source(sigmas[i], sigmas[i + 1]) * sigmas[i + 1]
+                         * (-2 * tau ** 2 * h).expm1().neg().sqrt() * s_noise)
+                x_pred = x_pred + noise
+    return x_pred
+
+
+def sa_solver(D, x, sigmas, ctx):
+    return _sa_solver(D, x, sigmas, ctx)
+
+
+def sa_solver_pece(D, x, sigmas, ctx):
+    return _sa_solver(D, x, sigmas, ctx, use_pece=True)
+
+
 @dataclass(frozen=True)
 class SamplerSpec:
     """A named sampler: its algorithm, and how KSampler prepares for it."""
@@ -846,15 +1251,20 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "euler_ancestral": SamplerSpec(euler_ancestral, stochastic=True),
     "euler_ancestral_cfg_pp": SamplerSpec(euler_ancestral_cfg_pp, stochastic=True, cfg_pp=True),
     "heun": SamplerSpec(heun),
+    "heunpp2": SamplerSpec(heunpp2),
+    "exp_heun_2_x0": SamplerSpec(exp_heun_2_x0),
+    "exp_heun_2_x0_sde": SamplerSpec(exp_heun_2_x0_sde, stochastic=True),
     "dpm_2": SamplerSpec(dpm_2, discard_penultimate_sigma=True),
     "dpm_2_ancestral": SamplerSpec(dpm_2_ancestral, discard_penultimate_sigma=True, stochastic=True),
     "lms": SamplerSpec(lms),
     "dpm_fast": SamplerSpec(dpm_fast),
     "dpm_adaptive": SamplerSpec(dpm_adaptive),
     "dpmpp_2s_ancestral": SamplerSpec(dpmpp_2s_ancestral, stochastic=True),
+    "dpmpp_2s_ancestral_cfg_pp": SamplerSpec(dpmpp_2s_ancestral_cfg_pp, stochastic=True, cfg_pp=True),
     "dpmpp_sde": SamplerSpec(dpmpp_sde, stochastic=True),
     "dpmpp_sde_gpu": SamplerSpec(dpmpp_sde, stochastic=True),
     "dpmpp_2m": SamplerSpec(dpmpp_2m),
+    "dpmpp_2m_cfg_pp": SamplerSpec(dpmpp_2m_cfg_pp, cfg_pp=True),
     "dpmpp_2m_sde": SamplerSpec(dpmpp_2m_sde, stochastic=True),
     "dpmpp_2m_sde_gpu": SamplerSpec(dpmpp_2m_sde, stochastic=True),
     "dpmpp_2m_sde_heun": SamplerSpec(dpmpp_2m_sde_heun, stochastic=True),
@@ -864,11 +1274,19 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "ddpm": SamplerSpec(ddpm, stochastic=True),
     "lcm": SamplerSpec(lcm, stochastic=True),
     "ipndm": SamplerSpec(ipndm),
+    "ipndm_v": SamplerSpec(ipndm_v),
+    "deis": SamplerSpec(deis),
     "res_multistep": SamplerSpec(res_multistep),
     "res_multistep_cfg_pp": SamplerSpec(res_multistep_cfg_pp, cfg_pp=True),
     "res_multistep_ancestral": SamplerSpec(res_multistep_ancestral, stochastic=True),
     "res_multistep_ancestral_cfg_pp": SamplerSpec(res_multistep_ancestral_cfg_pp, stochastic=True, cfg_pp=True),
+    "gradient_estimation": SamplerSpec(gradient_estimation),
+    "gradient_estimation_cfg_pp": SamplerSpec(gradient_estimation_cfg_pp, cfg_pp=True),
     "er_sde": SamplerSpec(er_sde, stochastic=True),
+    "seeds_2": SamplerSpec(seeds_2, stochastic=True),
+    "seeds_3": SamplerSpec(seeds_3, stochastic=True),
+    "sa_solver": SamplerSpec(sa_solver, stochastic=True),
+    "sa_solver_pece": SamplerSpec(sa_solver_pece, stochastic=True),
     "ddim": SamplerSpec(euler, inpaint_random_noise=True),
     "uni_pc": SamplerSpec(uni_pc, discard_penultimate_sigma=True),
     "uni_pc_bh2": SamplerSpec(uni_pc_bh2, discard_penultimate_sigma=True),
