@@ -192,6 +192,9 @@ def main() -> int:
                         "busy machine; the results do not depend on it beyond float rounding)")
     parser.add_argument("--samplers", help="comma-separated subset (a quick trial; default all)")
     parser.add_argument("--schedulers", help="comma-separated subset (default all)")
+    parser.add_argument("--cases", action="store_true",
+                        help="run only tests.parity_model.CONDITIONING_CASES (areas, masks, timestep ranges, "
+                             "inpainting, step ranges) and write cases.safetensors and cases.json")
     parser.add_argument("--write-standins", action="store_true",
                         help="write the torchvision/torchaudio stand-ins into this venv and stop")
     options = parser.parse_args()
@@ -303,6 +306,8 @@ def main() -> int:
     if worst >= TOLERANCE:
         raise SystemExit(f"ComfyUI's model does not match diffusers' ({worst:.3g} >= {TOLERANCE})")
     del d_unet, d_vae
+    if options.cases:
+        return run_cases(options, nodes, patcher, vae, pm, torch, np, save_file, checks)
 
     samplers = list(comfy.samplers.KSampler.SAMPLERS)
     schedulers = list(comfy.samplers.KSampler.SCHEDULERS)
@@ -503,6 +508,46 @@ def main() -> int:
     print("checks: UNet max abs diff {:.3g}, VAE max abs diff {:.3g}".format(
         max(c["max_abs_diff"] for c in checks["unet"]), max(c["max_abs_diff"] for c in checks["vae"])))
     temp.cleanup()
+    return 0
+
+
+def run_cases(options, nodes, patcher, vae, pm, torch, np, save_file, checks) -> int:
+    """ComfyUI's latents and 8-bit pictures for the conditioning and sampling cases."""
+    inputs = pm.case_inputs()
+    empty = torch.zeros(1, 4, pm.HEIGHT // 8, pm.WIDTH // 8)
+    tensors, described = {"alt": inputs["alt"].contiguous()}, {}
+    for name, case in pm.CONDITIONING_CASES.items():
+        positive = pm.case_conditioning(case.get("positive", [{"embedding": "positive"}]), inputs)
+        negative = pm.case_conditioning(case.get("negative", [{"embedding": "negative"}]), inputs)
+        latent = {"samples": (inputs["img2img_latent"] if case.get("latent") == "img2img" else empty).clone()}
+        if case.get("noise_mask") == "left":
+            latent["noise_mask"] = pm.left_mask()
+        sampler, scheduler = case.get("sampler", "euler"), case.get("scheduler", "normal")
+        cfg = case.get("cfg", pm.CFG)
+        advanced = case.get("advanced")
+        if advanced:
+            out = nodes.common_ksampler(patcher, pm.SEED, pm.STEPS, cfg, sampler, scheduler, positive, negative, latent,
+                                        denoise=1.0, disable_noise=not advanced["add_noise"],
+                                        start_step=advanced["start"], last_step=advanced["end"],
+                                        force_full_denoise=not advanced["leftover_noise"])[0]["samples"]
+        else:
+            out = nodes.common_ksampler(patcher, pm.SEED, pm.STEPS, cfg, sampler, scheduler, positive, negative, latent,
+                                        denoise=case.get("denoise", 1.0))[0]["samples"]
+        tensors[name] = out.float().contiguous()
+        pixels = np.clip(255.0 * vae.decode(out).cpu().numpy(), 0, 255).astype(np.uint8)
+        tensors[f"{name}/png"] = torch.from_numpy(pixels[0].copy())
+        described[name] = {"sampler": sampler, "scheduler": scheduler, "cfg": cfg, "std": out.std().item()}
+        print(f"case {name}: std {out.std().item():.3f}")
+    options.out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(options.out / "cases.safetensors"))
+    (options.out / "cases.json").write_text(json.dumps({
+        "comfyui": {"repository": COMFY_FORK, "commit": COMFY_COMMIT},
+        "command": "HF_HUB_OFFLINE=1 /tmp/comfy-venv/bin/python bench/comfy_reference.py --comfyui /tmp/ComfyUI "
+                   "--cases",
+        "checks": checks, "cases": described,
+        "note": "each case as tests.parity_model.CONDITIONING_CASES describes it, sampled by nodes.common_ksampler "
+                "with seed, steps and cfg of tests.parity_model; '<name>/png' is the 8-bit picture (uint8 H×W×3) "
+                "as nodes.SaveImage makes it"}, indent=1) + "\n")
     return 0
 
 

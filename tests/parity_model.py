@@ -99,3 +99,63 @@ def parity_inputs(seed: int = INPUT_SEED) -> dict[str, torch.Tensor]:
     negative = torch.randn(1, 77, CONTEXT_DIM, generator=generator)
     latent = torch.randn(1, 4, HEIGHT // 8, WIDTH // 8, generator=generator) / SD15_SCALE_FACTOR
     return {"positive": positive, "negative": negative, "img2img_latent": latent}
+
+
+# Conditioning and sampling cases beyond plain prompts (areas, masks, timestep ranges,
+# inpainting, step ranges, cfg 1), run by ComfyUI with ``bench/comfy_reference.py --cases``
+# and by the parity tests, both from these descriptions. An entry names its embedding
+# ("positive", "negative" or "alt") and carries ComfyUI's conditioning keys; "mask": "left"
+# is a 64×64 mask of ones on the left half (ConditioningSetMask's pixel-size mask).
+CONDITIONING_CASES: dict[str, dict] = {
+    "area": {"positive": [{"embedding": "positive"},
+                          {"embedding": "alt", "area": (4, 4, 2, 2), "strength": 0.8}]},
+    "area_edge": {"positive": [{"embedding": "positive"},
+                               {"embedding": "alt", "area": (8, 5, 0, 3), "strength": 1.0}]},
+    "area_percentage": {"positive": [{"embedding": "positive"},
+                                     {"embedding": "alt", "area": ("percentage", 0.5, 0.5, 0.25, 0.25),
+                                      "strength": 1.0}]},
+    "mask": {"positive": [{"embedding": "positive"},
+                          {"embedding": "alt", "mask": "left", "mask_strength": 0.7, "set_area_to_bounds": False,
+                           "strength": 1.0}]},
+    "mask_bounds": {"positive": [{"embedding": "positive"},
+                                 {"embedding": "alt", "mask": "left", "mask_strength": 1.0,
+                                  "set_area_to_bounds": True, "strength": 1.0}]},
+    "timestep_range": {"positive": [{"embedding": "positive", "start_percent": 0.0, "end_percent": 0.5},
+                                    {"embedding": "alt", "start_percent": 0.5, "end_percent": 1.0}]},
+    "negative_area": {"negative": [{"embedding": "negative"},
+                                   {"embedding": "alt", "area": (3, 8, 5, 0), "strength": 0.5}]},
+    "cfg_1": {"cfg": 1.0},
+    "inpaint_euler": {"latent": "img2img", "noise_mask": "left", "denoise": 1.0},
+    "inpaint_ddim": {"latent": "img2img", "noise_mask": "left", "denoise": 1.0, "sampler": "ddim"},
+    "inpaint_ancestral_partial": {"latent": "img2img", "noise_mask": "left", "denoise": 0.6,
+                                  "sampler": "euler_ancestral"},
+    "advanced_first_half": {"advanced": {"add_noise": True, "start": 0, "end": 4, "leftover_noise": True}},
+    "advanced_second_half": {"latent": "img2img", "advanced": {"add_noise": False, "start": 4, "end": 10000,
+                                                               "leftover_noise": False}},
+    "advanced_stop_early": {"advanced": {"add_noise": True, "start": 0, "end": 5, "leftover_noise": False},
+                            "sampler": "dpmpp_2m", "scheduler": "karras"},
+}
+
+
+def left_mask() -> torch.Tensor:
+    mask = torch.zeros(1, HEIGHT, WIDTH)
+    mask[:, :, :WIDTH // 2] = 1.0
+    return mask
+
+
+def case_conditioning(entries: list[dict], embeddings: dict[str, torch.Tensor]) -> list[list]:
+    """A case's conditioning in ComfyUI's form, [[tensor, {keys}], …]."""
+    out = []
+    for entry in entries:
+        extras = {key: value for key, value in entry.items() if key != "embedding"}
+        if extras.get("mask") == "left":
+            extras["mask"] = left_mask()
+        out.append([embeddings[entry["embedding"]], extras])
+    return out
+
+
+def case_inputs() -> dict[str, torch.Tensor]:
+    """The fixed inputs plus the "alt" embedding the conditioning cases use."""
+    inputs = parity_inputs()
+    inputs["alt"] = torch.randn(1, 77, CONTEXT_DIM, generator=torch.Generator("cpu").manual_seed(INPUT_SEED + 1))
+    return inputs

@@ -39,7 +39,7 @@ TOKENIZER_PADDING = {"sd15": ("<|endoftext|>",), "sd2": ("!",), "sdxl": ("<|endo
 UNET_INPUT_KEY = "model.diffusion_model.input_blocks.0.0.weight"
 # A UNet's input channels: 4 for the latent alone, 9 for inpainting (latent, mask, masked
 # picture's latent), which the sampler builds for it.
-INPUT_CHANNELS = {4: "text to image", 9: "inpainting"}
+INPUT_CHANNELS = {4: "text to image", 8: "InstructPix2Pix", 9: "inpainting"}
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
@@ -65,6 +65,11 @@ class DiffusionModel:
     latent_scale: float = 0.18215
     # LoRA patches to merge while sampling (the shared UNet itself is never changed).
     patches: tuple[Any, ...] = ()
+    # How noise level maps to timestep and what the output means, when a node changed it
+    # (ModelSamplingDiscrete, …); None: from scheduler_config.
+    sampling: Any = None
+    # RescaleCFG's multiplier: guidance rescaled towards the conditional prediction's spread.
+    cfg_rescale: float | None = None
 
     @property
     def prediction_type(self) -> str:
@@ -192,15 +197,16 @@ def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
 
 
 def unet_input_channels(path: Path, state_dict: Mapping[str, Any]) -> int:
-    """The UNet's input channels, read from its first convolution: 4, or 9 for inpainting."""
+    """The UNet's input channels, read from its first convolution: 4, 8 for InstructPix2Pix
+    (the latent and the source picture's), or 9 for inpainting."""
     weight = state_dict.get(UNET_INPUT_KEY)
     if weight is None:
         raise ModelLoadError(path, f"has no UNet input convolution ({UNET_INPUT_KEY}); the file is incomplete")
     channels = int(weight.shape[1])
     if channels not in INPUT_CHANNELS:
         raise ModelLoadError(path, f"has a UNet with {channels} input channels, which Seed Studio cannot use (it "
-                             "loads UNets with 4 channels, for text to image, and 9, for inpainting; 8 is an "
-                             "InstructPix2Pix-style model)")
+                             "loads UNets with 4 channels, for text to image, 8, for InstructPix2Pix, and 9, "
+                             "for inpainting)")
     return channels
 
 

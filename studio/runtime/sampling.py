@@ -61,9 +61,8 @@ def unsupported_combination(sampler: str, scheduler: str) -> str | None:
 
 def model_sampling(model: DiffusionModel) -> ModelSampling:
     """How ``model`` relates noise level and timestep (from its scheduler config)."""
-    existing = getattr(model, "model_sampling", None)
-    if existing is not None:
-        return existing
+    if getattr(model, "sampling", None) is not None:
+        return model.sampling
     return DiscreteModelSampling.from_scheduler_config(model.scheduler_config)
 
 
@@ -206,8 +205,9 @@ class CFGGuider:
         self.device, self.dtype = unet.device, unet.dtype
         batch, _, height, width = x.shape
         self.batch, self.height, self.width = batch, height, width
-        self.pos = self._batched(self.positive)
-        self.neg = self._batched(self.negative)
+        self.pos = self._resolved(self._batched(self.positive))
+        self.neg = self._resolved(self._batched(self.negative))
+        _add_opposite_areas(self.pos, self.neg)
         sides = [self.pos] + ([self.neg] if self.neg else [])
         # The usual case, one plain prompt each side: one UNet call on a batch of two, as
         # diffusers' pipelines do (on a GPU that is nearly twice as fast as two calls).
@@ -225,7 +225,35 @@ class CFGGuider:
 
     @staticmethod
     def _is_plain(extras: dict[str, Any]) -> bool:
-        return "area" not in extras and not extras.get("control") and float(extras.get("strength", 1.0)) == 1.0
+        return (not any(key in extras for key in ("area", "mask", "sigma_start", "sigma_end"))
+                and not extras.get("control") and float(extras.get("strength", 1.0)) == 1.0)
+
+    def _resolved(self, conditioning: Conditioning) -> Conditioning:
+        """Each entry's area in latent cells (percentages and mask bounds resolved), its mask
+        at the latent's size, and its share of the schedule as a σ range, once per run."""
+        out = []
+        for embedding, extras in conditioning:
+            extras = dict(extras)
+            area = extras.get("area")
+            if area is not None and area[0] == "percentage":
+                _, height, width, top, left = area
+                extras["area"] = (max(1, round(height * self.height)), max(1, round(width * self.width)),
+                                  round(top * self.height), round(left * self.width))
+            mask = extras.get("mask")
+            if mask is not None:
+                mask = mask.float().to(self.device)
+                mask = mask[None] if mask.ndim == 2 else mask
+                if tuple(mask.shape[-2:]) != (self.height, self.width):
+                    mask = F.interpolate(mask[:, None], size=(self.height, self.width), mode="bilinear")[:, 0]
+                extras["mask"] = mask
+                if extras.get("set_area_to_bounds"):
+                    extras["area"] = _mask_bounds(mask)
+            if "start_percent" in extras:
+                extras["sigma_start"] = self.ms.percent_to_sigma(float(extras["start_percent"]))
+            if "end_percent" in extras:
+                extras["sigma_end"] = self.ms.percent_to_sigma(float(extras["end_percent"]))
+            out.append((embedding, extras))
+        return out
 
     def _batched(self, conditioning: Conditioning) -> Conditioning:
         out = []
@@ -246,24 +274,56 @@ class CFGGuider:
         return {"added_cond_kwargs": {"text_embeds": pooled[:1].expand(self.batch, -1),
                                       "time_ids": time_ids.expand(self.batch, -1)}}
 
-    def _weight(self, extras: dict[str, Any]) -> torch.Tensor | float:
-        # ConditioningSetArea: the entry counts only inside its rectangle, by its strength.
-        area = extras.get("area")
+    def _region(self, extras: dict[str, Any], x: torch.Tensor) -> tuple[tuple[int, int, int, int] | None,
+                                                                          torch.Tensor]:
+        """Where an entry acts (an area, clipped to the latent, or None for all of it) and its
+        weight there: its mask times the mask's strength, or its strength with the area's
+        inner edges feathered over up to 8 cells (ComfyUI's weights, so overlapping areas
+        blend as they do there)."""
         strength = float(extras.get("strength", 1.0))
-        if area is None:
-            return strength
-        area_height, area_width, top, left = area
-        weight = torch.zeros(1, 1, self.height, self.width, device=self.device)
-        weight[:, :, top:top + area_height, left:left + area_width] = strength
-        return weight
+        area = extras.get("area")
+        if area is not None:
+            height, width, top, left = (int(value) for value in area)
+            height, width = min(self.height - top, height), min(self.width - left, width)
+            area = (height, width, top, left)
+        mask = extras.get("mask")
+        if mask is not None:
+            mask = mask[:x.shape[0]]
+            if area is not None:
+                mask = mask[:, area[2]:area[2] + area[0], area[3]:area[3] + area[1]]
+            mask = mask * float(extras.get("mask_strength", 1.0))
+            weight = mask[:, None].repeat(x.shape[0] // mask.shape[0], x.shape[1], 1, 1)
+            return area, weight * strength
+        shape = (x.shape[0], x.shape[1], area[0], area[1]) if area is not None else x.shape
+        weight = torch.full(shape, strength, device=x.device)
+        if area is not None:
+            for axis, (size, start, full) in enumerate(((area[0], area[2], self.height), (area[1], area[3], self.width))):
+                fuzz = min(8, weight.shape[2 + axis] // 4)
+                for step in range(fuzz):
+                    if start != 0:
+                        weight.narrow(2 + axis, step, 1).mul_((step + 1) / fuzz)
+                    if size + start < full:
+                        weight.narrow(2 + axis, size - 1 - step, 1).mul_((step + 1) / fuzz)
+        return area, weight
 
     def _concat(self, extras: dict[str, Any], like: torch.Tensor) -> torch.Tensor | None:
-        """An inpainting model's extra input: the mask (rounded) and the masked picture's
-        latent; with no mask, "change everything" over a blank picture (ComfyUI's figures for
-        a black picture's latent)."""
-        if getattr(getattr(self.model.unet, "config", None), "in_channels", 4) != like.shape[1] + 5:
-            return None
+        """The extra input channels some models read beside the noisy latent: an
+        InstructPix2Pix model the source picture's latent (zeros when none is given); an
+        inpainting model the mask (rounded) and the masked picture's latent, or with no mask
+        "change everything" over a blank picture (ComfyUI's figures for a black picture's
+        latent)."""
+        in_channels = getattr(getattr(self.model.unet, "config", None), "in_channels", like.shape[1])
         batch, _, height, width = like.shape
+        if in_channels == like.shape[1] * 2:
+            source = extras.get("concat_latent_image")
+            if source is None:
+                return torch.zeros_like(like)
+            source = source.float().to(like.device) * self.model.latent_scale
+            if source.shape[-2:] != (height, width):
+                source = F.interpolate(source, size=(height, width), mode="bilinear")
+            return _to_batch(source, batch)
+        if in_channels != like.shape[1] + 5:
+            return None
         mask = extras.get("concat_mask", self.denoise_mask)
         picture = extras.get("concat_latent_image")
         picture = picture.float().to(like.device) * self.model.latent_scale if picture is not None else self.latent_image
@@ -287,26 +347,31 @@ class CFGGuider:
 
     def _side(self, entries: Conditioning, x: torch.Tensor, sigma: torch.Tensor, model_input: torch.Tensor,
               t: torch.Tensor, percent: float) -> torch.Tensor:
-        total: torch.Tensor | None = None
-        counts: torch.Tensor | float = 0.0
-        other = self.neg[0][0] if entries is self.pos and self.neg else None
+        """One side's clean estimate: each entry active at this σ runs on its area and adds
+        its estimate by its weight; the sum is divided by the weights. Where no entry acts the
+        estimate is 0, as in ComfyUI."""
+        total = torch.zeros_like(x)
+        counts = torch.full_like(x, 1e-37)
+        current = float(sigma.reshape(-1)[0])
         for embedding, extras in entries:
-            if other is not None:
-                embedding, _ = _pad_to_same_length(embedding, other)
+            if "sigma_start" in extras and current > extras["sigma_start"]:
+                continue
+            if "sigma_end" in extras and current < extras["sigma_end"]:
+                continue
+            area, weight = self._region(extras, x)
+            crop = (slice(None), slice(None)) + ((slice(area[2], area[2] + area[0]), slice(area[3], area[3] + area[1]))
+                                                 if area is not None else (slice(None), slice(None)))
+            x_part, input_part = x[crop], model_input[crop]
             kwargs = self._added(extras, negative=entries is self.neg)
             if extras.get("control"):
-                kwargs.update(control_residuals(extras["control"], percent, model_input.to(self.dtype), t, embedding,
+                kwargs.update(control_residuals(extras["control"], percent, input_part.to(self.dtype), t, embedding,
                                                 kwargs))
             concat = self._concat(extras, x)
-            unet_input = model_input if concat is None else torch.cat([model_input, concat], dim=1)
-            denoised = self.ms.denoised(sigma, self._unet(unet_input, t, embedding, **kwargs), x)
-            weight = self._weight(extras)
-            total = denoised * weight if total is None else total + denoised * weight
-            counts = counts + weight
-        # Where no entry applies the estimate is 0, as in ComfyUI.
-        if isinstance(counts, torch.Tensor):
-            return total / counts.clamp(min=1e-37)
-        return total / max(counts, 1e-37)
+            unet_input = input_part if concat is None else torch.cat([input_part, concat[crop]], dim=1)
+            denoised = self.ms.denoised(sigma, self._unet(unet_input, t, embedding, **kwargs), x_part)
+            total[crop] += denoised * weight
+            counts[crop] += weight
+        return total / counts
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         self._prepare(x)
@@ -329,6 +394,8 @@ class CFGGuider:
         self.last_unconditional = unconditional
         if unconditional is None:
             return conditional
+        if getattr(self.model, "cfg_rescale", None) is not None:
+            return rescaled_cfg(x, sigma, conditional, unconditional, self.cfg, self.model.cfg_rescale)
         return unconditional + (conditional - unconditional) * self.cfg
 
     def estimate(self, entries: Conditioning, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -337,6 +404,22 @@ class CFGGuider:
         t = self.ms.timestep(sigma).float().to(self.device)
         percent = self.ms.sigma_to_percent(float(sigma.reshape(-1)[0]))
         return self._side(entries, x, sigma, model_input, t, percent)
+
+
+def rescaled_cfg(x: torch.Tensor, sigma: torch.Tensor, conditional: torch.Tensor, unconditional: torch.Tensor,
+                 cfg: float, multiplier: float) -> torch.Tensor:
+    """Guidance rescaled as Lin et al. 2023 (§3.4) propose: computed on v-predictions, the
+    guided result's standard deviation brought back to the conditional one's by
+    ``multiplier`` (ComfyUI's RescaleCFG), against the over-exposure of high cfg."""
+    sigma = sigma.reshape(sigma.shape[:1] + (1,) * (x.ndim - 1)) if sigma.ndim else sigma
+    x_vp = x / (sigma * sigma + 1.0)
+    v_cond = (x_vp - conditional) * (sigma ** 2 + 1.0) ** 0.5 / sigma
+    v_uncond = (x_vp - unconditional) * (sigma ** 2 + 1.0) ** 0.5 / sigma
+    v_cfg = v_uncond + cfg * (v_cond - v_uncond)
+    dims = tuple(range(1, x.ndim))
+    rescaled = v_cfg * (v_cond.std(dim=dims, keepdim=True) / v_cfg.std(dim=dims, keepdim=True))
+    v_final = multiplier * rescaled + (1.0 - multiplier) * v_cfg
+    return x_vp - v_final * sigma / (sigma * sigma + 1.0) ** 0.5
 
 
 class DualCFGGuider(CFGGuider):
@@ -353,7 +436,7 @@ class DualCFGGuider(CFGGuider):
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         self._prepare(x)
-        middle = self._batched(self.middle)
+        middle = self._resolved(self._batched(self.middle))
         positive = self.estimate(self.pos, x, sigma)
         skip_negative = not self.nested and math.isclose(self.cfg2, 1.0)
         skip_middle = skip_negative and math.isclose(self.cfg, 1.0)
@@ -364,6 +447,50 @@ class DualCFGGuider(CFGGuider):
             return text if negative is None else negative + self.cfg2 * (text - negative)
         guided = between if negative is None else negative + (between - negative) * self.cfg2
         return guided + (positive - between) * self.cfg
+
+
+def _mask_bounds(mask: torch.Tensor) -> tuple[int, int, int, int]:
+    """The area (height, width, top, left) around a mask's non-zero cells, at least 8×8."""
+    cells = mask.abs().amax(dim=0).nonzero()
+    if len(cells) == 0:
+        return (8, 8, 0, 0)
+    top, left = (int(v) for v in cells.min(dim=0).values)
+    bottom, right = (int(v) for v in cells.max(dim=0).values)
+    return (max(8, bottom - top + 1), max(8, right - left + 1), top, left)
+
+
+def _area_inside(inner: tuple, outer: tuple) -> bool:
+    return (inner[2] >= outer[2] and inner[3] >= outer[3]
+            and inner[0] + inner[2] <= outer[0] + outer[2] and inner[1] + inner[3] <= outer[1] + outer[3])
+
+
+def _add_opposite_areas(positive: Conditioning, negative: Conditioning) -> None:
+    """Give every area on one side a twin on the other (ComfyUI does this so both sides of the
+    guidance cover the same cells): the twin has the area's settings and the embedding of the
+    smallest entry on the other side that covers that area."""
+    for side, other in ((positive, negative), (negative, positive)):
+        for _, extras in list(side):
+            area = extras.get("area")
+            if area is None:
+                continue
+            smallest = None
+            for candidate in other:
+                candidate_area = candidate[1].get("area")
+                if candidate_area is None:
+                    smallest = smallest or candidate
+                elif _area_inside(area, candidate_area) and (
+                        smallest is None or "area" not in smallest[1]
+                        or math.prod(smallest[1]["area"][:2]) > math.prod(candidate_area[:2])):
+                    smallest = candidate
+            if smallest is None or smallest[1].get("area") == area:
+                continue
+            twin = {**extras}
+            for key in ("pooled_output",):
+                if key in smallest[1]:
+                    twin[key] = smallest[1][key]
+                else:
+                    twin.pop(key, None)
+            other.append((smallest[0], twin))
 
 
 def _to_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:

@@ -25,6 +25,29 @@ class Prediction:
     V = "v_prediction"
     SAMPLE = "sample"  # x0: the network predicts the clean latent itself
     FLOW = "flow"  # rectified flow (SD3, FLUX): the network predicts noise minus clean
+    LCM = "lcm"  # latent consistency: ε with the consistency boundary condition
+    EDM = "edm"  # Karras et al.'s preconditioning (σ_data 0.5; Playground v2.5, …)
+    IMG_TO_IMG = "img_to_img"  # x0 from the unscaled latent
+
+
+def _denoised(prediction: str, sigma: torch.Tensor, output: torch.Tensor, x: torch.Tensor, data: float,
+              timestep: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The clean estimate from a network's output, by what the output means."""
+    if prediction in (Prediction.SAMPLE, Prediction.IMG_TO_IMG):
+        return output
+    shaped = _reshape(sigma, output.ndim)
+    if prediction == Prediction.V:
+        return x * data ** 2 / (shaped ** 2 + data ** 2) - output * shaped * data / (shaped ** 2 + data ** 2) ** 0.5
+    if prediction == Prediction.EDM:
+        return x * data ** 2 / (shaped ** 2 + data ** 2) + output * shaped * data / (shaped ** 2 + data ** 2) ** 0.5
+    clean = x - output * shaped
+    if prediction == Prediction.LCM:
+        # the consistency model's boundary condition: at small t the estimate is mostly x itself
+        t = _reshape(timestep(torch.as_tensor(sigma)).float(), output.ndim) * 10.0
+        skip = 0.5 ** 2 / (t ** 2 + 0.5 ** 2)
+        out = t / (t ** 2 + 0.5 ** 2) ** 0.5
+        return out * clean + skip * x
+    return clean
 
 
 def _reshape(sigma: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -105,22 +128,22 @@ class DiscreteModelSampling:
             return 0.0
         high = int(torch.searchsorted(logs, torch.tensor(log_sigma)))
         low = high - 1
-        t = low + (log_sigma - float(logs[low])) / (float(logs[high]) - float(logs[low]))
-        return 1.0 - t / (self.timesteps - 1)
+        index = low + (log_sigma - float(logs[low])) / (float(logs[high]) - float(logs[low]))
+        return min(max(1.0 - self._timestep_of_index(index) / (self.timesteps - 1), 0.0), 1.0)
+
+    def _timestep_of_index(self, index: float) -> float:
+        """The (fractional) timestep of a (fractional) index into :attr:`sigmas`."""
+        return index
 
     # How the network sees a latent at σ, and what its output means.
     def model_input(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.prediction == Prediction.IMG_TO_IMG:
+            return x
         sigma = _reshape(sigma, x.ndim)
         return x / (sigma ** 2 + self.sigma_data ** 2) ** 0.5
 
     def denoised(self, sigma: torch.Tensor, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        sigma = _reshape(sigma, output.ndim)
-        if self.prediction == Prediction.V:
-            data = self.sigma_data
-            return x * data ** 2 / (sigma ** 2 + data ** 2) - output * sigma * data / (sigma ** 2 + data ** 2) ** 0.5
-        if self.prediction == Prediction.SAMPLE:
-            return output
-        return x - output * sigma
+        return _denoised(self.prediction, sigma, output, x, self.sigma_data, self.timestep)
 
     def noise_scaling(self, sigma: torch.Tensor, noise: torch.Tensor, latent: torch.Tensor,
                       max_denoise: bool = False) -> torch.Tensor:
@@ -143,6 +166,84 @@ class DiscreteModelSampling:
 
     def offset_first_sigma(self, sigmas: torch.Tensor) -> torch.Tensor:
         return sigmas
+
+
+@dataclass
+class DistilledModelSampling(DiscreteModelSampling):
+    """A model distilled onto 50 of the 1000 timesteps (LCM): only every 20th σ of the grid,
+    the timestep of the nearest one being its last (19, 39, … 999)."""
+
+    original_timesteps: int = 50
+    skip: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.skip = self.timesteps // self.original_timesteps
+        full = self.sigmas
+        valid = torch.zeros(self.original_timesteps, dtype=torch.float32)
+        for index in range(self.original_timesteps):
+            valid[self.original_timesteps - 1 - index] = full[self.timesteps - 1 - index * self.skip]
+        self.sigmas, self.log_sigmas = valid, valid.log()
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        nearest = super().timestep(sigma)
+        return nearest * self.skip + (self.skip - 1)
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        grid = (torch.as_tensor(timestep).float() - (self.skip - 1)) / self.skip
+        return super().sigma(grid)
+
+    def _timestep_of_index(self, index: float) -> float:
+        return index * self.skip + (self.skip - 1)
+
+
+@dataclass
+class ContinuousEDMModelSampling:
+    """A model trained on continuous noise levels σ in [σmin, σmax] (EDM, Playground v2.5,
+    CosXL): its timestep is ¼·log σ."""
+
+    prediction: str = Prediction.V
+    sigma_min: float = 0.002
+    sigma_max: float = 120.0
+    sigma_data: float = 1.0
+    sigmas: torch.Tensor = field(init=False, repr=False)
+    log_sigmas: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sigmas = torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), 1000).exp()
+        self.log_sigmas = self.sigmas.log()
+        self.sigma_min, self.sigma_max = self.sigmas[0], self.sigmas[-1]  # type: ignore[assignment]
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        return 0.25 * torch.as_tensor(sigma).log()
+
+    def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
+        return (torch.as_tensor(timestep) / 0.25).exp()
+
+    def percent_to_sigma(self, percent: float) -> float:
+        if percent <= 0.0:
+            return 999999999.9
+        if percent >= 1.0:
+            return 0.0
+        low = math.log(float(self.sigma_min))
+        return math.exp((math.log(float(self.sigma_max)) - low) * (1.0 - percent) + low)
+
+    def sigma_to_percent(self, sigma: float) -> float:
+        low, high = math.log(float(self.sigma_min)), math.log(float(self.sigma_max))
+        fraction = (math.log(max(float(sigma), 1e-12)) - low) / (high - low)
+        return min(max(1.0 - fraction, 0.0), 1.0)
+
+    def model_input(self, sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return x / (_reshape(sigma, x.ndim) ** 2 + self.sigma_data ** 2) ** 0.5
+
+    def denoised(self, sigma: torch.Tensor, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return _denoised(self.prediction, sigma, output, x, self.sigma_data)
+
+    noise_scaling = DiscreteModelSampling.noise_scaling
+    inverse_noise_scaling = DiscreteModelSampling.inverse_noise_scaling
+    half_log_snr = DiscreteModelSampling.half_log_snr
+    sigma_from_half_log_snr = DiscreteModelSampling.sigma_from_half_log_snr
+    offset_first_sigma = DiscreteModelSampling.offset_first_sigma
 
 
 def _rescale_zero_terminal_snr(sigmas: torch.Tensor) -> torch.Tensor:
@@ -232,7 +333,7 @@ class FlowModelSampling:
         return sigmas
 
 
-ModelSampling = DiscreteModelSampling | FlowModelSampling
+ModelSampling = DiscreteModelSampling | FlowModelSampling | ContinuousEDMModelSampling
 
 
 # --- Schedules -----------------------------------------------------------------------------

@@ -120,3 +120,35 @@ def test_sampled_latent_and_picture_match_comfyuis(mode, sampler, scheduler):
         reference = np.asarray(Image.open(png).convert("RGB"))
         bar = STOCHASTIC_PSNR if SAMPLERS[sampler].stochastic else DETERMINISTIC_PSNR
         assert psnr(_picture(ours), reference) >= bar
+
+
+CASES_DATA = load_file(DATA / "cases.safetensors")
+
+
+@pytest.mark.parametrize("name", list(parity_model.CONDITIONING_CASES))
+def test_conditioning_and_step_range_cases_match_comfyuis(name):
+    """Areas (cells, percentages, feathered edges), masks (with strength, or as bounds),
+    timestep ranges, an area on the negative side, cfg 1, inpainting (incl. ddim's own
+    inpaint noise) and KSamplerAdvanced's step ranges, against ComfyUI's own results."""
+    case = parity_model.CONDITIONING_CASES[name]
+    inputs = parity_model.case_inputs()
+    assert torch.equal(inputs["alt"], CASES_DATA["alt"])
+
+    def conditioning(side, default):
+        return [tuple(entry) for entry in parity_model.case_conditioning(case.get(side, [{"embedding": default}]),
+                                                                         inputs)]
+
+    latent = {"samples": inputs["img2img_latent"] if case.get("latent") == "img2img" else torch.zeros(1, 4, 8, 8)}
+    if case.get("noise_mask") == "left":
+        latent["noise_mask"] = parity_model.left_mask()
+    advanced = case.get("advanced") or {}
+    job = SamplingJob(conditioning("positive", "positive"), conditioning("negative", "negative"), latent,
+                      parity_model.SEED, parity_model.STEPS, case.get("cfg", parity_model.CFG),
+                      case.get("sampler", "euler"), case.get("scheduler", "normal"),
+                      denoise=case.get("denoise", 1.0), start_step=advanced.get("start"), end_step=advanced.get("end"),
+                      add_noise=advanced.get("add_noise", True), leftover_noise=advanced.get("leftover_noise", False))
+    ours = sample(_checkpoint().model, job, lambda *args: None)["samples"]
+    expected = CASES_DATA[name]
+    assert (ours - expected).abs().max() <= 1e-3 * expected.abs().max(), \
+        f"latent differs by {(ours - expected).abs().max():.4g}"
+    assert psnr(_picture(ours), CASES_DATA[f"{name}/png"].numpy()) >= DETERMINISTIC_PSNR
