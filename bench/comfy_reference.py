@@ -513,6 +513,8 @@ def main() -> int:
 
 def run_cases(options, nodes, patcher, vae, pm, torch, np, save_file, checks) -> int:
     """ComfyUI's latents and 8-bit pictures for the conditioning and sampling cases."""
+    import comfy_extras.nodes_model_advanced as advanced_nodes
+
     inputs = pm.case_inputs()
     empty = torch.zeros(1, 4, pm.HEIGHT // 8, pm.WIDTH // 8)
     tensors, described = {"alt": inputs["alt"].contiguous()}, {}
@@ -525,13 +527,16 @@ def run_cases(options, nodes, patcher, vae, pm, torch, np, save_file, checks) ->
         sampler, scheduler = case.get("sampler", "euler"), case.get("scheduler", "normal")
         cfg = case.get("cfg", pm.CFG)
         advanced = case.get("advanced")
+        model = patcher
+        for node_type, values in case.get("patches", []):
+            model = getattr(advanced_nodes, node_type)().patch(model, *values)[0]
         if advanced:
-            out = nodes.common_ksampler(patcher, pm.SEED, pm.STEPS, cfg, sampler, scheduler, positive, negative, latent,
+            out = nodes.common_ksampler(model, pm.SEED, pm.STEPS, cfg, sampler, scheduler, positive, negative, latent,
                                         denoise=1.0, disable_noise=not advanced["add_noise"],
                                         start_step=advanced["start"], last_step=advanced["end"],
                                         force_full_denoise=not advanced["leftover_noise"])[0]["samples"]
         else:
-            out = nodes.common_ksampler(patcher, pm.SEED, pm.STEPS, cfg, sampler, scheduler, positive, negative, latent,
+            out = nodes.common_ksampler(model, pm.SEED, pm.STEPS, cfg, sampler, scheduler, positive, negative, latent,
                                         denoise=case.get("denoise", 1.0))[0]["samples"]
         tensors[name] = out.float().contiguous()
         pixels = np.clip(255.0 * vae.decode(out).cpu().numpy(), 0, 255).astype(np.uint8)

@@ -134,6 +134,15 @@ CONDITIONING_CASES: dict[str, dict] = {
                                                                "leftover_noise": False}},
     "advanced_stop_early": {"advanced": {"add_noise": True, "start": 0, "end": 5, "leftover_noise": False},
                             "sampler": "dpmpp_2m", "scheduler": "karras"},
+    # Model patches: (node type, its widget values after the model), as ComfyUI's nodes take them.
+    "sampling_lcm": {"patches": [("ModelSamplingDiscrete", ("lcm", False))], "sampler": "lcm",
+                     "scheduler": "sgm_uniform", "cfg": 1.5},
+    "sampling_v_zsnr": {"patches": [("ModelSamplingDiscrete", ("v_prediction", True))]},
+    "sampling_x0": {"patches": [("ModelSamplingDiscrete", ("x0", False))], "scheduler": "karras"},
+    "rescale_cfg": {"patches": [("RescaleCFG", (0.7,))]},
+    "continuous_v": {"patches": [("ModelSamplingContinuousEDM", ("v_prediction", 120.0, 0.002))],
+                     "scheduler": "karras", "sampler": "dpmpp_2m"},
+    "continuous_edm": {"patches": [("ModelSamplingContinuousEDM", ("edm", 80.0, 0.002))], "scheduler": "exponential"},
 }
 
 

@@ -125,6 +125,13 @@ def test_sampled_latent_and_picture_match_comfyuis(mode, sampler, scheduler):
 CASES_DATA = load_file(DATA / "cases.safetensors")
 
 
+@cache
+def _registry():
+    from studio.registry import build_registry
+
+    return build_registry()
+
+
 @pytest.mark.parametrize("name", list(parity_model.CONDITIONING_CASES))
 def test_conditioning_and_step_range_cases_match_comfyuis(name):
     """Areas (cells, percentages, feathered edges), masks (with strength, or as bounds),
@@ -147,7 +154,11 @@ def test_conditioning_and_step_range_cases_match_comfyuis(name):
                       case.get("sampler", "euler"), case.get("scheduler", "normal"),
                       denoise=case.get("denoise", 1.0), start_step=advanced.get("start"), end_step=advanced.get("end"),
                       add_noise=advanced.get("add_noise", True), leftover_noise=advanced.get("leftover_noise", False))
-    ours = sample(_checkpoint().model, job, lambda *args: None)["samples"]
+    model = _checkpoint().model
+    for node_type, values in case.get("patches", []):
+        node = _registry().get(node_type)()
+        (model,) = node.run(None, model, *values)
+    ours = sample(model, job, lambda *args: None)["samples"]
     expected = CASES_DATA[name]
     assert (ours - expected).abs().max() <= 1e-3 * expected.abs().max(), \
         f"latent differs by {(ours - expected).abs().max():.4g}"
