@@ -120,10 +120,11 @@ def build_controlnet(checkpoint_folder: Path, folder: Path, seed: int = 0) -> Pa
     return folder
 
 
-def build_inpainting(base_folder: Path, folder: Path, seed: int = 0) -> Path:
+def build_inpainting(base_folder: Path, folder: Path, seed: int = 0, in_channels: int = 9) -> Path:
     """An inpainting version of a tiny diffusers folder: the same model with a UNet of 9
-    input channels (latent, mask, masked picture's latent) and fresh random weights. The other
-    components' files are hard-linked where possible (SD2's text encoder is about 100 MB)."""
+    input channels (latent, mask, masked picture's latent; 8 for InstructPix2Pix: latent and
+    source picture's latent) and fresh random weights. The other components' files are
+    hard-linked where possible (SD2's text encoder is about 100 MB)."""
     import os
     import shutil
 
@@ -137,7 +138,7 @@ def build_inpainting(base_folder: Path, folder: Path, seed: int = 0) -> Path:
 
     shutil.copytree(base_folder, folder, ignore=shutil.ignore_patterns("unet"), copy_function=link_or_copy)
     torch.manual_seed(seed)
-    config = dict(UNet2DConditionModel.load_config(base_folder / "unet"), in_channels=9)
+    config = dict(UNet2DConditionModel.load_config(base_folder / "unet"), in_channels=in_channels)
     UNet2DConditionModel.from_config(config).save_pretrained(folder / "unet")
     return folder
 

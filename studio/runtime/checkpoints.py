@@ -30,7 +30,8 @@ TOKENIZER_DIR = RESOURCES_DIR / "tokenizers" / "clip"
 # diffusers' names for checkpoint families, and the config folder we ship for each. The
 # inpainting models share their family's architecture but for the UNet's input channels.
 FAMILY_OF_MODEL_TYPE = {"v1": "sd15", "v2": "sd2", "xl_base": "sdxl", "xl_refiner": "sdxl_refiner",
-                        "inpainting": "sd15", "inpainting_v2": "sd2", "xl_inpaint": "sdxl"}
+                        "inpainting": "sd15", "inpainting_v2": "sd2", "xl_inpaint": "sdxl",
+                        "instruct-pix2pix": "sd15"}
 FAMILY_NAMES = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner"}
 # The tokenizer of each text encoder, by family: OpenCLIP's encoders (SD2's, SDXL's second
 # and the refiner's only one) pad with "!", OpenAI's CLIP with the end-of-text token.
@@ -188,7 +189,8 @@ def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
     family = FAMILY_OF_MODEL_TYPE.get(model_type)
     if family is None:
         raise ModelLoadError(path, f"is a {model_type!r} checkpoint, which Seed Studio cannot load yet "
-                             f"(it loads {', '.join(FAMILY_NAMES.values())} and their inpainting models)")
+                             f"(it loads {', '.join(FAMILY_NAMES.values())}, their inpainting models and "
+                             "InstructPix2Pix)")
     unet_input_channels(path, state_dict)
     if family == "sdxl_refiner" and "conditioner.embedders.0.model.text_projection" not in state_dict:
         raise ModelLoadError(path, "looks like the SDXL refiner but has no text projection for its text encoder "
