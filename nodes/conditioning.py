@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, STRING
+from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, MASK, STRING
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.checkpoints import TextEncoder
 from studio.runtime.checkpoints import ModelLoadError
@@ -258,3 +258,139 @@ class CLIPTextEncodeSDXLRefiner(NodeBase):
             raise ValueError(f"this node needs the SDXL refiner's text encoder; the CLIP wired in is {clip.family}")
         [(hidden, extras)] = encode(ctx, clip, text)
         return ([(hidden, {**extras, "aesthetic_score": ascore, "width": width, "height": height})],)
+
+
+def _first_of(conditioning_from: list, ctx, type_name: str) -> tuple[torch.Tensor, dict]:
+    if not conditioning_from:
+        raise ValueError("conditioning_from is empty: it needs at least one prompt's conditioning")
+    if len(conditioning_from) > 1:
+        ctx.note(f"conditioning_from holds {len(conditioning_from)} conditionings; {type_name} uses only the "
+                 "first, as ComfyUI does")
+    return conditioning_from[0]
+
+
+def _check_width(embedding: torch.Tensor, other: torch.Tensor) -> None:
+    if embedding.shape[-1] != other.shape[-1]:
+        raise ValueError(f"conditioning_to has {embedding.shape[-1]} values per token and conditioning_from "
+                         f"{other.shape[-1]}: they come from different text encoders")
+
+
+class ConditioningConcat(NodeBase):
+    """Appends the tokens of conditioning_from (its first entry) after those of each entry of
+    conditioning_to, as if the prompts had been written one after the other but encoded
+    separately, so neither changes the other's words."""
+
+    type_name = "ConditioningConcat"
+    category = "conditioning"
+    title = "Conditioning (Concat)"
+    inputs = (Input("conditioning_to", CONDITIONING), Input("conditioning_from", CONDITIONING))
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, conditioning_to: list, conditioning_from: list):
+        appended, _ = _first_of(conditioning_from, ctx, self.type_name)
+        out = []
+        for embedding, extras in conditioning_to:
+            _check_width(embedding, appended)
+            out.append((torch.cat([embedding, appended.to(embedding)], dim=1), dict(extras)))
+        return (out,)
+
+
+class ConditioningAverage(NodeBase):
+    """Mixes two prompts' conditioning: conditioning_to_strength of conditioning_to and the
+    rest of conditioning_from (its first entry), token by token, and likewise their pooled
+    outputs. conditioning_from is cut or padded with zeros to conditioning_to's length."""
+
+    type_name = "ConditioningAverage"
+    category = "conditioning"
+    title = "Conditioning (Average)"
+    inputs = (Input("conditioning_to", CONDITIONING), Input("conditioning_from", CONDITIONING),
+              Input("conditioning_to_strength", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01))
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, conditioning_to: list, conditioning_from: list, conditioning_to_strength: float):
+        source, source_extras = _first_of(conditioning_from, ctx, self.type_name)
+        pooled_from = source_extras.get("pooled_output")
+        strength = conditioning_to_strength
+        out = []
+        for embedding, extras in conditioning_to:
+            _check_width(embedding, source)
+            mixed_in = source[:, :embedding.shape[1]].to(embedding)
+            if mixed_in.shape[1] < embedding.shape[1]:
+                padding = embedding.new_zeros(mixed_in.shape[0], embedding.shape[1] - mixed_in.shape[1],
+                                              embedding.shape[2])
+                mixed_in = torch.cat([mixed_in, padding], dim=1)
+            extras = dict(extras)
+            # An entry without a pooled output takes conditioning_from's, as in ComfyUI.
+            pooled_to = extras.get("pooled_output", pooled_from)
+            if pooled_from is not None and pooled_to is not None:
+                extras["pooled_output"] = pooled_to * strength + pooled_from.to(pooled_to) * (1.0 - strength)
+            elif pooled_from is not None:
+                extras["pooled_output"] = pooled_from
+            out.append((embedding * strength + mixed_in * (1.0 - strength), extras))
+        return (out,)
+
+
+class ConditioningSetMask(NodeBase):
+    """Makes a conditioning apply where the mask is white, with a strength; "mask bounds"
+    also samples the prompt in the rectangle around the mask, at full resolution, as
+    ConditioningSetArea does."""
+
+    type_name = "ConditioningSetMask"
+    category = "conditioning"
+    title = "Conditioning (Set Mask)"
+    inputs = (
+        Input("conditioning", CONDITIONING),
+        Input("mask", MASK),
+        Input("strength", FLOAT, default=1.0, min=0.0, max=10.0, step=0.01),
+        Input("set_cond_area", STRING, default="default", choices=("default", "mask bounds")),
+    )
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, conditioning: list, mask: torch.Tensor, strength: float, set_cond_area: str):
+        if mask.dim() < 3:
+            mask = mask[None]
+        values = {"mask": mask, "set_area_to_bounds": set_cond_area != "default", "mask_strength": strength}
+        return ([(embedding, {**extras, **values}) for embedding, extras in conditioning],)
+
+
+class ConditioningSetTimestepRange(NodeBase):
+    """Makes a conditioning act only during part of sampling: from `start` to `end`, as
+    fractions of the way from the first step (0) to the last (1). Combine two prompts with
+    different ranges to change the prompt partway."""
+
+    type_name = "ConditioningSetTimestepRange"
+    category = "conditioning/advanced"
+    title = "Conditioning Set Timestep Range"
+    inputs = (
+        Input("conditioning", CONDITIONING),
+        Input("start", FLOAT, default=0.0, min=0.0, max=1.0, step=0.001),
+        Input("end", FLOAT, default=1.0, min=0.0, max=1.0, step=0.001),
+    )
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, conditioning: list, start: float, end: float):
+        values = {"start_percent": start, "end_percent": end}
+        return ([(embedding, {**extras, **values}) for embedding, extras in conditioning],)
+
+
+class ConditioningSetAreaPercentage(NodeBase):
+    """Makes a conditioning apply to one rectangle of the image, given as fractions of the
+    image's width and height (so it fits any size), with a strength."""
+
+    type_name = "ConditioningSetAreaPercentage"
+    category = "conditioning"
+    title = "Conditioning (Set Area with Percentage)"
+    inputs = (
+        Input("conditioning", CONDITIONING),
+        Input("width", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01),
+        Input("height", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01),
+        Input("x", FLOAT, default=0.0, min=0.0, max=1.0, step=0.01),
+        Input("y", FLOAT, default=0.0, min=0.0, max=1.0, step=0.01),
+        Input("strength", FLOAT, default=1.0, min=0.0, max=10.0, step=0.01),
+    )
+    outputs = (Output("CONDITIONING", CONDITIONING),)
+
+    def run(self, ctx, conditioning: list, width: float, height: float, x: float, y: float, strength: float):
+        # ComfyUI's form: the sampler turns the fractions into latent pixels for its size.
+        values = {"area": ("percentage", height, width, y, x), "strength": strength, "set_area_to_bounds": False}
+        return ([(embedding, {**extras, **values}) for embedding, extras in conditioning],)

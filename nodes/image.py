@@ -1,12 +1,30 @@
-"""Image operations without a model: scale, crop, invert, blend, noise, blank images."""
+"""Image operations without a model: scale, crop, rotate, invert, blend, composite, filters,
+batches, noise, blank images."""
 
 from __future__ import annotations
 
 import torch
 
-from studio.graph.sockets import FLOAT, IMAGE, INT, MASK, STRING
+import torch.nn.functional as F
+
+from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING
 from studio.node_api import MAX_RESOLUTION, SEED_MAX, Input, NodeBase, Output
-from studio.runtime.images import RESIZE_METHODS, center_crop_to_aspect, complete_size, resize_image
+from studio.runtime.images import (
+    QUANTIZE_DITHERS,
+    RESIZE_METHODS,
+    center_crop_to_aspect,
+    complete_size,
+    filter_image,
+    gaussian_kernel,
+    paste,
+    quantize_image,
+    resize_image,
+    size_for_total_pixels,
+    trim_to_aspect,
+)
+
+ROTATIONS = ("none", "90 degrees", "180 degrees", "270 degrees")
+FLIP_METHODS = ("x-axis: vertically", "y-axis: horizontally")
 
 
 class ImageScale(NodeBase):
@@ -243,3 +261,232 @@ class Canny(NodeBase):
         _, edges = kornia.filters.canny(image.movedim(-1, 1)[:, :3].float(), low_threshold=low_threshold,
                                         high_threshold=high_threshold)
         return (edges.movedim(1, -1).expand(-1, -1, -1, 3).contiguous(),)
+
+
+class ImageScaleToTotalPixels(NodeBase):
+    """Resizes images to about `megapixels` million pixels (a megapixel is 1024², as in
+    ComfyUI) keeping the aspect ratio; each side is rounded to a multiple of
+    `resolution_steps` (8 or 64 suit models that need it)."""
+
+    type_name = "ImageScaleToTotalPixels"
+    category = "image/upscaling"
+    title = "Scale Image to Total Pixels"
+    inputs = (
+        Input("image", IMAGE),
+        Input("upscale_method", STRING, default="nearest-exact", choices=RESIZE_METHODS),
+        Input("megapixels", FLOAT, default=1.0, min=0.01, max=16.0, step=0.01),
+        Input("resolution_steps", INT, default=1, min=1, max=256),
+    )
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image: torch.Tensor, upscale_method: str, megapixels: float,
+            resolution_steps: int) -> tuple[torch.Tensor]:
+        width, height = size_for_total_pixels(image.shape[2], image.shape[1], megapixels, resolution_steps)
+        return (resize_image(image, width, height, upscale_method),)
+
+
+class GetImageSize(NodeBase):
+    """Gives the width, height and batch size of images (to size other nodes from a picture)."""
+
+    type_name = "GetImageSize"
+    category = "image"
+    title = "Get Image Size"
+    inputs = (Input("image", IMAGE),)
+    outputs = (Output("width", INT), Output("height", INT), Output("batch_size", INT))
+
+    def run(self, ctx, image: torch.Tensor) -> tuple[int, int, int]:
+        return (image.shape[2], image.shape[1], image.shape[0])
+
+
+def _with_alpha(image: torch.Tensor) -> torch.Tensor:
+    return torch.cat([image, torch.ones_like(image[..., :1])], dim=-1)
+
+
+def _same_channels(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # An RGB image meeting an RGBA one gets an opaque alpha channel.
+    if first.shape[-1] == 3 and second.shape[-1] == 4:
+        return _with_alpha(first), second
+    if first.shape[-1] == 4 and second.shape[-1] == 3:
+        return first, _with_alpha(second)
+    return first, second
+
+
+class ImageCompositeMasked(NodeBase):
+    """Lays the source image over the destination with its top-left corner at x, y, through
+    the mask where one is given (1 = source; it is stretched to the source's size). What
+    falls outside the destination is cut off; `resize_source` first stretches the source to
+    the destination's size."""
+
+    type_name = "ImageCompositeMasked"
+    category = "image"
+    title = "Image Composite Masked"
+    inputs = (
+        Input("destination", IMAGE),
+        Input("source", IMAGE),
+        Input("x", INT, default=0, min=0, max=MAX_RESOLUTION, step=1),
+        Input("y", INT, default=0, min=0, max=MAX_RESOLUTION, step=1),
+        Input("resize_source", BOOLEAN, default=False),
+        Input("mask", MASK, optional=True),
+    )
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, destination: torch.Tensor, source: torch.Tensor, x: int, y: int, resize_source: bool,
+            mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+        if destination.shape[-1] < source.shape[-1]:
+            source = source[..., :destination.shape[-1]]  # the destination decides: no alpha pasted in
+        destination, source = _same_channels(destination, source)
+        if resize_source:
+            source = F.interpolate(source.movedim(-1, 1), size=destination.shape[1:3], mode="bilinear",
+                                   align_corners=False).movedim(1, -1)
+        return (paste(destination, source, x, y, mask),)
+
+
+class ImageBatch(NodeBase):
+    """Joins two image batches into one. image2 is stretched (after a centre crop to the
+    same aspect ratio) to image1's size; an RGB image joining an RGBA one gets an opaque
+    alpha channel."""
+
+    type_name = "ImageBatch"
+    category = "image"
+    title = "Batch Images"
+    inputs = (Input("image1", IMAGE), Input("image2", IMAGE))
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor]:
+        image1, image2 = _same_channels(image1, image2)
+        if image1.shape[-1] != image2.shape[-1]:
+            raise ValueError(f"image1 has {image1.shape[-1]} channels and image2 {image2.shape[-1]}; they must match")
+        height, width = image1.shape[1], image1.shape[2]
+        if image2.shape[1:3] != image1.shape[1:3]:
+            cropped = trim_to_aspect(image2.movedim(-1, 1), width, height)
+            image2 = F.interpolate(cropped, size=(height, width), mode="bilinear", align_corners=False).movedim(1, -1)
+        return (torch.cat([image1, image2.to(image1)]),)
+
+
+class RepeatImageBatch(NodeBase):
+    """Repeats a batch of images `amount` times (1, 2, 1, 2… for a batch of two)."""
+
+    type_name = "RepeatImageBatch"
+    category = "image/batch"
+    title = "Repeat Image Batch"
+    inputs = (Input("image", IMAGE), Input("amount", INT, default=1, min=1, max=4096))
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image: torch.Tensor, amount: int) -> tuple[torch.Tensor]:
+        return (image.repeat(amount, 1, 1, 1),)
+
+
+class ImageFromBatch(NodeBase):
+    """Takes `length` images from a batch, starting at `batch_index` (0 is the first); both
+    are cut to what the batch holds."""
+
+    type_name = "ImageFromBatch"
+    category = "image/batch"
+    title = "Image From Batch"
+    inputs = (Input("image", IMAGE), Input("batch_index", INT, default=0, min=0, max=4095),
+              Input("length", INT, default=1, min=1, max=4096))
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image: torch.Tensor, batch_index: int, length: int) -> tuple[torch.Tensor]:
+        start = min(batch_index, image.shape[0] - 1)
+        return (image[start:start + length].clone(),)
+
+
+class ImageFlip(NodeBase):
+    """Mirrors images: "x-axis" turns them upside down, "y-axis" swaps left and right."""
+
+    type_name = "ImageFlip"
+    category = "image/transform"
+    title = "Image Flip"
+    inputs = (Input("image", IMAGE), Input("flip_method", STRING, default=FLIP_METHODS[0], choices=FLIP_METHODS))
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image: torch.Tensor, flip_method: str) -> tuple[torch.Tensor]:
+        return (torch.flip(image, dims=[1 if flip_method.startswith("x") else 2]),)
+
+
+class ImageRotate(NodeBase):
+    """Turns images clockwise by a quarter, half or three-quarter turn."""
+
+    type_name = "ImageRotate"
+    category = "image/transform"
+    title = "Image Rotate"
+    inputs = (Input("image", IMAGE), Input("rotation", STRING, default="none", choices=ROTATIONS))
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image: torch.Tensor, rotation: str) -> tuple[torch.Tensor]:
+        # Turning from the width axis towards the height axis is clockwise on screen.
+        return (torch.rot90(image, k=ROTATIONS.index(rotation), dims=[2, 1]),)
+
+
+def _check_radius(image: torch.Tensor, radius: int, input_name: str) -> None:
+    if radius >= min(image.shape[1], image.shape[2]):
+        raise ValueError(f"{input_name} {radius} is too large for a {image.shape[2]}×{image.shape[1]} image: "
+                         "it must be smaller than both sides")
+
+
+class ImageSharpen(NodeBase):
+    """Sharpens images by subtracting a blurred copy (an unsharp mask): `alpha` sets how
+    strongly, `sharpen_radius` and `sigma` (relative to the radius) how wide the blur."""
+
+    type_name = "ImageSharpen"
+    category = "image/postprocessing"
+    title = "Image Sharpen"
+    inputs = (
+        Input("image", IMAGE),
+        Input("sharpen_radius", INT, default=1, min=1, max=31, step=1),
+        Input("sigma", FLOAT, default=1.0, min=0.1, max=10.0, step=0.01),
+        Input("alpha", FLOAT, default=1.0, min=0.0, max=5.0, step=0.01),
+    )
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image: torch.Tensor, sharpen_radius: int, sigma: float, alpha: float) -> tuple[torch.Tensor]:
+        _check_radius(image, sharpen_radius, "sharpen_radius")
+        # −10·alpha times the blur, with the centre raised so the kernel sums to 1: flat
+        # areas stay as they are, edges are pushed apart.
+        kernel = gaussian_kernel(sharpen_radius, sigma) * -(alpha * 10)
+        kernel[sharpen_radius, sharpen_radius] += 1.0 - kernel.sum()
+        return (filter_image(image, kernel).clamp(0.0, 1.0),)
+
+
+class ImageBlur(NodeBase):
+    """Blurs images with a Gaussian of `blur_radius` pixels; `sigma` is relative to the
+    radius (1 = the radius is one standard deviation), so small values blur little."""
+
+    type_name = "ImageBlur"
+    category = "image/postprocessing"
+    title = "Image Blur"
+    inputs = (
+        Input("image", IMAGE),
+        Input("blur_radius", INT, default=1, min=1, max=31, step=1),
+        Input("sigma", FLOAT, default=1.0, min=0.1, max=10.0, step=0.1),
+    )
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image: torch.Tensor, blur_radius: int, sigma: float) -> tuple[torch.Tensor]:
+        _check_radius(image, blur_radius, "blur_radius")
+        return (filter_image(image, gaussian_kernel(blur_radius, sigma)),)
+
+
+class ImageQuantize(NodeBase):
+    """Reduces images to at most `colors` colours (a palette chosen per image), for a
+    posterised or retro look. Dithering hides the banding: Floyd–Steinberg spreads each
+    pixel's error to its neighbours, Bayer adds a fixed cross-hatch pattern of the given size.
+    An alpha channel passes through unchanged."""
+
+    type_name = "ImageQuantize"
+    category = "image/postprocessing"
+    title = "Image Quantize"
+    inputs = (
+        Input("image", IMAGE),
+        Input("colors", INT, default=256, min=1, max=256, step=1),
+        Input("dither", STRING, default="none", choices=QUANTIZE_DITHERS),
+    )
+    outputs = (Output("IMAGE", IMAGE),)
+
+    def run(self, ctx, image: torch.Tensor, colors: int, dither: str) -> tuple[torch.Tensor]:
+        out = image.clone()
+        for index, item in enumerate(image):
+            ctx.check_cancelled()
+            out[index, ..., :3] = quantize_image(item[..., :3], colors, dither).to(out)
+        return (out,)

@@ -1,4 +1,5 @@
-"""Latents: empty ones, to and from pixels with the VAE, resizing, batches and masks."""
+"""Latents: empty ones, to and from pixels with the VAE, resizing, rotating, cropping,
+arithmetic, batches and masks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.checkpoints import Vae
-from studio.runtime.images import bislerp, center_crop_to_aspect, complete_size
+from studio.runtime.images import bislerp, center_crop_to_aspect, complete_size, repeat_to_batch, trim_to_aspect
 from studio.runtime.services import model_manager
 
 LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
@@ -322,7 +323,7 @@ class VAEEncodeTiled(NodeBase):
     category = "latent"
     title = "VAE Encode (Tiled)"
     inputs = (Input("pixels", IMAGE), Input("vae", VAE),
-              Input("tile_size", INT, default=512, min=64, max=4096, step=32),
+              Input("tile_size", INT, default=512, min=64, max=4096, step=64),
               Input("overlap", INT, default=64, min=0, max=4096, step=32),
               *_TEMPORAL)
     outputs = (Output("LATENT", LATENT),)
@@ -352,3 +353,184 @@ def tiled(vae: Vae, tile_size: int, overlap: int) -> Iterator[None]:
         finally:
             for name, value in saved.items():
                 setattr(module, name, value)
+
+
+LATENT_ROTATIONS = ("none", "90 degrees", "180 degrees", "270 degrees")
+LATENT_FLIP_METHODS = ("x-axis: vertically", "y-axis: horizontally")
+
+
+def _fit_spatially(latent: torch.Tensor, like: torch.Tensor, method: str) -> torch.Tensor:
+    """``latent`` centre-cropped to the aspect ratio of ``like`` and resized to its h × w."""
+    if latent.shape[2:] == like.shape[2:]:
+        return latent
+    height, width = like.shape[2], like.shape[3]
+    return F.interpolate(trim_to_aspect(latent, width, height), size=(height, width), mode=method,
+                         **({"align_corners": False} if method in ("bilinear", "bicubic") else {}))
+
+
+def _check_channels(first: torch.Tensor, second: torch.Tensor) -> None:
+    if first.shape[1] != second.shape[1]:
+        raise ValueError(f"samples1 has {first.shape[1]} latent channels and samples2 {second.shape[1]}: "
+                         "they come from different model families")
+
+
+def _transform_noise_mask(samples: dict, transform) -> dict:
+    # The noise mask says where to sample; it moves with the latent (ComfyUI leaves it as it
+    # was, which masks the wrong place once the latent is turned or flipped).
+    if samples.get("noise_mask") is None:
+        return {}
+    return {"noise_mask": transform(samples["noise_mask"])}
+
+
+class LatentRotate(NodeBase):
+    """Turns latents clockwise by a quarter, half or three-quarter turn (with their noise
+    mask, if they have one)."""
+
+    type_name = "LatentRotate"
+    category = "latent/transform"
+    title = "Rotate Latent"
+    inputs = (Input("samples", LATENT), Input("rotation", STRING, default="none", choices=LATENT_ROTATIONS))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples: dict, rotation: str):
+        def turn(tensor: torch.Tensor) -> torch.Tensor:
+            return torch.rot90(tensor, k=LATENT_ROTATIONS.index(rotation), dims=[-1, -2])
+        return ({**samples, "samples": turn(samples["samples"]), **_transform_noise_mask(samples, turn)},)
+
+
+class LatentFlip(NodeBase):
+    """Mirrors latents: "x-axis" turns them upside down, "y-axis" swaps left and right (with
+    their noise mask, if they have one)."""
+
+    type_name = "LatentFlip"
+    category = "latent/transform"
+    title = "Flip Latent"
+    inputs = (Input("samples", LATENT),
+              Input("flip_method", STRING, default=LATENT_FLIP_METHODS[0], choices=LATENT_FLIP_METHODS))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples: dict, flip_method: str):
+        def flip(tensor: torch.Tensor) -> torch.Tensor:
+            return torch.flip(tensor, dims=[-2 if flip_method.startswith("x") else -1])
+        return ({**samples, "samples": flip(samples["samples"]), **_transform_noise_mask(samples, flip)},)
+
+
+class LatentCrop(NodeBase):
+    """Cuts a rectangle out of latents, in pixels (multiples of 8). The corner is moved in
+    so that at least 64 pixels (8 latent pixels) remain on each side; the noise mask, if
+    any, is cut to match."""
+
+    type_name = "LatentCrop"
+    category = "latent/transform"
+    title = "Crop Latent"
+    inputs = (
+        Input("samples", LATENT),
+        Input("width", INT, default=512, min=64, max=MAX_RESOLUTION, step=8),
+        Input("height", INT, default=512, min=64, max=MAX_RESOLUTION, step=8),
+        Input("x", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+        Input("y", INT, default=0, min=0, max=MAX_RESOLUTION, step=8),
+    )
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples: dict, width: int, height: int, x: int, y: int):
+        latent = samples["samples"]
+        latent_height, latent_width = latent.shape[-2], latent.shape[-1]
+        left = max(0, min(x // 8, latent_width - 8))
+        top = max(0, min(y // 8, latent_height - 8))
+        right, bottom = left + width // 8, top + height // 8
+
+        def crop(tensor: torch.Tensor) -> torch.Tensor:
+            # A noise mask may be at pixel resolution: the same rectangle, in its own units.
+            scale_y, scale_x = tensor.shape[-2] / latent_height, tensor.shape[-1] / latent_width
+            return tensor[..., round(top * scale_y):round(bottom * scale_y),
+                          round(left * scale_x):round(right * scale_x)]
+        return ({**samples, "samples": crop(latent), **_transform_noise_mask(samples, crop)},)
+
+
+class LatentBlend(NodeBase):
+    """Mixes two latents: blend_factor of samples1 and the rest of samples2 (1 = samples1
+    only, as in ComfyUI). samples2 is resized (bicubic, centre-cropped) to samples1's size."""
+
+    type_name = "LatentBlend"
+    category = "latent/advanced"
+    title = "Latent Blend"
+    inputs = (Input("samples1", LATENT), Input("samples2", LATENT),
+              Input("blend_factor", FLOAT, default=0.5, min=0.0, max=1.0, step=0.01))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples1: dict, samples2: dict, blend_factor: float):
+        first, second = samples1["samples"], samples2["samples"]
+        _check_channels(first, second)
+        second = _fit_spatially(second.to(first), first, "bicubic")
+        if first.shape[0] != second.shape[0] and 1 not in (first.shape[0], second.shape[0]):
+            raise ValueError(f"samples1 is a batch of {first.shape[0]} and samples2 of {second.shape[0]}; "
+                             "use equal batches or a batch of one")
+        return ({**samples1, "samples": first * blend_factor + second * (1 - blend_factor)},)
+
+
+def _operand(samples1: dict, samples2: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """samples1's latent, and samples2's fitted to its size and batch."""
+    first, second = samples1["samples"], samples2["samples"]
+    _check_channels(first, second)
+    second = _fit_spatially(second.to(first), first, "bilinear")
+    return first, repeat_to_batch(second, first.shape[0])
+
+
+class LatentAdd(NodeBase):
+    """Adds samples2 to samples1, value by value (samples2 resized and repeated to fit)."""
+
+    type_name = "LatentAdd"
+    category = "latent/advanced"
+    title = "Latent Add"
+    inputs = (Input("samples1", LATENT), Input("samples2", LATENT))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples1: dict, samples2: dict):
+        first, second = _operand(samples1, samples2)
+        return ({**samples1, "samples": first + second},)
+
+
+class LatentSubtract(NodeBase):
+    """Subtracts samples2 from samples1, value by value (samples2 resized and repeated to fit)."""
+
+    type_name = "LatentSubtract"
+    category = "latent/advanced"
+    title = "Latent Subtract"
+    inputs = (Input("samples1", LATENT), Input("samples2", LATENT))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples1: dict, samples2: dict):
+        first, second = _operand(samples1, samples2)
+        return ({**samples1, "samples": first - second},)
+
+
+class LatentMultiply(NodeBase):
+    """Multiplies every value of the latents by `multiplier`."""
+
+    type_name = "LatentMultiply"
+    category = "latent/advanced"
+    title = "Latent Multiply"
+    inputs = (Input("samples", LATENT), Input("multiplier", FLOAT, default=1.0, min=-10.0, max=10.0, step=0.01))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples: dict, multiplier: float):
+        return ({**samples, "samples": samples["samples"] * multiplier},)
+
+
+class LatentBatch(NodeBase):
+    """Joins two latent batches into one (samples2 resized to samples1's size). Each latent
+    keeps its seed position (batch_index), so its noise is the noise it would have had."""
+
+    type_name = "LatentBatch"
+    category = "latent/batch"
+    title = "Latent Batch"
+    inputs = (Input("samples1", LATENT), Input("samples2", LATENT))
+    outputs = (Output("LATENT", LATENT),)
+
+    def run(self, ctx, samples1: dict, samples2: dict):
+        first, second = samples1["samples"], samples2["samples"]
+        _check_channels(first, second)
+        second = _fit_spatially(second.to(first), first, "bilinear")
+        indices = (list(samples1.get("batch_index", range(first.shape[0])))
+                   + list(samples2.get("batch_index", range(second.shape[0]))))
+        return ({**samples1, "samples": torch.cat([first, second]), "batch_index": indices},)

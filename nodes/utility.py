@@ -1,12 +1,15 @@
-"""Primitive values and arithmetic on them, to drive several inputs from one field."""
+"""Primitive values, arithmetic and text on them, to drive several inputs from one field;
+notes, and a text preview of any value."""
 
 from __future__ import annotations
 
+import json
 import math
 import operator
 import sys
+from typing import Any
 
-from studio.graph.sockets import BOOLEAN, FLOAT, INT, STRING
+from studio.graph.sockets import ANY, BOOLEAN, FLOAT, INT, STRING
 from studio.node_api import SEED_MAX, Input, NodeBase, Output
 
 _INT_LIMIT = sys.maxsize
@@ -32,7 +35,8 @@ class PrimitiveFloat(NodeBase):
     type_name = "PrimitiveFloat"
     category = "utils/primitive"
     title = "Float"
-    inputs = (Input("value", FLOAT, default=0.0, min=-_FLOAT_LIMIT, max=_FLOAT_LIMIT),)
+    # ComfyUI's range (±sys.maxsize), so a shared file's value validates the same here
+    inputs = (Input("value", FLOAT, default=0.0, min=-_INT_LIMIT, max=_INT_LIMIT),)
     outputs = (Output("FLOAT", FLOAT),)
 
     def run(self, ctx, value: float) -> tuple[float]:
@@ -233,3 +237,58 @@ class MarkdownNote(Note):
 
     type_name = "MarkdownNote"
     title = "Markdown Note"
+
+
+class StringConcatenate(NodeBase):
+    """Joins two texts into one, with `delimiter` between them (nothing by default; ", "
+    or a new line are common)."""
+
+    type_name = "StringConcatenate"
+    category = "utils/string"
+    title = "Concatenate"
+    inputs = (
+        Input("string_a", STRING, default="", multiline=True),
+        Input("string_b", STRING, default="", multiline=True),
+        Input("delimiter", STRING, default=""),
+    )
+    outputs = (Output("STRING", STRING),)
+
+    def run(self, ctx, string_a: str, string_b: str, delimiter: str) -> tuple[str]:
+        return (f"{string_a}{delimiter}{string_b}",)
+
+
+def preview_text(value: Any) -> str:
+    """How PreviewAny shows a value, as ComfyUI's does: text as it is, numbers and booleans
+    as Python writes them, anything else as indented JSON where it can be, else as Python
+    prints it."""
+    if value is None:
+        return "None"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bool, int, float)):
+        return str(value)
+    try:
+        return json.dumps(value, indent=4)
+    except (TypeError, ValueError):
+        try:
+            return str(value)
+        except Exception:  # noqa: BLE001 - a value that cannot print itself is still previewed
+            return "source exists, but could not be serialized."
+
+
+class PreviewAny(NodeBase):
+    """Shows any value as text: a prompt, a number, a list. The text is reported with the
+    run (in the run report, and printed by `studio render`); the node re-runs every time
+    so each run reports it."""
+
+    type_name = "PreviewAny"
+    category = "utils"
+    title = "Preview as Text"
+    is_output = True
+    cacheable = False
+    inputs = (Input("source", ANY),)
+    outputs = ()
+
+    def run(self, ctx, source: Any) -> tuple[()]:
+        ctx.note(preview_text(source))
+        return ()

@@ -1,10 +1,13 @@
-"""Conversions between PIL images and the IMAGE / MASK tensors nodes pass around.
+"""Conversions between PIL images and the IMAGE / MASK tensors nodes pass around, and the
+pixel operations image nodes share: resizing, cropping, pasting, filtering, quantizing.
 
 IMAGE is a float32 tensor B×H×W×C with values in 0..1 (C = 3), MASK a float32 tensor B×H×W,
 as in ComfyUI, so node code ports between the two.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -141,3 +144,116 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     out[same] = a[same]
     out[opposite] = (a * (1.0 - r) + b * r)[opposite]
     return out
+
+
+def size_for_total_pixels(width: int, height: int, megapixels: float, multiple: int = 1) -> tuple[int, int]:
+    """The size with about ``megapixels`` × 1024² pixels and the aspect ratio of
+    ``width`` × ``height``, each side rounded to the nearest multiple of ``multiple``
+    (ComfyUI's ImageScaleToTotalPixels: a megapixel is 1024², sides rounded half to even).
+    A side is never smaller than ``multiple``."""
+    scale = math.sqrt(megapixels * 1024 * 1024 / (width * height))
+    return (max(multiple, round(width * scale / multiple) * multiple),
+            max(multiple, round(height * scale / multiple) * multiple))
+
+
+def repeat_to_batch(tensor: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``tensor`` cut or cycled along its first axis to ``batch_size`` items."""
+    if tensor.shape[0] == batch_size:
+        return tensor
+    repeats = -(-batch_size // tensor.shape[0])
+    return tensor.repeat(repeats, *([1] * (tensor.dim() - 1)))[:batch_size]
+
+
+def paste(destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+          mask: torch.Tensor | None = None) -> torch.Tensor:
+    """A copy of ``destination`` (B×H×W×C) with ``source`` (b×h×w×C) laid over it, its top-left
+    corner at pixel x, y, through ``mask`` (any …×h'×w', resized bilinearly to the source's size;
+    1 = source). The source batch is cycled or cut to the destination's; whatever falls outside
+    the destination is cut off."""
+    out = destination.clone()
+    source = repeat_to_batch(source.to(out), out.shape[0])
+    height = min(source.shape[1], out.shape[1] - y)
+    width = min(source.shape[2], out.shape[2] - x)
+    if height <= 0 or width <= 0:
+        return out
+    if mask is None:
+        weight = torch.ones(1, height, width, 1, dtype=out.dtype, device=out.device)
+    else:
+        weight = F.interpolate(mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).to(out),
+                               size=source.shape[1:3], mode="bilinear", align_corners=False)
+        weight = repeat_to_batch(weight, out.shape[0]).movedim(1, -1)[:, :height, :width]
+    region = out[:, y:y + height, x:x + width]
+    out[:, y:y + height, x:x + width] = source[:, :height, :width] * weight + region * (1 - weight)
+    return out
+
+
+def gaussian_kernel(radius: int, sigma: float) -> torch.Tensor:
+    """A (2·radius+1)² Gaussian kernel summing to 1. As in ComfyUI's blur and sharpen, the
+    kernel's half-width is measured as 1, whatever the radius: sigma is relative to it, so
+    a larger radius with the same sigma blurs further."""
+    axis = torch.linspace(-1, 1, 2 * radius + 1)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    weights = torch.exp(-(x * x + y * y) / (2.0 * sigma * sigma))
+    return weights / weights.sum()
+
+
+def filter_image(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Convolve every channel of a B×H×W×C image with a square kernel, mirroring the image
+    at its edges (the edge pixel itself not repeated). Each side must be longer than the
+    kernel's radius."""
+    radius = kernel.shape[-1] // 2
+    channels = image.shape[-1]
+    weights = kernel.to(image)[None, None].expand(channels, 1, -1, -1)
+    padded = F.pad(image.movedim(-1, 1), (radius, radius, radius, radius), mode="reflect")
+    return F.conv2d(padded, weights, groups=channels).movedim(1, -1)
+
+
+def bayer_matrix(order: int) -> torch.Tensor:
+    """The order × order Bayer threshold matrix (order a power of two), normalised to
+    −0.5..0.5 around zero: entry (i + ½) / order² − ½ for the i-th threshold. Built by the
+    usual recurrence M₂ₙ = [[4M, 4M + 2], [4M + 3, 4M + 1]]."""
+    index = torch.zeros(1, 1, dtype=torch.float64)
+    while index.shape[0] < order:
+        index = torch.cat([torch.cat([4 * index, 4 * index + 2], 1), torch.cat([4 * index + 3, 4 * index + 1], 1)], 0)
+    return (index + 0.5) / (order * order) - 0.5
+
+
+QUANTIZE_DITHERS = ("none", "floyd-steinberg", "bayer-2", "bayer-4", "bayer-8", "bayer-16")
+
+
+def quantize_image(image: torch.Tensor, colors: int, dither: str) -> torch.Tensor:
+    """One H×W×3 image (0..1) reduced to a palette of at most ``colors`` colours, as ComfyUI's
+    ImageQuantize does: the 8-bit picture (values truncated) gets a median-cut palette from
+    Pillow, then each pixel its nearest palette colour, plain, with Floyd–Steinberg error
+    diffusion, or after an ordered Bayer offset of ± half the palette's spacing
+    (2·256 / palette size)."""
+    if dither not in QUANTIZE_DITHERS:
+        raise ValueError(f"unknown dither {dither!r}; expected one of {', '.join(QUANTIZE_DITHERS)}")
+    pixels = (image.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+    picture = Image.fromarray(pixels, mode="RGB")
+    # Pillow maps to a given palette only from a palette image (its own rule), hence two steps.
+    palette = picture.quantize(colors=colors)
+    if dither.startswith("bayer"):
+        order = int(dither.split("-")[1])
+        spread = 2 * 256 / (len(palette.getpalette()) // 3)
+        offsets = spread * bayer_matrix(order) + 0.5
+        rows = torch.arange(pixels.shape[0])[:, None] % order
+        columns = torch.arange(pixels.shape[1])[None, :] % order
+        # Summed in double precision and kept in single, as ComfyUI does, so that the
+        # truncation to 8 bits below falls the same way.
+        shifted = (torch.from_numpy(pixels).float() + offsets[rows, columns][..., None]).float().clamp(0, 255)
+        picture = Image.fromarray(shifted.to(torch.uint8).numpy(), mode="RGB")
+    method = Image.Dither.FLOYDSTEINBERG if dither == "floyd-steinberg" else Image.Dither.NONE
+    quantized = picture.quantize(palette=palette, dither=method).convert("RGB")
+    return torch.from_numpy(np.asarray(quantized, dtype=np.float32) / 255.0).to(image.device)
+
+
+def trim_to_aspect(samples: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Trim equal amounts off both sides of the last two axes (…×H×W) towards the aspect
+    ratio ``width``:``height``, the amount rounded as ComfyUI's centre crop rounds it (so a
+    trim of half a pixel a side may round to nothing), then to be resized to that size."""
+    old_height, old_width = samples.shape[-2], samples.shape[-1]
+    old_aspect, new_aspect = old_width / old_height, width / height
+    x = round((old_width - old_width * (new_aspect / old_aspect)) / 2) if old_aspect > new_aspect else 0
+    y = round((old_height - old_height * (old_aspect / new_aspect)) / 2) if old_aspect < new_aspect else 0
+    return samples[..., y:old_height - y, x:old_width - x]

@@ -116,3 +116,96 @@ def test_add_noise_is_reproducible_per_seed_and_differs_between_seeds(ctx):
     assert not torch.equal(first, other)
     assert torch.equal(none, image)
     assert 0.05 < (first - image).std() < 0.15
+
+
+# The nodes below follow ComfyUI (comfy_extras/nodes_images.py, nodes_mask.py,
+# nodes_post_processing.py and nodes.py's ImageBatch); tests/nodes/test_comfy_nodes.py
+# compares them with ComfyUI's own results.
+
+def test_get_image_size_gives_width_height_and_batch(ctx):
+    from nodes.image import GetImageSize
+
+    assert GetImageSize().run(ctx, image=gradient(batch=3, height=8, width=12)) == (12, 8, 3)
+
+
+def test_scale_to_total_pixels_keeps_the_aspect_ratio_and_rounds_as_comfyui(ctx):
+    from nodes.image import ImageScaleToTotalPixels
+
+    # ComfyUI: scale = √(0.001·1024² / (64·32)) = 0.7155 → round(45.79) × round(22.90) = 46 × 23.
+    (small,) = ImageScaleToTotalPixels().run(ctx, image=gradient(height=32, width=64), upscale_method="bilinear",
+                                             megapixels=0.001, resolution_steps=1)
+    assert small.shape == (1, 23, 46, 3)
+    (stepped,) = ImageScaleToTotalPixels().run(ctx, image=gradient(height=32, width=64), upscale_method="area",
+                                               megapixels=0.01, resolution_steps=16)
+    assert stepped.shape == (1, 80, 144, 3)  # 144.8 / 16 → 9 × 16, 72.4 / 16 → 5 × 16
+
+
+def test_composite_masked_puts_the_source_at_x_y_through_the_mask(ctx):
+    from nodes.image import ImageCompositeMasked
+
+    destination, source = torch.zeros(1, 6, 8, 3), torch.ones(1, 2, 3, 3)
+    mask = torch.tensor([[[1.0, 0.0, 1.0], [0.5, 1.0, 0.0]]])
+    (out,) = ImageCompositeMasked().run(ctx, destination=destination, source=source, x=6, y=3,
+                                        resize_source=False, mask=mask)
+    # Only the two columns that fit are pasted, each pixel weighted by the mask.
+    assert torch.equal(out[0, 3:5, 6:8, 0], torch.tensor([[1.0, 0.0], [0.5, 1.0]]))
+    assert out[0, :3].max() == 0 and out[0, 5:].max() == 0 and out[0, :, :6].max() == 0
+    assert destination.max() == 0  # the input is not changed
+
+
+def test_image_batches_join_repeat_and_split(ctx):
+    from nodes.image import ImageBatch, ImageFromBatch, RepeatImageBatch
+
+    first, second = torch.zeros(1, 4, 4, 3), torch.ones(2, 8, 8, 3)
+    (joined,) = ImageBatch().run(ctx, image1=first, image2=second)
+    assert joined.shape == (3, 4, 4, 3) and joined[1:].min() == 1.0
+    (repeated,) = RepeatImageBatch().run(ctx, image=joined, amount=2)
+    assert repeated.shape[0] == 6 and torch.equal(repeated[3:], joined)
+    (taken,) = ImageFromBatch().run(ctx, image=repeated, batch_index=2, length=3)
+    assert torch.equal(taken, repeated[2:5])
+    (clamped,) = ImageFromBatch().run(ctx, image=repeated, batch_index=99, length=4)
+    assert torch.equal(clamped, repeated[5:])  # ComfyUI: the index is cut to the last image
+
+
+def test_rotation_is_clockwise_and_flips_mirror(ctx):
+    from nodes.image import ImageFlip, ImageRotate
+
+    image = torch.zeros(1, 2, 3, 3)
+    image[0, 0, 0] = 1.0  # top-left
+    (turned,) = ImageRotate().run(ctx, image=image, rotation="90 degrees")
+    assert turned.shape == (1, 3, 2, 3) and turned[0, 0, 1, 0] == 1.0  # now top-right
+    (upside_down,) = ImageFlip().run(ctx, image=image, flip_method="x-axis: vertically")
+    assert upside_down[0, 1, 0, 0] == 1.0
+    (mirrored,) = ImageFlip().run(ctx, image=image, flip_method="y-axis: horizontally")
+    assert mirrored[0, 0, 2, 0] == 1.0
+
+
+def test_blur_keeps_flat_areas_and_sharpen_pushes_edges_apart(ctx):
+    from nodes.image import ImageBlur, ImageSharpen
+
+    image = torch.full((1, 9, 9, 3), 0.3)
+    image[:, :, 5:] = 0.7
+    (blurred,) = ImageBlur().run(ctx, image=image, blur_radius=2, sigma=1.0)
+    (sharpened,) = ImageSharpen().run(ctx, image=image, sharpen_radius=2, sigma=1.0, alpha=1.0)
+    assert torch.allclose(blurred[:, :, :2], image[:, :, :2]) and 0.3 < blurred[0, 4, 4, 0] < 0.7
+    assert sharpened[0, 4, 4, 0] < 0.3 and sharpened[0, 4, 5, 0] > 0.7
+    with pytest.raises(ValueError, match="blur_radius 9 is too large"):
+        ImageBlur().run(ctx, image=image, blur_radius=9, sigma=1.0)
+
+
+@pytest.mark.parametrize("dither", ["none", "floyd-steinberg", "bayer-4"])
+def test_quantize_leaves_at_most_the_asked_number_of_colours(ctx, dither):
+    from nodes.image import ImageQuantize
+
+    image = torch.cat([gradient(height=16, width=16), torch.full((1, 16, 16, 1), 0.5)], dim=-1)
+    (out,) = ImageQuantize().run(ctx, image=image, colors=3, dither=dither)
+    assert len(torch.unique(out[0, ..., :3].reshape(-1, 3), dim=0)) <= 3
+    assert torch.equal(out[..., 3], image[..., 3])  # alpha passes through
+
+
+def test_bayer_matrix_is_the_textbook_one():
+    from studio.runtime.images import bayer_matrix
+
+    assert torch.equal((bayer_matrix(2) + 0.5) * 4 - 0.5, torch.tensor([[0.0, 2.0], [3.0, 1.0]], dtype=torch.float64))
+    thresholds = ((bayer_matrix(8) + 0.5) * 64 - 0.5).round().long()
+    assert sorted(thresholds.flatten().tolist()) == list(range(64))

@@ -38,3 +38,38 @@ def test_conversions_and_primitives(ctx):
     assert FloatToInt().run(ctx, value=2.5, rounding="ceil") == (3,)
     assert PrimitiveInt().run(ctx, value=-4) == (-4,)
     assert Seed().run(ctx, seed=2**64 - 1) == (2**64 - 1,)
+
+
+def test_string_concatenate_puts_the_delimiter_between(ctx):
+    # ComfyUI's comfy_extras/nodes_string.py: delimiter.join((string_a, string_b)).
+    from nodes.utility import StringConcatenate
+
+    assert StringConcatenate().run(ctx, string_a="a cat", string_b="a hat", delimiter=", ") == ("a cat, a hat",)
+    assert StringConcatenate().run(ctx, string_a="x", string_b="", delimiter="") == ("x",)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    ("hello", "hello"), (3, "3"), (2.5, "2.5"), (True, "True"), (None, "None"),
+    ([1, "a"], '[\n    1,\n    "a"\n]'), ({"k": 1}, '{\n    "k": 1\n}'),
+])
+def test_preview_text_shows_values_as_comfyuis_preview_any(value, text):
+    # ComfyUI's comfy_extras/nodes_preview_any.py: strings as they are, numbers via str(),
+    # the rest as JSON indented by 4, else str().
+    from nodes.utility import preview_text
+
+    assert preview_text(value) == text
+
+
+def test_preview_any_reports_its_text_on_every_run(registry, settings):
+    from studio.engine import Engine
+    from studio.graph import Workflow
+
+    workflow = Workflow()
+    workflow.add_node("PrimitiveString", {"value": "a red circle"}, node_id="1")
+    workflow.add_node("PreviewAny", {}, node_id="2")
+    workflow.connect("1", "STRING", "2", "source")
+    engine = Engine(registry, settings)
+    for _ in range(2):
+        report = engine.run(workflow)
+        assert report.ok, report.errors
+        assert report.notes == [("2", "a red circle")]
