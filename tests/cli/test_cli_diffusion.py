@@ -50,12 +50,26 @@ EXAMPLES = {
                        "--set", "Size.height=64"],
     "hires_fix_model.json": ["--set", "First pass.steps=2", "--set", "Second pass.steps=2", "--set", "Size.width=64",
                              "--set", "Size.height=64", "--set", "Upscaler.model_name=example-x4.safetensors"],
+    "custom_sampling.json": ["--set", "Schedule.steps=2", "--set", "Size.width=64", "--set", "Size.height=64"],
+    "instruct_pix2pix.json": ["--set", "Sampler.steps=2"],
+    "inpaint_model.json": ["--set", "Sampler.steps=2"],
 }
+# Workflows for models with extra input channels, and the tiny model each runs on here.
+PICTURE_MODELS = {"instruct_pix2pix.json": ("tiny-ip2p", 8), "inpaint_model.json": ("tiny-inpaint-model", 9)}
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_example_workflows_run_once_their_models_are_in_the_folders(tmp_path, config, model_root, name):
     checkpoint = "tiny-sdxl" if name == "sdxl.json" else "tiny-sd15"
+    if name in PICTURE_MODELS:
+        from tests.ldm_layout import write_single_file
+        from tests.tiny_models import build_inpainting
+
+        stem, channels = PICTURE_MODELS[name]
+        checkpoint = f"{stem}.safetensors"
+        if not (model_root / "checkpoints" / checkpoint).is_file():
+            folder = build_inpainting(model_root / "checkpoints" / "tiny-sd15", tmp_path / stem, 5, in_channels=channels)
+            write_single_file(folder, model_root / "checkpoints" / checkpoint)
     if name == "lora.json":
         from safetensors.torch import save_file
 
