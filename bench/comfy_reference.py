@@ -530,6 +530,16 @@ def run_cases(options, nodes, patcher, vae, pm, torch, np, save_file, checks) ->
         model = patcher
         for node_type, values in case.get("patches", []):
             model = getattr(advanced_nodes, node_type)().patch(model, *values)[0]
+        if "hypernetwork" in case:
+            import tempfile as _tempfile
+
+            from comfy_extras.nodes_hypernetwork import load_hypernetwork_patch
+
+            path = pm.write_parity_hypernetwork(Path(_tempfile.mkdtemp()) / "parity.pt")
+            model = model.clone()
+            patch = load_hypernetwork_patch(str(path), case["hypernetwork"])
+            model.set_model_attn1_patch(patch)
+            model.set_model_attn2_patch(patch)
         if advanced:
             out = nodes.common_ksampler(model, pm.SEED, pm.STEPS, cfg, sampler, scheduler, positive, negative, latent,
                                         denoise=1.0, disable_noise=not advanced["add_noise"],

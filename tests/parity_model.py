@@ -143,7 +143,27 @@ CONDITIONING_CASES: dict[str, dict] = {
     "continuous_v": {"patches": [("ModelSamplingContinuousEDM", ("v_prediction", 120.0, 0.002))],
                      "scheduler": "karras", "sampler": "dpmpp_2m"},
     "continuous_edm": {"patches": [("ModelSamplingContinuousEDM", ("edm", 80.0, 0.002))], "scheduler": "exponential"},
+    # A hypernetwork file of write_parity_hypernetwork at this strength.
+    "hypernetwork": {"hypernetwork": 0.8},
 }
+
+
+def write_parity_hypernetwork(path: Path) -> Path:
+    """A tiny hypernetwork in AUTOMATIC1111's layout for the parity UNet's widths (32 and 64
+    for self-attention, 32 for the context): relu, layer structure 1-2-1, no layer norm."""
+    generator = torch.Generator("cpu").manual_seed(WEIGHT_SEED + 7)
+    data: dict = {"activation_func": "relu", "is_layer_norm": False, "use_dropout": False,
+                  "activate_output": False, "last_layer_dropout": False, "layer_structure": [1, 2, 1]}
+    for width in (32, 64):
+        stacks = []
+        for _ in range(2):
+            stacks.append({"linear.0.weight": torch.randn(2 * width, width, generator=generator) * 0.2,
+                           "linear.0.bias": torch.randn(2 * width, generator=generator) * 0.1,
+                           "linear.2.weight": torch.randn(width, 2 * width, generator=generator) * 0.2,
+                           "linear.2.bias": torch.randn(width, generator=generator) * 0.1})
+        data[width] = stacks
+    torch.save(data, str(path))
+    return path
 
 
 def left_mask() -> torch.Tensor:

@@ -71,6 +71,8 @@ class DiffusionModel:
     sampling: Any = None
     # RescaleCFG's multiplier: guidance rescaled towards the conditional prediction's spread.
     cfg_rescale: float | None = None
+    # Hypernetworks acting on every attention layer while sampling (studio.runtime.hypernetwork).
+    hypernetworks: tuple[Any, ...] = ()
 
     @property
     def prediction_type(self) -> str:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from studio.runtime.checkpoints import DiffusionModel
 from studio.runtime.controlnet import control_residuals
+from studio.runtime.hypernetwork import hypernetworks_applied
 from studio.runtime.samplers import SAMPLERS, SamplerContext, SamplerSpec
 from studio.runtime.schedules import SCHEDULERS, DiscreteModelSampling, ModelSampling, scheduler_sigmas
 
@@ -563,7 +564,7 @@ def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.T
     context = SamplerContext(ms, seed=seed, on_step=on_step,
                              unconditional=lambda: getattr(guider, "last_unconditional", None))
     x = ms.noise_scaling(sigmas[0], noise, clean, max_denoise)
-    with torch.no_grad():
+    with torch.no_grad(), hypernetworks_applied(model.unet, getattr(model, "hypernetworks", ())):
         x = spec.function(denoiser, x, sigmas, context, **dict(choice.options))
     x = ms.inverse_noise_scaling(sigmas[-1], x)
     if denoised_out is not None:

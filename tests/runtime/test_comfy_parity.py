@@ -158,6 +158,14 @@ def test_conditioning_and_step_range_cases_match_comfyuis(name):
     for node_type, values in case.get("patches", []):
         node = _registry().get(node_type)()
         (model,) = node.run(None, model, *values)
+    if "hypernetwork" in case:
+        import tempfile
+        from dataclasses import replace
+
+        from studio.runtime.hypernetwork import read_hypernetwork
+
+        path = parity_model.write_parity_hypernetwork(Path(tempfile.mkdtemp()) / "parity.pt")
+        model = replace(model, hypernetworks=(read_hypernetwork(path, case["hypernetwork"]),))
     ours = sample(model, job, lambda *args: None)["samples"]
     expected = CASES_DATA[name]
     assert (ours - expected).abs().max() <= 1e-3 * expected.abs().max(), \
