@@ -1,7 +1,7 @@
 """Writing tiny diffusers models as single-file checkpoints in the original CompVis/LDM key
 layout (what users download as ``.safetensors``), so the loader's conversion path is tested
-on real key names. diffusers converts LDM → diffusers only; this is the reverse, written from
-the key layout its converters read (``diffusers.loaders.single_file_utils``)."""
+on real key names. The reverse mapping of each component is the one CheckpointSave writes
+with (``studio.runtime.ldm_export``); the ControlNet and T2I-Adapter layouts are test-only."""
 
 from __future__ import annotations
 
@@ -11,81 +11,12 @@ from pathlib import Path
 
 import torch
 
-from studio.runtime.ldm_names import unet_layout, unet_ldm_name
+from studio.runtime.ldm_export import (UNET_PREFIX, VAE_PREFIX, checkpoint_to_ldm, clip_to_ldm,  # noqa: F401
+                                       open_clip_to_ldm, unet_to_ldm, vae_to_ldm)
+from studio.runtime.ldm_names import unet_ldm_name
 
-UNET = "model.diffusion_model."
-VAE = "first_stage_model."
-
-
-def unet_to_ldm(unet) -> dict[str, torch.Tensor]:
-    layers_per_block, with_attention = unet_layout(unet)
-    out = {}
-    for key, value in unet.state_dict().items():
-        name = unet_ldm_name(key, layers_per_block, with_attention)
-        if name is None:
-            raise KeyError(key)
-        out[UNET + name] = value
-    return out
-
-
-def vae_to_ldm(vae) -> dict[str, torch.Tensor]:
-    blocks = len(vae.config.block_out_channels)
-    attention = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
-    out = {}
-    for key, value in vae.state_dict().items():
-        key_ldm = key.replace("conv_norm_out", "norm_out")
-        parts = key.split(".")
-        if len(parts) > 2 and parts[1] == "down_blocks":
-            key_ldm = (f"encoder.down.{parts[2]}.block.{parts[4]}.{'.'.join(parts[5:])}".replace(
-                "conv_shortcut", "nin_shortcut") if parts[3] == "resnets"
-                else f"encoder.down.{parts[2]}.downsample.conv.{parts[-1]}")
-        elif len(parts) > 2 and parts[1] == "up_blocks":
-            block = blocks - 1 - int(parts[2])
-            key_ldm = (f"decoder.up.{block}.block.{parts[4]}.{'.'.join(parts[5:])}".replace(
-                "conv_shortcut", "nin_shortcut") if parts[3] == "resnets"
-                else f"decoder.up.{block}.upsample.conv.{parts[-1]}")
-        elif len(parts) > 2 and parts[1] == "mid_block":
-            if parts[2] == "resnets":
-                key_ldm = f"{parts[0]}.mid.block_{int(parts[3]) + 1}.{'.'.join(parts[4:])}".replace(
-                    "conv_shortcut", "nin_shortcut")
-            else:
-                inner = ".".join(parts[4:-1])
-                key_ldm = f"{parts[0]}.mid.attn_1.{attention[inner]}.{parts[-1]}"
-                if inner != "group_norm" and value.ndim == 2:
-                    value = value[:, :, None, None]  # linear → 1×1 convolution, as LDM stores it
-        out[VAE + key_ldm] = value
-    return out
-
-
-def clip_to_ldm(encoder, prefix: str) -> dict[str, torch.Tensor]:
-    """A CLIP-L text model in the Hugging Face layout under an LDM prefix."""
-    state = encoder.state_dict()
-    return {prefix + (key if key.startswith("text_model.") else "text_model." + key): value
-            for key, value in state.items() if not key.startswith("text_projection")}
-
-
-def open_clip_to_ldm(encoder, prefix: str) -> dict[str, torch.Tensor]:
-    """A CLIP text model with projection written in OpenCLIP's layout (SDXL's second encoder)."""
-    state = {key.removeprefix("text_model."): value for key, value in encoder.state_dict().items()}
-    out = {prefix + "token_embedding.weight": state["embeddings.token_embedding.weight"],
-           prefix + "positional_embedding": state["embeddings.position_embedding.weight"],
-           prefix + "ln_final.weight": state["final_layer_norm.weight"],
-           prefix + "ln_final.bias": state["final_layer_norm.bias"]}
-    if "text_projection.weight" in state:  # SDXL's second encoder; SD2's has no projection
-        out[prefix + "text_projection"] = state["text_projection.weight"].T.contiguous()
-    layers = encoder.config.num_hidden_layers
-    for index in range(layers):
-        source = f"encoder.layers.{index}."
-        target = f"{prefix}transformer.resblocks.{index}."
-        for kind in ("weight", "bias"):
-            out[f"{target}attn.in_proj_{kind}"] = torch.cat(
-                [state[f"{source}self_attn.{p}_proj.{kind}"] for p in "qkv"])
-            out[f"{target}attn.out_proj.{kind}"] = state[f"{source}self_attn.out_proj.{kind}"]
-            out[f"{target}ln_1.{kind}"] = state[f"{source}layer_norm1.{kind}"]
-            out[f"{target}ln_2.{kind}"] = state[f"{source}layer_norm2.{kind}"]
-            out[f"{target}mlp.c_fc.{kind}"] = state[f"{source}mlp.fc1.{kind}"]
-            out[f"{target}mlp.c_proj.{kind}"] = state[f"{source}mlp.fc2.{kind}"]
-    return out
+UNET = UNET_PREFIX
+VAE = VAE_PREFIX
 
 
 def write_single_file(folder: Path, target: Path) -> Path:
@@ -98,19 +29,14 @@ def write_single_file(folder: Path, target: Path) -> Path:
 
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
-    state = {**unet_to_ldm(unet), **vae_to_ldm(vae)}
+    encoders = [CLIPTextModel.from_pretrained(folder / "text_encoder")]
     if (folder / "text_encoder_2").is_dir():
-        state.update(clip_to_ldm(CLIPTextModel.from_pretrained(folder / "text_encoder"),
-                                 "conditioner.embedders.0.transformer."))
-        state.update(open_clip_to_ldm(CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2"),
-                                      "conditioner.embedders.1.model."))
+        family = "sdxl"
+        encoders.append(CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2"))
     else:
-        encoder = CLIPTextModel.from_pretrained(folder / "text_encoder")
-        if encoder.config.hidden_size == 1024:  # SD2 keeps OpenCLIP's own layout
-            state.update(open_clip_to_ldm(encoder, "cond_stage_model.model."))
-        else:
-            state.update(clip_to_ldm(encoder, "cond_stage_model.transformer."))
-    save_file({key: value.contiguous() for key, value in state.items()}, str(target))
+        family = "sd2" if encoders[0].config.hidden_size == 1024 else "sd15"  # SD2 keeps OpenCLIP's layout
+    state = checkpoint_to_ldm(family, unet, vae, encoders)
+    save_file(state, str(target))
     configs = target.with_suffix("")
     for path in folder.rglob("*.json"):
         if path.name in ("model_index.json", "config.json", "scheduler_config.json"):
@@ -157,10 +83,9 @@ def write_refiner_single_file(folder: Path, target: Path) -> Path:
 
     unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
-    state = {**unet_to_ldm(unet), **vae_to_ldm(vae),
-             **open_clip_to_ldm(CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2"),
-                                "conditioner.embedders.0.model.")}
-    save_file({key: value.contiguous() for key, value in state.items()}, str(target))
+    state = checkpoint_to_ldm("sdxl_refiner", unet, vae,
+                              [CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2")])
+    save_file(state, str(target))
     configs = target.with_suffix("")
     for path in folder.rglob("*.json"):
         if path.name in ("model_index.json", "config.json", "scheduler_config.json"):

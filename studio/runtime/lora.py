@@ -14,7 +14,8 @@ Other LyCORIS kinds (LoHa, LoKr) are not applied; their keys are counted as igno
 A loaded LoRA becomes a list of weight patches carried by the MODEL/CLIP object that the
 LoraLoader node outputs; the cached base model is untouched. Patches are merged into the
 shared weights only while a sampler or encoder uses them and are then restored from an exact
-copy, so strength 0, or no LoRA, is the base model bit for bit.
+copy, so strength 0, or no LoRA, is the base model bit for bit. Model merges are patches of
+the same kind (``studio.runtime.merging``), so LoRAs and merges stack in the order applied.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ _SUFFIX_PATTERN = re.compile("(" + "|".join(re.escape(s) for s in sorted(_SUFFIX
 
 @dataclass(frozen=True)
 class WeightPatch:
-    """A low-rank change to one weight: ``strength · alpha/rank · up @ down``."""
+    """A low-rank change to one weight: ``strength · alpha/rank · up @ down`` (a
+    :class:`studio.runtime.merging.ParameterPatch`, merged while the model is used)."""
 
     target: str  # "unet", or "clip0" / "clip1" for the text encoders
     module: str  # the module's path inside that model
@@ -44,6 +46,17 @@ class WeightPatch:
     up: torch.Tensor
     alpha: float | None
     strength: float
+
+    @property
+    def parameter(self) -> str:
+        return self.module + ".weight"
+
+    @property
+    def is_identity(self) -> bool:
+        return self.strength == 0
+
+    def apply(self, value: torch.Tensor) -> torch.Tensor:
+        return value + self.delta(value)
 
     def delta(self, weight: torch.Tensor) -> torch.Tensor:
         rank = self.down.shape[0]

@@ -24,7 +24,8 @@ from studio.runtime.checkpoints import (
 from studio.runtime.controlnet import ControlNet, load_controlnet
 from studio.runtime.device import DevicePolicy
 from studio.runtime.embeddings import EmbeddingLibrary
-from studio.runtime.lora import WeightPatch
+from studio.runtime.merging import (ParameterPatch, parameter_tensor, patch_chains, patched_state_dict,
+                                    patched_value)
 from studio.runtime.upscale import UpscaleModel, load_upscale_model
 from studio.runtime.models import ModelFolders
 
@@ -110,15 +111,17 @@ class ModelManager:
 
     @contextmanager
     def use(self, *modules: torch.nn.Module,
-            patches: Sequence[tuple[torch.nn.Module, WeightPatch]] = ()) -> Iterator[None]:
+            patches: Sequence[tuple[torch.nn.Module, ParameterPatch]] = ()) -> Iterator[None]:
         """Have ``modules`` on the compute device while the block runs, with ``patches``
-        (LoRA) merged into their weights for that time only.
+        (LoRAs, merges: each paired with the module it patches) merged into their weights for
+        that time only.
 
-        Patched weights are restored from exact copies afterwards, and the block runs under
-        the manager's lock so nothing else sees the patched model.
+        Each weight's patches apply in order on a float32 copy, cast back once (as ComfyUI
+        does). Patched weights are restored from exact copies afterwards, and the block runs
+        under the manager's lock so nothing else sees the patched model.
         """
-        active = [(root, patch) for root, patch in patches if patch.strength != 0]
-        if not active:
+        chains = patch_chains(patches)
+        if not chains:
             with self._lock:
                 for module in modules:
                     self._to_device(module)
@@ -127,19 +130,33 @@ class ModelManager:
         with self._lock:
             for module in modules:
                 self._to_device(module)
-            originals: dict[int, tuple[torch.nn.Parameter, torch.Tensor]] = {}
+            originals: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             try:
                 with torch.no_grad():
-                    for root, patch in active:
-                        weight = root.get_submodule(patch.module).weight
-                        if id(weight) not in originals:
-                            originals[id(weight)] = (weight, weight.data.clone())
-                        weight.data.add_(patch.delta(weight.data))
+                    for root, name, chain in chains:
+                        tensor = parameter_tensor(root, name)
+                        # Computed before this weight is written: a merge may read this very
+                        # tensor (a model merged with itself plus a LoRA). A merge reads only
+                        # its own weight's name, so writing weight by weight is safe.
+                        value = patched_value(tensor, chain).to(tensor.dtype)
+                        if id(tensor) not in originals:
+                            # Kept in system memory, as ComfyUI keeps its backups: a merge patches
+                            # every weight, and a second copy of the model need not fit the GPU.
+                            originals[id(tensor)] = (tensor, tensor.data.to("cpu", copy=True))
+                        tensor.data.copy_(value)
                 yield
             finally:
                 with torch.no_grad():
-                    for weight, original in originals.values():
-                        weight.data.copy_(original)
+                    for tensor, original in originals.values():
+                        tensor.data.copy_(original)
+
+    def patched_weights(self, module: torch.nn.Module, patches: Sequence[ParameterPatch]) -> dict[str, torch.Tensor]:
+        """The state dict ``module`` has while :meth:`use` merges ``patches`` into it, bit for
+        bit, on the CPU (what a save writes). Computed under the lock, so from the shared
+        weights as loaded, never as another run has patched them for its own use; weights
+        without patches are the module's own tensors when it is on the CPU (not copies)."""
+        with self._lock, torch.no_grad():
+            return patched_state_dict(module, patches)
 
     def _to_device(self, module: torch.nn.Module) -> None:
         identity = id(module)
