@@ -25,7 +25,8 @@ def test_a_comfyui_workflow_renders_and_its_png_opens_in_comfyui_too(tmp_path, r
     prompt = json.loads(texts["prompt"])
     assert {node["class_type"] for node in prompt.values()} == {"LoadImage", "ImageInvert", "ImageBlend", "SaveImage"}
     ui = json.loads(texts["workflow"])
-    assert len(ui["nodes"]) == 4 and len(ui["links"]) == 4
+    # the subgraph comes back as its instance node and its definition
+    assert len(ui["nodes"]) == 3 and len(ui["links"]) == 2 and len(ui["definitions"]["subgraphs"]) == 1
     # ComfyUI's chunks alone bring the same graph back.
     ours, _ = open_workflow(path, registry.spec)
     theirs, _ = workflow_from_bytes(png_carrying({"workflow": texts["workflow"]}), registry.spec, "x.png")

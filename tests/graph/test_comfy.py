@@ -238,7 +238,7 @@ def test_subgraphs_are_expanded_into_runnable_nodes(registry, settings):
     blend = workflow.nodes["12:2"]
     assert {name: link.node for name, link in blend.links.items()} == {"image1": "1", "image2": "12:1"}
     assert workflow.nodes["3"].links["images"].node == "12:2"
-    assert workflow.nodes["12:1"].extra["comfy_subgraph"] == {"instance": "12", "name": "Half negative"}
+    assert workflow.nodes["12:1"].extra["comfy_subgraph"] == {"instance": "12", "name": "Half negative", "node": 1}
     run = Engine(registry, settings).run(workflow)
     assert run.ok, run.problems or run.errors
     [(_, path)] = run.files

@@ -12,7 +12,13 @@ Facts about the formats, and where they come from:
 - Subgraphs (front end 1.24+): ``definitions.subgraphs`` lists definitions with ``id`` (a
   UUID, used as the ``type`` of instance nodes), ``inputs``/``outputs`` (by slot, with
   ``name``), ``nodes`` and ``links``; inside, origin id -10 is the subgraph's input side and
-  target id -20 its output side.
+  target id -20 its output side. An instance's inputs match the definition's by name, its
+  outputs by index; its ``widgets_values`` hold one value per input that carries a widget, and
+  that value is what the inner fields fed from that input get. Instances are expanded into
+  plain nodes (``"12:3"``: node 3 of instance 12); each remembers where it came from
+  (``extra["comfy_subgraph"]``), and the definitions and instance nodes are kept
+  (``extra["comfy"]["definitions"]``, ``extra["comfy_subgraphs"]``) so that an export can
+  write the subgraphs back (subgraphs.py).
 - ``Reroute`` nodes pass their one input on; ``PrimitiveNode`` holds a value in
   ``widgets_values[0]`` (and, for numbers and drop-downs, a control word in ``[1]``) for the
   widget inputs its output is wired to; ComfyUI's server never sees it: the front end copies
@@ -146,6 +152,8 @@ class _UiReader:
         self.spec_of = spec_of
         self.source = source
         self.report = ImportReport("comfy-ui")
+        # Instance nodes of the top graph that were expanded, by id, as the file had them.
+        self.subgraph_instances: dict[str, dict] = {}
 
     # -- structure -----------------------------------------------------------------------
     def read_links(self, raw: Any, path: str) -> list[_Link]:
@@ -218,9 +226,10 @@ class _UiReader:
             for inner_id, inner in inner_nodes.items():
                 copy = dict(inner)
                 copy["id"] = prefix + inner_id
-                extra = dict(copy.get("comfy_subgraph") or {})
-                copy["comfy_subgraph"] = {**extra, "instance": instance_id, "name": name}
+                copy["comfy_subgraph"] = self.member_record(instance_id, name, inner)
                 nodes[prefix + inner_id] = copy
+            if depth == 0:
+                self.subgraph_instances[instance_id] = instance
 
             # What feeds each of the instance's inputs, by the subgraph input's slot.
             declared_inputs = definition.get("inputs") if isinstance(definition.get("inputs"), list) else []
@@ -233,27 +242,72 @@ class _UiReader:
                     for slot, declared in enumerate(declared_inputs):
                         if isinstance(declared, dict) and declared.get("name") == name_in:
                             feeding[slot] = link
+            promoted = self.promoted_values(instance, declared_inputs, feeding) if depth == 0 else {}
             outer = [link for link in links if instance_id not in (link.origin, link.target)]
             consumers = [link for link in links if link.origin == instance_id]
+            # Each wire keeps the id of the outermost ComfyUI link it stands for, so an export
+            # that writes the subgraph back gives the boundary wires their ids again.
             for link in inner_links:
                 origin = link.origin
+                link_id = link.link_id
                 if origin == str(SUBGRAPH_INPUT_ID):
                     source = feeding.get(link.origin_slot)
                     if source is None:
-                        continue  # the inner node keeps its own field value
-                    origin_id, origin_slot = source.origin, source.origin_slot
+                        # The inner field keeps its own value, or the one the instance shows.
+                        self.promote(nodes.get(prefix + link.target), link.target_slot, promoted, link.origin_slot)
+                        continue
+                    origin_id, origin_slot, link_id = source.origin, source.origin_slot, source.link_id
                 else:
                     origin_id, origin_slot = prefix + origin, link.origin_slot
                 if link.target == str(SUBGRAPH_OUTPUT_ID):
                     for consumer in consumers:
                         if consumer.origin_slot == link.target_slot:
                             outer.append(_Link(origin_id, origin_slot, consumer.target, consumer.target_slot,
-                                               link.type))
+                                               link.type, consumer.link_id))
                 else:
-                    outer.append(_Link(origin_id, origin_slot, prefix + link.target, link.target_slot, link.type))
+                    outer.append(_Link(origin_id, origin_slot, prefix + link.target, link.target_slot, link.type,
+                                       link_id))
             links = outer
             self.report.warnings.append(f"subgraph {name!r} (node {instance_id}) was expanded into its nodes")
         return nodes, links
+
+    @staticmethod
+    def member_record(instance_id: str, name: str, inner: dict) -> dict[str, Any]:
+        """Where an expanded node came from: the instance in the top graph, the subgraph's
+        name, the node's id inside its definition and, for a node of a nested subgraph, the
+        ids of the instance nodes between (outermost first)."""
+        nested = inner.get("comfy_subgraph")
+        if isinstance(nested, dict):
+            return {"instance": instance_id, "name": name, "node": nested["node"],
+                    "path": [nested["instance"], *nested.get("path", [])]}
+        return {"instance": instance_id, "name": name, "node": inner.get("id")}
+
+    @staticmethod
+    def promoted_values(instance: dict, declared_inputs: list, feeding: dict[int, _Link]) -> dict[int, Any]:
+        """The values an instance shows for its unwired widget inputs, by subgraph input slot.
+        The front end writes one value per input that carries a widget, in input order."""
+        values = instance.get("widgets_values")
+        entries = [entry for entry in instance.get("inputs") or []
+                   if isinstance(entry, dict) and isinstance(entry.get("widget"), dict)]
+        if not isinstance(values, list) or not entries or len(values) != len(entries):
+            return {}
+        promoted: dict[int, Any] = {}
+        for entry, value in zip(entries, values):
+            for slot, declared in enumerate(declared_inputs):
+                if isinstance(declared, dict) and declared.get("name") == entry.get("name"):
+                    if slot not in feeding and value is not None:
+                        promoted.setdefault(slot, value)
+                    break
+        return promoted
+
+    def promote(self, member: dict | None, target_slot: int, promoted: dict[int, Any], slot: int) -> None:
+        """Give a field fed by the instance's widget that value; its record keeps the value
+        the definition holds, which an export writes back there."""
+        if member is None or slot not in promoted or member["comfy_subgraph"].get("path"):
+            return
+        input_name = self.input_name(member, target_slot)
+        if input_name is not None:
+            member.setdefault("__promoted_values__", {})[input_name] = promoted[slot]
 
     # -- front-end helpers ---------------------------------------------------------------
     def resolve_reroutes(self, nodes: dict[str, dict], links: list[_Link]) -> list[_Link]:
@@ -500,12 +554,18 @@ class _UiReader:
             flags = raw.get("flags")
             node.collapsed = bool(isinstance(flags, dict) and flags.get("collapsed") is True)
             kept = {key: value for key, value in raw.items() if key not in _MAPPED_NODE_FIELDS
-                    and key != "comfy_subgraph"}
+                    and key not in ("comfy_subgraph", "__promoted_values__")}
             if extras:
                 kept["widget_extras"] = extras
             node.extra["comfy"] = kept
             if raw.get("comfy_subgraph"):
-                node.extra["comfy_subgraph"] = raw["comfy_subgraph"]
+                record = dict(raw["comfy_subgraph"])
+                promoted = raw.get("__promoted_values__") or {}
+                if promoted:
+                    # What the definition holds for each field the instance shows a value for.
+                    record["exposed"] = {name: node.values.get(name) for name in promoted}
+                    node.values.update(promoted)
+                node.extra["comfy_subgraph"] = record
             workflow.nodes[node_id] = node
 
         seen_targets: dict[tuple[str, str], _Link] = {}
@@ -542,8 +602,16 @@ class _UiReader:
                 group = Group(group_id, title, bounds, raw.get("color") if isinstance(raw.get("color"), str) else None)
                 group.extra["comfy"] = {k: v for k, v in raw.items() if k not in ("title", "bounding", "color")}
                 workflow.groups[group_id] = group
-        workflow.extra["comfy"] = {key: value for key, value in top.items()
-                                   if key not in ("nodes", "links", "groups", "definitions")}
+        # The file's subgraph definitions stay in "definitions", and each expanded instance
+        # node with the nodes it became, so that an export can write the subgraphs back.
+        workflow.extra["comfy"] = {key: value for key, value in top.items() if key not in ("nodes", "links", "groups")}
+        instances: dict[str, Any] = {}
+        for instance_id, instance in self.subgraph_instances.items():
+            members = [node.id for node in workflow.nodes.values()
+                       if node.extra.get("comfy_subgraph", {}).get("instance") == instance_id]
+            instances[instance_id] = {"node": instance, "members": members}
+        if instances:
+            workflow.extra["comfy_subgraphs"] = {"instances": instances}
         return workflow
 
 
