@@ -144,6 +144,23 @@ def test_the_lora_stripes_the_shape_more_as_its_strength_rises(demo_engine):
     assert measure[1.0] - measure[0.0] > 0.5, measure
 
 
+def test_a_merge_with_the_lora_model_stripes_as_its_ratio_says(demo_engine):
+    """The merge tour: model1 (the base) weighs `ratio`, model2 (base + stripes LoRA) the rest,
+    so ratio 1 has no stripes and ratio 0 the LoRA's full stripes."""
+    workflow = tour("model_merge")
+    rng = random.Random(37)
+    scenes = [shapes.Scene(rng.choice(shapes.SHAPES), *rng.sample(sorted(shapes.COLOURS), 2), rng.choice(
+        list(shapes.POSITIONS)), "large") for _ in range(4)]
+    measure = {}
+    for ratio in (1.0, 0.5, 0.0):
+        measure[ratio] = float(np.mean([
+            stripes(render(demo_engine, workflow, **{"2.text": scene.caption(index), "4.seed": 90 + index,
+                                                      "9.ratio": ratio, "8.strength_clip": 0.0})[0])
+            for index, scene in enumerate(scenes)]))
+    print(f"stripes by merge ratio: {measure}")
+    assert measure[1.0] < measure[0.5] < measure[0.0], measure
+
+
 @pytest.mark.slow
 def test_the_controlnet_puts_the_shape_on_its_hint_in_the_prompts_colours(demo_engine):
     """Blobs at seeded places anywhere in the middle 60% of the picture; the prompt names
@@ -233,4 +250,5 @@ def test_the_tour_covers_the_shipped_demo_models():
             names.update(str(value) for value in node.values.values())
     assert set(DEMO_MODELS.values()) <= names
     kinds = {path.stem.split("_", 1)[1] for path in TOUR}
-    assert kinds == {"txt2img", "img2img", "inpaint", "lora", "controlnet", "hires_fix"}
+    assert kinds == {"txt2img", "img2img", "inpaint", "lora", "controlnet", "hires_fix", "custom_sampling",
+                     "model_merge"}

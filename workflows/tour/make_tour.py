@@ -133,9 +133,49 @@ def hires_fix() -> Workflow:
     return workflow
 
 
+def custom_sampling() -> Workflow:
+    """KSampler's parts as nodes; node 4 is the sampler that takes them."""
+    workflow = base("Tour: custom sampling", "KSampler taken apart: the noise (from a seed), the guider (model, "
+                    "prompts and cfg), the sampler algorithm and the σ schedule are nodes of their own; here "
+                    "DPM++ 2M on a Karras schedule. Swap any part.",
+                    "a large blue triangle at the top, yellow background", prefix="tour/custom_sampling")
+    workflow.remove_node("4")
+    workflow.add_node("SamplerCustomAdvanced", {}, title="Sampler", position=(980, 100), node_id="4")
+    workflow.add_node("RandomNoise", {"noise_seed": 7}, title="Noise", position=(760, -250), node_id="8")
+    workflow.add_node("CFGGuider", {"cfg": 5.0}, title="Guider", position=(760, -90), node_id="9")
+    workflow.add_node("KSamplerSelect", {"sampler_name": "dpmpp_2m"}, title="Algorithm", position=(760, 400),
+                      node_id="10")
+    workflow.add_node("BasicScheduler", {"scheduler": "karras", "steps": 20, "denoise": 1.0}, title="Schedule",
+                      position=(760, 540), node_id="11")
+    for source, output, target, input_name in [
+            ("1", "MODEL", "9", "model"), ("2", "CONDITIONING", "9", "positive"), ("3", "CONDITIONING", "9", "negative"),
+            ("1", "MODEL", "11", "model"), ("8", "NOISE", "4", "noise"), ("9", "GUIDER", "4", "guider"),
+            ("10", "SAMPLER", "4", "sampler"), ("11", "SIGMAS", "4", "sigmas"), ("7", "LATENT", "4", "latent_image"),
+            ("4", "output", "5", "samples")]:
+        workflow.connect(source, output, target, input_name)
+    workflow.node("5").position, workflow.node("6").position = (1300, 100), (1540, 100)
+    return workflow
+
+
+def model_merge() -> Workflow:
+    workflow = base("Tour: model merging", "Merges the demo model half and half with itself plus its stripes "
+                    "LoRA: the stripes come through at about half strength. Merges are computed while sampling; "
+                    "the models on disk are untouched (CheckpointSave would write the merge as a file).",
+                    "a large red square in the centre, white background", prefix="tour/merge")
+    workflow.add_node("LoraLoader", {"lora_name": "seed-shapes-stripes.safetensors", "strength_model": 1.0,
+                                     "strength_clip": 1.0}, position=(340, -300), node_id="8")
+    workflow.add_node("ModelMergeSimple", {"ratio": 0.5}, title="Merge", position=(560, -150), node_id="9")
+    for source, output, target, input_name in [("1", "MODEL", "8", "model"), ("1", "CLIP", "8", "clip"),
+                                               ("1", "MODEL", "9", "model1"), ("8", "MODEL", "9", "model2"),
+                                               ("9", "MODEL", "4", "model")]:
+        workflow.connect(source, output, target, input_name)
+    return workflow
+
+
 def main() -> None:
     save(default(), TOUR.parent / "default.json")
-    for index, build in enumerate((default, img2img, inpaint, lora, controlnet, hires_fix), 1):
+    for index, build in enumerate((default, img2img, inpaint, lora, controlnet, hires_fix, custom_sampling,
+                                   model_merge), 1):
         name = "txt2img" if build is default else build.__name__
         workflow = build()
         if build is default:
