@@ -270,3 +270,52 @@ def test_an_instance_whose_id_a_new_node_took_gets_a_free_one(registry):
     again = reimport(exported, registry)
     assert {"13:1", "13:2", "12"} <= set(again.nodes)
     assert json.dumps(to_comfy_ui(again, registry.spec)) == json.dumps(exported)
+
+
+def bomb(levels: int, fan_out: int) -> dict:
+    """A UI document whose subgraph k holds `fan_out` instances of subgraph k-1: it describes
+    fan_out ** levels nodes in a few kilobytes."""
+    definitions = [{"id": "level-0", "name": "leaf", "nodes": [{"id": 1, "type": "ImageInvert", "inputs": [],
+                                                               "outputs": [], "widgets_values": []}],
+                    "links": [], "inputs": [], "outputs": []}]
+    for level in range(1, levels + 1):
+        definitions.append({"id": f"level-{level}", "name": f"level {level}",
+                            "nodes": [{"id": i + 1, "type": f"level-{level - 1}", "inputs": [], "outputs": []}
+                                      for i in range(fan_out)], "links": [], "inputs": [], "outputs": []})
+    return {"nodes": [{"id": 1, "type": f"level-{levels}", "inputs": [], "outputs": []}], "links": [],
+            "definitions": {"subgraphs": definitions}, "version": 0.4}
+
+
+def test_a_subgraph_bomb_is_refused_before_expanding_within_bounded_memory():
+    """10 ** 6 nodes described in a few KB: refused by counting, in a process limited to 1 GB
+    (expanding it took 2.5 GB and 125 s)."""
+    import json
+    import subprocess
+    import sys
+
+    document = json.dumps(bomb(6, 10))
+    assert len(document) < 20_000
+    script = f"""
+import json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+from studio.graph.comfy import import_ui
+from studio.graph.comfy.importer import ComfyFormatError
+start = time.perf_counter()
+try:
+    import_ui(json.loads({document!r}), lambda name: None, "bomb.json")
+except ComfyFormatError as error:
+    print("refused", round(time.perf_counter() - start, 3), error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("refused"), result.stdout
+    seconds = float(result.stdout.split()[1])
+    assert seconds < 5
+    assert "$.definitions.subgraphs[" in result.stdout and "more than 20,000 nodes" in result.stdout
+
+
+def test_a_large_but_honest_subgraph_use_still_expands():
+    from studio.graph.comfy import import_ui
+
+    workflow, _ = import_ui(bomb(2, 20), lambda name: None, "fine.json")
+    assert len(workflow.nodes) == 400

@@ -58,6 +58,10 @@ from studio.graph.sockets import ANY, BOOLEAN, FLOAT, INT, STRING, InputSpec
 SUBGRAPH_INPUT_ID = -10
 SUBGRAPH_OUTPUT_ID = -20
 MAX_SUBGRAPH_DEPTH = 16
+# What a file may expand to. A subgraph used n times inside one used m times … grows as the
+# product: an 11 KB file can describe a million nodes. Counted before anything is expanded.
+MAX_EXPANDED_NODES = 20_000
+MAX_EXPANDED_LINKS = 40_000
 MAX_COORDINATE = 1e9
 _MODES = {0: NodeMode.NORMAL, 1: NodeMode.NORMAL, 3: NodeMode.NORMAL, 2: NodeMode.MUTE, 4: NodeMode.BYPASS}
 # Fields of a UI node that the importer turns into the native model; the rest is kept.
@@ -615,6 +619,52 @@ class _UiReader:
         return workflow
 
 
+def check_expanded_size(nodes: dict[str, dict], links: list, definitions: dict[str, dict], source: str) -> None:
+    """Refuse a document whose subgraphs would expand beyond the limits, from the definitions
+    alone (each definition's expanded size is counted once), naming the subgraph that grows
+    it most; a subgraph that contains itself is left for the expansion to report."""
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def size(subgraph_id: str, active: tuple[str, ...]) -> tuple[int, int]:
+        if subgraph_id in sizes:
+            return sizes[subgraph_id]
+        definition = definitions[subgraph_id]
+        inner = definition.get("nodes") if isinstance(definition.get("nodes"), list) else []
+        inner_links = definition.get("links") if isinstance(definition.get("links"), list) else []
+        total_nodes, total_links = 0, len(inner_links)
+        for node in inner:
+            kind = node.get("type") if isinstance(node, dict) else None
+            if isinstance(kind, str) and kind in definitions:
+                if kind in active or len(active) >= MAX_SUBGRAPH_DEPTH:
+                    continue
+                node_count, link_count = size(kind, (*active, kind))
+                total_nodes, total_links = total_nodes + node_count, total_links + link_count
+            else:
+                total_nodes += 1
+            if total_nodes > MAX_EXPANDED_NODES or total_links > MAX_EXPANDED_LINKS:
+                break  # already too big; no need to count further
+        sizes[subgraph_id] = (total_nodes, total_links)
+        return sizes[subgraph_id]
+
+    total_nodes, total_links = 0, len(links)
+    growth: dict[str, int] = {}
+    for node in nodes.values():
+        kind = node["type"]
+        if kind in definitions:
+            node_count, link_count = size(kind, (kind,))
+            total_nodes, total_links = total_nodes + node_count, total_links + link_count
+            growth[kind] = growth.get(kind, 0) + node_count
+        else:
+            total_nodes += 1
+        if total_nodes > MAX_EXPANDED_NODES or total_links > MAX_EXPANDED_LINKS:
+            largest = max(growth, key=growth.get)
+            index = definitions[largest].get("__index__", "?")
+            raise _fail(f"$.definitions.subgraphs[{index}]",
+                        f"its subgraphs would expand to more than {MAX_EXPANDED_NODES:,} nodes or "
+                        f"{MAX_EXPANDED_LINKS:,} links (subgraph {largest!r} alone gives {growth[largest]:,} "
+                        f"nodes); no real workflow is that large", source)
+
+
 def import_ui(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
     """A ComfyUI UI-format document (parsed JSON) as a native workflow."""
     if not isinstance(data, dict):
@@ -632,6 +682,7 @@ def import_ui(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflo
             if not isinstance(definition, dict) or not isinstance(definition.get("id"), str):
                 raise _fail(f"$.definitions.subgraphs[{index}]", "expected a subgraph with an id", source)
             definitions[definition["id"]] = {**definition, "__index__": index}
+    check_expanded_size(nodes, links, definitions, source)
     nodes, links = reader.expand_subgraphs(nodes, links, definitions)
     links = reader.resolve_reroutes(nodes, links)
     links = reader.resolve_primitives(nodes, links)
