@@ -24,19 +24,55 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 _UNSAFE_NAME_CHARACTERS = re.compile(r'[<>:"|?*\x00-\x1f]')
 
 
-def find_input_image(name: str, settings: Settings) -> Path | None:
-    """Resolve LoadImage's ``image`` value: an absolute path, or a path relative to one of
-    the input folders (the user's, then the samples shipped with Seed Studio)."""
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def locate_input_image(name: str, settings: Settings) -> tuple[Path | None, bool]:
+    """Resolve LoadImage's ``image`` value: ``(file, False)`` when it names a file inside one
+    of the input folders (the user's, then the samples shipped with Seed Studio), else
+    ``(None, outside)`` where ``outside`` says it leads out of them (``../``, a symbolic link,
+    an absolute path elsewhere).
+
+    Whether a name leads outside is decided from the folders alone, never from whether the
+    file exists, so that a workflow cannot probe the disk through LoadImage's errors. An
+    absolute path outside the folders is read only when the settings allow it
+    (``allow_absolute_image_paths``, off by default), as ComfyUI reads only its input folder.
+    """
     if not name:
-        return None
+        return None, False
     candidate = Path(name).expanduser()
-    if candidate.is_absolute():
-        return candidate if candidate.is_file() else None
+    outside = False
     for folder in settings.image_search_dirs:
-        path = folder / candidate
+        root = folder.expanduser().resolve()
+        path = (root / candidate).resolve()  # an absolute candidate replaces the root
+        if not _inside(path, root):
+            outside = True
+            continue
         if path.is_file():
-            return path
-    return None
+            return path, False
+    if candidate.is_absolute() and settings.allow_absolute_image_paths:
+        path = candidate.resolve()
+        return (path if path.is_file() else None), False
+    return None, outside
+
+
+def find_input_image(name: str, settings: Settings) -> Path | None:
+    """The file LoadImage's ``image`` value names inside the input folders, or None."""
+    return locate_input_image(name, settings)[0]
+
+
+def input_image_problem(name: str, settings: Settings) -> str | None:
+    """Why LoadImage cannot read ``name`` (a sentence), or None when it can."""
+    path, outside = locate_input_image(name, settings)
+    if path is not None:
+        return None
+    folders = ", ".join(str(folder) for folder in settings.image_search_dirs)
+    if outside:
+        # The same sentence whether or not something is there.
+        return (f"image {name!r} is outside the input folders ({folders}); LoadImage reads only files inside "
+                "them")
+    return f"image file {name!r} not found (looked in {folders})"
 
 
 def list_input_images(settings: Settings) -> list[str]:
@@ -52,23 +88,21 @@ def list_input_images(settings: Settings) -> list[str]:
 class LoadImage(NodeBase):
     """Loads an image file as IMAGE, and its transparency as MASK (1 where transparent).
 
-    The file is looked up in the input folders (and the bundled samples) unless the path is
-    absolute. Animated files give one batch item per frame.
+    The file is looked up in the input folders (and the bundled samples) and must lie inside
+    one of them; absolute paths elsewhere only where the settings allow them. Animated files
+    give one batch item per frame.
     """
 
     type_name = "LoadImage"
     category = "image"
     title = "Load Image"
-    inputs = (Input("image", STRING, default="", tooltip="file name in the input folder, or an absolute path"),)
+    inputs = (Input("image", STRING, default="", tooltip="file name in the input folder"),)
     outputs = (Output("IMAGE", IMAGE), Output("MASK", MASK))
 
     @classmethod
     def check(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
-        name = values.get("image") or ""
-        if find_input_image(name, settings) is None:
-            folders = ", ".join(str(folder) for folder in settings.image_search_dirs)
-            return [("image", f"image file {name!r} not found (looked in {folders})")]
-        return []
+        problem = input_image_problem(values.get("image") or "", settings)
+        return [("image", problem)] if problem is not None else []
 
     @classmethod
     def fingerprint(cls, values: Mapping[str, Any], settings: Settings) -> Any:
@@ -82,7 +116,7 @@ class LoadImage(NodeBase):
     def run(self, ctx, image: str) -> tuple[torch.Tensor, torch.Tensor]:
         path = find_input_image(image, ctx.settings)
         if path is None:
-            raise FileNotFoundError(f"image file {image!r} not found in the input folders")
+            raise FileNotFoundError(input_image_problem(image, ctx.settings))
         try:
             with Image.open(path) as opened:
                 frames = [pil_to_tensors(frame) for frame in ImageSequence.Iterator(opened)]

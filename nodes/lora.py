@@ -8,6 +8,7 @@ from studio.graph.sockets import CLIP, FLOAT, MODEL, STRING
 from studio.node_api import Input, NodeBase, Output
 from studio.runtime.checkpoints import DiffusionModel, TextEncoder
 from studio.runtime.lora import read_patches
+from studio.runtime.lora_checks import check_lora_patches
 from studio.runtime.services import model_manager
 
 from nodes.loaders import ModelFileInput
@@ -24,6 +25,8 @@ def _apply(ctx, lora_name: str, model: DiffusionModel, clip: TextEncoder | None,
     if report.matched == 0:
         raise ValueError(f"{lora_name}: none of its {len(state)} keys matches this {model.family} model "
                          "(is it made for another model family?)")
+    # A NaN would render black and report success; a wrong shape would fail mid-sampling.
+    check_lora_patches(patches, model.unet, encoders, lora_name)
     ctx.note(report.sentence(lora_name))
     unet_patches = tuple(p for p in patches if p.target == "unet")
     clip_patches = tuple(p for p in patches if p.target != "unet")

@@ -7,16 +7,24 @@ is appended to ``manifest.jsonl`` and flushed to disk before the next starts, an
 a job saves carries the job's id in its name. After a crash or Ctrl+C, ``--resume`` skips the
 finished jobs; a job the crash cut off may have left some of its images, which are removed
 before it runs again (same seed, same images), so every job ends with exactly one set.
+
+A batch holds its output folder for its whole life (:class:`OutputFolderLock`), so a second
+batch, or a ``--resume`` started while the first still runs, cannot render the same jobs or
+remove the images the first has just written. Worker processes die with the batch that
+started them. A full disk stops the batch instead of letting every later job sample and then
+fail at its save.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import itertools
 import json
 import os
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,12 +35,22 @@ import networkx as nx
 
 from studio.engine import Engine
 from studio.graph import Workflow
+from studio.graph.format import WorkflowFormatError, check_json_values
 from studio.graph.model import NodeMode
 from studio.overrides import Override, OverrideError, parse_scalar, resolve_target, split_assignment
 from studio.registry import Registry
 
 MANIFEST = "manifest.jsonl"
+# Beside the manifest while a batch runs: the process id of the batch that holds the folder.
+LOCK_FILE = "batch.lock"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# Errors after which every later job would fail the same way, at its save.
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+class BatchStopped(Exception):
+    """The batch cannot go on (its output folder is in use, or the disk is full); the
+    message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,12 @@ def read_params(path: Path) -> list[dict[str, Any]]:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as error:
+                # A value no PNG could carry (1e999, a lone surrogate) is refused here, not
+                # after every job has sampled and fails at save.
+                check_json_values(row)
+            except WorkflowFormatError as error:
+                raise OverrideError(f"{path.name} line {number}, {error.path}: {error.message}") from None
+            except (ValueError, RecursionError) as error:
                 raise OverrideError(f"{path.name} line {number}: not JSON ({error})") from None
             if not isinstance(row, dict):
                 raise OverrideError(f"{path.name} line {number}: expected an object of NODE.INPUT keys")
@@ -141,10 +164,25 @@ class Manifest:
         return found
 
     def append(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(record, default=str) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+        """Add a record on a line of its own, on disk when this returns; a failure to write
+        (a full disk) is a :class:`BatchStopped`."""
+        line = (json.dumps(record, default=str) + "\n").encode("utf-8")
+        try:
+            with open(self.path, "a+b") as stream:
+                # A crash (or a full disk) in the middle of an earlier append leaves a torn
+                # last line. Ended here, it stays a line of its own that reading skips;
+                # otherwise this record would be glued onto it, unreadable, and a later
+                # --resume would render this finished job again.
+                if stream.seek(0, os.SEEK_END) > 0:
+                    stream.seek(-1, os.SEEK_END)
+                    if stream.read(1) != b"\n":
+                        line = b"\n" + line
+                stream.write(line)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:
+            raise BatchStopped(f"cannot write to {self.path} ({error.strerror or error}); the batch stopped. "
+                               "Finished jobs are kept: run it again with --resume once this is fixed") from None
 
 
 def tag_outputs(workflow: Workflow, registry: Registry, key: str) -> None:
@@ -176,7 +214,111 @@ def render_job(engine: Engine, workflow: Workflow, registry: Registry, job: Job)
         record["error"] = "; ".join(str(problem) for problem in report.problems)
     elif report.errors:
         record["error"] = "; ".join(str(error) for error in report.errors)
+        if any(error.errno in DISK_FULL for error in report.errors):
+            record["disk_full"] = True
     return record
+
+
+def stop_if_disk_full(record: dict[str, Any], output: Path) -> None:
+    """After a job that failed for lack of space, every later job would sample and then fail
+    at its save too: stop the batch instead."""
+    if record.get("disk_full"):
+        raise BatchStopped(f"the disk holding {output} is full ({record.get('error', '')}); the batch stopped. "
+                           "Finished jobs are kept: free some space and run it again with --resume")
+
+
+class OutputFolderLock:
+    """One batch at a time in an output folder, for the batch's whole life.
+
+    The lock is the operating system's lock on :data:`LOCK_FILE` (``flock``; a byte-range
+    lock on Windows), which the system lets go of when the holder dies however it dies, so
+    a lock file left by a killed batch is simply taken over. The file holds the holder's
+    process id, for the sentence a second batch is refused with.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / LOCK_FILE
+        self._descriptor: int | None = None
+
+    def acquire(self) -> None:
+        """Hold the folder, or raise :class:`BatchStopped` naming who holds it."""
+        try:
+            self._acquire()
+        except OSError as error:
+            raise BatchStopped(f"cannot use {self.folder} as the output folder ({error.strerror or error})") from None
+
+    def _acquire(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(descriptor):
+                holder = _read_pid(descriptor)
+                os.close(descriptor)
+                who = f"process {holder}" if holder else "another process"
+                raise BatchStopped(f"{self.folder} is in use by another batch ({who}); wait for it to finish, "
+                                   "or choose another --out")
+            # The previous holder may have removed the file between our open and our lock:
+            # then we hold a lock on a file no one else can see; open it again.
+            try:
+                same = os.path.samestat(os.fstat(descriptor), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(descriptor)
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        self._descriptor = descriptor
+
+    def release(self) -> None:
+        if self._descriptor is None:
+            return
+        # Removed while still held, so that no one can lock the old file after we let go.
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:  # Windows does not remove an open file; the next batch takes it over
+            pass
+        os.close(self._descriptor)
+        self._descriptor = None
+
+    def __enter__(self) -> OutputFolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _try_lock(descriptor: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock a byte far past the process id
+        import msvcrt
+
+        os.lseek(descriptor, 1 << 20, os.SEEK_SET)
+        try:
+            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            os.lseek(descriptor, 0, os.SEEK_SET)
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    return True
+
+
+def _read_pid(descriptor: int) -> int | None:
+    try:
+        text = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+    except (OSError, AttributeError):
+        return None
+    return int(text) if text.isdigit() else None
 
 
 @dataclass
@@ -234,9 +376,30 @@ def make_worker(workflow_text: str, settings: Any, policy: Any = None) -> dict[s
             "engine": Engine(registry, settings, services=create_services(settings, policy))}
 
 
-def start_worker(workflow_text: str, settings: Any, counter: Any = None, workers: int = 1) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Make this worker process end when the batch that started it ends, even by kill -9,
+    instead of rendering on into a folder no one records. On Linux the kernel sends the
+    signal (PR_SET_PDEATHSIG); everywhere, :func:`render_in_worker` checks between jobs."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # no prctl here: the check between jobs still stops the worker
+    if os.getppid() != parent_pid:  # the batch died before the line above took effect
+        os._exit(1)
+
+
+def start_worker(workflow_text: str, settings: Any, counter: Any = None, workers: int = 1,
+                 parent_pid: int | None = None) -> None:
     """Runs once in each local worker process: worker i takes GPU i (when there are several)
     and its share of the CPU threads, so workers do not fight over one device."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+        _worker["parent_pid"] = parent_pid
     import torch
 
     from studio.runtime.device import DevicePolicy
@@ -253,6 +416,9 @@ def start_worker(workflow_text: str, settings: Any, counter: Any = None, workers
 
 
 def render_in_worker(job: Job) -> dict[str, Any]:
+    parent_pid = _worker.get("parent_pid")
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # the batch is gone: no one would record this job
     return render_job(_worker["engine"], _worker["workflow"], _worker["registry"], job)
 
 
@@ -321,20 +487,23 @@ def run_on_ray(address: str | None, workflow_text: str, settings: Any, jobs: lis
     queue = list(reversed(jobs))
     idle = [new_actor() for _ in range(min(count, len(jobs)))]
     running: dict[Any, tuple[Any, Job]] = {}
-    while queue or running:
-        while queue and idle:
-            actor = idle.pop()
-            job = queue.pop()
-            running[actor.render.remote(job)] = (actor, job)
-        done, _ = ray.wait(list(running), num_returns=1)
-        actor, job = running.pop(done[0])
-        try:
-            record, images = ray.get(done[0])
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
-            queue.append(job)  # the actor died with it: the job goes to a fresh one
-            idle.append(new_actor())
-            continue
-        finished(store_images(record, images, settings.output_dir))
-        idle.append(actor)
-    for actor in idle:
-        ray.kill(actor)
+    try:
+        while queue or running:
+            while queue and idle:
+                actor = idle.pop()
+                job = queue.pop()
+                running[actor.render.remote(job)] = (actor, job)
+            done, _ = ray.wait(list(running), num_returns=1)
+            actor, job = running.pop(done[0])
+            try:
+                record, images = ray.get(done[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                queue.append(job)  # the actor died with it: the job goes to a fresh one
+                idle.append(new_actor())
+                continue
+            idle.append(actor)
+            finished(store_images(record, images, settings.output_dir))
+    finally:
+        # Also when the batch stops early (a full disk, Ctrl+C): no actor renders on.
+        for actor in [*idle, *(actor for actor, _ in running.values())]:
+            ray.kill(actor)

@@ -18,7 +18,8 @@ from typing import Any, TextIO
 
 from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunReport, RunStarted
 from studio.engine.events import Event
-from studio.engine.validate import graded
+from studio.engine.plan import default_targets
+from studio.engine.validate import graded, no_output_problem
 from studio.fileio import atomic_write_text
 from studio.graph import Workflow, WorkflowFormatError, dumps
 from studio.graph.comfy import to_comfy_api, to_comfy_ui
@@ -28,6 +29,7 @@ from studio.registry import Registry, build_registry
 from studio.runtime.models import ModelFolders, missing_models
 from studio.runtime.services import create_services
 from studio.settings import Settings, SettingsError
+from studio.startup import keep_working_folder_off_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -254,16 +256,15 @@ def _batch_line(progress: Any) -> str:
 
 
 def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    import multiprocessing
-    import time
-
-    from studio.batch import BatchProgress, Manifest, build_jobs, order_jobs, pending_jobs, read_params, render_job
-    from studio.batch import IMAGE_SUFFIXES, render_in_worker, start_worker
+    from studio.batch import IMAGE_SUFFIXES, BatchStopped, OutputFolderLock, build_jobs, order_jobs, read_params
 
     settings = _load_settings(args)
     registry = _registry(settings, stderr)
     workflow = _load_workflow(args.workflow, registry, stderr)
+    if not default_targets(workflow, registry):
+        # Every job would "succeed" without an image: refuse the batch, not each job.
+        stderr.write(f"{args.workflow} is not valid:\n  {no_output_problem(workflow, registry)}\n")
+        return EXIT_FAILED
     rows = read_params(Path(args.params)) if args.params else []
     images: list[Path] = []
     if args.images:
@@ -273,10 +274,37 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
         images = [path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES]
         if not images:
             raise CommandError(f"--images {folder}: no image files in it")
+        # LoadImage reads only inside the input folders: this batch's folder becomes one.
+        settings = settings.replace(input_dirs=(folder.resolve(), *settings.input_dirs))
     jobs = order_jobs(workflow, build_jobs(
         workflow, registry, rows, [parse_set(workflow, registry, text) for text in args.set or []],
         [parse_sweep(workflow, registry, text) for text in args.sweep or []], images,
         Path(args.params).name if args.params else "params"))
+    output = settings.output_dir
+    lock = OutputFolderLock(output)
+    try:
+        lock.acquire()
+    except BatchStopped as error:
+        raise CommandError(str(error)) from None
+    try:
+        return _run_batch(args, settings, registry, workflow, jobs, stdout, stderr)
+    except BatchStopped as error:
+        stderr.write(("\n" if stderr.isatty() else "") + f"studio batch: {error}\n")
+        return EXIT_FAILED
+    finally:
+        lock.release()
+
+
+def _run_batch(args: argparse.Namespace, settings: Settings, registry: Registry, workflow: Workflow,
+               jobs: list[Any], stdout: TextIO, stderr: TextIO) -> int:
+    """The batch itself, while its output folder is held."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+    import time
+
+    from studio.batch import BatchProgress, Manifest, pending_jobs, render_in_worker, render_job, start_worker
+    from studio.batch import stop_if_disk_full
+
     output = settings.output_dir
     manifest = Manifest(output)
     if manifest.path.exists() and not args.resume:
@@ -296,6 +324,7 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
             stdout.flush()
         stderr.write(("\r" if stderr.isatty() else "") + _batch_line(progress) + ("" if stderr.isatty() else "\n"))
         stderr.flush()
+        stop_if_disk_full(record, output)
 
     if args.ray:
         try:
@@ -310,10 +339,15 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
         context = multiprocessing.get_context("spawn")
         counter = context.Value("i", 0)
         with ProcessPoolExecutor(max_workers=args.workers, mp_context=context, initializer=start_worker,
-                                 initargs=(dumps(workflow), settings, counter, args.workers)) as pool:
+                                 initargs=(dumps(workflow), settings, counter, args.workers, os.getpid())) as pool:
             futures = [pool.submit(render_in_worker, job) for job in todo]
-            for future in as_completed(futures):
-                finished(future.result())
+            try:
+                for future in as_completed(futures):
+                    finished(future.result())
+            except BaseException:
+                # Stopped (a full disk, Ctrl+C): the jobs running finish, no new one starts.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     else:
         engine = Engine(registry, settings, services=create_services(settings))
         for job in todo:
@@ -423,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    # Started as ``python -c`` or the console script: the modules imported from here on
+    # (the node library, plugins' imports, torch's own) must not come from the working folder.
+    keep_working_folder_off_path()
     # Everything loading needs is on disk; keep the Hugging Face libraries from asking the Hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     arguments = list(sys.argv[1:] if argv is None else argv)

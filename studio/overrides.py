@@ -45,6 +45,10 @@ def parse_scalar(text: str, input_type: str, where: str) -> Any:
         if lowered in ("false", "0", "no", "off"):
             return False
         raise OverrideError(f"{where}: expected true or false, got {text!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of another encoding on the command line
+        raise OverrideError(f"{where}: the text is not valid UTF-8, so no saved file could hold it") from None
     return text
 
 

@@ -3,6 +3,10 @@
 Node types come from the modules of the ``nodes`` package and from plugin folders the user
 listed in their settings (never from anywhere else). A plugin that fails to import or
 declares a node wrongly is reported, not fatal: the rest of the library still loads.
+
+The built-in library is imported from the project's own ``nodes`` folder, never found on
+``sys.path``: the folder Seed Studio is started in may hold a ``nodes.py`` of its own
+(ComfyUI's root does), and that file must never run in its place.
 """
 
 from __future__ import annotations
@@ -20,6 +24,39 @@ from types import ModuleType
 
 from studio.graph.sockets import NodeSpec
 from studio.node_api import NodeBase, NodeDeclarationError, check_declaration
+
+# The built-in node library: the ``nodes`` package beside the ``studio`` package.
+LIBRARY_PACKAGE = "nodes"
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / LIBRARY_PACKAGE
+
+
+class LibraryImportError(ImportError):
+    """Another module took the built-in node library's name before it was imported."""
+
+
+def import_library() -> ModuleType:
+    """The built-in node library, imported from :data:`LIBRARY_DIR` whatever ``sys.path``
+    holds; its modules (``nodes.io``, …) are then found inside that folder only."""
+    existing = sys.modules.get(LIBRARY_PACKAGE)
+    if existing is not None:
+        locations = [Path(location).resolve() for location in getattr(existing, "__path__", ())]
+        if LIBRARY_DIR not in locations:
+            where = getattr(existing, "__file__", None) or "an unknown place"
+            raise LibraryImportError(f"a module named {LIBRARY_PACKAGE!r} from {where} was imported before Seed "
+                                     f"Studio's node library ({LIBRARY_DIR}); start Seed Studio on its own")
+        return existing
+    spec = importlib.util.spec_from_file_location(LIBRARY_PACKAGE, LIBRARY_DIR / "__init__.py",
+                                                  submodule_search_locations=[str(LIBRARY_DIR)])
+    if spec is None or spec.loader is None:
+        raise LibraryImportError(f"Seed Studio's node library is missing from {LIBRARY_DIR}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[LIBRARY_PACKAGE] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(LIBRARY_PACKAGE, None)
+        raise
+    return module
 
 
 @dataclass(frozen=True)
@@ -91,9 +128,10 @@ class Registry:
                     self.problems.append(PluginProblem(origin, str(error)))
         return count
 
-    def discover_package(self, package_name: str = "nodes") -> None:
-        """Import every module of a package of node modules (the built-in library)."""
-        package = importlib.import_module(package_name)
+    def discover_package(self, package_name: str = LIBRARY_PACKAGE) -> None:
+        """Import every module of a package of node modules (the built-in library, from
+        its own folder: see :func:`import_library`)."""
+        package = import_library() if package_name == LIBRARY_PACKAGE else importlib.import_module(package_name)
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda item: item.name):
             if info.name.startswith("_"):
                 continue
@@ -148,7 +186,7 @@ class Registry:
 def build_registry(plugin_dirs: Iterable[Path] = ()) -> Registry:
     """The built-in node library plus the given plugin folders."""
     registry = Registry()
-    registry.discover_package("nodes")
+    registry.discover_package(LIBRARY_PACKAGE)
     for folder in plugin_dirs:
         registry.discover_folder(Path(folder))
     return registry

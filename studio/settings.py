@@ -52,6 +52,9 @@ class Settings:
     temp_dir: Path = field(default_factory=lambda: Path(platformdirs.user_cache_dir(APP_NAME)) / "temp")
     # Where the app keeps copies of open graphs every few seconds, for recovery after a crash.
     autosave_dir: Path = field(default_factory=lambda: _data_dir() / "autosave")
+    # LoadImage reads files inside the input folders only; this lets it read an absolute
+    # path anywhere else too (as a trusted, single-user setup may want).
+    allow_absolute_image_paths: bool = False
     # Node plugin folders are only ever the ones listed here: code is never picked up from a
     # folder the user did not name.
     plugin_dirs: tuple[Path, ...] = ()
@@ -112,10 +115,11 @@ class Settings:
         for key in ("input_dirs", "plugin_dirs", "model_roots", "extra_model_paths"):
             if key in data:
                 changes[key] = folders(key)
-        if "low_vram" in data:
-            if not isinstance(data["low_vram"], bool):
-                raise SettingsError(f"{source}: low_vram must be true or false")
-            changes["low_vram"] = data["low_vram"]
+        for key in ("low_vram", "allow_absolute_image_paths"):
+            if key in data:
+                if not isinstance(data[key], bool):
+                    raise SettingsError(f"{source}: {key} must be true or false")
+                changes[key] = data[key]
         if "cache_megabytes" in data:
             megabytes = data["cache_megabytes"]
             if isinstance(megabytes, bool) or not isinstance(megabytes, int) or megabytes < 0:

@@ -155,15 +155,17 @@ class MainWindow(QMainWindow):
             self.scene.delete_selected()
 
     def paste(self, keep_incoming: bool) -> list[str]:
-        import json
-
         from PySide6.QtWidgets import QApplication
+
+        from studio.graph.format import parse_json
 
         mime = QApplication.clipboard().mimeData()
         if mime is None or not mime.hasFormat(self.CLIPBOARD_TYPE):
             return []
         try:
-            data = json.loads(bytes(mime.data(self.CLIPBOARD_TYPE)).decode())
+            # parse_json: what the clipboard holds is refused as a file would be if it could
+            # never be saved again.
+            data = parse_json(bytes(mime.data(self.CLIPBOARD_TYPE)), "the clipboard")
             return self.scene.paste(data, keep_incoming)
         except (ValueError, KeyError, WorkflowFormatError) as error:
             self.statusBar().showMessage(f"Cannot paste: {error}", 5000)

@@ -32,7 +32,7 @@ from studio.engine.events import (
 )
 from studio.engine.plan import Plan, PlanError, PlannedNode, Upstream, make_plan, needed_nodes
 from studio.engine.plan import default_targets
-from studio.engine.validate import Problem, cycle_problems, validate
+from studio.engine.validate import Problem, cycle_problems, no_output_problem, validate
 from studio.graph.comfy import to_comfy_api, to_comfy_ui
 from studio.graph.format import dumps
 from studio.graph.png import WORKFLOW_TEXT_KEY
@@ -51,6 +51,9 @@ class NodeError:
     node_type: str
     message: str
     traceback: str = ""
+    # The operating system's error number when the node failed on a file (a full disk is
+    # errno.ENOSPC): a batch stops on it rather than fail every job that follows.
+    errno: int | None = None
 
     def __str__(self) -> str:
         return f"node #{self.node_id} ({self.node_type}): {self.message}"
@@ -123,8 +126,11 @@ class Engine:
 
     def validate(self, workflow: Workflow, targets: Iterable[str] | None = None) -> list[Problem]:
         """Every problem: errors upstream of ``targets`` (the output nodes when None),
-        warnings elsewhere."""
-        return validate(workflow, self.registry, self.settings, targets=targets)
+        warnings elsewhere; with nothing to run, that too."""
+        problems = validate(workflow, self.registry, self.settings, targets=targets)
+        if not (default_targets(workflow, self.registry) if targets is None else list(targets)):
+            problems.insert(0, no_output_problem(workflow, self.registry))
+        return problems
 
     def run(
         self,
@@ -153,6 +159,8 @@ class Engine:
         report.warnings = [problem for problem in found if not problem.is_error]
         missing = [t for t in target_ids if t not in workflow.nodes]
         problems += [Problem("unknown_node", f"there is no node #{t} to run", t) for t in missing]
+        if not target_ids:
+            problems.insert(0, no_output_problem(workflow, self.registry))
         plan: Plan | None = None
         if problems:
             problems += relevant(cycle_problems(workflow))  # the whole list, on the failure path only
@@ -315,6 +323,7 @@ class Engine:
               error: BaseException) -> None:
         node = step.node
         text = "".join(traceback.format_exception(error))
-        failure = NodeError(node.id, node.type, describe_exception(error), text)
+        failure = NodeError(node.id, node.type, describe_exception(error), text,
+                            error.errno if isinstance(error, OSError) else None)
         report.errors.append(failure)
         emit(NodeFailed(run_id, node.id, node.type, failure.message, text))

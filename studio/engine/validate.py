@@ -228,6 +228,27 @@ def _own_checks(cls: type[NodeBase], node: Node, settings: Settings) -> list[Pro
     return problems
 
 
+def no_output_problem(workflow: Workflow, registry: Registry) -> Problem:
+    """Why nothing in ``workflow`` would run (a run with no output node is not a success
+    that saved nothing): which of its nodes Seed Studio lacks, which outputs are switched off."""
+    unknown = [f"{node.type!r} (#{node.id})" for node_id, node in sorted(workflow.nodes.items(),
+                                                                          key=lambda item: node_sort_key(item[0]))
+               if node.type not in registry]
+    switched_off = []
+    for node_id in sorted(workflow.nodes, key=node_sort_key):
+        node = workflow.nodes[node_id]
+        cls = registry.get(node.type)
+        if cls is not None and cls.is_output and node.mode is not NodeMode.NORMAL:
+            switched_off.append(f"#{node_id} {node.type} ({node.mode.value})")
+    message = "nothing would run: the workflow has no output node (such as SaveImage or PreviewImage) switched on"
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        message += f"; node types Seed Studio does not have: {shown}"
+    if switched_off:
+        message += f"; switched off: {', '.join(switched_off)}"
+    return Problem("no_output", message)
+
+
 def cycle_problems(workflow: Workflow) -> list[Problem]:
     """One problem per loop of wires, naming every node in it."""
     problems = []

@@ -20,7 +20,7 @@ from studio.graph.comfy.importer import (
 from studio.graph.connect import SpecLookup
 from studio.graph.format import FORMAT_NAME, WorkflowFormatError, parse_json, workflow_from_data
 from studio.graph.model import Workflow
-from studio.graph.png import PNG_SIGNATURE, WORKFLOW_TEXT_KEY, PngTextError, read_png_text
+from studio.graph.png import PNG_SIGNATURE, WORKFLOW_TEXT_KEYS, PngTextError, read_png_text
 
 # A workflow file larger than this is not one; refusing it early bounds memory and time.
 MAX_WORKFLOW_BYTES = 256 * 1024 * 1024
@@ -54,24 +54,34 @@ def _check_prompt_chunk(workflow: Workflow, text: str, spec_of: SpecLookup, repo
 
 
 def workflow_from_bytes(raw: bytes, spec_of: SpecLookup, source: str = "") -> tuple[Workflow, ImportReport]:
+    """Whichever format ``raw`` (a file's bytes) is in, as a native workflow; every failure,
+    running out of memory on a hostile file included, is a :class:`WorkflowFormatError`."""
     if len(raw) > MAX_WORKFLOW_BYTES:
         raise WorkflowFormatError("$", f"{len(raw) // 2**20} MB is too large to be a workflow", source)
-    if raw.startswith(PNG_SIGNATURE):
-        try:
-            texts = read_png_text(raw)
-        except PngTextError as error:
-            raise WorkflowFormatError("$", str(error), source) from None
-        for key in (WORKFLOW_TEXT_KEY, "workflow", "prompt"):
-            if key in texts:
-                where = f"{source} [{key}]"
-                workflow, report = workflow_from_document(parse_json(texts[key], where), spec_of, where)
-                if report.source_format == "comfy-ui" and "prompt" in texts:
-                    _check_prompt_chunk(workflow, texts["prompt"], spec_of, report, f"{source} [prompt]")
-                report.source_format = f"png:{report.source_format}"
-                return workflow, report
-        raise WorkflowFormatError("$", "this PNG carries no workflow (no Seed Studio or ComfyUI text chunk)",
-                                  source)
-    return workflow_from_document(parse_json(raw, source), spec_of, source)
+    try:
+        if raw.startswith(PNG_SIGNATURE):
+            return _workflow_from_png(raw, spec_of, source)
+        return workflow_from_document(parse_json(raw, source), spec_of, source)
+    except MemoryError:
+        raise WorkflowFormatError("$", "not enough memory to open it; it is far larger than a workflow",
+                                  source) from None
+
+
+def _workflow_from_png(raw: bytes, spec_of: SpecLookup, source: str) -> tuple[Workflow, ImportReport]:
+    try:
+        # Only the chunks a workflow can come from are inflated.
+        texts = read_png_text(raw, WORKFLOW_TEXT_KEYS)
+    except PngTextError as error:
+        raise WorkflowFormatError("$", str(error), source) from None
+    for key in WORKFLOW_TEXT_KEYS:
+        if key in texts:
+            where = f"{source} [{key}]"
+            workflow, report = workflow_from_document(parse_json(texts[key], where), spec_of, where)
+            if report.source_format == "comfy-ui" and "prompt" in texts:
+                _check_prompt_chunk(workflow, texts["prompt"], spec_of, report, f"{source} [prompt]")
+            report.source_format = f"png:{report.source_format}"
+            return workflow, report
+    raise WorkflowFormatError("$", "this PNG carries no workflow (no Seed Studio or ComfyUI text chunk)", source)
 
 
 def open_workflow(path: str | os.PathLike[str], spec_of: SpecLookup) -> tuple[Workflow, ImportReport]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def _read_node(reader: _Reader, node_id: str, raw: Any, path: str) -> Node:
         node.size = reader.number_pair(data["size"], f"{path}.size")  # type: ignore[assignment]
     if "mode" in data:
         mode = data["mode"]
-        if mode not in {member.value for member in NodeMode}:
+        if not isinstance(mode, str) or mode not in {member.value for member in NodeMode}:
             raise reader.fail(f"{path}.mode", f"expected one of normal, bypass, mute; found {mode!r}")
         node.mode = NodeMode(mode)
     if data.get("color") is not None:
@@ -256,10 +257,58 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number a workflow can hold")
 
 
+# Deeper than any workflow nests (a ComfyUI file with subgraphs reaches about a dozen), and
+# shallow enough that everything that walks a document recursively (saving it, exporting it,
+# embedding it in a PNG) stays far from Python's recursion limit.
+MAX_NESTING = 100
+# Half of a UTF-16 surrogate pair on its own: JSON's \ud800 escapes allow it, UTF-8 cannot
+# write it, so a file holding one could be opened and rendered but never saved.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _trail_path(trail: tuple[Any, ...] | None) -> str:
+    keys = []
+    while trail is not None:
+        trail, key = trail
+        keys.append(key)
+    path = "$"
+    for key in reversed(keys):
+        path = f"{path}[{key}]" if isinstance(key, int) else _key_path(path, key)
+    return path
+
+
+def check_json_values(data: Any, source: str = "") -> None:
+    """Refuse parsed JSON that could be opened but never written back: numbers that are not
+    finite (``1e999`` reads as infinity), text with a lone surrogate, nesting deeper than
+    :data:`MAX_NESTING`. The error names the JSON path of the value."""
+    # A stack rather than recursion: the point is to stop documents too deep to recurse into.
+    stack: list[tuple[Any, int, tuple[Any, ...] | None]] = [(data, 0, None)]
+    while stack:
+        value, depth, trail = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_NESTING:
+                raise WorkflowFormatError(_trail_path(trail), f"nested more than {MAX_NESTING} levels deep, "
+                                          "deeper than any workflow", source)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str) and _LONE_SURROGATE.search(key):
+                    raise WorkflowFormatError(_trail_path((trail, key)), "the key holds half of a UTF-16 "
+                                              "surrogate pair, which no file can store", source)
+                stack.append((item, depth + 1, (trail, key)))
+        elif isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                raise WorkflowFormatError(_trail_path(trail), "the text holds half of a UTF-16 surrogate pair "
+                                          "(a \\ud800-style escape on its own), which no file can store", source)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise WorkflowFormatError(_trail_path(trail), f"{value} is not a number a workflow can hold "
+                                      "(1e999 and the like read as infinity)", source)
+
+
 def parse_json(text: str | bytes, source: str = "") -> Any:
-    """Parse JSON text; every failure is a :class:`WorkflowFormatError` saying where."""
+    """Parse JSON text; every failure is a :class:`WorkflowFormatError` saying where, and so
+    is a value that could never be saved again (see :func:`check_json_values`)."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise WorkflowFormatError(f"line {error.lineno}, column {error.colno}",
                                   f"not valid JSON ({error.msg})", source) from None
@@ -269,6 +318,8 @@ def parse_json(text: str | bytes, source: str = "") -> Any:
         raise WorkflowFormatError("$", "nested too deeply to be a workflow", source) from None
     except ValueError as error:  # e.g. integers with more digits than Python will parse
         raise WorkflowFormatError("$", f"not a readable JSON document ({error})", source) from None
+    check_json_values(data, source)
+    return data
 
 
 def loads(text: str | bytes, source: str = "") -> Workflow:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from studio.batch import Job, build_jobs, order_jobs
@@ -137,3 +139,161 @@ def test_two_workers_render_the_same_images_as_one(tmp_path):
         assert code == 0, err
         results[workers] = {r["job"]: digest(r["outputs"][0]) for r in manifest(out)}
     assert results["1"] == results["2"] and len(results["1"]) == 3
+
+
+def seeds_csv(tmp_path: Path, count: int) -> Path:
+    params = tmp_path / "jobs.csv"
+    params.write_text("Film grain.seed\n" + "\n".join(str(seed) for seed in range(count)) + "\n")
+    return params
+
+
+def small_batch(params: Path, out: Path, *extra: str) -> tuple[int, str, str]:
+    return studio("batch", DEFAULT, "--params", str(params), "--out", str(out), "--set", "Enlarge.scale_by=0.25",
+                  *extra)
+
+
+def test_a_torn_last_manifest_line_is_ended_before_the_next_record(tmp_path):
+    params, out = seeds_csv(tmp_path, 3), tmp_path / "out"
+    assert small_batch(params, out)[0] == 0
+    images = {r["job"]: digest(r["outputs"][0]) for r in manifest(out)}
+    # The last append was cut off by a crash: half its line, no line end.
+    text = (out / "manifest.jsonl").read_text()
+    last = text.splitlines()[-1]
+    torn = last[:len(last) // 2]
+    (out / "manifest.jsonl").write_text(text[:len(text) - len(last) - 1] + torn)
+
+    code, out_text, err = small_batch(params, out, "--resume")
+    assert code == 0, err
+    assert "1 jobs rendered, 2 already done" in out_text
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and lines[2] == torn and json.loads(lines[3])["job"] == json.loads(last)["job"]
+
+    # The record written after the torn line is read again: nothing is rendered twice.
+    code, out_text, err = small_batch(params, out, "--resume")
+    assert code == 0, err
+    assert "0 jobs rendered, 3 already done" in out_text
+    assert {r["job"]: digest(r["outputs"][0]) for r in map(json.loads, lines[:2] + lines[3:])} == images
+
+
+def test_a_full_disk_at_save_stops_the_batch_instead_of_failing_every_job(tmp_path, monkeypatch):
+    import nodes.io
+
+    attempts = []
+
+    def disk_full(path, data):
+        attempts.append(path)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(nodes.io, "write_new_file", disk_full)
+    code, _, err = small_batch(seeds_csv(tmp_path, 5), tmp_path / "out")
+    assert code == 1 and len(attempts) == 1
+    assert "the disk holding" in err and "is full" in err and "--resume" in err and "Traceback" not in err
+    [record] = manifest(tmp_path / "out")
+    assert record["status"] == "failed"
+
+
+def test_a_manifest_that_cannot_be_written_stops_the_batch_with_a_sentence(tmp_path, monkeypatch):
+    import studio.batch
+
+    def full(path, mode="r", *args, **kwargs):
+        if Path(path).name == "manifest.jsonl" and "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(studio.batch, "open", full, raising=False)
+    code, out_text, err = small_batch(seeds_csv(tmp_path, 4), tmp_path / "out")
+    assert code == 1 and "Traceback" not in err
+    assert "cannot write to" in err and "manifest.jsonl (No space left on device); the batch stopped" in err
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 1  # it stopped after the first job
+
+
+LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from studio.batch import OutputFolderLock
+OutputFolderLock(Path(sys.argv[1])).acquire()
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_batch_in_a_held_folder_is_refused_and_deletes_nothing_then_a_dead_holder_is_taken_over(tmp_path):
+    params, out = seeds_csv(tmp_path, 2), tmp_path / "out"
+    assert small_batch(params, out)[0] == 0
+    assert not (out / "batch.lock").exists()  # let go of when the batch ended
+    [first, second] = manifest(out)
+    # The first job's record is not there yet, as if the holder were still rendering it.
+    (out / "manifest.jsonl").write_text(json.dumps(second) + "\n")
+    fresh = Path(first["outputs"][0])
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out)], cwd=PROJECT_ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        code, _, err = small_batch(params, out, "--resume")
+        assert code == 2
+        assert f"{out} is in use by another batch (process {holder.pid})" in err
+        assert fresh.is_file()  # the holder's fresh image was not removed
+        code, _, err = small_batch(params, tmp_path / "other")  # another folder is free
+        assert code == 0, err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (out / "batch.lock").read_text().strip() == str(holder.pid)  # left behind by kill -9
+    code, out_text, err = small_batch(params, out, "--resume")
+    assert code == 0, err
+    assert "1 jobs rendered, 1 already done" in out_text
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids of ``pid``'s worker children (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has stopped; only its parent has not collected it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table in /proc")
+def test_workers_die_with_a_batch_killed_by_sigkill(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "studio", "batch", DEFAULT, "--params", str(seeds_csv(tmp_path, 400)),
+               "--out", str(out), "--set", "Enlarge.scale_by=2.0", "--workers", "2"]
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if (out / "manifest.jsonl").is_file() and (out / "manifest.jsonl").read_text().count("\n") >= 2:
+                break
+            time.sleep(0.1)
+        workers = descendants(process.pid)
+        assert len(workers) == 2
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not any(alive(pid) for pid in workers)
+        images = len(list(out.rglob("*.png")))
+        time.sleep(2)
+        assert len(list(out.rglob("*.png"))) == images  # nothing renders on
+    finally:  # a regression must not leave orphans behind on the test machine
+        for pid in [process.pid, *workers]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        process.wait()

@@ -10,6 +10,7 @@ import pytest
 
 from studio.cli import main
 from studio.graph import Workflow, dumps, load, save
+from studio.graph.model import NodeMode
 from studio.graph.files import open_workflow
 from studio.graph.png import WORKFLOW_TEXT_KEY, read_png_text
 from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
@@ -281,3 +282,63 @@ def test_a_missing_embedding_is_a_warning_and_the_render_goes_on_without_it(tmp_
     assert without["notes"] == []
     [first], [second] = ([Image.open(output["path"]) for output in run["outputs"]] for run in (with_missing, without))
     assert first.tobytes() == second.tobytes()
+
+
+def only_an_unknown_output(path: Path) -> None:
+    """A graph whose one output is a node type Seed Studio lacks (a plugin's save node)."""
+    path.write_text(json.dumps({"format": "seed-studio-workflow", "version": 1, "nodes": {
+        "1": {"type": "LoadImage", "values": {"image": "seed_sample.png"}},
+        "2": {"type": "Image Save", "links": {"images": {"node": "1", "output": "IMAGE"}}}}}))
+
+
+def test_a_workflow_with_no_output_that_would_run_is_a_problem_not_a_success(tmp_path):
+    path = tmp_path / "plugin-save.json"
+    only_an_unknown_output(path)
+    code, out, err = studio("render", str(path), "--out", str(tmp_path / "out"))
+    assert code == 1 and out == ""
+    assert "nothing would run" in err and "'Image Save' (#2)" in err
+    assert not (tmp_path / "out").exists()
+
+    code, out, _ = studio("validate", str(path))
+    assert code == 1 and "nothing would run" in out and "'Image Save' (#2)" in out
+
+    params = tmp_path / "jobs.csv"
+    params.write_text("1.image\nseed_sample.png\nseed_sample.png\n")
+    code, _, err = studio("batch", str(path), "--params", str(params), "--out", str(tmp_path / "out"))
+    assert code == 1 and "nothing would run" in err
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()
+
+
+def test_a_muted_save_node_is_named_when_nothing_would_run(tmp_path):
+    workflow = load(DEFAULT)
+    workflow.nodes["4"].mode = NodeMode.MUTE
+    path = tmp_path / "muted.json"
+    save(workflow, path)
+    code, _, err = studio("render", str(path), "--out", str(tmp_path / "out"))
+    assert code == 1 and "switched off: #4 SaveImage (mute)" in err
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("1e999", "inf is not a number a workflow can hold"),
+    ('"\\ud800"', "half of a UTF-16 surrogate pair"),
+    ("[" * 600 + "]" * 600, "nested more than 100 levels deep"),
+])
+def test_a_value_that_could_never_be_saved_stops_render_and_convert_before_anything_runs(tmp_path, value, message):
+    document = load(DEFAULT)
+    path = tmp_path / "hostile.json"
+    path.write_text(dumps(document).replace('"format": "seed-studio-workflow"',
+                                            f'"format": "seed-studio-workflow", "kept": {value}'))
+    code, out, err = studio("render", str(path), "--out", str(tmp_path / "out"))
+    assert code == 2 and out == "" and message in err and "hostile.json: $.kept" in err
+    assert not (tmp_path / "out").exists()
+    code, _, err = studio("convert", str(path), str(tmp_path / "converted.json"))
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "converted.json").exists()
+
+
+def test_a_params_line_that_no_png_could_carry_is_refused_before_the_batch(tmp_path):
+    params = tmp_path / "jobs.jsonl"
+    params.write_text('{"Film grain.seed": 1}\n{"Film grain.strength": 1e999}\n')
+    code, _, err = studio("batch", DEFAULT, "--params", str(params), "--out", str(tmp_path / "out"))
+    assert code == 2 and 'jobs.jsonl line 2, $["Film grain.strength"]: inf is not a number' in err
+    assert not (tmp_path / "out" / "manifest.jsonl").exists()

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 import json
 import os
+from io import BytesIO
 
 import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from studio.graph import CURRENT_VERSION, FORMAT_NAME, NodeMode, Workflow, WorkflowFormatError
 from studio.graph import dumps, load, loads, save
 from studio.graph import format as workflow_format
+from studio.graph.files import workflow_from_bytes
 from studio.settings import WORKFLOWS_DIR
 
 
@@ -152,3 +156,39 @@ def test_unreadable_and_binary_files_give_a_format_error(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(WorkflowFormatError):
         load(binary)
+
+
+NATIVE = '{"format": "seed-studio-workflow", "version": 1, "nodes": {"1": {"type": "A", "values": {"v": VALUE}}}}'
+UNSAVEABLE = [
+    ("1e999", '$.nodes["1"].values.v', "inf is not a number a workflow can hold"),
+    ('["ok", "\\ud800"]', '$.nodes["1"].values.v[1]', "half of a UTF-16 surrogate pair"),
+    ('{"\\udfff": 1}', '$.nodes["1"].values.v["\\udfff"]', "half of a UTF-16 surrogate pair"),
+    ("[" * 600 + "]" * 600, '$.nodes["1"].values.v' + "[0]" * 96, "nested more than 100 levels deep"),
+]
+
+
+@pytest.mark.parametrize(("value", "path", "message"), UNSAVEABLE)
+def test_values_that_could_never_be_saved_are_refused_when_the_file_is_read(value, path, message):
+    with pytest.raises(WorkflowFormatError) as caught:
+        loads(NATIVE.replace("VALUE", value), source="bad.json")
+    assert (caught.value.path, caught.value.source) == (path, "bad.json")
+    assert message in caught.value.message
+
+
+@pytest.mark.parametrize(("value", "path", "message"), UNSAVEABLE)
+def test_comfyui_files_and_png_chunks_with_unsaveable_values_are_refused_too(registry, value, path, message):
+    api = '{"1": {"class_type": "LoadImage", "inputs": {"image": VALUE}}}'.replace("VALUE", value)
+    with pytest.raises(WorkflowFormatError, match=r"api\.json: \$\[\"1\"\]\.inputs\.image"):
+        workflow_from_bytes(api.encode(), registry.spec, "api.json")
+    info = PngInfo()
+    info.add_text("prompt", api)
+    buffer = BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG", pnginfo=info)
+    with pytest.raises(WorkflowFormatError, match=r"shot\.png \[prompt\]: \$\[\"1\"\]\.inputs\.image"):
+        workflow_from_bytes(buffer.getvalue(), registry.spec, "shot.png")
+
+
+def test_a_workflow_nested_to_the_limit_still_saves_and_exports(registry):
+    deep = "[" * 95 + "]" * 95
+    workflow = loads(NATIVE.replace("VALUE", deep))
+    assert loads(dumps(workflow)).nodes["1"].values == workflow.nodes["1"].values

@@ -7,6 +7,7 @@ from PIL import Image
 
 from nodes.io import LoadImage, PreviewImage, SaveImage, list_input_images, safe_output_folder
 from studio.graph.png import WORKFLOW_TEXT_KEY, read_png_text
+from studio.settings import Settings
 
 
 def test_load_image_gives_rgb_in_0_1_and_transparency_as_mask(ctx, settings):
@@ -146,3 +147,44 @@ def test_saved_pixels_are_truncated_as_comfyui_saves_them():
 
     image = torch.tensor([[[0.999, 0.5, 0.0019]]])  # 254.7, 127.5, 0.48 in 8 bits
     assert list(tensor_to_pil(image).getpixel((0, 0))) == [254, 127, 0]
+
+
+def test_load_image_reads_nothing_outside_the_input_folders(ctx, settings, tmp_path):
+    # Beside the input folder: a real picture, reachable by ../ and by absolute path.
+    Image.new("RGB", (2, 2)).save(tmp_path / "secret.png")
+    for name in ("../secret.png", str(tmp_path / "secret.png"), "sub/../../secret.png"):
+        [(input_name, message)] = LoadImage.check({"image": name}, settings)
+        assert input_name == "image" and "is outside the input folders" in message
+        with pytest.raises(FileNotFoundError, match="is outside the input folders"):
+            LoadImage().run(ctx, image=name)
+        assert LoadImage.fingerprint({"image": name}, settings) is None
+
+
+def test_outside_an_existing_and_a_missing_file_give_the_same_sentence(settings, tmp_path):
+    Image.new("RGB", (2, 2)).save(tmp_path / "exists.png")
+    existing = LoadImage.check({"image": "../exists.png"}, settings)[0][1]
+    missing = LoadImage.check({"image": "../missing.png"}, settings)[0][1]
+    assert existing.replace("exists", "NAME") == missing.replace("missing", "NAME")
+    existing = LoadImage.check({"image": str(tmp_path / "exists.png")}, settings)[0][1]
+    missing = LoadImage.check({"image": str(tmp_path / "missing.png")}, settings)[0][1]
+    assert existing.replace("exists", "NAME") == missing.replace("missing", "NAME")
+
+
+def test_a_symlink_in_the_input_folder_cannot_lead_out(settings, tmp_path):
+    Image.new("RGB", (2, 2)).save(tmp_path / "elsewhere.png")
+    try:
+        (settings.input_dirs[0] / "link.png").symlink_to(tmp_path / "elsewhere.png")
+    except OSError:
+        pytest.skip("this file system has no symbolic links")
+    assert "is outside the input folders" in LoadImage.check({"image": "link.png"}, settings)[0][1]
+
+
+def test_absolute_paths_inside_the_input_folders_work_and_elsewhere_only_when_allowed(ctx, settings, tmp_path):
+    Image.new("RGB", (3, 2)).save(settings.input_dirs[0] / "inside.png")
+    assert LoadImage.check({"image": str(settings.input_dirs[0] / "inside.png")}, settings) == []
+    Image.new("RGB", (2, 5)).save(tmp_path / "outside.png")
+    trusting = settings.replace(allow_absolute_image_paths=True)
+    assert LoadImage.check({"image": str(tmp_path / "outside.png")}, trusting) == []
+    assert LoadImage.check({"image": "../outside.png"}, trusting) != []  # ../ stays refused
+    assert Settings.from_mapping({"allow_absolute_image_paths": True}).allow_absolute_image_paths
+    assert not Settings().allow_absolute_image_paths

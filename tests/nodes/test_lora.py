@@ -196,3 +196,27 @@ def test_sd1_peft_keys_patch_what_the_kohya_keys_patch(engine, model_root):
         with_lora(workflow, ids, name)
         images.append(render(engine, workflow, ids))
     assert torch.equal(images[0], images[1])
+
+
+UNET_KEY = "lora_unet_" + SD1_UNET[0].replace(".", "_")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({f"{UNET_KEY}.alpha": torch.tensor(float("nan"))}, "its alpha is nan, not a usable number"),
+    ({f"{UNET_KEY}.lora_up.weight": torch.full((32, 4), float("inf"))}, "its up weights hold NaN or infinite"),
+    ({f"{UNET_KEY}.lora_down.weight": torch.zeros(4, 48)},
+     "its down (4×48) and up (32×4) weights do not fit the model's weight (32×32)"),
+])
+def test_a_lora_with_values_or_shapes_that_cannot_apply_is_refused_naming_file_and_layer(engine, model_root,
+                                                                                        change, message):
+    (model_root / "loras").mkdir(exist_ok=True)
+    write_kohya_sd1(engine, model_root / "loras" / "damaged.safetensors", extra=change)
+    workflow, ids = txt2img()
+    lora = with_lora(workflow, ids, "damaged.safetensors")
+    report = engine.run(workflow, [ids["decode"]])
+    assert report.status == "failed"
+    [error] = report.errors
+    assert error.node_id == lora
+    assert error.message.startswith(f"damaged.safetensors: layer {SD1_UNET[0]}: ")
+    assert message in error.message
+    assert ids["sampler"] in report.skipped  # refused before anything sampled
