@@ -388,12 +388,16 @@ def command_convert(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     target = Path(args.output)
     if target.exists() and not args.force:
         raise CommandError(f"{target} exists; pass --force to replace it")
+    remarks: list[str] = []
     if args.to == "native":
         text = dumps(workflow)
     else:
-        document = to_comfy_ui(workflow, registry.spec) if args.to == "comfy" else to_comfy_api(workflow, registry.spec)
+        document = (to_comfy_ui(workflow, registry.spec, remarks) if args.to == "comfy"
+                    else to_comfy_api(workflow, registry.spec))
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     atomic_write_text(target, text)
+    for remark in remarks:  # subgraphs that had to be written as plain nodes, and why
+        stderr.write(f"{remark}\n")
     unknown = sorted({node.type for node in workflow.nodes.values() if node.type not in registry})
     if unknown:
         stderr.write(f"kept as placeholders (Seed Studio has no such node types): {', '.join(unknown)}\n")

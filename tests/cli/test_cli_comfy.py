@@ -115,3 +115,14 @@ def test_converting_a_converted_file_again_gives_the_same_bytes(tmp_path, name, 
     assert studio("convert", str(FILES / name), str(first), "--to", to)[0] == 0
     assert studio("convert", str(first), str(second), "--to", to)[0] == 0
     assert second.read_bytes() == first.read_bytes()
+
+
+def test_convert_says_which_subgraph_it_had_to_write_flat(tmp_path, registry):
+    from studio.graph.format import save
+
+    workflow, _ = open_workflow(FILES / "subgraph_ui.json", registry.spec)
+    workflow.remove_node("12:1")
+    save(workflow, tmp_path / "edited.json")
+    code, out, err = studio("convert", str(tmp_path / "edited.json"), str(tmp_path / "back.json"), "--to", "comfy")
+    assert code == 0, err
+    assert "subgraph 'Half negative' (node 12) was written as plain nodes: its node 1 (ImageInvert) was deleted" in err
