@@ -21,6 +21,7 @@ picture. What ComfyUI does that the papers leave open is followed too:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,10 @@ from typing import Any
 import torch
 
 from studio.runtime.schedules import FlowModelSampling, ModelSampling
+
+# torchsde warns when a float32 σ lies a rounding error outside the tree's interval; the
+# value it returns is the boundary's, which is right.
+warnings.filterwarnings("ignore", message="Should have (ta|tb)<=t1", module=r"torchsde\..*")
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
