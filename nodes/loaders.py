@@ -1,4 +1,5 @@
-"""Loading models from the model folders: checkpoints and VAEs."""
+"""Loading models from the model folders: checkpoints, VAEs, CLIP vision encoders and style
+models."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from studio.graph.sockets import CLIP, MODEL, STRING, VAE
+from studio.graph.sockets import CLIP, CLIP_VISION, MODEL, STRING, STYLE_MODEL, VAE
 from studio.node_api import Input, NodeBase, Output
 from studio.runtime.checkpoints import inspect_checkpoint_header
+from studio.runtime.clip_vision import load_clip_vision, load_style_model
 from studio.runtime.models import ModelFolders
 from studio.runtime.services import model_manager
 from studio.settings import Settings
@@ -114,3 +116,51 @@ class VAELoader(ModelFileInput, NodeBase):
 
     def run(self, ctx, vae_name: str):
         return (model_manager(ctx.services).load_vae(vae_name),)
+
+
+class unCLIPCheckpointLoader(CheckpointLoaderSimple):  # noqa: N801 (ComfyUI's type name)
+    """Loads an SD 2.1 unCLIP checkpoint (sd21-unclip-l or -h) from the checkpoints folder:
+    its denoising model, text encoder and VAE, and the CLIP vision model it carries, which
+    turns pictures into the image prompts unCLIPConditioning gives the model. Other
+    checkpoints load too, with no CLIP vision model."""
+
+    type_name = "unCLIPCheckpointLoader"
+    title = "unCLIPCheckpointLoader"
+    outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE), Output("CLIP_VISION", CLIP_VISION))
+
+    def run(self, ctx, ckpt_name: str):
+        checkpoint = model_manager(ctx.services).load_checkpoint(ckpt_name)
+        if checkpoint.clip_vision is None:
+            ctx.note(f"{ckpt_name} carries no CLIP vision model (it is not an unCLIP checkpoint), so the "
+                     "CLIP_VISION output is empty; load one with CLIPVisionLoader")
+        return (checkpoint.model, checkpoint.clip, checkpoint.vae, checkpoint.clip_vision)
+
+
+class CLIPVisionLoader(ModelFileInput, NodeBase):
+    """Loads a CLIP vision model (an image encoder: ViT-L/14, ViT-H/14 or ViT-bigG/14, in the
+    transformers or the OpenCLIP layout) from the clip_vision folder, for image prompts."""
+
+    type_name = "CLIPVisionLoader"
+    category = "loaders"
+    title = "Load CLIP Vision"
+    model_kind, model_input = "clip_vision", "clip_name"
+    inputs = (Input("clip_name", STRING, default="", tooltip="file in the clip_vision folder"),)
+    outputs = (Output("CLIP_VISION", CLIP_VISION),)
+
+    def run(self, ctx, clip_name: str):
+        return (load_clip_vision(model_manager(ctx.services), clip_name),)
+
+
+class StyleModelLoader(ModelFileInput, NodeBase):
+    """Loads a style model (a T2I style adapter) from the style_models folder: it turns a
+    picture's CLIP vision tokens into extra prompt tokens (Apply Style Model)."""
+
+    type_name = "StyleModelLoader"
+    category = "loaders"
+    title = "Load Style Model"
+    model_kind, model_input = "style_models", "style_model_name"
+    inputs = (Input("style_model_name", STRING, default="", tooltip="file in the style_models folder"),)
+    outputs = (Output("STYLE_MODEL", STYLE_MODEL),)
+
+    def run(self, ctx, style_model_name: str):
+        return (load_style_model(model_manager(ctx.services), style_model_name),)

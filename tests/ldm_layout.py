@@ -117,3 +117,81 @@ def t2i_adapter_to_original(adapter) -> dict[str, torch.Tensor]:
             name = f"body.{2 * int(parts[1])}.{'.'.join(parts[2:])}"
         out[name] = value
     return out
+
+
+def vision_to_open_clip(model, prefix: str = "visual.") -> dict[str, torch.Tensor]:
+    """A transformers ``CLIPVisionModelWithProjection`` in OpenAI's / OpenCLIP's layout (what
+    ``open_clip`` saves, and what unCLIP checkpoints embed under ``embedder.model.visual.``):
+    q, k and v fused into one input projection, the output projection transposed."""
+    state = model.state_dict()
+    vision = {key.removeprefix("vision_model."): value for key, value in state.items()
+              if key.startswith("vision_model.")}
+    out = {prefix + "class_embedding": vision["embeddings.class_embedding"],
+           prefix + "conv1.weight": vision["embeddings.patch_embedding.weight"],
+           prefix + "positional_embedding": vision["embeddings.position_embedding.weight"],
+           prefix + "ln_pre.weight": vision["pre_layrnorm.weight"], prefix + "ln_pre.bias": vision["pre_layrnorm.bias"],
+           prefix + "ln_post.weight": vision["post_layernorm.weight"],
+           prefix + "ln_post.bias": vision["post_layernorm.bias"],
+           prefix + "proj": state["visual_projection.weight"].T.contiguous()}
+    for index in range(model.config.num_hidden_layers):
+        source = f"encoder.layers.{index}."
+        target = f"{prefix}transformer.resblocks.{index}."
+        for kind in ("weight", "bias"):
+            out[f"{target}attn.in_proj_{kind}"] = torch.cat(
+                [vision[f"{source}self_attn.{p}_proj.{kind}"] for p in "qkv"])
+            out[f"{target}attn.out_proj.{kind}"] = vision[f"{source}self_attn.out_proj.{kind}"]
+            out[f"{target}ln_1.{kind}"] = vision[f"{source}layer_norm1.{kind}"]
+            out[f"{target}ln_2.{kind}"] = vision[f"{source}layer_norm2.{kind}"]
+            out[f"{target}mlp.c_fc.{kind}"] = vision[f"{source}mlp.fc1.{kind}"]
+            out[f"{target}mlp.c_proj.{kind}"] = vision[f"{source}mlp.fc2.{kind}"]
+    return {key: value.contiguous() for key, value in out.items()}
+
+
+def noise_augmentor_buffers(timesteps: int = 1000) -> dict[str, torch.Tensor]:
+    """The persistent buffers an unCLIP checkpoint stores for its noise augmentor (LDM's
+    ``CLIPEmbeddingNoiseAugmentation``, squaredcos_cap_v2): the schedule only; its data
+    statistics are non-persistent buffers, never saved."""
+    import math
+
+    def alpha_bar(t):
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = torch.tensor([min(1 - alpha_bar((i + 1) / timesteps) / alpha_bar(i / timesteps), 0.999)
+                          for i in range(timesteps)], dtype=torch.float64)
+    alphas_cumprod = torch.cumprod(1 - betas, 0)
+    previous = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
+    buffers = {"betas": betas, "alphas_cumprod": alphas_cumprod, "alphas_cumprod_prev": previous,
+               "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
+               "sqrt_one_minus_alphas_cumprod": (1 - alphas_cumprod).sqrt(),
+               "log_one_minus_alphas_cumprod": (1 - alphas_cumprod).log(),
+               "sqrt_recip_alphas_cumprod": (1 / alphas_cumprod).sqrt(),
+               "sqrt_recipm1_alphas_cumprod": (1 / alphas_cumprod - 1).sqrt()}
+    return {f"noise_augmentor.{name}": value.float() for name, value in buffers.items()}
+
+
+def write_unclip_single_file(folder: Path, target: Path) -> Path:
+    """Write a tiny unCLIP diffusers folder (``tests.tiny_models.build_unclip``) as one LDM-layout
+    ``.safetensors`` file as Stability's sd21-unclip checkpoints are laid out: the UNet's class
+    input as ``label_emb``, SD 2's OpenCLIP text encoder, the noise augmentor's schedule and the
+    image encoder in OpenCLIP's layout under ``embedder.model.visual.``; configs beside it."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPVisionModelWithProjection
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
+    # The class input has the LDM name SDXL's added embedding has (label_emb.0.*).
+    unet_state = {key.replace("class_embedding.", "add_embedding."): value for key, value in unet.state_dict().items()}
+    state = checkpoint_to_ldm("sd2", unet, vae, [CLIPTextModel.from_pretrained(folder / "text_encoder")],
+                              unet_state=unet_state)
+    state.update(vision_to_open_clip(CLIPVisionModelWithProjection.from_pretrained(folder / "image_encoder"),
+                                     "embedder.model.visual."))
+    state.update(noise_augmentor_buffers())
+    save_file(state, str(target))
+    configs = target.with_suffix("")
+    for path in folder.rglob("*.json"):
+        if path.name in ("model_index.json", "config.json", "scheduler_config.json"):
+            destination = configs / path.relative_to(folder)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, destination)
+    return target

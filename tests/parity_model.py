@@ -145,6 +145,9 @@ CONDITIONING_CASES: dict[str, dict] = {
     "continuous_edm": {"patches": [("ModelSamplingContinuousEDM", ("edm", 80.0, 0.002))], "scheduler": "exponential"},
     # A hypernetwork file of write_parity_hypernetwork at this strength.
     "hypernetwork": {"hypernetwork": 0.8},
+    # GLIGEN text boxes on the positive prompt, each GLIGENTextBoxApply's (width, height, x, y)
+    # in pixels, with the phrase embeddings of gligen_phrases and the file of write_parity_gligen.
+    "gligen": {"gligen": [(32, 24, 8, 16), (24, 48, 40, 8)]},
 }
 
 
@@ -164,6 +167,63 @@ def write_parity_hypernetwork(path: Path) -> Path:
         data[width] = stacks
     torch.save(data, str(path))
     return path
+
+
+# The widths of the parity UNet's transformer layers and where ComfyUI's UNet has them: one in
+# the first input level, the middle block, two in the last output level.
+PARITY_GLIGEN_LAYERS = (("input_blocks.1.1", 32), ("middle_block.1", 64), ("output_blocks.2.1", 32),
+                        ("output_blocks.3.1", 32))
+# ComfyUI reads GLIGEN files made for SD 1.x: phrases as wide as the grounding tokens, which
+# are 768 wide (with another width its fusers have 64-wide heads, too wide for a 32-wide layer).
+GLIGEN_KEY_WIDTH = 768
+
+
+def write_parity_gligen(path: Path, phrase_width: int = GLIGEN_KEY_WIDTH,
+                        layers: tuple[tuple[str, int], ...] = PARITY_GLIGEN_LAYERS) -> Path:
+    """A tiny GLIGEN file in ComfyUI's layout (``position_net.*`` and a gated self-attention
+    ``fuser`` per transformer layer) for the parity UNet's widths, random weights with gates
+    far enough from 0 that it acts. ``phrase_width`` is the pooled CLIP width it reads (the
+    parity case feeds fixed 768-wide phrases; the tiny SD 1.5 model's CLIP gives 32).
+    Deterministic."""
+    from safetensors.torch import save_file
+
+    generator = torch.Generator("cpu").manual_seed(WEIGHT_SEED + 11)
+
+    def linear(name: str, out_width: int, in_width: int, bias: bool = True) -> dict[str, torch.Tensor]:
+        weights = {f"{name}.weight": torch.randn(out_width, in_width, generator=generator) / in_width ** 0.5}
+        if bias:
+            weights[f"{name}.bias"] = torch.randn(out_width, generator=generator) * 0.1
+        return weights
+
+    def norm(name: str, width: int) -> dict[str, torch.Tensor]:
+        return {f"{name}.weight": 1 + 0.1 * torch.randn(width, generator=generator),
+                f"{name}.bias": 0.1 * torch.randn(width, generator=generator)}
+
+    position_width = 8 * 2 * 4
+    tensors = {**linear("position_net.linears.0", 512, phrase_width + position_width),
+               **linear("position_net.linears.2", 512, 512), **linear("position_net.linears.4", GLIGEN_KEY_WIDTH, 512),
+               "position_net.null_positive_feature": torch.randn(phrase_width, generator=generator),
+               "position_net.null_position_feature": torch.randn(position_width, generator=generator)}
+    for prefix, width in layers:
+        fuser = f"{prefix}.transformer_blocks.0.fuser"
+        tensors.update({**linear(f"{fuser}.linear", width, GLIGEN_KEY_WIDTH),
+                        **linear(f"{fuser}.attn.to_q", width, width, bias=False),
+                        **linear(f"{fuser}.attn.to_k", width, width, bias=False),
+                        **linear(f"{fuser}.attn.to_v", width, width, bias=False),
+                        **linear(f"{fuser}.attn.to_out.0", width, width),
+                        **linear(f"{fuser}.ff.net.0.proj", width * 8, width),
+                        **linear(f"{fuser}.ff.net.2", width, width * 4),
+                        **norm(f"{fuser}.norm1", width), **norm(f"{fuser}.norm2", width),
+                        f"{fuser}.alpha_attn": 0.5 + torch.rand((), generator=generator),
+                        f"{fuser}.alpha_dense": 0.5 + torch.rand((), generator=generator)})
+    save_file({name: value.contiguous() for name, value in tensors.items()}, str(path))
+    return path
+
+
+def gligen_phrases(count: int, width: int = GLIGEN_KEY_WIDTH) -> torch.Tensor:
+    """Fixed stand-ins for the pooled CLIP embeddings of the GLIGEN case's phrases (count ×
+    width, about unit size as CLIP's final layer norm gives them)."""
+    return torch.randn(count, width, generator=torch.Generator("cpu").manual_seed(INPUT_SEED + 2))
 
 
 def left_mask() -> torch.Tensor:

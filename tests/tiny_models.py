@@ -168,3 +168,49 @@ def build_sdxl_refiner(folder: Path, seed: int = 0) -> Path:
         requires_aesthetics_score=True, force_zeros_for_empty_prompt=False)
     pipeline.save_pretrained(folder)
     return folder
+
+
+def tiny_vision_config(**changes):
+    """A tiny CLIP vision tower: 224-pixel input in 32-pixel patches (49 tokens and the class
+    token), 32 wide, 3 layers (so the layer before last is a real one), projection to 16."""
+    from transformers import CLIPVisionConfig
+
+    base = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=3, image_size=224,
+                patch_size=32, projection_dim=16, hidden_act="gelu")
+    base.update(changes)
+    return CLIPVisionConfig(**base)
+
+
+def build_unclip(folder: Path, seed: int = 0) -> Path:
+    """A tiny SD 2.1 unCLIP-shaped model as a diffusers folder (the layout of Stability's
+    stable-diffusion-2-1-unclip): an SD2-style UNet (linear projections, v-prediction) with a
+    class input for a 16-value image embedding and its noise level's embedding (32), a
+    narrow OpenCLIP-style text encoder, and the CLIP vision tower in ``image_encoder``."""
+    import json
+
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    vision = CLIPVisionModelWithProjection(tiny_vision_config())
+    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
+                                norm_num_groups=8, attention_head_dim=4, sample_size=8,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), use_linear_projection=True,
+                                class_embed_type="projection",
+                                projection_class_embeddings_input_dim=2 * vision.config.projection_dim)
+    with torch.no_grad():
+        # Random class-input weights large enough that the picture visibly steers the result.
+        unet.class_embedding.linear_1.weight.normal_(0, 1.0)
+    text = CLIPTextModel(_text_config(hidden_act="gelu"))
+    for name, module in (("unet", unet), ("vae", _vae()), ("text_encoder", text), ("image_encoder", vision)):
+        module.save_pretrained(folder / name)
+    EulerDiscreteScheduler(**{**SCHEDULER, "prediction_type": "v_prediction"}).save_pretrained(folder / "scheduler")
+    make_tokenizer("!").save_pretrained(folder / "tokenizer")
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableUnCLIPImg2ImgPipeline",
+        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+        "scheduler": ["diffusers", "EulerDiscreteScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"]}, indent=2))
+    return folder

@@ -24,6 +24,13 @@ SIGMAS = "SIGMAS"
 SAMPLER = "SAMPLER"
 GUIDER = "GUIDER"
 NOISE = "NOISE"
+# Image prompts: a CLIP vision encoder, what it makes of a picture, and a style adapter that
+# turns that into prompt tokens (ComfyUI's names).
+CLIP_VISION = "CLIP_VISION"
+CLIP_VISION_OUTPUT = "CLIP_VISION_OUTPUT"
+STYLE_MODEL = "STYLE_MODEL"
+# GLIGEN: a model that places phrases in boxes of the picture (ComfyUI's name).
+GLIGEN = "GLIGEN"
 INT = "INT"
 FLOAT = "FLOAT"
 STRING = "STRING"
@@ -33,7 +40,7 @@ ANY = "*"
 
 SOCKET_TYPES: tuple[str, ...] = (
     MODEL, CLIP, VAE, CONDITIONING, LATENT, IMAGE, MASK, CONTROL_NET, UPSCALE_MODEL,
-    SIGMAS, SAMPLER, GUIDER, NOISE, INT, FLOAT, STRING, BOOLEAN,
+    SIGMAS, SAMPLER, GUIDER, NOISE, CLIP_VISION, CLIP_VISION_OUTPUT, STYLE_MODEL, GLIGEN, INT, FLOAT, STRING, BOOLEAN,
 )
 # Types that can be typed into a field on the node instead of arriving over a wire.
 WIDGET_TYPES: frozenset[str] = frozenset({INT, FLOAT, STRING, BOOLEAN})
@@ -42,8 +49,10 @@ WIDGET_TYPES: frozenset[str] = frozenset({INT, FLOAT, STRING, BOOLEAN})
 SOCKET_COLOURS: dict[str, str] = {
     MODEL: "#b39ddb", CLIP: "#ffd54f", VAE: "#ef5350", CONDITIONING: "#ffa726",
     LATENT: "#f48fb1", IMAGE: "#64b5f6", MASK: "#81c784", CONTROL_NET: "#4db6ac",
-    UPSCALE_MODEL: "#9575cd", SIGMAS: "#cddc39", SAMPLER: "#ecb4b4", GUIDER: "#66ffff", NOISE: "#b0b0b0", INT: "#aed581", FLOAT: "#80cbc4", STRING: "#e0e0e0",
-    BOOLEAN: "#90a4ae", ANY: "#bdbdbd",
+    UPSCALE_MODEL: "#9575cd", SIGMAS: "#cddc39", SAMPLER: "#ecb4b4", GUIDER: "#66ffff", NOISE: "#b0b0b0",
+    CLIP_VISION: "#a1887f", CLIP_VISION_OUTPUT: "#d7ccc8", STYLE_MODEL: "#c5e1a5",
+    INT: "#aed581", FLOAT: "#80cbc4", STRING: "#e0e0e0",
+    BOOLEAN: "#90a4ae", GLIGEN: "#9ccc65", ANY: "#bdbdbd",
 }
 
 ChoiceProvider = Callable[[], Sequence[str]]

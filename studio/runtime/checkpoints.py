@@ -1,7 +1,8 @@
 """Loading Stable Diffusion checkpoints offline: diffusers folders and single files in the
-original (CompVis/LDM) layout for SD1.x, SD2.x, SDXL and the SDXL refiner, and the inpainting
+original (CompVis/LDM) layout for SD1.x, SD2.x, SDXL and the SDXL refiner, the inpainting
 models of each (whose UNet reads 9 channels: the latent, the mask and the masked picture's
-latent).
+latent), and SD 2.1 unCLIP (an SD 2 UNet that also reads a picture's CLIP image embedding,
+with the CLIP vision model that makes it embedded in the file).
 
 Single files are read once; their family is detected from their keys (diffusers'
 ``infer_diffusers_model_type``), and each component is built from the configs shipped in
@@ -32,12 +33,19 @@ TOKENIZER_DIR = RESOURCES_DIR / "tokenizers" / "clip"
 FAMILY_OF_MODEL_TYPE = {"v1": "sd15", "v2": "sd2", "xl_base": "sdxl", "xl_refiner": "sdxl_refiner",
                         "inpainting": "sd15", "inpainting_v2": "sd2", "xl_inpaint": "sdxl",
                         "instruct-pix2pix": "sd15"}
-FAMILY_NAMES = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner"}
+FAMILY_NAMES = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner",
+                "sd2_unclip": "SD 2.1 unCLIP"}
 # The tokenizer of each text encoder, by family: OpenCLIP's encoders (SD2's, SDXL's second
 # and the refiner's only one) pad with "!", OpenAI's CLIP with the end-of-text token.
 TOKENIZER_PADDING = {"sd15": ("<|endoftext|>",), "sd2": ("!",), "sdxl": ("<|endoftext|>", "!"),
-                     "sdxl_refiner": ("!",)}
+                     "sdxl_refiner": ("!",), "sd2_unclip": ("!",)}
 UNET_INPUT_KEY = "model.diffusion_model.input_blocks.0.0.weight"
+# SD 2.1 unCLIP: the UNet's class ("adm") input, an image embedding and its noise level's
+# embedding side by side (1536 for unCLIP L's ViT-L/14, 2048 for unCLIP H's ViT-H/14), and
+# the embedded image encoder. SDXL has a label_emb too, but no image embedder.
+UNCLIP_LABEL_KEY = "model.diffusion_model.label_emb.0.0.weight"
+UNCLIP_EMBEDDER_PREFIX = "embedder.model."
+UNCLIP_CONFIGS = {1536: "sd21_unclip_l", 2048: "sd21_unclip_h"}
 # A UNet's input channels: 4 for the latent alone, 9 for inpainting (latent, mask, masked
 # picture's latent), which the sampler builds for it.
 INPUT_CHANNELS = {4: "text to image", 8: "InstructPix2Pix", 9: "inpainting"}
@@ -71,6 +79,9 @@ class DiffusionModel:
     sampling: Any = None
     # RescaleCFG's multiplier: guidance rescaled towards the conditional prediction's spread.
     cfg_rescale: float | None = None
+    # unCLIP: what noises image embeddings before the UNet reads them (an
+    # EmbeddingNoiseAugmentor from studio.runtime.clip_vision); None for other families.
+    noise_augmentor: Any = None
     # Hypernetworks acting on every attention layer while sampling (studio.runtime.hypernetwork).
     hypernetworks: tuple[Any, ...] = ()
 
@@ -127,6 +138,8 @@ class Checkpoint:
     model: DiffusionModel
     clip: TextEncoder
     vae: Vae
+    # The image encoder an unCLIP checkpoint carries (a ClipVision), else None.
+    clip_vision: Any = None
 
 
 def make_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
@@ -187,6 +200,9 @@ def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
     if not any(key.startswith("model.diffusion_model.") for key in state_dict):
         raise ModelLoadError(path, "is not a Stable Diffusion checkpoint (it has no model.diffusion_model "
                              "weights; a LoRA, VAE or ControlNet goes in its own folder)")
+    if is_unclip(state_dict):
+        unet_input_channels(path, state_dict)
+        return "sd2_unclip"
     model_type = infer_diffusers_model_type(state_dict)
     family = FAMILY_OF_MODEL_TYPE.get(model_type)
     if family is None:
@@ -198,6 +214,23 @@ def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
         raise ModelLoadError(path, "looks like the SDXL refiner but has no text projection for its text encoder "
                              "(conditioner.embedders.0.model.text_projection); the file is incomplete")
     return family
+
+
+def is_unclip(state_dict: Mapping[str, Any]) -> bool:
+    """An SD 2.1 unCLIP checkpoint: a UNet with a class input and an image embedder (or the
+    embedder's noise augmentor, in files whose image encoder was stripped)."""
+    return UNCLIP_LABEL_KEY in state_dict and any(
+        key.startswith((UNCLIP_EMBEDDER_PREFIX, "noise_augmentor.")) for key in state_dict)
+
+
+def unclip_embedding_width(path: Path, state_dict: Mapping[str, Any]) -> int:
+    """The width of the image embedding an unCLIP UNet reads: half its class input (the other
+    half is the noise level's embedding)."""
+    inputs = int(state_dict[UNCLIP_LABEL_KEY].shape[1])
+    if inputs % 2:
+        raise ModelLoadError(path, f"has an unCLIP class input of {inputs} values; expected an even number (an "
+                             "image embedding and its noise level's embedding of the same width)")
+    return inputs // 2
 
 
 def unet_input_channels(path: Path, state_dict: Mapping[str, Any]) -> int:
@@ -250,10 +283,17 @@ def inspect_checkpoint_header(path: Path) -> str | None:
     return None
 
 
-def _config_folder(path: Path, family: str) -> Path:
+def _config_folder(path: Path, family: str, state_dict: Mapping[str, Any] | None = None) -> Path:
     sidecar = path.with_suffix("")
     if (sidecar / "model_index.json").is_file():
         return sidecar
+    if family == "sd2_unclip":
+        inputs = int(state_dict[UNCLIP_LABEL_KEY].shape[1])
+        if inputs not in UNCLIP_CONFIGS:
+            raise ModelLoadError(path, f"is an unCLIP checkpoint whose UNet reads {inputs} image values, which Seed "
+                                 "Studio ships no config for (1536 for SD 2.1 unCLIP L, 2048 for unCLIP H); put its "
+                                 f"diffusers config folder, named {sidecar.name!r}, beside it")
+        return CONFIGS_DIR / UNCLIP_CONFIGS[inputs]
     return CONFIGS_DIR / family
 
 
@@ -270,7 +310,7 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
     state_dict = read_state_dict(path)
     family = detect_family(path, state_dict)
     in_channels = unet_input_channels(path, state_dict)
-    folder = _config_folder(path, family)
+    folder = _config_folder(path, family, state_dict)
     options = {"config": str(folder), "local_files_only": True, "torch_dtype": policy.dtype}
     try:
         # The family's UNet config with the file's input channels (9 for inpainting models).
@@ -297,7 +337,24 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
         # SD 2's inpainting model (512-inpainting-ema) predicts the noise, unlike the 768-v
         # model the shipped SD 2 configs describe; ComfyUI reads it the same way.
         scheduler_config = {**scheduler_config, "prediction_type": "epsilon"}
-    return _assemble(family, unet, encoders, tokenizers, vae, scheduler_config, key)
+    checkpoint = _assemble(family, unet, encoders, tokenizers, vae, scheduler_config, key)
+    if family == "sd2_unclip":
+        _add_unclip_parts(path, state_dict, folder, checkpoint, policy, key)
+    return checkpoint
+
+
+def _add_unclip_parts(path: Path, state_dict: Mapping[str, Any], folder: Path, checkpoint: Checkpoint,
+                      policy: DevicePolicy, key: str) -> None:
+    """An unCLIP checkpoint's noise augmentor (on the model) and embedded image encoder."""
+    from studio.runtime.clip_vision import EmbeddingNoiseAugmentor, clip_vision_from_weights, vision_tower_weights
+
+    width = unclip_embedding_width(path, state_dict)
+    checkpoint.model.noise_augmentor = EmbeddingNoiseAugmentor(width)
+    # Its text encoder is SD 2's own: prompts, LoRAs and merges treat it as SD 2's.
+    checkpoint.clip.family = "sd2"
+    if any(name.startswith(UNCLIP_EMBEDDER_PREFIX + "visual.") for name in state_dict):
+        weights = vision_tower_weights(path, state_dict, UNCLIP_EMBEDDER_PREFIX)
+        checkpoint.clip_vision = clip_vision_from_weights(path, weights, policy, key, folder / "image_encoder")
 
 
 def load_diffusers_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:

@@ -19,7 +19,7 @@ from studio.settings import DEMO_MODELS_DIR, Settings
 
 MODEL_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
 KINDS = ("checkpoints", "vae", "loras", "controlnet", "upscale_models", "embeddings", "clip_vision",
-         "text_encoders", "diffusion_models", "hypernetworks", "style_models")
+         "text_encoders", "diffusion_models", "hypernetworks", "style_models", "gligen")
 # Older names ComfyUI still accepts for two folders.
 ALIASES = {"clip": "text_encoders", "unet": "diffusion_models", "t2i_adapter": "controlnet"}
 

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from studio.runtime.checkpoints import DiffusionModel
+from studio.runtime.clip_vision import EmbeddingNoiseAugmentor, unclip_embedding
 from studio.runtime.controlnet import control_residuals
+from studio.runtime.gligen import gligen_applied, gligen_per_entry
 from studio.runtime.hypernetwork import hypernetworks_applied
 from studio.runtime.samplers import SAMPLERS, SamplerContext, SamplerSpec
 from studio.runtime.schedules import SCHEDULERS, DiscreteModelSampling, ModelSampling, scheduler_sigmas
@@ -195,6 +197,9 @@ class CFGGuider:
         # inpainting model (9 input channels) also sees beside the noisy latent.
         self.latent_image: torch.Tensor | None = None
         self.denoise_mask: torch.Tensor | None = None
+        # Set by the sampling run too: its seed, from which unCLIP's image embeddings are
+        # noised (ComfyUI's seed − 10).
+        self.seed: int | None = None
         self._prepared_for: tuple | None = None
 
     # ---- preparation for one latent shape
@@ -216,17 +221,13 @@ class CFGGuider:
                       and all(self._is_plain(side[0][1]) for side in sides))
         if self.plain:
             self.both = torch.cat(_pad_to_same_length(self.neg[0][0], self.pos[0][0]))
-            self.both_extras: dict[str, Any] = {}
-            if self.model.family in SIZE_CONDITIONED:
-                added = [self._added(side[0][1], negative)["added_cond_kwargs"]
-                         for side, negative in ((self.neg, True), (self.pos, False))]
-                self.both_extras = {"added_cond_kwargs": {key: torch.cat([a[key] for a in added])
-                                                          for key in ("text_embeds", "time_ids")}}
+            self.both_extras: dict[str, Any] = _batched_added(
+                [self._added(side[0][1], negative) for side, negative in ((self.neg, True), (self.pos, False))])
         self._prepared_for = key
 
     @staticmethod
     def _is_plain(extras: dict[str, Any]) -> bool:
-        return (not any(key in extras for key in ("area", "mask", "sigma_start", "sigma_end"))
+        return (not any(key in extras for key in ("area", "mask", "sigma_start", "sigma_end", "gligen"))
                 and not extras.get("control") and float(extras.get("strength", 1.0)) == 1.0)
 
     def _resolved(self, conditioning: Conditioning) -> Conditioning:
@@ -266,14 +267,43 @@ class CFGGuider:
         return out
 
     def _added(self, extras: dict[str, Any], negative: bool) -> dict[str, Any]:
+        """The UNet's inputs besides the latent and the prompt for one entry: SDXL's pooled
+        prompt and size ids, or unCLIP's image embedding as its class input."""
+        if self.model.family == "sd2_unclip":
+            return {"class_labels": self._unclip_class_labels(extras)}
         if self.model.family not in SIZE_CONDITIONED:
             return {}
         pooled = extras.get("pooled_output")
+        if extras.get("unclip_conditioning"):
+            # SDXL "revision": the noised image embedding (CLIP-G's, 1280 values) takes the
+            # pooled prompt's place, as ComfyUI's sdxl_pooled does.
+            augmentor = self.model.noise_augmentor or EmbeddingNoiseAugmentor(1280)
+            pooled = unclip_embedding(extras["unclip_conditioning"], augmentor, self._unclip_seed())[:, :1280]
         pooled = (pooled if pooled is not None else torch.zeros(1, 1280)).to(self.device, self.dtype)
         time_ids = torch.tensor([_sdxl_time_ids(extras, self.height * 8, self.width * 8, self.model.family, negative)],
                                 device=self.device, dtype=self.dtype)
         return {"added_cond_kwargs": {"text_embeds": pooled[:1].expand(self.batch, -1),
                                       "time_ids": time_ids.expand(self.batch, -1)}}
+
+    def _unclip_seed(self) -> int:
+        return (self.seed or 0) - 10
+
+    def _unclip_class_labels(self, extras: dict[str, Any]) -> torch.Tensor:
+        """unCLIP's class input for one entry (ComfyUI's unclip_adm): its pictures' noised
+        embeddings; zeros where the entry has none (a text-only prompt, the negative)."""
+        unet = self.model.unet
+        width = int(unet.config.projection_class_embeddings_input_dim)
+        conditioning = extras.get("unclip_conditioning")
+        if conditioning:
+            # Several pictures are noised once more, together, at 5% (ComfyUI's default).
+            labels = unclip_embedding(conditioning, self.model.noise_augmentor, self._unclip_seed(),
+                                      merge_augmentation=0.05)
+            if labels.shape[1] != width:
+                raise ValueError(f"the image embedding gives {labels.shape[1]} class inputs and this unCLIP model "
+                                 f"reads {width}: the CLIP vision model does not belong to this model")
+        else:
+            labels = torch.zeros(1, width)
+        return labels.to(self.device, self.dtype).expand(self.batch, -1)
 
     def _region(self, extras: dict[str, Any], x: torch.Tensor) -> tuple[tuple[int, int, int, int] | None,
                                                                           torch.Tensor]:
@@ -354,7 +384,8 @@ class CFGGuider:
         total = torch.zeros_like(x)
         counts = torch.full_like(x, 1e-37)
         current = float(sigma.reshape(-1)[0])
-        for embedding, extras in entries:
+        gligen_values = gligen_per_entry(self.pos, entries)
+        for index, (embedding, extras) in enumerate(entries):
             if "sigma_start" in extras and current > extras["sigma_start"]:
                 continue
             if "sigma_end" in extras and current < extras["sigma_end"]:
@@ -369,7 +400,8 @@ class CFGGuider:
                                                 kwargs))
             concat = self._concat(extras, x)
             unet_input = input_part if concat is None else torch.cat([input_part, concat[crop]], dim=1)
-            denoised = self.ms.denoised(sigma, self._unet(unet_input, t, embedding, **kwargs), x_part)
+            with gligen_applied(self.model.unet, gligen_values[index], x_part.shape):
+                denoised = self.ms.denoised(sigma, self._unet(unet_input, t, embedding, **kwargs), x_part)
             total[crop] += denoised * weight
             counts[crop] += weight
         return total / counts
@@ -494,6 +526,18 @@ def _add_opposite_areas(positive: Conditioning, negative: Conditioning) -> None:
             other.append((smallest[0], twin))
 
 
+def _batched_added(sides: list[dict[str, Any]]) -> dict[str, Any]:
+    """The negative's and the positive's extra UNet inputs as one batch (nested dicts of
+    tensors, concatenated key by key)."""
+    out: dict[str, Any] = {}
+    for key, value in sides[0].items():
+        if isinstance(value, dict):
+            out[key] = _batched_added([side[key] for side in sides])
+        else:
+            out[key] = torch.cat([side[key] for side in sides])
+    return out
+
+
 def _to_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
     if tensor.shape[0] == batch:
         return tensor
@@ -544,6 +588,7 @@ def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.T
     if isinstance(guider, CFGGuider):
         guider.need_unconditional = spec.cfg_pp
         guider.latent_image, guider.denoise_mask = clean, mask
+        guider.seed = seed
 
     def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if mask is None:
