@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from studio.graph.sockets import CLIP, CLIP_VISION, MODEL, STRING, STYLE_MODEL, VAE
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.checkpoints import inspect_checkpoint_header
+from studio.runtime.model_headers import inspect_model_header
 from studio.runtime.clip_vision import load_clip_vision, load_style_model
 from studio.runtime.models import ModelFolders
 from studio.runtime.services import model_manager
@@ -51,24 +51,43 @@ class ModelFileInput:
     def fingerprint(cls, values: Mapping[str, Any], settings: Settings) -> Any:
         return model_file_fingerprint(cls.model_kind, values.get(cls.model_input, ""), settings)
 
+    @classmethod
+    def advise(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+        # A file that is there but is not what the loader takes (a LoRA put in the checkpoints
+        # folder, a download cut short) is told before the run, from its header alone. A
+        # missing file is check's to report.
+        path = ModelFolders.from_settings(settings).find(cls.model_kind, values.get(cls.model_input) or "")
+        if path is None:
+            return []
+        try:
+            reason = header_verdict(cls.model_kind, path)
+        except OSError:
+            return []  # gone or unreadable since it was found; the run will say so
+        return [] if reason is None else [(cls.model_input, f"{reason}; loading it would fail")]
 
-# What the header check said, by (path, modification time, size): validation runs often (the
-# app's Problems panel re-checks on every edit) and a checkpoint's header holds thousands of
-# names, so each file version is read once.
-_HEADER_VERDICTS: dict[tuple[str, int, int], str | None] = {}
+
+# What the header check said, by (kind, path, modification time, size): validation runs often
+# (the app's Problems panel re-checks on every edit) and a checkpoint's header holds thousands
+# of names, so each file version is read once.
+_HEADER_VERDICTS: dict[tuple[str, str, int, int], str | None] = {}
 _HEADER_VERDICTS_KEPT = 256
 
 
-def checkpoint_header_verdict(path: Path) -> str | None:
-    """Why the checkpoint loader would refuse ``path`` (see :func:`inspect_checkpoint_header`),
-    or None; remembered for as long as the file is unchanged."""
+def header_verdict(kind: str, path: Path) -> str | None:
+    """Why the loader of ``kind`` would refuse ``path`` (see :func:`inspect_model_header`), or
+    None; remembered for as long as the file is unchanged."""
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    key = (kind, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _HEADER_VERDICTS:
         if len(_HEADER_VERDICTS) >= _HEADER_VERDICTS_KEPT:
             _HEADER_VERDICTS.clear()
-        _HEADER_VERDICTS[key] = inspect_checkpoint_header(path)
+        _HEADER_VERDICTS[key] = inspect_model_header(kind, path)
     return _HEADER_VERDICTS[key]
+
+
+def checkpoint_header_verdict(path: Path) -> str | None:
+    """Why the checkpoint loader would refuse ``path``, or None (remembered)."""
+    return header_verdict("checkpoints", path)
 
 
 class CheckpointLoaderSimple(ModelFileInput, NodeBase):
@@ -83,20 +102,6 @@ class CheckpointLoaderSimple(ModelFileInput, NodeBase):
     model_kind, model_input = "checkpoints", "ckpt_name"
     inputs = (Input("ckpt_name", STRING, default="", tooltip="file in the checkpoints folder"),)
     outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE))
-
-    @classmethod
-    def advise(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
-        # A file that is there but is no checkpoint the loader takes (a LoRA put in the wrong
-        # folder, a download cut short) is told before the run, from its header alone. A
-        # missing file is check's to report.
-        path = ModelFolders.from_settings(settings).find(cls.model_kind, values.get(cls.model_input) or "")
-        if path is None:
-            return []
-        try:
-            reason = checkpoint_header_verdict(path)
-        except OSError:
-            return []  # gone or unreadable since it was found; the run will say so
-        return [] if reason is None else [(cls.model_input, f"{reason}; loading it would fail")]
 
     def run(self, ctx, ckpt_name: str):
         checkpoint = model_manager(ctx.services).load_checkpoint(ckpt_name)

@@ -231,6 +231,23 @@ def test_validate_warns_of_a_checkpoint_file_the_loader_would_refuse(tmp_path):
     assert (code, out) == (0, f"{path}: valid (7 nodes)\n")
 
 
+def test_validate_warns_of_a_checkpoint_in_the_loras_folder(tmp_path):
+    loras = tmp_path / "models" / "loras"
+    loras.mkdir(parents=True)
+    write_header_file(loras / "not-a-lora.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)})
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"model_roots": [str(tmp_path / "models")]}))
+    workflow = load(WORKFLOWS_DIR / "lora.json")
+    (lora,) = [node for node in workflow.nodes.values() if node.type == "LoraLoader"]
+    workflow.set_value(lora.id, "lora_name", "not-a-lora.safetensors")
+    path = tmp_path / "lora.json"
+    save(workflow, path)
+    code, out, _ = studio("--config", str(config), "validate", str(path))
+    assert (f"input 'lora_name': not-a-lora.safetensors: holds no LoRA weights (no *.lora_down / lora_A / LoHa / "
+            "LoKr tensors); it looks like a Stable Diffusion checkpoint (it belongs in the checkpoints folder); "
+            "loading it would fail") in out
+
+
 def test_the_checkpoint_header_is_read_once_per_version_of_the_file(tmp_path, monkeypatch):
     import nodes.loaders as loaders
     from studio.settings import Settings
@@ -238,8 +255,8 @@ def test_the_checkpoint_header_is_read_once_per_version_of_the_file(tmp_path, mo
     (tmp_path / "checkpoints").mkdir()
     checkpoint = tmp_path / "checkpoints" / "model.safetensors"
     write_header_file(checkpoint, {"lora_unet_down_blocks_0.lora_down.weight": (4, 4)})
-    reads, inspect = [], loaders.inspect_checkpoint_header
-    monkeypatch.setattr(loaders, "inspect_checkpoint_header", lambda path: reads.append(path) or inspect(path))
+    reads, inspect = [], loaders.inspect_model_header
+    monkeypatch.setattr(loaders, "inspect_model_header", lambda kind, path: reads.append(path) or inspect(kind, path))
     settings = Settings(model_roots=(tmp_path,))
     values = {"ckpt_name": "model.safetensors"}
     first = loaders.CheckpointLoaderSimple.advise(values, settings)

@@ -120,6 +120,7 @@ MODEL_INPUTS: dict[tuple[str, str], str] = {
     ("UNETLoader", "unet_name"): "diffusion_models",
     ("HypernetworkLoader", "hypernetwork_name"): "hypernetworks",
     ("StyleModelLoader", "style_model_name"): "style_models",
+    ("GLIGENLoader", "gligen_name"): "gligen",
 }
 
 # Inputs that are drop-downs in ComfyUI (its type "COMBO") though Seed Studio declares them as
