@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from studio.runtime.ldm_export import (UNET_PREFIX, VAE_PREFIX, checkpoint_to_ldm, clip_to_ldm,  # noqa: F401
-                                       open_clip_to_ldm, unet_to_ldm, vae_to_ldm)
+                                       open_clip_resblocks, open_clip_to_ldm, unet_to_ldm, vae_to_ldm)
 from studio.runtime.ldm_names import unet_ldm_name
 
 UNET = UNET_PREFIX
@@ -133,17 +133,7 @@ def vision_to_open_clip(model, prefix: str = "visual.") -> dict[str, torch.Tenso
            prefix + "ln_post.weight": vision["post_layernorm.weight"],
            prefix + "ln_post.bias": vision["post_layernorm.bias"],
            prefix + "proj": state["visual_projection.weight"].T.contiguous()}
-    for index in range(model.config.num_hidden_layers):
-        source = f"encoder.layers.{index}."
-        target = f"{prefix}transformer.resblocks.{index}."
-        for kind in ("weight", "bias"):
-            out[f"{target}attn.in_proj_{kind}"] = torch.cat(
-                [vision[f"{source}self_attn.{p}_proj.{kind}"] for p in "qkv"])
-            out[f"{target}attn.out_proj.{kind}"] = vision[f"{source}self_attn.out_proj.{kind}"]
-            out[f"{target}ln_1.{kind}"] = vision[f"{source}layer_norm1.{kind}"]
-            out[f"{target}ln_2.{kind}"] = vision[f"{source}layer_norm2.{kind}"]
-            out[f"{target}mlp.c_fc.{kind}"] = vision[f"{source}mlp.fc1.{kind}"]
-            out[f"{target}mlp.c_proj.{kind}"] = vision[f"{source}mlp.fc2.{kind}"]
+    out.update(open_clip_resblocks(vision, model.config.num_hidden_layers, prefix))
     return {key: value.contiguous() for key, value in out.items()}
 
 

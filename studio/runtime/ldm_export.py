@@ -99,7 +99,15 @@ def open_clip_to_ldm(encoder: Any, prefix: str,
            prefix + "ln_final.bias": state["final_layer_norm.bias"]}
     if "text_projection.weight" in state:  # SDXL's second encoder; SD2's has no projection
         out[prefix + "text_projection"] = state["text_projection.weight"].T.contiguous()
-    for index in range(encoder.config.num_hidden_layers):
+    out.update(open_clip_resblocks(state, encoder.config.num_hidden_layers, prefix))
+    return out
+
+
+def open_clip_resblocks(state: dict[str, torch.Tensor], layers: int, prefix: str) -> dict[str, torch.Tensor]:
+    """A transformers CLIP encoder's layers (``encoder.layers.N.…``, text or vision) under
+    OpenCLIP's names (``transformer.resblocks.N.…``)."""
+    out = {}
+    for index in range(layers):
         source = f"encoder.layers.{index}."
         target = f"{prefix}transformer.resblocks.{index}."
         for kind in ("weight", "bias"):

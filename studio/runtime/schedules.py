@@ -55,8 +55,22 @@ def _reshape(sigma: torch.Tensor, ndim: int) -> torch.Tensor:
     return sigma.reshape(()) if sigma.numel() == 1 else sigma.reshape(sigma.shape[:1] + (1,) * (ndim - 1))
 
 
+class _SigmaGrid:
+    """The range of a model's noise grid (``sigmas``, ascending)."""
+
+    sigmas: torch.Tensor
+
+    @property
+    def sigma_min(self) -> torch.Tensor:
+        return self.sigmas[0]
+
+    @property
+    def sigma_max(self) -> torch.Tensor:
+        return self.sigmas[-1]
+
+
 @dataclass
-class DiscreteModelSampling:
+class DiscreteModelSampling(_SigmaGrid):
     """A model trained on a fixed grid of noise levels (SD 1.x, 2.x, XL): σ_t from the
     ``scaled_linear`` beta schedule, the timestep of a σ is the nearest grid point, and the
     σ of a fractional timestep is interpolated in log σ."""
@@ -90,14 +104,6 @@ class DiscreteModelSampling:
         return cls(prediction=config.get("prediction_type", Prediction.EPSILON), beta_start=start, beta_end=end,
                    timesteps=int(config.get("num_train_timesteps", 1000)),
                    zero_terminal_snr=bool(config.get("rescale_betas_zero_snr", False)))
-
-    @property
-    def sigma_min(self) -> torch.Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> torch.Tensor:
-        return self.sigmas[-1]
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
         """The grid timestep nearest to σ (in log σ), as a float tensor of σ's shape."""
@@ -258,7 +264,7 @@ def _rescale_zero_terminal_snr(sigmas: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class FlowModelSampling:
+class FlowModelSampling(_SigmaGrid):
     """A rectified-flow model (SD3, FLUX): x_σ = (1-σ)·clean + σ·noise with σ in [0, 1],
     optionally time-shifted (``shift``), the timestep being σ × ``multiplier``."""
 
@@ -272,14 +278,6 @@ class FlowModelSampling:
     def __post_init__(self) -> None:
         ts = torch.arange(1, self.timesteps + 1, 1) / self.timesteps * self.multiplier
         self.sigmas = self.sigma(ts)
-
-    @property
-    def sigma_min(self) -> torch.Tensor:
-        return self.sigmas[0]
-
-    @property
-    def sigma_max(self) -> torch.Tensor:
-        return self.sigmas[-1]
 
     def _shift(self, t: torch.Tensor) -> torch.Tensor:
         if self.shift == 1.0:
