@@ -67,9 +67,13 @@ def test_example_workflows_run_once_their_models_are_in_the_folders(tmp_path, co
 
         stem, channels = PICTURE_MODELS[name]
         checkpoint = f"{stem}.safetensors"
-        if not (model_root / "checkpoints" / checkpoint).is_file():
-            folder = build_inpainting(model_root / "checkpoints" / "tiny-sd15", tmp_path / stem, 5, in_channels=channels)
-            write_single_file(folder, model_root / "checkpoints" / checkpoint)
+        # In a model root of the test's own: the shared one's listing is checked elsewhere.
+        extra = tmp_path / "extra-models"
+        (extra / "checkpoints").mkdir(parents=True)
+        folder = build_inpainting(model_root / "checkpoints" / "tiny-sd15", tmp_path / stem, 5, in_channels=channels)
+        write_single_file(folder, extra / "checkpoints" / checkpoint)
+        settings = json.loads(config.read_text())
+        config.write_text(json.dumps({**settings, "model_roots": [*settings["model_roots"], str(extra)]}))
     if name == "lora.json":
         from safetensors.torch import save_file
 
