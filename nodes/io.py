@@ -85,6 +85,11 @@ def list_input_images(settings: Settings) -> list[str]:
     return sorted(names)
 
 
+# The most pixels (all frames together) LoadImage decodes: 64 megapixels, e.g. 8192×8192, or a
+# 60-frame animation at 1024², take about 1 GB as float pictures with their masks.
+MAX_LOADED_PIXELS = 64 * 1024 * 1024
+
+
 class LoadImage(NodeBase):
     """Loads an image file as IMAGE, and its transparency as MASK (1 where transparent).
 
@@ -119,8 +124,18 @@ class LoadImage(NodeBase):
             raise FileNotFoundError(input_image_problem(image, ctx.settings))
         try:
             with Image.open(path) as opened:
+                # Judged from the header before anything is decoded: a tiny file can describe a
+                # picture of gigabytes (one large plain frame, or hundreds of APNG frames).
+                width, height = opened.size
+                frames_declared = max(1, int(getattr(opened, "n_frames", 1) or 1))
+                if width * height * frames_declared > MAX_LOADED_PIXELS:
+                    raise ValueError(
+                        f"{path.name} is {width}×{height} with {frames_declared} frame(s), "
+                        f"{width * height * frames_declared / 1e6:,.0f} megapixels in all; LoadImage reads at most "
+                        f"{MAX_LOADED_PIXELS / 1e6:,.0f} megapixels (about {MAX_LOADED_PIXELS * 16 / 2**30:.0f} GB "
+                        "as pictures in memory): scale it down or keep fewer frames")
                 frames = [pil_to_tensors(frame) for frame in ImageSequence.Iterator(opened)]
-        except (UnidentifiedImageError, OSError) as error:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
             raise ValueError(f"{path.name} is not an image Seed Studio can read ({error})") from None
         size = frames[0][0].shape[1:3]
         frames = [frame for frame in frames if frame[0].shape[1:3] == size]

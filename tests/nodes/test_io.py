@@ -188,3 +188,41 @@ def test_absolute_paths_inside_the_input_folders_work_and_elsewhere_only_when_al
     assert LoadImage.check({"image": "../outside.png"}, trusting) != []  # ../ stays refused
     assert Settings.from_mapping({"allow_absolute_image_paths": True}).allow_absolute_image_paths
     assert not Settings().allow_absolute_image_paths
+
+
+@pytest.mark.parametrize("kind", ["one huge frame", "many frames"])
+def test_load_image_refuses_a_picture_too_large_for_memory_from_its_header(tmp_path, kind):
+    """A 13000×13000 PNG of a few kilobytes, and an APNG of 300 frames of 1000², are refused
+    before decoding, in a process limited to 1.5 GB (LoadImage took 6.8 GB for the first)."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    inputs = tmp_path / "input"
+    inputs.mkdir(exist_ok=True)
+    path = inputs / "bomb.png"
+    if kind == "one huge frame":
+        Image.new("1", (13000, 13000)).save(path)
+    else:
+        frames = [Image.new("1", (1000, 1000), color=index % 2) for index in range(300)]
+        frames[0].save(path, save_all=True, append_images=frames[1:])
+    assert path.stat().st_size < 200_000
+    script = f"""
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))
+from pathlib import Path
+from studio.settings import Settings
+from nodes.io import LoadImage
+from studio.engine import CancelToken, NodeContext
+settings = Settings(input_dirs=(Path({str(inputs)!r}),))
+ctx = NodeContext("1", "", settings, {{}}, CancelToken(), lambda *a: None, lambda: {{}})
+try:
+    LoadImage().run(ctx, "bomb.png")
+except ValueError as error:
+    print("refused:", error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("refused: bomb.png is "), result.stdout
+    assert "LoadImage reads at most 67 megapixels" in result.stdout
