@@ -5,7 +5,7 @@ from __future__ import annotations
 from studio.graph.sockets import CONDITIONING, FLOAT, INT, LATENT, MODEL, STRING
 from studio.node_api import SEED_MAX, Input, NodeBase, Output
 from studio.runtime.checkpoints import DiffusionModel
-from studio.runtime.sampling import SCHEDULERS, SamplingJob, available_samplers, sample, unsupported_combination
+from studio.runtime.sampling import SCHEDULERS, SamplingJob, available_samplers, sample
 from studio.runtime.services import model_manager
 
 SAMPLER_NAMES = tuple(available_samplers())
@@ -19,15 +19,6 @@ SAMPLING_INPUTS = (
     Input("negative", CONDITIONING),
     Input("latent_image", LATENT),
 )
-
-
-def _check_combination(values) -> list[tuple[str, str]]:
-    sampler, scheduler = values.get("sampler_name"), values.get("scheduler")
-    if sampler in SAMPLER_NAMES and scheduler in SCHEDULERS:
-        reason = unsupported_combination(sampler, scheduler)
-        if reason:
-            return [("scheduler", reason)]
-    return []
 
 
 def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
@@ -50,10 +41,6 @@ class KSampler(NodeBase):
         Input("denoise", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01),
     )
     outputs = (Output("LATENT", LATENT),)
-
-    @classmethod
-    def check(cls, values, settings):
-        return _check_combination(values)
 
     def run(self, ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
             denoise):
@@ -79,10 +66,6 @@ class KSamplerAdvanced(NodeBase):
         Input("return_with_leftover_noise", STRING, default="disable", choices=("disable", "enable")),
     )
     outputs = (Output("LATENT", LATENT),)
-
-    @classmethod
-    def check(cls, values, settings):
-        return _check_combination(values)
 
     def run(self, ctx, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
             latent_image, start_at_step, end_at_step, return_with_leftover_noise):

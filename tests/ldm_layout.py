@@ -19,6 +19,17 @@ UNET = UNET_PREFIX
 VAE = VAE_PREFIX
 
 
+def copy_configs(folder: Path, target: Path) -> None:
+    """The diffusers folder's configs in a folder named after the single file, as the loader
+    reads them for an architecture Seed Studio ships no configs for."""
+    configs = target.with_suffix("")
+    for path in folder.rglob("*.json"):
+        if path.name in ("model_index.json", "config.json", "scheduler_config.json"):
+            destination = configs / path.relative_to(folder)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, destination)
+
+
 def write_single_file(folder: Path, target: Path) -> Path:
     """Write the diffusers model in ``folder`` as one LDM-layout ``.safetensors`` file, with its
     configs in a folder of the same name (how a model Seed Studio ships no configs for is
@@ -37,13 +48,8 @@ def write_single_file(folder: Path, target: Path) -> Path:
         family = "sd2" if encoders[0].config.hidden_size == 1024 else "sd15"  # SD2 keeps OpenCLIP's layout
     state = checkpoint_to_ldm(family, unet, vae, encoders)
     save_file(state, str(target))
-    configs = target.with_suffix("")
-    for path in folder.rglob("*.json"):
-        if path.name in ("model_index.json", "config.json", "scheduler_config.json"):
-            destination = configs / path.relative_to(folder)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, destination)
-    json.loads((configs / "model_index.json").read_text())
+    copy_configs(folder, target)
+    json.loads((target.with_suffix("") / "model_index.json").read_text())
     return target
 
 
@@ -86,12 +92,7 @@ def write_refiner_single_file(folder: Path, target: Path) -> Path:
     state = checkpoint_to_ldm("sdxl_refiner", unet, vae,
                               [CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2")])
     save_file(state, str(target))
-    configs = target.with_suffix("")
-    for path in folder.rglob("*.json"):
-        if path.name in ("model_index.json", "config.json", "scheduler_config.json"):
-            destination = configs / path.relative_to(folder)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, destination)
+    copy_configs(folder, target)
     return target
 
 
@@ -178,10 +179,5 @@ def write_unclip_single_file(folder: Path, target: Path) -> Path:
                                      "embedder.model.visual."))
     state.update(noise_augmentor_buffers())
     save_file(state, str(target))
-    configs = target.with_suffix("")
-    for path in folder.rglob("*.json"):
-        if path.name in ("model_index.json", "config.json", "scheduler_config.json"):
-            destination = configs / path.relative_to(folder)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, destination)
+    copy_configs(folder, target)
     return target

@@ -115,11 +115,15 @@ def hypernetworks_applied(unet: torch.nn.Module, hypernetworks: Sequence[Hyperne
             for hypernetwork in active:
                 pair = hypernetwork.networks.get(x.shape[-1])
                 if pair is not None:
-                    net = pair[index].to(x.device)
-                    x = x + net(x.float()).to(x.dtype) * hypernetwork.strength
+                    x = x + pair[index](x.float()).to(x.dtype) * hypernetwork.strength
             return (x, *args[1:])
         return change
 
+    device = next(unet.parameters()).device
+    for hypernetwork in active:  # once per run, not per attention call
+        for pair in hypernetwork.networks.values():
+            for net in pair:
+                net.to(device)
     try:
         for name, module in unet.named_modules():
             if name.endswith((".attn1", ".attn2")) and hasattr(module, "to_k") and hasattr(module, "to_v"):

@@ -52,16 +52,6 @@ def available_samplers() -> list[str]:
     return list(SAMPLERS)
 
 
-def unsupported_combination(sampler: str, scheduler: str) -> str | None:
-    """Why a sampler cannot use a scheduler (a sentence), or None when it can. Every pair
-    works since the samplers run on σ lists; kept for the nodes' checks."""
-    if sampler not in SAMPLERS:
-        return f"unknown sampler {sampler!r}"
-    if scheduler not in SCHEDULERS:
-        return f"unknown scheduler {scheduler!r}"
-    return None
-
-
 def model_sampling(model: DiffusionModel) -> ModelSampling:
     """How ``model`` relates noise level and timestep (from its scheduler config)."""
     if getattr(model, "sampling", None) is not None:

@@ -19,14 +19,15 @@ CPU = DevicePolicy(torch.device("cpu"), torch.float32)
 
 @pytest.fixture(scope="module")
 def variants_root(model_root, tmp_path_factory):
-    """A model folder with tiny inpainting files (SD 1.x- and SD 2.x-shaped) and a tiny SDXL
+    """A model folder with tiny inpainting files (SD 1.x-, SD 2.x- and SDXL-shaped) and a tiny SDXL
     refiner, each as a diffusers folder and as a single LDM-layout file."""
     from tests.ldm_layout import write_refiner_single_file, write_single_file
     from tests.tiny_models import build_inpainting, build_sdxl_refiner
 
     root = tmp_path_factory.mktemp("variants")
     checkpoints = root / "checkpoints"
-    for name, base, seed in (("tiny-sd15-inpainting", "tiny-sd15", 11), ("tiny-sd2-inpainting", "tiny-sd2", 12)):
+    for name, base, seed in (("tiny-sd15-inpainting", "tiny-sd15", 11), ("tiny-sd2-inpainting", "tiny-sd2", 12),
+                             ("tiny-sdxl-inpainting", "tiny-sdxl", 14)):
         folder = build_inpainting(model_root / "checkpoints" / base, checkpoints / name, seed)
         target = write_single_file(folder, checkpoints / f"{name}-single.safetensors")
         # The configs beside the file are the base model's, with 4 input channels, as the
@@ -48,7 +49,8 @@ def assert_same_weights(loaded, expected):
     assert all(torch.equal(loaded_state[key], expected_state[key]) for key in expected_state)
 
 
-@pytest.mark.parametrize(("name", "family"), [("tiny-sd15-inpainting", "sd15"), ("tiny-sd2-inpainting", "sd2")])
+@pytest.mark.parametrize(("name", "family"), [("tiny-sd15-inpainting", "sd15"), ("tiny-sd2-inpainting", "sd2"),
+                                            ("tiny-sdxl-inpainting", "sdxl")])
 def test_nine_channel_inpainting_files_load_with_their_weights(variants_root, name, family):
     from diffusers import UNet2DConditionModel
 
