@@ -264,16 +264,27 @@ class CFGGuider:
         if self.model.family not in SIZE_CONDITIONED:
             return {}
         pooled = extras.get("pooled_output")
+        width = self._pooled_width()
         if extras.get("unclip_conditioning"):
-            # SDXL "revision": the noised image embedding (CLIP-G's, 1280 values) takes the
-            # pooled prompt's place, as ComfyUI's sdxl_pooled does.
-            augmentor = self.model.noise_augmentor or EmbeddingNoiseAugmentor(1280)
-            pooled = unclip_embedding(extras["unclip_conditioning"], augmentor, self._unclip_seed())[:, :1280]
-        pooled = (pooled if pooled is not None else torch.zeros(1, 1280)).to(self.device, self.dtype)
+            # SDXL "revision": the noised image embedding (CLIP-G's: as wide as the pooled
+            # prompt, 1280) takes the pooled prompt's place, as ComfyUI's sdxl_pooled does.
+            augmentor = self.model.noise_augmentor or EmbeddingNoiseAugmentor(width)
+            pooled = unclip_embedding(extras["unclip_conditioning"], augmentor, self._unclip_seed())[:, :width]
+        pooled = (pooled if pooled is not None else torch.zeros(1, width)).to(self.device, self.dtype)
         time_ids = torch.tensor([_sdxl_time_ids(extras, self.height * 8, self.width * 8, self.model.family, negative)],
                                 device=self.device, dtype=self.dtype)
         return {"added_cond_kwargs": {"text_embeds": pooled[:1].expand(self.batch, -1),
                                       "time_ids": time_ids.expand(self.batch, -1)}}
+
+    def _pooled_width(self) -> int:
+        """How wide the pooled prompt is that the UNet reads beside its size ids (1280 for
+        SDXL and its refiner): the added embedding's input less the ids' embeddings."""
+        config = getattr(self.model.unet, "config", None)
+        total = getattr(config, "projection_class_embeddings_input_dim", None)
+        per_id = getattr(config, "addition_time_embed_dim", None)
+        if not isinstance(total, int) or not isinstance(per_id, int):
+            return 1280
+        return total - (5 if self.model.family == "sdxl_refiner" else 6) * per_id
 
     def _unclip_seed(self) -> int:
         return (self.seed or 0) - 10

@@ -160,3 +160,52 @@ def test_apply_style_model_appends_the_style_tokens_scaled_by_strength(engine):
     assert torch.equal(bias, one)
     report = engine.run(workflow, [applied[3]])
     assert not report.ok and "attn_bias with a strength other than 1.0" in report.errors[0].message
+
+
+def test_sdxl_revision_renders_with_a_picture_in_place_of_the_pooled_prompt(registry, settings, model_root, tmp_path):
+    """SDXL "revision": a CLIP vision tower as wide as the tiny SDXL's pooled prompt (48), its
+    picture embedding through unCLIPConditioning; the render differs from the prompt alone."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionModelWithProjection
+
+    from tests.tiny_models import tiny_vision_config
+
+    vision_folder = tmp_path / "models" / "clip_vision"
+    vision_folder.mkdir(parents=True)
+    torch.manual_seed(5)
+    vision = CLIPVisionModelWithProjection(tiny_vision_config(projection_dim=48))
+    save_file({key: value.contiguous() for key, value in vision.state_dict().items()},
+              str(vision_folder / "tiny-g.safetensors"))
+    (vision_folder / "tiny-g").mkdir()
+    vision.config.to_json_file(str(vision_folder / "tiny-g" / "config.json"))
+    settings = settings.replace(model_roots=(model_root, tmp_path / "models"))
+    engine = Engine(registry, settings, services=create_services(settings, CPU))
+
+    def render(with_picture):
+        workflow = Workflow()
+        node = {name: workflow.add_node(type_name, values).id for name, type_name, values in [
+            ("loader", "CheckpointLoaderSimple", {"ckpt_name": "tiny-sdxl"}),
+            ("vision", "CLIPVisionLoader", {"clip_name": "tiny-g.safetensors"}),
+            ("picture", "LoadImage", {"image": "seed_sample.png"}),
+            ("encode", "CLIPVisionEncode", {"crop": "center"}),
+            ("positive", "CLIPTextEncode", {"text": "a photo"}), ("negative", "CLIPTextEncode", {"text": ""}),
+            ("unclip", "unCLIPConditioning", {"strength": 1.0, "noise_augmentation": 0.1}),
+            ("latent", "EmptyLatentImage", {"width": 64, "height": 64, "batch_size": 1}),
+            ("sampler", "KSampler", {"seed": 3, "steps": 3, "cfg": 4.0, "sampler_name": "euler",
+                                     "scheduler": "normal", "denoise": 1.0})]}
+        for source, output, target, input_name in [
+                ("loader", "CLIP", "positive", "clip"), ("loader", "CLIP", "negative", "clip"),
+                ("vision", "CLIP_VISION", "encode", "clip_vision"), ("picture", "IMAGE", "encode", "image"),
+                ("positive", "CONDITIONING", "unclip", "conditioning"),
+                ("encode", "CLIP_VISION_OUTPUT", "unclip", "clip_vision_output"),
+                ("loader", "MODEL", "sampler", "model"), ("negative", "CONDITIONING", "sampler", "negative"),
+                ("latent", "LATENT", "sampler", "latent_image"),
+                ("unclip" if with_picture else "positive", "CONDITIONING", "sampler", "positive")]:
+            workflow.connect(node[source], output, node[target], input_name)
+        report = engine.run(workflow, [node["sampler"]])
+        assert report.ok, report.problems or [e.traceback for e in report.errors]
+        return report.results[node["sampler"]][0]["samples"]
+
+    revision, plain = render(True), render(False)
+    assert torch.isfinite(revision).all()
+    assert (revision - plain).abs().max() > 1e-3 * plain.abs().max()
