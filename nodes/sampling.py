@@ -5,7 +5,8 @@ from __future__ import annotations
 from studio.graph.sockets import CONDITIONING, FLOAT, INT, LATENT, MODEL, STRING
 from studio.node_api import SEED_MAX, Input, NodeBase, Output
 from studio.runtime.checkpoints import DiffusionModel
-from studio.runtime.sampling import SCHEDULERS, SamplingJob, available_samplers, sample
+from studio.runtime.sampling import (SCHEDULERS, SamplingJob, available_samplers, sample, sample_seed_batch,
+                                     seed_batch_size, seed_batchable)
 from studio.runtime.services import model_manager
 
 SAMPLER_NAMES = tuple(available_samplers())
@@ -23,7 +24,16 @@ SAMPLING_INPUTS = (
 
 def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
     with model_manager(ctx.services).use(model.unet, patches=[(model.unet, patch) for patch in model.patches]):
-        return sample(model, job, ctx.progress)
+        batcher = ctx.services.get("seed_batches") if hasattr(ctx.services, "get") else None
+        if batcher is None or not batcher.enabled or not seed_batchable(model, job):
+            return sample(model, job, ctx.progress)
+        # A seed batch: this job's seed with the coming jobs' (see studio.runtime.seed_batches).
+        signature = ((model, job.positive, job.negative, job.latent),
+                     tuple(getattr(job, name) for name in SamplingJob.__dataclass_fields__
+                           if name not in ("positive", "negative", "latent", "seed")))
+        return batcher.sample(ctx.node_id, job.seed, signature,
+                              lambda seeds: sample_seed_batch(model, job, seeds, ctx.progress),
+                              lambda: seed_batch_size(model, job.latent["samples"].shape))
 
 
 class KSampler(NodeBase):
@@ -41,6 +51,8 @@ class KSampler(NodeBase):
         Input("denoise", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01),
     )
     outputs = (Output("LATENT", LATENT),)
+    # Jobs that differ only in this input are sampled together (studio.runtime.seed_batches).
+    batch_seed_input = "seed"
 
     def run(self, ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
             denoise):
@@ -66,6 +78,7 @@ class KSamplerAdvanced(NodeBase):
         Input("return_with_leftover_noise", STRING, default="disable", choices=("disable", "enable")),
     )
     outputs = (Output("LATENT", LATENT),)
+    batch_seed_input = "noise_seed"
 
     def run(self, ctx, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
             latent_image, start_at_step, end_at_step, return_with_leftover_noise):

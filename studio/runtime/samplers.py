@@ -14,6 +14,9 @@ picture. What ComfyUI does that the papers leave open is followed too:
 * the SDE samplers (``dpmpp_sde``, ``dpmpp_2m_sde``, ``dpmpp_3m_sde``) take their noise from a
   Brownian tree (torchsde) over [σmin, σmax] seeded with the seed, so the noise between two
   σ is consistent however the steps are cut;
+* in a *seed batch* (several jobs that differ only in their seed, sampled as one latent batch:
+  :attr:`SamplerContext.seed_rows`) each job's rows get their own generator and their own
+  tree, so every picture is the one its job gives alone;
 * ``ddim`` is Euler (the DDIM update with η = 0 is Euler's in σ space); ``uni_pc`` is UniPC's
   B₁(h) variant and ``uni_pc_bh2`` its B₂(h), both at order 3 with the last σ moved to 0.001.
 """
@@ -38,17 +41,25 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def step_noise_sampler(x: torch.Tensor, seed: int | None) -> NoiseSampler:
+def step_noise_sampler(x: torch.Tensor, seed: int | None,
+                       seed_rows: tuple[tuple[int | None, int], ...] = ()) -> NoiseSampler:
     """Fresh Gaussian noise shaped like ``x`` at every call, from a CPU generator seeded with
-    seed + 1 (ComfyUI on the CPU), moved to ``x``'s device."""
-    generator = torch.Generator(device="cpu")
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed + 1)
+    seed + 1 (ComfyUI on the CPU), moved to ``x``'s device. With ``seed_rows`` (a seed batch:
+    ``(seed, rows)`` per job, in order) each job's rows come from a generator of its own, so
+    they are the rows that job draws alone."""
+    rows = seed_rows or ((seed, x.shape[0]),)
+    generators = []
+    for row_seed, count in rows:
+        generator = torch.Generator(device="cpu")
+        if row_seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(row_seed + 1)
+        generators.append((generator, (count, *x.shape[1:])))
 
     def sample(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn(x.size(), dtype=torch.float32, generator=generator)
+        parts = [torch.randn(shape, dtype=torch.float32, generator=generator) for generator, shape in generators]
+        noise = parts[0] if len(parts) == 1 else torch.cat(parts)
         return noise.to(device=x.device, dtype=x.dtype)
     return sample
 
@@ -56,25 +67,32 @@ def step_noise_sampler(x: torch.Tensor, seed: int | None) -> NoiseSampler:
 class BrownianTreeNoise:
     """Noise from one Brownian motion W over [σmin, σmax] (torchsde's Brownian tree, on the
     CPU): the call for (σ, σ') returns (W(σ') − W(σ)) / √|σ' − σ|, unit Gaussian noise that is
-    the same for the same interval whatever the steps around it."""
+    the same for the same interval whatever the steps around it. In a seed batch each job's
+    rows have a tree of their own, seeded with that job's seed."""
 
-    def __init__(self, x: torch.Tensor, sigma_min: torch.Tensor, sigma_max: torch.Tensor, seed: int | None):
+    def __init__(self, x: torch.Tensor, sigma_min: torch.Tensor, sigma_max: torch.Tensor, seed: int | None,
+                 seed_rows: tuple[tuple[int | None, int], ...] = ()):
         import torchsde
 
         low, high = torch.as_tensor(sigma_min).detach().cpu(), torch.as_tensor(sigma_max).detach().cpu()
         self.sign = 1
         if low > high:
             low, high, self.sign = high, low, -1
-        entropy = seed if seed is not None else int(torch.randint(0, 2 ** 63 - 1, ()).item())
         self.device, self.dtype = x.device, x.dtype
-        self.tree = torchsde.BrownianTree(low, torch.zeros_like(x, device="cpu"), high, entropy=entropy)
+        self.trees = []
+        for row_seed, count in seed_rows or ((seed, x.shape[0]),):
+            entropy = row_seed if row_seed is not None else int(torch.randint(0, 2 ** 63 - 1, ()).item())
+            start = torch.zeros((count, *x.shape[1:]), dtype=x.dtype, device="cpu")
+            self.trees.append(torchsde.BrownianTree(low, start, high, entropy=entropy))
 
     def __call__(self, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
         t0, t1 = torch.as_tensor(sigma), torch.as_tensor(sigma_next)
         sign = 1
         if t0 > t1:
             t0, t1, sign = t1, t0, -1
-        w = self.tree(t0.detach().cpu().float(), t1.detach().cpu().float())
+        t0, t1 = t0.detach().cpu().float(), t1.detach().cpu().float()
+        parts = [tree(t0, t1) for tree in self.trees]
+        w = parts[0] if len(parts) == 1 else torch.cat(parts)
         w = w.to(device=self.device, dtype=self.dtype) * (self.sign * sign)
         return w / (torch.as_tensor(sigma_next) - torch.as_tensor(sigma)).abs().sqrt()
 
@@ -89,12 +107,15 @@ class SamplerContext:
     on_step: Callable[[int, torch.Tensor, torch.Tensor], None] = lambda index, x, denoised: None
     unconditional: Callable[[], torch.Tensor | None] = lambda: None
     options: dict[str, Any] = field(default_factory=dict)
+    # A seed batch: ``(seed, rows)`` for each job whose latents lie one after another in x
+    # (empty: the whole batch is one job's, seeded with ``seed``).
+    seed_rows: tuple[tuple[int | None, int], ...] = ()
 
     def step_noise(self, x: torch.Tensor) -> NoiseSampler:
-        return step_noise_sampler(x, self.seed)
+        return step_noise_sampler(x, self.seed, self.seed_rows)
 
     def brownian_noise(self, x: torch.Tensor, sigmas: torch.Tensor) -> NoiseSampler:
-        return BrownianTreeNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), self.seed)
+        return BrownianTreeNoise(x, sigmas[sigmas > 0].min(), sigmas.max(), self.seed, self.seed_rows)
 
     @property
     def is_flow(self) -> bool:
@@ -1246,6 +1267,9 @@ class SamplerSpec:
     stochastic: bool = False
     # CFG++: the algorithm also reads the unguided estimate, so it is computed even at cfg 1.
     cfg_pp: bool = False
+    # False for an algorithm whose steps depend on the whole batch (dpm_adaptive chooses its
+    # step sizes from the error over every latent): its jobs are never sampled as one batch.
+    seed_batchable: bool = True
 
 
 # ComfyUI's sampler names, in its order (the first is the default). The `_gpu` variants differ
@@ -1263,7 +1287,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "dpm_2_ancestral": SamplerSpec(dpm_2_ancestral, discard_penultimate_sigma=True, stochastic=True),
     "lms": SamplerSpec(lms),
     "dpm_fast": SamplerSpec(dpm_fast),
-    "dpm_adaptive": SamplerSpec(dpm_adaptive),
+    "dpm_adaptive": SamplerSpec(dpm_adaptive, seed_batchable=False),
     "dpmpp_2s_ancestral": SamplerSpec(dpmpp_2s_ancestral, stochastic=True),
     "dpmpp_2s_ancestral_cfg_pp": SamplerSpec(dpmpp_2s_ancestral_cfg_pp, stochastic=True, cfg_pp=True),
     "dpmpp_sde": SamplerSpec(dpmpp_sde, stochastic=True),

@@ -17,8 +17,9 @@ progress callback also checks for cancellation at every step.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -39,6 +40,19 @@ PREVIEW_FACTORS = {
     "sdxl": ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
               [-0.3165, -0.2492, -0.2188]], [0.1084, -0.0175, -0.0011]),
 }
+# FLUX's and SD3's 16-channel latents (ComfyUI's figures).
+PREVIEW_FACTORS["flux"] = (
+    [[-0.0346, 0.0244, 0.0681], [0.0034, 0.0210, 0.0687], [0.0275, -0.0668, -0.0433], [-0.0174, 0.0160, 0.0617],
+     [0.0859, 0.0721, 0.0329], [0.0004, 0.0383, 0.0115], [0.0405, 0.0861, 0.0915], [-0.0236, -0.0185, -0.0259],
+     [-0.0245, 0.0250, 0.1180], [0.1008, 0.0755, -0.0421], [-0.0515, 0.0201, 0.0011], [0.0428, -0.0012, -0.0036],
+     [0.0817, 0.0765, 0.0749], [-0.1264, -0.0522, -0.1103], [-0.0280, -0.0881, -0.0499], [-0.1262, -0.0982, -0.0778]],
+    [-0.0329, -0.0718, -0.0851])
+PREVIEW_FACTORS["sd3"] = (
+    [[-0.0922, -0.0175, 0.0749], [0.0311, 0.0633, 0.0954], [0.1994, 0.0927, 0.0458], [0.0856, 0.0339, 0.0902],
+     [0.0587, 0.0272, -0.0496], [-0.0006, 0.1104, 0.0309], [0.0978, 0.0306, 0.0427], [-0.0042, 0.1038, 0.1358],
+     [-0.0194, 0.0020, 0.0669], [-0.0488, 0.0130, -0.0268], [0.0922, 0.0988, 0.0951], [-0.0278, 0.0524, -0.0542],
+     [0.0332, 0.0456, 0.0895], [-0.0069, -0.0030, -0.0810], [-0.0596, -0.0465, -0.0293], [-0.1448, -0.1463, -0.1189]],
+    [0.2394, 0.2135, 0.1925])
 PREVIEW_FACTORS["sd2"] = PREVIEW_FACTORS["sd15"]
 PREVIEW_FACTORS["sdxl_refiner"] = PREVIEW_FACTORS["sdxl"]
 
@@ -261,6 +275,9 @@ class CFGGuider:
         prompt and size ids, or unCLIP's image embedding as its class input."""
         if self.model.family == "sd2_unclip":
             return {"class_labels": self._unclip_class_labels(extras)}
+        inputs = getattr(self.model.unet, "conditioning_inputs", None)
+        if inputs is not None:  # transformer models (FLUX, SD3): their pooled prompt, guidance…
+            return inputs(extras, self.batch, self.device, self.dtype)
         if self.model.family not in SIZE_CONDITIONED:
             return {}
         pooled = extras.get("pooled_output")
@@ -562,10 +579,13 @@ def _mask_for(latent: dict[str, Any], shape: torch.Size, device: torch.device) -
 
 def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                   sampler: str | SamplerChoice, sigmas: torch.Tensor, noise: torch.Tensor, latent: dict[str, Any],
-                  seed: int | None, progress: ProgressCallback, denoised_out: list | None = None) -> dict[str, Any]:
+                  seed: int | None, progress: ProgressCallback, denoised_out: list | None = None,
+                  seed_rows: Sequence[tuple[int | None, int]] = ()) -> dict[str, Any]:
     """Run ``sampler`` down ``sigmas`` from ``latent`` noised with ``noise`` (unit Gaussian, or
     zeros for none) and return the new LATENT (unscaled, as VAEDecode expects). With
-    ``denoised_out``, the last step's clean estimate (as a LATENT) is appended to it."""
+    ``denoised_out``, the last step's clean estimate (as a LATENT) is appended to it. With
+    ``seed_rows`` the latent is a seed batch, ``(seed, rows)`` per job in order, and each
+    job's rows take their per-step noise from that job's seed."""
     if len(sigmas) == 0:
         return {**latent}
     choice = sampler if isinstance(sampler, SamplerChoice) else SamplerChoice(sampler)
@@ -574,7 +594,9 @@ def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.T
     device = model.unet.device
     scale = model.latent_scale
     samples = latent["samples"].float()
-    clean = samples.to(device) * scale if torch.count_nonzero(samples) > 0 else samples.to(device)
+    # FLUX's and SD3's latents are also shifted before scaling (ComfyUI's process_in).
+    shift = float(getattr(model, "latent_shift", 0.0))
+    clean = (samples.to(device) - shift) * scale if torch.count_nonzero(samples) > 0 else samples.to(device)
     sigmas = sigmas.float().to(device)
     noise = noise.float().to(device)
     max_sigma = float(ms.sigma_max)
@@ -583,8 +605,11 @@ def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.T
     mask = _mask_for(latent, clean.shape, device)
     inpaint_noise = noise
     if mask is not None and spec.inpaint_random_noise:
-        generator = torch.Generator(device="cpu").manual_seed((41 if seed is None else seed) + 1)
-        inpaint_noise = torch.randn(noise.shape, generator=generator).to(device)
+        parts = []
+        for row_seed, rows in seed_rows or ((seed, noise.shape[0]),):
+            generator = torch.Generator(device="cpu").manual_seed((41 if row_seed is None else row_seed) + 1)
+            parts.append(torch.randn((rows, *noise.shape[1:]), generator=generator))
+        inpaint_noise = torch.cat(parts).to(device)
 
     if isinstance(guider, CFGGuider):
         guider.need_unconditional = spec.cfg_pp
@@ -605,18 +630,19 @@ def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.T
 
     def on_step(index: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
         last_denoised[:] = [denoised]
-        progress(min(index + 1, total), total, latent_preview(denoised / scale, model.family))
+        progress(min(index + 1, total), total, latent_preview(denoised / scale + shift, model.family))
 
     context = SamplerContext(ms, seed=seed, on_step=on_step,
-                             unconditional=lambda: getattr(guider, "last_unconditional", None))
+                             unconditional=lambda: getattr(guider, "last_unconditional", None),
+                             seed_rows=tuple(seed_rows))
     x = ms.noise_scaling(sigmas[0], noise, clean, max_denoise)
     with torch.no_grad(), hypernetworks_applied(model.unet, getattr(model, "hypernetworks", ())):
         x = spec.function(denoiser, x, sigmas, context, **dict(choice.options))
     x = ms.inverse_noise_scaling(sigmas[-1], x)
     if denoised_out is not None:
         estimate = last_denoised[0] if last_denoised else x
-        denoised_out.append({**latent, "samples": (estimate.float() / scale).cpu()})
-    return {**latent, "samples": (x.float() / scale).cpu()}
+        denoised_out.append({**latent, "samples": (estimate.float() / scale + shift).cpu()})
+    return {**latent, "samples": (x.float() / scale + shift).cpu()}
 
 
 @dataclass
@@ -638,22 +664,131 @@ class SamplingJob:
     leftover_noise: bool = False
 
 
-def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) -> dict[str, Any]:
-    """KSampler (and KSamplerAdvanced, with a step range): denoise ``job.latent`` and return
-    the new LATENT."""
+def _job_sigmas(model: DiffusionModel, job: SamplingJob) -> torch.Tensor | None:
+    """The σ list KSampler walks for ``job``; None (or empty) when there is nothing to do."""
     ms = model_sampling(model)
-    samples = job.latent["samples"]
     advanced = job.start_step is not None or job.end_step is not None
     sigmas = ksampler_sigmas(ms, job.sampler, job.scheduler, job.steps, 1.0 if advanced else job.denoise)
     if advanced:
         sigmas = step_range(sigmas, job.start_step, job.end_step, force_full_denoise=not job.leftover_noise)
-        if sigmas is None:
-            return {**job.latent}
-    if len(sigmas) == 0:
-        return {**job.latent}
+    return sigmas
+
+
+def _job_noise(job: SamplingJob, seed: int) -> torch.Tensor:
+    samples = job.latent["samples"]
     if job.add_noise:
-        noise = initial_noise(tuple(samples.shape), job.seed, job.latent.get("batch_index"))
-    else:
-        noise = torch.zeros(tuple(samples.shape))
+        return initial_noise(tuple(samples.shape), seed, job.latent.get("batch_index"))
+    return torch.zeros(tuple(samples.shape))
+
+
+def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) -> dict[str, Any]:
+    """KSampler (and KSamplerAdvanced, with a step range): denoise ``job.latent`` and return
+    the new LATENT."""
+    sigmas = _job_sigmas(model, job)
+    if sigmas is None or len(sigmas) == 0:
+        return {**job.latent}
     guider = CFGGuider(model, job.positive, job.negative, job.cfg)
-    return sample_latent(model, guider, job.sampler, sigmas, noise, job.latent, job.seed, progress)
+    return sample_latent(model, guider, job.sampler, sigmas, _job_noise(job, job.seed), job.latent, job.seed,
+                         progress)
+
+
+# --- Seed batches: jobs that differ only in their seed, sampled as one latent batch ----------
+
+def seed_batchable(model: DiffusionModel, job: SamplingJob) -> bool:
+    """Whether ``job`` gives, for every seed, the same picture inside a seed batch as alone.
+
+    Every row of a latent batch is denoised on its own (the UNet, guidance and the sampler's
+    updates work row by row) except where something reads the batch as a whole or draws from
+    the seed outside the sampler's noise: a sampler whose step sizes follow the whole batch's
+    error (dpm_adaptive), unCLIP's image-embedding noise (drawn from the seed, once per call),
+    conditioning with more than one row (expanded to the batch by its first), ControlNet hints
+    and GLIGEN boxes (given per call). Those jobs are sampled one at a time.
+    """
+    spec = SAMPLERS.get(job.sampler)
+    if spec is None or not spec.seed_batchable:
+        return False
+    if getattr(model, "noise_augmentor", None) is not None or model.family == "sd2_unclip":
+        return False
+    for side in (job.positive, job.negative or []):
+        for embedding, extras in side:
+            if getattr(embedding, "shape", (1,))[0] != 1:
+                return False
+            if any(extras.get(key) for key in ("control", "gligen", "unclip_conditioning")):
+                return False
+            mask = extras.get("mask")
+            if mask is not None and mask.ndim == 3 and mask.shape[0] != 1:
+                return False
+    return True
+
+
+def _repeat_rows(tensor: torch.Tensor, rows: int, copies: int) -> torch.Tensor:
+    """``tensor``'s first dimension brought to ``rows`` as the sampler brings it (repeating its
+    rows), then ``copies`` of that one after another."""
+    return torch.cat([_to_batch(tensor, rows)] * copies)
+
+
+def sample_seed_batch(model: DiffusionModel, job: SamplingJob, seeds: Sequence[int],
+                      progress: ProgressCallback) -> list[dict[str, Any]]:
+    """``job`` once for each of ``seeds`` in one sampler call over a latent batch: each job's
+    latent rows start from its seed's noise and take their per-step noise (ancestral steps,
+    SDE Brownian trees, inpainting's own noise) from generators of its own, so each returned
+    LATENT is the one :func:`sample` gives for that seed alone (to float rounding of a
+    batched UNet call). Only for jobs :func:`seed_batchable` accepts."""
+    seeds = list(seeds)
+    if len(seeds) == 1:
+        return [sample(model, replace(job, seed=seeds[0]), progress)]
+    sigmas = _job_sigmas(model, job)
+    if sigmas is None or len(sigmas) == 0:
+        return [{**job.latent} for _ in seeds]
+    samples = job.latent["samples"]
+    rows = samples.shape[0]
+    batched = {**job.latent, "samples": _repeat_rows(samples, rows, len(seeds))}
+    batched.pop("batch_index", None)
+    mask = job.latent.get("noise_mask")
+    if mask is not None:
+        # The mask's rows as the sampler matches them to one job's latent, once per job.
+        flat = mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+        batched["noise_mask"] = _repeat_rows(flat, rows, len(seeds))
+    noise = torch.cat([_job_noise(job, seed) for seed in seeds])
+    guider = CFGGuider(model, job.positive, job.negative, job.cfg)
+    out = sample_latent(model, guider, job.sampler, sigmas, noise, batched, seeds[0], progress,
+                        seed_rows=[(seed, rows) for seed in seeds])
+    return [{**job.latent, "samples": part} for part in out["samples"].split(rows)]
+
+
+def seed_batch_size(model: DiffusionModel, latent_shape: Sequence[int], limit: int = 16) -> int:
+    """How many jobs of this latent size one sampler call should take, from the memory the
+    model's device has free: a UNet call holds activations of about a few hundred values per
+    latent cell and feature channel for each row of its (guided: doubled) batch, plus
+    attention maps of (latent cells)² per head at the top level. Half the free memory is
+    used, and never more than ``limit`` jobs (beyond that a call is no faster per picture)."""
+    rows, _channels, height, width = (list(latent_shape) + [1, 1, 1, 1])[:4]
+    cells = max(1, int(height) * int(width))
+    config = getattr(model.unet, "config", None)
+    widths = getattr(config, "block_out_channels", None) or (320,)
+    heads = getattr(config, "attention_head_dim", 8)
+    heads = max(heads) if isinstance(heads, (list, tuple)) else int(heads or 8)
+    itemsize = torch.empty((), dtype=getattr(model.unet, "dtype", torch.float32)).element_size()
+    per_row = 2 * itemsize * (cells * int(widths[0]) * 256 + cells * cells * heads * 2)
+    free = free_memory_bytes(getattr(model.unet, "device", torch.device("cpu")))
+    fits = int(free * 0.5 // max(1, per_row * max(1, int(rows))))
+    return max(1, min(limit, fits))
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Bytes free on ``device``: the GPU's own figure, or the machine's available memory."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
