@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import CLIP_VISION, CLIP_VISION_OUTPUT, CONDITIONING, FLOAT, IMAGE, STRING, STYLE_MODEL
+from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.clip_vision import ClipVision, ClipVisionOutput, StyleModel, encode_image
-from studio.runtime.services import model_manager
+
+if TYPE_CHECKING:
+    from studio.runtime.clip_vision import ClipVision, ClipVisionOutput, StyleModel
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
 
 
 class CLIPVisionEncode(NodeBase):
@@ -24,6 +29,9 @@ class CLIPVisionEncode(NodeBase):
     outputs = (Output("CLIP_VISION_OUTPUT", CLIP_VISION_OUTPUT),)
 
     def run(self, ctx, clip_vision: ClipVision | None, image: torch.Tensor, crop: str):
+        from studio.runtime.clip_vision import encode_image
+        from studio.runtime.services import model_manager
+
         if clip_vision is None:
             raise ValueError("clip_vision: no CLIP vision model arrived (the checkpoint loader's CLIP_VISION output "
                              "is empty when the checkpoint carries none); load one with CLIPVisionLoader")

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, MASK, STRING
+from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
-from studio.runtime.checkpoints import TextEncoder
-from studio.runtime.checkpoints import ModelLoadError
 from studio.runtime.embeddings import EmbeddingLibrary
+from studio.runtime.model_errors import ModelLoadError
 from studio.runtime.models import ModelFolders
-from studio.runtime.prompts import EMBEDDING, encode_prompt
-from studio.runtime.services import model_manager
+from studio.runtime.names import EMBEDDING
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import TextEncoder
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
 
 
 def _not_found(library: EmbeddingLibrary, name: str) -> str | None:
@@ -61,7 +66,12 @@ def _same_length(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tenso
 
 
 def encode(ctx, clip: TextEncoder, text: str) -> list:
+    from studio.runtime.prompts import encode_prompt
+    from studio.runtime.services import model_manager
+
     manager = model_manager(ctx.services)
+    if hasattr(clip, "encode_text"):  # FLUX's and SD3's encoders (studio.runtime.text_encoders)
+        return clip.encode_text(manager, text)
     with manager.use(*clip.encoders, patches=clip.patched_modules()):
         if clip.family == "sdxl":
             # SDXL reads the layer before last of both encoders, side by side, and the
@@ -216,6 +226,9 @@ class CLIPTextEncodeSDXL(NodeBase):
 
     def run(self, ctx, clip: TextEncoder, width, height, crop_w, crop_h, target_width, target_height, text_g,
             text_l):
+        from studio.runtime.prompts import encode_prompt
+        from studio.runtime.services import model_manager
+
         if clip.family != "sdxl":
             raise ValueError(f"this node needs an SDXL text encoder; the CLIP wired in is {clip.family}")
         manager = model_manager(ctx.services)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from studio.graph.sockets import CONDITIONING, CONTROL_NET, FLOAT, IMAGE, MODEL, STRING, VAE
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.controlnet import ControlHint, ControlNet
-from studio.runtime.services import model_manager
 
 from nodes.loaders import ModelFileInput
+
+if TYPE_CHECKING:
+    from studio.runtime.controlnet import ControlHint, ControlNet
 
 
 def with_hint(conditioning: list, hint: ControlHint) -> list:
@@ -29,6 +32,8 @@ class ControlNetLoader(ModelFileInput, NodeBase):
 
 
     def run(self, ctx, control_net_name: str):
+        from studio.runtime.services import model_manager
+
         return (model_manager(ctx.services).load_controlnet(control_net_name),)
 
 
@@ -46,6 +51,8 @@ class DiffControlNetLoader(ModelFileInput, NodeBase):
 
 
     def run(self, ctx, model, control_net_name: str):
+        from studio.runtime.services import model_manager
+
         manager = model_manager(ctx.services)
         return (manager.load_controlnet(control_net_name, base_unet=model.unet, base_key=model.key),)
 
@@ -62,6 +69,8 @@ class ControlNetApply(NodeBase):
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
     def run(self, ctx, conditioning: list, control_net: ControlNet, image, strength: float):
+        from studio.runtime.controlnet import ControlHint
+
         if strength == 0:
             return (conditioning,)
         return (with_hint(conditioning, ControlHint(control_net, image, strength)),)
@@ -94,6 +103,8 @@ class ControlNetApplyAdvanced(NodeBase):
         return []
 
     def run(self, ctx, positive, negative, control_net, image, strength, start_percent, end_percent, vae=None):
+        from studio.runtime.controlnet import ControlHint
+
         if strength == 0 or start_percent >= end_percent:
             return (positive, negative)
         hint = ControlHint(control_net, image, strength, start_percent, end_percent)

@@ -3,19 +3,22 @@ ComfyUI's node names, inputs and defaults (its ``comfy_extras/nodes_custom_sampl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+from dataclasses import dataclass
 
 from studio.graph.sockets import (BOOLEAN, CONDITIONING, FLOAT, GUIDER, INT, LATENT, MODEL, NOISE, SAMPLER,
                                   SIGMAS, STRING)
+from studio.lazy import lazy_module
 from studio.node_api import SEED_MAX, Input, NodeBase, Output
-from studio.runtime.checkpoints import DiffusionModel
-from studio.runtime.sampling import (CFGGuider, DualCFGGuider, SamplerChoice, available_samplers, initial_noise,
-                                     model_sampling, sample_latent)
-from studio.runtime.schedules import (SCHEDULERS, beta_sigmas, exponential_sigmas, karras_sigmas,
-                                      polyexponential_sigmas, scheduler_sigmas)
-from studio.runtime.services import model_manager
+from studio.runtime.names import SAMPLER_NAMES, SCHEDULER_NAMES
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import DiffusionModel
+    from studio.runtime.sampling import SamplerChoice
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
 
 SIGMA_MAX, SIGMA_MIN = 14.614642, 0.0291675  # SD's range, ComfyUI's defaults for the σ nodes
 
@@ -41,11 +44,14 @@ class BasicScheduler(NodeBase):
     type_name = "BasicScheduler"
     category = "sampling/custom_sampling/schedulers"
     title = "BasicScheduler"
-    inputs = (Input("model", MODEL), Input("scheduler", STRING, default="simple", choices=tuple(SCHEDULERS)),
+    inputs = (Input("model", MODEL), Input("scheduler", STRING, default="simple", choices=SCHEDULER_NAMES),
               _steps(), Input("denoise", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01))
     outputs = (Output("SIGMAS", SIGMAS),)
 
     def run(self, ctx, model: DiffusionModel, scheduler: str, steps: int, denoise: float):
+        from studio.runtime.sampling import model_sampling
+        from studio.runtime.schedules import scheduler_sigmas
+
         total = steps
         if denoise < 1.0:
             if denoise <= 0.0:
@@ -65,6 +71,8 @@ class KarrasScheduler(NodeBase):
     outputs = (Output("SIGMAS", SIGMAS),)
 
     def run(self, ctx, steps: int, sigma_max: float, sigma_min: float, rho: float):
+        from studio.runtime.schedules import karras_sigmas
+
         return (karras_sigmas(steps, sigma_min, sigma_max, rho),)
 
 
@@ -78,6 +86,8 @@ class ExponentialScheduler(NodeBase):
     outputs = (Output("SIGMAS", SIGMAS),)
 
     def run(self, ctx, steps: int, sigma_max: float, sigma_min: float):
+        from studio.runtime.schedules import exponential_sigmas
+
         return (exponential_sigmas(steps, sigma_min, sigma_max),)
 
 
@@ -92,6 +102,8 @@ class PolyexponentialScheduler(NodeBase):
     outputs = (Output("SIGMAS", SIGMAS),)
 
     def run(self, ctx, steps: int, sigma_max: float, sigma_min: float, rho: float):
+        from studio.runtime.schedules import polyexponential_sigmas
+
         return (polyexponential_sigmas(steps, sigma_min, sigma_max, rho),)
 
 
@@ -106,6 +118,8 @@ class SDTurboScheduler(NodeBase):
     outputs = (Output("SIGMAS", SIGMAS),)
 
     def run(self, ctx, model: DiffusionModel, steps: int, denoise: float):
+        from studio.runtime.sampling import model_sampling
+
         start = 10 - int(10 * denoise)
         timesteps = torch.flip(torch.arange(1, 11) * 100 - 1, (0,))[start:start + steps]
         sigmas = model_sampling(model).sigma(timesteps)
@@ -123,6 +137,9 @@ class BetaSamplingScheduler(NodeBase):
     outputs = (Output("SIGMAS", SIGMAS),)
 
     def run(self, ctx, model: DiffusionModel, steps: int, alpha: float, beta: float):
+        from studio.runtime.sampling import model_sampling
+        from studio.runtime.schedules import beta_sigmas
+
         return (beta_sigmas(model_sampling(model), steps, alpha, beta),)
 
 
@@ -183,10 +200,12 @@ class KSamplerSelect(NodeBase):
     type_name = "KSamplerSelect"
     category = "sampling/custom_sampling/samplers"
     title = "KSamplerSelect"
-    inputs = (Input("sampler_name", STRING, default="euler", choices=tuple(available_samplers())),)
+    inputs = (Input("sampler_name", STRING, default="euler", choices=SAMPLER_NAMES),)
     outputs = (Output("SAMPLER", SAMPLER),)
 
     def run(self, ctx, sampler_name: str):
+        from studio.runtime.sampling import SamplerChoice
+
         return (SamplerChoice(sampler_name),)
 
 
@@ -200,6 +219,8 @@ class SamplerEulerAncestral(NodeBase):
     outputs = (Output("SAMPLER", SAMPLER),)
 
     def run(self, ctx, eta: float, s_noise: float):
+        from studio.runtime.sampling import SamplerChoice
+
         return (SamplerChoice("euler_ancestral").with_options(eta=eta, s_noise=s_noise),)
 
 
@@ -216,6 +237,8 @@ class SamplerDPMPP_2M_SDE(NodeBase):
     outputs = (Output("SAMPLER", SAMPLER),)
 
     def run(self, ctx, solver_type: str, eta: float, s_noise: float, noise_device: str):
+        from studio.runtime.sampling import SamplerChoice
+
         return (SamplerChoice("dpmpp_2m_sde").with_options(solver=solver_type, eta=eta, s_noise=s_noise),)
 
 
@@ -231,6 +254,8 @@ class SamplerDPMPP_SDE(NodeBase):
     outputs = (Output("SAMPLER", SAMPLER),)
 
     def run(self, ctx, eta: float, s_noise: float, r: float, noise_device: str):
+        from studio.runtime.sampling import SamplerChoice
+
         return (SamplerChoice("dpmpp_sde").with_options(eta=eta, s_noise=s_noise, r=r),)
 
 
@@ -244,6 +269,8 @@ class SamplerLMS(NodeBase):
     outputs = (Output("SAMPLER", SAMPLER),)
 
     def run(self, ctx, order: int):
+        from studio.runtime.sampling import SamplerChoice
+
         return (SamplerChoice("lms").with_options(order=order),)
 
 
@@ -258,6 +285,8 @@ class Noise:
     enabled: bool = True
 
     def generate(self, latent: dict) -> torch.Tensor:
+        from studio.runtime.sampling import initial_noise
+
         samples = latent["samples"]
         if not self.enabled:
             return torch.zeros(tuple(samples.shape))
@@ -303,6 +332,8 @@ class CFGGuiderNode(NodeBase):
     outputs = (Output("GUIDER", GUIDER),)
 
     def run(self, ctx, model, positive, negative, cfg: float):
+        from studio.runtime.sampling import CFGGuider
+
         return (CFGGuider(model, positive, negative, cfg),)
 
 
@@ -316,6 +347,8 @@ class BasicGuider(NodeBase):
     outputs = (Output("GUIDER", GUIDER),)
 
     def run(self, ctx, model, conditioning):
+        from studio.runtime.sampling import CFGGuider
+
         return (CFGGuider(model, conditioning, None, 1.0),)
 
 
@@ -332,6 +365,8 @@ class DualCFGGuiderNode(NodeBase):
     outputs = (Output("GUIDER", GUIDER),)
 
     def run(self, ctx, model, cond1, cond2, negative, cfg_conds: float, cfg_cond2_negative: float, style: str):
+        from studio.runtime.sampling import DualCFGGuider
+
         return (DualCFGGuider(model, cond1, cond2, negative, cfg_conds, cfg_cond2_negative, style == "nested"),)
 
 
@@ -339,6 +374,9 @@ class DualCFGGuiderNode(NodeBase):
 
 def _sample(ctx, model: DiffusionModel, guider, sampler: SamplerChoice, sigmas: torch.Tensor, noise: Noise,
             latent: dict) -> tuple[dict, dict]:
+    from studio.runtime.sampling import sample_latent
+    from studio.runtime.services import model_manager
+
     denoised: list[dict] = []
     with model_manager(ctx.services).use(model.unet, patches=[(model.unet, patch) for patch in model.patches]):
         out = sample_latent(model, guider, sampler, sigmas.float(), noise.generate(latent), latent,
@@ -362,6 +400,8 @@ class SamplerCustom(NodeBase):
 
     def run(self, ctx, model, add_noise: bool, noise_seed: int, cfg: float, positive, negative, sampler, sigmas,
             latent_image):
+        from studio.runtime.sampling import CFGGuider
+
         noise = Noise(noise_seed, enabled=bool(add_noise))
         return _sample(ctx, model, CFGGuider(model, positive, negative, cfg), sampler, sigmas, noise, latent_image)
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from studio.graph.sockets import CLIP, CONDITIONING, GLIGEN, INT, STRING
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
-from studio.runtime.checkpoints import TextEncoder
-from studio.runtime.gligen import Gligen, load_gligen, phrase_embedding, with_text_box
-from studio.runtime.services import model_manager
 
 from nodes.conditioning import _lookup
 from nodes.loaders import ModelFileInput
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import TextEncoder
+    from studio.runtime.gligen import Gligen
 
 
 class GLIGENLoader(ModelFileInput, NodeBase):
@@ -24,6 +27,9 @@ class GLIGENLoader(ModelFileInput, NodeBase):
     outputs = (Output("GLIGEN", GLIGEN),)
 
     def run(self, ctx, gligen_name: str):
+        from studio.runtime.gligen import load_gligen
+        from studio.runtime.services import model_manager
+
         return (load_gligen(model_manager(ctx.services), gligen_name),)
 
 
@@ -45,6 +51,9 @@ class GLIGENTextBoxApply(NodeBase):
 
     def run(self, ctx, conditioning_to: list, clip: TextEncoder, gligen_textbox_model: Gligen, text: str,
             width: int, height: int, x: int, y: int):
+        from studio.runtime.gligen import phrase_embedding, with_text_box
+        from studio.runtime.services import model_manager
+
         manager = model_manager(ctx.services)
         # The pooled embedding comes from the encoder ComfyUI takes it from: the only one, or
         # SDXL's second (OpenCLIP ViT-bigG).

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import replace
 
 from studio.graph.sockets import FLOAT, MODEL, STRING
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.checkpoints import DiffusionModel
-from studio.runtime.hypernetwork import read_hypernetwork
-from studio.runtime.services import model_manager
 
 from nodes.loaders import ModelFileInput
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import DiffusionModel
 
 
 class HypernetworkLoader(ModelFileInput, NodeBase):
@@ -28,6 +30,9 @@ class HypernetworkLoader(ModelFileInput, NodeBase):
     outputs = (Output("MODEL", MODEL),)
 
     def run(self, ctx, model: DiffusionModel, hypernetwork_name: str, strength: float):
+        from studio.runtime.hypernetwork import read_hypernetwork
+        from studio.runtime.services import model_manager
+
         path = model_manager(ctx.services).resolve("hypernetworks", hypernetwork_name)
         hypernetwork = read_hypernetwork(path, strength)
         return (replace(model, hypernetworks=(*model.hypernetworks, hypernetwork)),)

@@ -3,25 +3,14 @@ batches, noise, blank images."""
 
 from __future__ import annotations
 
-import torch
-
-import torch.nn.functional as F
-
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING
+from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, SEED_MAX, Input, NodeBase, Output
-from studio.runtime.images import (
-    QUANTIZE_DITHERS,
-    RESIZE_METHODS,
-    center_crop_to_aspect,
-    complete_size,
-    filter_image,
-    gaussian_kernel,
-    paste,
-    quantize_image,
-    resize_image,
-    size_for_total_pixels,
-    trim_to_aspect,
-)
+from studio.runtime.names import QUANTIZE_DITHERS, RESIZE_METHODS
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
 ROTATIONS = ("none", "90 degrees", "180 degrees", "270 degrees")
 FLIP_METHODS = ("x-axis: vertically", "y-axis: horizontally")
@@ -46,6 +35,8 @@ class ImageScale(NodeBase):
 
     def run(self, ctx, image: torch.Tensor, upscale_method: str, width: int, height: int,
             crop: str) -> tuple[torch.Tensor]:
+        from studio.runtime.images import center_crop_to_aspect, complete_size, resize_image
+
         if width == 0 and height == 0:
             return (image,)
         width, height = complete_size(width, height, image.shape[2], image.shape[1])
@@ -68,6 +59,8 @@ class ImageScaleBy(NodeBase):
     outputs = (Output("IMAGE", IMAGE),)
 
     def run(self, ctx, image: torch.Tensor, upscale_method: str, scale_by: float) -> tuple[torch.Tensor]:
+        from studio.runtime.images import resize_image
+
         width = max(1, round(image.shape[2] * scale_by))
         height = max(1, round(image.shape[1] * scale_by))
         if width > MAX_RESOLUTION or height > MAX_RESOLUTION:
@@ -125,6 +118,8 @@ class ImageBlend(NodeBase):
 
     def run(self, ctx, image1: torch.Tensor, image2: torch.Tensor, blend_factor: float,
             blend_mode: str) -> tuple[torch.Tensor]:
+        from studio.runtime.images import center_crop_to_aspect, resize_image
+
         height, width = image1.shape[1], image1.shape[2]
         if image2.shape[1:3] != image1.shape[1:3]:
             image2 = resize_image(center_crop_to_aspect(image2, width, height), width, height, "bicubic")
@@ -281,6 +276,8 @@ class ImageScaleToTotalPixels(NodeBase):
 
     def run(self, ctx, image: torch.Tensor, upscale_method: str, megapixels: float,
             resolution_steps: int) -> tuple[torch.Tensor]:
+        from studio.runtime.images import resize_image, size_for_total_pixels
+
         width, height = size_for_total_pixels(image.shape[2], image.shape[1], megapixels, resolution_steps)
         return (resize_image(image, width, height, upscale_method),)
 
@@ -332,6 +329,8 @@ class ImageCompositeMasked(NodeBase):
 
     def run(self, ctx, destination: torch.Tensor, source: torch.Tensor, x: int, y: int, resize_source: bool,
             mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+        from studio.runtime.images import paste
+
         if destination.shape[-1] < source.shape[-1]:
             source = source[..., :destination.shape[-1]]  # the destination decides: no alpha pasted in
         destination, source = _same_channels(destination, source)
@@ -353,6 +352,8 @@ class ImageBatch(NodeBase):
     outputs = (Output("IMAGE", IMAGE),)
 
     def run(self, ctx, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor]:
+        from studio.runtime.images import trim_to_aspect
+
         image1, image2 = _same_channels(image1, image2)
         if image1.shape[-1] != image2.shape[-1]:
             raise ValueError(f"image1 has {image1.shape[-1]} channels and image2 {image2.shape[-1]}; they must match")
@@ -441,6 +442,8 @@ class ImageSharpen(NodeBase):
     outputs = (Output("IMAGE", IMAGE),)
 
     def run(self, ctx, image: torch.Tensor, sharpen_radius: int, sigma: float, alpha: float) -> tuple[torch.Tensor]:
+        from studio.runtime.images import filter_image, gaussian_kernel
+
         _check_radius(image, sharpen_radius, "sharpen_radius")
         # −10·alpha times the blur, with the centre raised so the kernel sums to 1: flat
         # areas stay as they are, edges are pushed apart.
@@ -464,6 +467,8 @@ class ImageBlur(NodeBase):
     outputs = (Output("IMAGE", IMAGE),)
 
     def run(self, ctx, image: torch.Tensor, blur_radius: int, sigma: float) -> tuple[torch.Tensor]:
+        from studio.runtime.images import filter_image, gaussian_kernel
+
         _check_radius(image, blur_radius, "blur_radius")
         return (filter_image(image, gaussian_kernel(blur_radius, sigma)),)
 
@@ -485,6 +490,8 @@ class ImageQuantize(NodeBase):
     outputs = (Output("IMAGE", IMAGE),)
 
     def run(self, ctx, image: torch.Tensor, colors: int, dither: str) -> tuple[torch.Tensor]:
+        from studio.runtime.images import quantize_image
+
         out = image.clone()
         for index, item in enumerate(image):
             ctx.check_cancelled()

@@ -4,14 +4,20 @@ ComfyUI's names, inputs and outputs."""
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import BOOLEAN, CONDITIONING, IMAGE, LATENT, MASK, VAE
+from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.checkpoints import Vae
 
 from nodes.latent import vae_encode
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import Vae
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
 
 def _with(conditioning: list, **values) -> list:

@@ -9,15 +9,17 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image, ImageSequence, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from studio.fileio import write_new_file
 from studio.graph.sockets import IMAGE, MASK, STRING
+from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.images import pil_to_tensors, tensor_to_pil
 from studio.settings import Settings
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 # Characters that some file system refuses in a name; replaced so a prefix works everywhere.
@@ -119,6 +121,8 @@ class LoadImage(NodeBase):
         return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
     def run(self, ctx, image: str) -> tuple[torch.Tensor, torch.Tensor]:
+        from studio.runtime.images import pil_to_tensors
+
         path = find_input_image(image, ctx.settings)
         if path is None:
             raise FileNotFoundError(input_image_problem(image, ctx.settings))
@@ -180,6 +184,8 @@ def save_images(images: torch.Tensor, folder: Path, stem: str, texts: Mapping[st
                 compress_level: int = 4) -> list[Path]:
     """Write each image of the batch as ``stem_00001_.png`` and up, never overwriting, with
     ``texts`` (the workflow) in text chunks."""
+    from studio.runtime.images import tensor_to_pil
+
     info = PngInfo()
     for key, text in texts.items():
         info.add_text(key, text, zip=False)

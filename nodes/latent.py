@@ -3,18 +3,22 @@ arithmetic, batches and masks."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
-import torch.nn.functional as F
-
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE
+from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
-from studio.runtime.checkpoints import Vae
-from studio.runtime.images import bislerp, center_crop_to_aspect, complete_size, repeat_to_batch, trim_to_aspect
-from studio.runtime.services import model_manager
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import Vae
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
 LATENT_RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
 
@@ -45,6 +49,8 @@ def _crop_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 def vae_decode(ctx, vae: Vae, samples: torch.Tensor) -> torch.Tensor:
+    from studio.runtime.services import model_manager
+
     module = vae.vae
     with model_manager(ctx.services).use(module), torch.no_grad():
         decoded = module.decode(samples.to(module.device, module.dtype)).sample
@@ -52,6 +58,8 @@ def vae_decode(ctx, vae: Vae, samples: torch.Tensor) -> torch.Tensor:
 
 
 def vae_encode(ctx, vae: Vae, pixels: torch.Tensor) -> torch.Tensor:
+    from studio.runtime.services import model_manager
+
     module = vae.vae
     pixels = _crop_to_multiple(pixels[..., :3], vae.downscale)
     with model_manager(ctx.services).use(module), torch.no_grad():
@@ -101,6 +109,8 @@ class SetLatentNoiseMask(NodeBase):
 
 
 def resize_latent(samples: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
+    from studio.runtime.images import bislerp
+
     if method == "bislerp":
         return bislerp(samples, width, height)
     kwargs = {"align_corners": False} if method in ("bilinear", "bicubic") else {}
@@ -124,6 +134,8 @@ class LatentUpscale(NodeBase):
     outputs = (Output("LATENT", LATENT),)
 
     def run(self, ctx, samples: dict, upscale_method: str, width: int, height: int, crop: str):
+        from studio.runtime.images import center_crop_to_aspect, complete_size
+
         latent = samples["samples"]
         if width == 0 and height == 0:
             return (samples,)
@@ -361,6 +373,8 @@ LATENT_FLIP_METHODS = ("x-axis: vertically", "y-axis: horizontally")
 
 def _fit_spatially(latent: torch.Tensor, like: torch.Tensor, method: str) -> torch.Tensor:
     """``latent`` centre-cropped to the aspect ratio of ``like`` and resized to its h × w."""
+    from studio.runtime.images import trim_to_aspect
+
     if latent.shape[2:] == like.shape[2:]:
         return latent
     height, width = like.shape[2], like.shape[3]
@@ -470,6 +484,8 @@ class LatentBlend(NodeBase):
 
 def _operand(samples1: dict, samples2: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """samples1's latent, and samples2's fitted to its size and batch."""
+    from studio.runtime.images import repeat_to_batch
+
     first, second = samples1["samples"], samples2["samples"]
     _check_channels(first, second)
     second = _fit_spatially(second.to(first), first, "bilinear")

@@ -9,10 +9,7 @@ from typing import Any, ClassVar
 
 from studio.graph.sockets import CLIP, CLIP_VISION, MODEL, STRING, STYLE_MODEL, VAE
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.model_headers import inspect_model_header
-from studio.runtime.clip_vision import load_clip_vision, load_style_model
 from studio.runtime.models import ModelFolders
-from studio.runtime.services import model_manager
 from studio.settings import Settings
 
 
@@ -76,6 +73,8 @@ _HEADER_VERDICTS_KEPT = 256
 def header_verdict(kind: str, path: Path) -> str | None:
     """Why the loader of ``kind`` would refuse ``path`` (see :func:`inspect_model_header`), or
     None; remembered for as long as the file is unchanged."""
+    from studio.runtime.model_headers import inspect_model_header
+
     stat = path.stat()
     key = (kind, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _HEADER_VERDICTS:
@@ -104,6 +103,8 @@ class CheckpointLoaderSimple(ModelFileInput, NodeBase):
     outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE))
 
     def run(self, ctx, ckpt_name: str):
+        from studio.runtime.services import model_manager
+
         checkpoint = model_manager(ctx.services).load_checkpoint(ckpt_name)
         return (checkpoint.model, checkpoint.clip, checkpoint.vae)
 
@@ -120,6 +121,8 @@ class VAELoader(ModelFileInput, NodeBase):
 
 
     def run(self, ctx, vae_name: str):
+        from studio.runtime.services import model_manager
+
         return (model_manager(ctx.services).load_vae(vae_name),)
 
 
@@ -134,6 +137,8 @@ class unCLIPCheckpointLoader(CheckpointLoaderSimple):  # noqa: N801 (ComfyUI's t
     outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE), Output("CLIP_VISION", CLIP_VISION))
 
     def run(self, ctx, ckpt_name: str):
+        from studio.runtime.services import model_manager
+
         checkpoint = model_manager(ctx.services).load_checkpoint(ckpt_name)
         if checkpoint.clip_vision is None:
             ctx.note(f"{ckpt_name} carries no CLIP vision model (it is not an unCLIP checkpoint), so the "
@@ -153,6 +158,9 @@ class CLIPVisionLoader(ModelFileInput, NodeBase):
     outputs = (Output("CLIP_VISION", CLIP_VISION),)
 
     def run(self, ctx, clip_name: str):
+        from studio.runtime.clip_vision import load_clip_vision
+        from studio.runtime.services import model_manager
+
         return (load_clip_vision(model_manager(ctx.services), clip_name),)
 
 
@@ -168,4 +176,7 @@ class StyleModelLoader(ModelFileInput, NodeBase):
     outputs = (Output("STYLE_MODEL", STYLE_MODEL),)
 
     def run(self, ctx, style_model_name: str):
+        from studio.runtime.clip_vision import load_style_model
+        from studio.runtime.services import model_manager
+
         return (load_style_model(model_manager(ctx.services), style_model_name),)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import replace
 
 from studio.graph.sockets import CLIP, FLOAT, MODEL, STRING
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.checkpoints import DiffusionModel, TextEncoder
-from studio.runtime.lora import read_patches
-from studio.runtime.lora_checks import check_lora_patches
-from studio.runtime.services import model_manager
 
 from nodes.loaders import ModelFileInput
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import DiffusionModel, TextEncoder
 
 STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
 
 
 def _apply(ctx, lora_name: str, model: DiffusionModel, clip: TextEncoder | None, strength_model: float,
            strength_clip: float) -> tuple[DiffusionModel, TextEncoder | None]:
+    from studio.runtime.lora import read_patches
+    from studio.runtime.lora_checks import check_lora_patches
+    from studio.runtime.services import model_manager
+
     manager = model_manager(ctx.services)
     state = manager.load_lora(lora_name)
     encoders = clip.encoders if clip is not None else []

@@ -7,15 +7,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from nodes.io import find_input_image
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING
+from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
-from studio.runtime.images import pil_to_tensors
 from studio.settings import Settings
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
+F = lazy_module("torch.nn.functional")
 
 CHANNELS = ("red", "green", "blue", "alpha")
 
@@ -97,18 +99,18 @@ class SolidMask(NodeBase):
         return (torch.full((1, height, width), value, dtype=torch.float32),)
 
 
-def _bitwise(operation):
-    return lambda a, b: operation(a.round().bool(), b.round().bool()).float()
+def _bitwise(operation: str):
+    return lambda a, b: getattr(torch, operation)(a.round().bool(), b.round().bool()).float()
 
 
 MASK_OPERATIONS = {
-    "multiply": torch.mul,
-    "add": torch.add,
-    "subtract": torch.sub,
+    "multiply": lambda a, b: torch.mul(a, b),
+    "add": lambda a, b: torch.add(a, b),
+    "subtract": lambda a, b: torch.sub(a, b),
     # The logical ones first round each value to 0 or 1.
-    "and": _bitwise(torch.logical_and),
-    "or": _bitwise(torch.logical_or),
-    "xor": _bitwise(torch.logical_xor),
+    "and": _bitwise("logical_and"),
+    "or": _bitwise("logical_or"),
+    "xor": _bitwise("logical_xor"),
 }
 
 
@@ -290,6 +292,8 @@ class LoadImageMask(NodeBase):
         return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
     def run(self, ctx, image: str, channel: str):
+        from studio.runtime.images import pil_to_tensors
+
         path = find_mask_image(image, ctx.settings)
         if path is None:
             raise FileNotFoundError(f"image file {image!r} not found inside the input folders")

@@ -12,19 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from studio.graph.sockets import CLIP, FLOAT, MODEL, STRING, VAE
+from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.checkpoints import CONFIGS_DIR, FAMILY_NAMES, DiffusionModel, TextEncoder, Vae
-from studio.runtime.ldm_export import (checkpoint_to_ldm, needs_config_folder, same_architecture, vae_to_ldm,
-                                       write_config_folder)
-from studio.runtime.merging import CLIP_MERGE_SKIPS, block_strengths, merge_patches, save_new_safetensors
-from studio.runtime.services import model_manager
 
 from nodes.io import safe_output_folder
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import DiffusionModel, TextEncoder, Vae
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
 
 RATIO = {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}
 MULTIPLIER = {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01}
@@ -33,6 +33,8 @@ PREFIX_TOOLTIP = "file name start inside the output folder; may contain sub-fold
 
 
 def _family_name(family: str) -> str:
+    from studio.runtime.checkpoints import FAMILY_NAMES
+
     return FAMILY_NAMES.get(family, family)
 
 
@@ -52,6 +54,8 @@ def merge_models(ctx: Any, model1: DiffusionModel, model2: DiffusionModel,
                  strengths: Callable[[str], tuple[float, float]]) -> DiffusionModel:
     """model1 carrying the patches that merge model2 into it; ``strengths(name)`` gives each
     UNet weight's (add, keep)."""
+    from studio.runtime.merging import merge_patches
+
     _require_same_family("model1", model1.family, "model2", model2.family, "model")
     patches, unmerged = merge_patches("unet", model1.unet, model2.unet,
                                       (p for p in model2.patches if p.target == "unet"), strengths)
@@ -62,6 +66,8 @@ def merge_models(ctx: Any, model1: DiffusionModel, model2: DiffusionModel,
 def merge_clips(ctx: Any, clip1: TextEncoder, clip2: TextEncoder, add: float, keep: float) -> TextEncoder:
     """clip1 carrying the patches that merge clip2's text encoders into its own, each weight
     ``keep · clip1 + add · clip2``."""
+    from studio.runtime.merging import CLIP_MERGE_SKIPS, merge_patches
+
     _require_same_family("clip1", clip1.family, "clip2", clip2.family, "text encoder")
     added: list[Any] = []
     unmerged: list[str] = []
@@ -104,6 +110,8 @@ class ModelMergeBlocks(NodeBase):
     outputs = (Output("MODEL", MODEL),)
 
     def run(self, ctx, model1: DiffusionModel, model2: DiffusionModel, input: float, middle: float, out: float):
+        from studio.runtime.merging import block_strengths
+
         return (merge_models(ctx, model1, model2, block_strengths(model1.unet, input, middle, out)),)
 
 
@@ -211,6 +219,11 @@ class CheckpointSave(NodeBase):
     outputs = ()
 
     def run(self, ctx, model: DiffusionModel, clip: TextEncoder, vae: Vae, filename_prefix: str):
+        from studio.runtime.checkpoints import CONFIGS_DIR
+        from studio.runtime.ldm_export import checkpoint_to_ldm, needs_config_folder, write_config_folder
+        from studio.runtime.merging import save_new_safetensors
+        from studio.runtime.services import model_manager
+
         if clip.family != model.family:
             raise ValueError(f"clip is the text encoder of {_family_name(clip.family)} and model is "
                              f"{_family_name(model.family)}: a checkpoint holds its own family's text encoder")
@@ -251,6 +264,11 @@ class VAESave(NodeBase):
     outputs = ()
 
     def run(self, ctx, vae: Vae, filename_prefix: str):
+        from studio.runtime.checkpoints import CONFIGS_DIR
+        from studio.runtime.ldm_export import same_architecture, vae_to_ldm
+        from studio.runtime.merging import save_new_safetensors
+        from studio.runtime.services import model_manager
+
         module = vae.vae
         # ComfyUI writes a VAE's own keys, without the checkpoint's first_stage_model. prefix.
         state = vae_to_ldm(module, model_manager(ctx.services).patched_weights(module, ()), prefix="")

@@ -5,13 +5,16 @@ is shared and never altered."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import replace
 
 from studio.graph.sockets import BOOLEAN, FLOAT, MODEL, STRING
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.checkpoints import DiffusionModel
-from studio.runtime.schedules import (ContinuousEDMModelSampling, DiscreteModelSampling, DistilledModelSampling,
-                                      Prediction)
+from studio.runtime.names import Prediction
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import DiffusionModel
 
 DISCRETE_SAMPLING = {"eps": Prediction.EPSILON, "v_prediction": Prediction.V, "lcm": Prediction.LCM,
                      "x0": Prediction.SAMPLE, "img_to_img": Prediction.IMG_TO_IMG}
@@ -34,6 +37,8 @@ class ModelSamplingDiscrete(NodeBase):
     outputs = (Output("MODEL", MODEL),)
 
     def run(self, ctx, model: DiffusionModel, sampling: str, zsnr: bool):
+        from studio.runtime.schedules import DiscreteModelSampling, DistilledModelSampling
+
         config = model.scheduler_config
         kind = DistilledModelSampling if sampling == "lcm" else DiscreteModelSampling
         grid = kind(prediction=DISCRETE_SAMPLING[sampling], beta_start=float(config.get("beta_start", 0.00085)),
@@ -63,6 +68,8 @@ class ModelSamplingContinuousEDM(NodeBase):
         return []
 
     def run(self, ctx, model: DiffusionModel, sampling: str, sigma_max: float, sigma_min: float):
+        from studio.runtime.schedules import ContinuousEDMModelSampling
+
         prediction, sigma_data = CONTINUOUS_SAMPLING[sampling]
         grid = ContinuousEDMModelSampling(prediction=prediction, sigma_min=sigma_min, sigma_max=sigma_max,
                                           sigma_data=sigma_data)

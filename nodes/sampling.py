@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from studio.graph.sockets import CONDITIONING, FLOAT, INT, LATENT, MODEL, STRING
 from studio.node_api import SEED_MAX, Input, NodeBase, Output
-from studio.runtime.checkpoints import DiffusionModel
-from studio.runtime.sampling import (SCHEDULERS, SamplingJob, available_samplers, sample, sample_seed_batch,
-                                     seed_batch_size, seed_batchable)
-from studio.runtime.services import model_manager
+from studio.runtime.names import SAMPLER_NAMES, SCHEDULER_NAMES
 
-SAMPLER_NAMES = tuple(available_samplers())
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import DiffusionModel
+    from studio.runtime.sampling import SamplingJob
+
 # What both samplers take, in ComfyUI's order (between their seed and their own inputs).
 SAMPLING_INPUTS = (
     Input("steps", INT, default=20, min=1, max=10000),
     Input("cfg", FLOAT, default=8.0, min=0.0, max=100.0, step=0.1),
     Input("sampler_name", STRING, default="euler", choices=SAMPLER_NAMES),
-    Input("scheduler", STRING, default="normal", choices=tuple(SCHEDULERS)),
+    Input("scheduler", STRING, default="normal", choices=SCHEDULER_NAMES),
     Input("positive", CONDITIONING),
     Input("negative", CONDITIONING),
     Input("latent_image", LATENT),
@@ -23,6 +25,9 @@ SAMPLING_INPUTS = (
 
 
 def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
+    from studio.runtime.sampling import SamplingJob, sample, sample_seed_batch, seed_batch_size, seed_batchable
+    from studio.runtime.services import model_manager
+
     with model_manager(ctx.services).use(model.unet, patches=[(model.unet, patch) for patch in model.patches]):
         batcher = ctx.services.get("seed_batches") if hasattr(ctx.services, "get") else None
         if batcher is None or not batcher.enabled or not seed_batchable(model, job):
@@ -56,6 +61,8 @@ class KSampler(NodeBase):
 
     def run(self, ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
             denoise):
+        from studio.runtime.sampling import SamplingJob
+
         job = SamplingJob(positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise)
         return (_run(ctx, model, job),)
 
@@ -82,6 +89,8 @@ class KSamplerAdvanced(NodeBase):
 
     def run(self, ctx, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
             latent_image, start_at_step, end_at_step, return_with_leftover_noise):
+        from studio.runtime.sampling import SamplingJob
+
         job = SamplingJob(positive, negative, latent_image, noise_seed, steps, cfg, sampler_name, scheduler,
                           start_step=start_at_step, end_step=end_at_step, add_noise=add_noise == "enable",
                           leftover_noise=return_with_leftover_noise == "enable")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import IMAGE, STRING, UPSCALE_MODEL
+from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
-from studio.runtime.services import model_manager
-from studio.runtime.upscale import UpscaleModel, upscale_tiled
 
 from nodes.loaders import ModelFileInput
+
+if TYPE_CHECKING:
+    from studio.runtime.upscale import UpscaleModel
+
+# Imported on first use: listing and validating nodes needs no torch.
+torch = lazy_module("torch")
 
 # ComfyUI's tiling for this node (its inputs carry no tile settings, so files stay compatible).
 TILE_SIZE, TILE_OVERLAP = 512, 32
@@ -28,6 +33,8 @@ class UpscaleModelLoader(ModelFileInput, NodeBase):
 
 
     def run(self, ctx, model_name: str):
+        from studio.runtime.services import model_manager
+
         return (model_manager(ctx.services).load_upscale_model(model_name),)
 
 
@@ -42,6 +49,9 @@ class ImageUpscaleWithModel(NodeBase):
     outputs = (Output("IMAGE", IMAGE),)
 
     def run(self, ctx, upscale_model: UpscaleModel, image: torch.Tensor):
+        from studio.runtime.services import model_manager
+        from studio.runtime.upscale import upscale_tiled
+
         manager = model_manager(ctx.services)
         tile_size, overlap = TILE_SIZE, TILE_OVERLAP
         with manager.use(upscale_model.descriptor.model):

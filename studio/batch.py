@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,47 @@ def order_jobs(workflow: Workflow, jobs: list[Job]) -> list[Job]:
     return sorted(jobs, key=sort_key)
 
 
+def batch_seed_input(registry: Registry, workflow: Workflow, node_id: str) -> str | None:
+    """The input of a node whose values only choose the sampler's noise (KSampler's ``seed``),
+    so jobs differing only there can share one sampler call; None for other nodes."""
+    node = workflow.nodes.get(node_id)
+    cls = registry.get(node.type) if node is not None else None
+    return getattr(cls, "batch_seed_input", None) if cls is not None else None
+
+
+def seed_batch_plans(workflow: Workflow, registry: Registry,
+                     jobs: Sequence[Sequence[Override]]) -> list[dict[str, list[int]]]:
+    """For each job (its overrides, in the order the jobs run), the seeds each sampler node
+    will be run with in it and in the jobs right after it that differ from it only in the
+    seeds of sampler nodes: what :class:`studio.runtime.seed_batches.SeedBatcher` is told
+    before the job runs. A job that shares nothing with its neighbours plans nothing."""
+    split = []
+    for overrides in jobs:
+        seeds: dict[str, Any] = {}
+        rest: dict[tuple[str, str], str] = {}
+        for override in overrides:  # the last override of an input wins, as when applied
+            key = (override.node_id, override.input)
+            is_seed = batch_seed_input(registry, workflow, override.node_id) == override.input
+            if is_seed and isinstance(override.value, int) and not isinstance(override.value, bool):
+                seeds[override.node_id] = override.value
+                rest.pop(key, None)
+            else:
+                if is_seed:
+                    seeds.pop(override.node_id, None)
+                rest[key] = json.dumps(override.value, sort_keys=True, default=str)
+        split.append((seeds, tuple(sorted(rest.items())), tuple(sorted(seeds))))
+    plans: list[dict[str, list[int]]] = []
+    for index, (seeds, rest, targets) in enumerate(split):
+        following = [seeds]
+        for later_seeds, later_rest, later_targets in split[index + 1:]:
+            if later_rest != rest or later_targets != targets:
+                break
+            following.append(later_seeds)
+        plans.append({node_id: [item[node_id] for item in following] for node_id in targets}
+                     if len(following) > 1 else {})
+    return plans
+
+
 class Manifest:
     """``manifest.jsonl`` in the output folder: one line per finished job, on disk before the
     next job starts."""
@@ -199,9 +240,15 @@ def job_outputs(folder: Path, key: str) -> list[Path]:
     return sorted(folder.rglob(f"*-{key}_*_.png"))
 
 
-def render_job(engine: Engine, workflow: Workflow, registry: Registry, job: Job) -> dict[str, Any]:
-    """Run one job; the manifest record of what happened (errors included, never raised)."""
+def render_job(engine: Engine, workflow: Workflow, registry: Registry, job: Job,
+               seed_plan: dict[str, list[int]] | None = None) -> dict[str, Any]:
+    """Run one job; the manifest record of what happened (errors included, never raised).
+    ``seed_plan`` (from :func:`seed_batch_plans`) lets its sampler take the coming jobs' seeds
+    in the same call."""
     began = time.perf_counter()
+    batcher = engine.services.get("seed_batches")
+    if batcher is not None:
+        batcher.expect(seed_plan or {})
     graph = workflow.copy()
     for override in job.overrides:
         override.apply(graph)

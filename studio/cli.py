@@ -27,9 +27,8 @@ from studio.graph.files import open_workflow
 from studio.overrides import Override, OverrideError, parse_set, parse_sweep
 from studio.registry import Registry, build_registry
 from studio.runtime.models import ModelFolders, missing_models
-from studio.runtime.services import create_services
 from studio.settings import Settings, SettingsError
-from studio.startup import keep_working_folder_off_path
+from studio.startup import RuntimeImport, keep_working_folder_off_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -111,11 +110,23 @@ def _registry(settings: Settings, stderr: TextIO) -> Registry:
     registry = build_registry(settings.plugin_dirs)
     for problem in registry.problems:
         stderr.write(f"warning: node plugin not loaded: {problem}\n")
+    return registry
+
+
+def _rendering_services(settings: Settings, runtime: RuntimeImport | None, seed_batch: int | None) -> dict[str, Any]:
+    """The services a rendering engine hands its nodes, once torch and the model libraries
+    are imported; with the seed batcher that lets jobs differing only in their sampler's seed
+    share one sampler call (``--seed-batch``: None chooses the size, 1 turns it off)."""
+    if runtime is not None:
+        runtime.wait()
+    from studio.runtime.seed_batches import SeedBatcher
+    from studio.runtime.services import create_services
+
     # The libraries just imported (torch above all) leave hundreds of thousands of objects
     # that live as long as the process; moving them out of the collector's sight makes every
     # later garbage collection during a render cheap (measured: large graphs 20-40% faster).
     gc.freeze()
-    return registry
+    return {**create_services(settings), "seed_batches": SeedBatcher(seed_batch)}
 
 
 def run_summary(report: RunReport, overrides: Sequence[Override]) -> dict[str, Any]:
@@ -125,24 +136,33 @@ def run_summary(report: RunReport, overrides: Sequence[Override]) -> dict[str, A
 
 
 def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from studio.batch import seed_batch_plans
+
+    # torch and the model libraries import on their own thread while the file is read and
+    # its overrides checked (imports: see studio.startup.RuntimeImport).
+    runtime = RuntimeImport()
     settings = _load_settings(args)
     registry = _registry(settings, stderr)
     workflow = _load_workflow(args.workflow, registry, stderr)
     fixed = [parse_set(workflow, registry, text) for text in args.set or []]
     sweeps = [parse_sweep(workflow, registry, text) for text in args.sweep or []]
     combinations = list(itertools.product(*sweeps)) if sweeps else [()]
+    jobs = [[*fixed, *combination] for combination in combinations]
+    # Combinations that differ only in a sampler's seed are sampled as one batch.
+    plans = seed_batch_plans(workflow, registry, jobs)
 
-    engine = Engine(registry, settings, services=create_services(settings))
+    services = _rendering_services(settings, runtime, args.seed_batch)
+    engine = Engine(registry, settings, services=services)
     runs: list[dict[str, Any]] = []
     warned: set[str] = set()
     status = EXIT_OK
-    for index, combination in enumerate(combinations, start=1):
-        overrides = [*fixed, *combination]
+    for index, (overrides, plan) in enumerate(zip(jobs, plans), start=1):
         job = workflow.copy()
         for override in overrides:
             override.apply(job)
         label = f"[{index}/{len(combinations)}]"
         printer = ProgressPrinter(stderr, label)
+        services["seed_batches"].expect(plan)
         report = engine.run(job, on_event=printer)
         printer.finish()
         runs.append(run_summary(report, overrides))
@@ -258,6 +278,8 @@ def _batch_line(progress: Any) -> str:
 def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
     from studio.batch import IMAGE_SUFFIXES, BatchStopped, OutputFolderLock, build_jobs, order_jobs, read_params
 
+    # Rendered in this process: torch imports while the jobs are read (workers import their own).
+    runtime = RuntimeImport() if args.workers <= 1 and not args.ray else None
     settings = _load_settings(args)
     registry = _registry(settings, stderr)
     workflow = _load_workflow(args.workflow, registry, stderr)
@@ -287,7 +309,7 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
     except BatchStopped as error:
         raise CommandError(str(error)) from None
     try:
-        return _run_batch(args, settings, registry, workflow, jobs, stdout, stderr)
+        return _run_batch(args, settings, registry, workflow, jobs, stdout, stderr, runtime)
     except BatchStopped as error:
         stderr.write(("\n" if stderr.isatty() else "") + f"studio batch: {error}\n")
         return EXIT_FAILED
@@ -296,14 +318,14 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
 
 
 def _run_batch(args: argparse.Namespace, settings: Settings, registry: Registry, workflow: Workflow,
-               jobs: list[Any], stdout: TextIO, stderr: TextIO) -> int:
+               jobs: list[Any], stdout: TextIO, stderr: TextIO, runtime: RuntimeImport | None = None) -> int:
     """The batch itself, while its output folder is held."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing
     import time
 
     from studio.batch import BatchProgress, Manifest, pending_jobs, render_in_worker, render_job, start_worker
-    from studio.batch import stop_if_disk_full
+    from studio.batch import seed_batch_plans, stop_if_disk_full
 
     output = settings.output_dir
     manifest = Manifest(output)
@@ -349,9 +371,12 @@ def _run_batch(args: argparse.Namespace, settings: Settings, registry: Registry,
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     else:
-        engine = Engine(registry, settings, services=create_services(settings))
-        for job in todo:
-            finished(render_job(engine, workflow, registry, job))
+        engine = Engine(registry, settings, services=_rendering_services(settings, runtime, args.seed_batch))
+        # Jobs that differ only in a sampler's seed are sampled as one batch; each is still
+        # rendered, saved and recorded on its own.
+        plans = seed_batch_plans(workflow, registry, [job.overrides for job in todo])
+        for job, plan in zip(todo, plans):
+            finished(render_job(engine, workflow, registry, job, plan))
     if stderr.isatty():
         stderr.write("\n")
     summary = {"jobs": len(jobs), "rendered": progress.done, "already_done": progress.skipped,
@@ -405,6 +430,20 @@ def command_convert(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     return EXIT_OK
 
 
+SEED_BATCH_HELP = ("jobs that differ only in a sampler's seed are sampled together, N at a time (default: as "
+                   "many as the device's free memory holds, at most 16); 1 samples each job on its own")
+
+
+def _seed_batch(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("a seed batch takes at least 1 job")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="studio", description="Seed Studio: node-graph image generation. With no command (or just a "
@@ -421,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--sweep", action="append", metavar="NODE.INPUT=V1,V2,…",
                         help="render once per value (A..B for a range of whole numbers); several "
                         "sweeps render every combination, reusing unchanged work")
+    render.add_argument("--seed-batch", type=_seed_batch, metavar="N", help=SEED_BATCH_HELP)
     render.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     render.set_defaults(handler=command_render)
 
@@ -441,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--workers", type=int, default=1, help="local worker processes (each loads models once)")
     batch.add_argument("--ray", metavar="ADDRESS", help="run the jobs on a Ray cluster: 'auto', an address, or "
                        "'local' to start one here (actors keep models loaded, one per GPU)")
+    batch.add_argument("--seed-batch", type=_seed_batch, metavar="N", help=SEED_BATCH_HELP + " (one process only)")
     batch.add_argument("--json", action="store_true", help="a JSON line per finished job on stdout")
     batch.set_defaults(handler=command_batch)
 

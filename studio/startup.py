@@ -34,3 +34,68 @@ def keep_working_folder_off_path() -> None:
         return
     sys.path[:] = [entry for entry in sys.path
                    if entry and not (working is not None and _same_folder(entry, working))]
+
+
+# What rendering needs before its first node runs: torch, the runtime and the libraries the
+# model loaders build Stable Diffusion's parts from. Listing, validating and converting need
+# none of it (the node library imports torch on first use; see studio.lazy).
+RUNTIME_MODULES = (
+    "torch",
+    "studio.runtime.services",
+    "studio.runtime.sampling",
+    "studio.runtime.prompts",
+    "studio.runtime.images",
+    "safetensors.torch",
+    "diffusers.models.unets.unet_2d_condition",
+    "diffusers.models.autoencoders.autoencoder_kl",
+    "transformers.models.clip.modeling_clip",
+    "transformers.models.clip.tokenization_clip",
+)
+
+
+class RuntimeImport:
+    """Imports :data:`RUNTIME_MODULES` on a thread of its own, started at once, so that a
+    render reads, parses and checks its workflow while torch and the model libraries load.
+
+    Call :meth:`wait` before anything of the runtime is imported on the calling thread (two
+    threads importing the same packages at once can deadlock in Python's import locks).
+    """
+
+    def __init__(self, modules: tuple[str, ...] = RUNTIME_MODULES) -> None:
+        import threading
+        import time
+
+        self.modules = modules
+        self.error: BaseException | None = None
+        self.began = time.perf_counter()
+        self.seconds = 0.0  # how long the imports took
+        self.waited = 0.0  # how long the caller waited for them
+        self._thread = threading.Thread(target=self._run, name="runtime-import", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import importlib
+        import time
+
+        try:
+            for name in self.modules:
+                try:
+                    importlib.import_module(name)
+                except ImportError:
+                    if name == "torch":
+                        raise
+                    # An optional library's layout changed: the loader imports what it needs itself.
+        except BaseException as error:  # reported to the caller by wait()
+            self.error = error
+        finally:
+            self.seconds = time.perf_counter() - self.began
+
+    def wait(self) -> None:
+        """Block until the imports are done; re-raise what stopped them."""
+        import time
+
+        began = time.perf_counter()
+        self._thread.join()
+        self.waited = time.perf_counter() - began
+        if self.error is not None:
+            raise self.error

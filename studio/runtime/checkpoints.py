@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from studio.runtime.device import DevicePolicy
+from studio.runtime.model_errors import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelLoadError  # noqa: F401
 from studio.settings import RESOURCES_DIR
 
 CONFIGS_DIR = RESOURCES_DIR / "configs"
@@ -49,16 +50,6 @@ UNCLIP_CONFIGS = {1536: "sd21_unclip_l", 2048: "sd21_unclip_h"}
 # A UNet's input channels: 4 for the latent alone, 9 for inpainting (latent, mask, masked
 # picture's latent), which the sampler builds for it.
 INPUT_CHANNELS = {4: "text to image", 8: "InstructPix2Pix", 9: "inpainting"}
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-
-
-class ModelLoadError(ValueError):
-    """A model file that cannot be used, naming the file and what was wrong with it."""
-
-    def __init__(self, path: Path, message: str) -> None:
-        self.path = Path(path)
-        super().__init__(f"{self.path.name}: {message}")
 
 
 @dataclass

@@ -15,10 +15,12 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from studio.runtime.checkpoints import ModelLoadError
+from studio.lazy import lazy_module
+from studio.runtime.model_errors import ModelLoadError
 from studio.runtime.models import ModelFolders
+
+# Only reading an embedding's vectors needs torch; finding its file (validation) does not.
+torch = lazy_module("torch")
 
 SUFFIXES = ("", ".safetensors", ".pt", ".bin", ".pth")
 

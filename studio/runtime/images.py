@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-RESIZE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "lanczos")
+from studio.runtime.names import QUANTIZE_DITHERS, RESIZE_METHODS
+
 
 
 def pil_to_tensors(image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,9 +217,6 @@ def bayer_matrix(order: int) -> torch.Tensor:
     while index.shape[0] < order:
         index = torch.cat([torch.cat([4 * index, 4 * index + 2], 1), torch.cat([4 * index + 3, 4 * index + 1], 1)], 0)
     return (index + 0.5) / (order * order) - 0.5
-
-
-QUANTIZE_DITHERS = ("none", "floyd-steinberg", "bayer-2", "bayer-4", "bayer-8", "bayer-16")
 
 
 def quantize_image(image: torch.Tensor, colors: int, dither: str) -> torch.Tensor:

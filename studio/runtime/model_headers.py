@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.runtime.checkpoints import (PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelLoadError,
-                                        inspect_checkpoint_header)
+from studio.runtime.model_errors import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelLoadError
 
 LORA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".lora_A.weight", ".lora_B.weight", ".lora.down.weight",
                  ".lora.up.weight", ".hada_w1_a", ".lokr_w1", ".lokr_w2", ".diff")
@@ -34,7 +33,8 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        # numpy, not torch: validation reads headers and must not wait for torch to import
+        with safe_open(str(path), framework="numpy") as handle:
             return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ModelLoadError(path, f"damaged or not a safetensors file ({error})") from None
@@ -82,6 +82,10 @@ def inspect_model_header(kind: str, path: Path) -> str | None:
     """Why the loader of ``kind`` (a model folder name) would refuse ``path``, or None."""
     path = Path(path)
     if kind == "checkpoints":
+        if path.is_dir() and (path / "model_index.json").is_file():
+            return None  # a diffusers folder: nothing to read before loading (and no torch to import)
+        from studio.runtime.checkpoints import inspect_checkpoint_header
+
         return inspect_checkpoint_header(path)
     rule = RULES.get(kind)
     if rule is None or path.is_dir() or path.suffix.lower() in PICKLE_SUFFIXES:

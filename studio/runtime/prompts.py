@@ -10,7 +10,6 @@ empty prompt: weights push a token away from "nothing", not merely scale it.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,9 +17,10 @@ from typing import Any
 
 import torch
 
-CHUNK_TOKENS = 75
 # "embedding:NAME" in a prompt, as ComfyUI writes textual inversion embeddings.
-EMBEDDING = re.compile(r"embedding:([^\s,()]+)")
+from studio.runtime.names import EMBEDDING  # noqa: F401 (declared without torch, for validation)
+
+CHUNK_TOKENS = 75
 # Stand-in token for embedding vectors; its own embedding row is replaced while encoding.
 PLACEHOLDER_TOKEN = 0
 EmbeddingLookup = Callable[[str], torch.Tensor]

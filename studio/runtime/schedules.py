@@ -17,17 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-
-class Prediction:
-    """What a network's output means; names as in diffusers' ``prediction_type``."""
-
-    EPSILON = "epsilon"
-    V = "v_prediction"
-    SAMPLE = "sample"  # x0: the network predicts the clean latent itself
-    FLOW = "flow"  # rectified flow (SD3, FLUX): the network predicts noise minus clean
-    LCM = "lcm"  # latent consistency: ε with the consistency boundary condition
-    EDM = "edm"  # Karras et al.'s preconditioning (σ_data 0.5; Playground v2.5, …)
-    IMG_TO_IMG = "img_to_img"  # x0 from the unscaled latent
+from studio.runtime.names import Prediction  # noqa: F401 (declared there, without torch; imported from here too)
 
 
 def _denoised(prediction: str, sigma: torch.Tensor, output: torch.Tensor, x: torch.Tensor, data: float,
