@@ -35,7 +35,7 @@ FAMILY_OF_MODEL_TYPE = {"v1": "sd15", "v2": "sd2", "xl_base": "sdxl", "xl_refine
                         "inpainting": "sd15", "inpainting_v2": "sd2", "xl_inpaint": "sdxl",
                         "instruct-pix2pix": "sd15"}
 FAMILY_NAMES = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner",
-                "sd2_unclip": "SD 2.1 unCLIP"}
+                "sd2_unclip": "SD 2.1 unCLIP", "flux": "FLUX.1", "sd3": "SD3.5"}
 # The tokenizer of each text encoder, by family: OpenCLIP's encoders (SD2's, SDXL's second
 # and the refiner's only one) pad with "!", OpenAI's CLIP with the end-of-text token.
 TOKENIZER_PADDING = {"sd15": ("<|endoftext|>",), "sd2": ("!",), "sdxl": ("<|endoftext|>", "!"),
@@ -75,6 +75,8 @@ class DiffusionModel:
     noise_augmentor: Any = None
     # Hypernetworks acting on every attention layer while sampling (studio.runtime.hypernetwork).
     hypernetworks: tuple[Any, ...] = ()
+    # Subtracted from VAE latents before scaling (FLUX's and SD3's latent formats), added back after.
+    latent_shift: float = 0.0
 
     @property
     def prediction_type(self) -> str:
@@ -194,6 +196,11 @@ def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
     if is_unclip(state_dict):
         unet_input_channels(path, state_dict)
         return "sd2_unclip"
+    from studio.runtime.transformer_models import transformer_family
+
+    transformer = transformer_family(state_dict)  # FLUX.1 / SD3.5 all-in-one files
+    if transformer is not None:
+        return transformer
     model_type = infer_diffusers_model_type(state_dict)
     family = FAMILY_OF_MODEL_TYPE.get(model_type)
     if family is None:
@@ -300,6 +307,10 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
 
     state_dict = read_state_dict(path)
     family = detect_family(path, state_dict)
+    if family in ("flux", "sd3"):
+        from studio.runtime.transformer_models import load_transformer_checkpoint
+
+        return load_transformer_checkpoint(path, state_dict, policy, key)
     in_channels = unet_input_channels(path, state_dict)
     folder = _config_folder(path, family, state_dict)
     options = {"config": str(folder), "local_files_only": True, "torch_dtype": policy.dtype}
@@ -356,6 +367,11 @@ def load_diffusers_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpo
 
     if not (path / "model_index.json").is_file():
         raise ModelLoadError(path, "is a folder without model_index.json, so not a diffusers model")
+    from studio.runtime.transformer_models import load_pipeline_folder
+
+    transformer_pipeline = load_pipeline_folder(path, policy, key)  # FLUX.1 / SD3.5 folders
+    if transformer_pipeline is not None:
+        return transformer_pipeline
     options = {"local_files_only": True, "torch_dtype": policy.dtype}
     refiner = not (path / "text_encoder").is_dir() and (path / "text_encoder_2").is_dir()
     try:
@@ -407,6 +423,11 @@ def load_vae_file(path: Path, policy: DevicePolicy, key: str, family: str = "sd1
     state_dict = read_state_dict(path)
     if not any(k.startswith(("encoder.", "decoder.", "first_stage_model.")) for k in state_dict):
         raise ModelLoadError(path, "is not a VAE (no encoder/decoder weights)")
+    from studio.runtime.transformer_models import load_vae_weights
+
+    sixteen_channels = load_vae_weights(path, state_dict, policy, key)  # FLUX's ae.safetensors, SD3's
+    if sixteen_channels is not None:
+        return sixteen_channels
     sidecar = path.with_suffix("")
     config, subfolder = ((str(sidecar), None) if (sidecar / "config.json").is_file()
                          else (str(CONFIGS_DIR / family), "vae"))

@@ -1,0 +1,250 @@
+"""FLUX.1 (dev and schnell): the transformer from a single file in Black Forest Labs' key
+layout (``flux1-dev.safetensors``, fp8 variants, or inside an all-in-one checkpoint), the
+16-channel VAE (``ae.safetensors``), and the denoiser the sampler calls.
+
+The transformer's size is read from its weights (layers, width, heads, guidance input), so
+one loader takes the real model and the tiny test models; diffusers' single-file converter
+maps the keys to :class:`diffusers.FluxTransformer2DModel`. What is written here because
+diffusers lacks it: the converter fixes FLUX.1's width (3072) when it splits the single
+blocks' fused projection, so that split is done here for any width; the RoPE axes of a
+non-standard head width (BFL's 16/56/56 for 128, scaled alike otherwise); and the
+:class:`FluxDenoiser`, which gives the transformer the call the sampler core makes of every
+model (latent, timestep, prompt states) and packs 2×2 latent patches, positions and guidance
+as ComfyUI's and diffusers' FLUX code do.
+
+Sampling (ComfyUI's facts): dev uses the time shift ``exp(μ)/(exp(μ) + 1/t − 1)`` with
+μ = 1.15 (ModelSamplingFlux changes it), schnell no shift; both take σ itself as the
+timestep. Latents are ``(x − 0.1159) × 0.3611`` of the VAE's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from studio.runtime.checkpoints import DiffusionModel, ModelLoadError, Vae
+from studio.runtime.schedules import FlowModelSampling
+from studio.runtime.weight_storage import compute_dtype, load_into
+
+FLUX_SCALE, FLUX_SHIFT = 0.3611, 0.1159
+DEFAULT_MU = 1.15
+DOUBLE_KEY = "double_blocks.0.img_attn.qkv.weight"
+BFL_PREFIXES = ("model.diffusion_model.", "")
+
+
+class FluxModelSampling(FlowModelSampling):
+    """FLUX.1 dev's noise levels: the flux time shift by μ (``shift``) on a 10,000-point grid,
+    σ itself as the timestep (ComfyUI's ModelSamplingFlux)."""
+
+    def __init__(self, shift: float = DEFAULT_MU) -> None:
+        super().__init__(shift=shift, multiplier=1.0, timesteps=10000)
+
+    def _shift(self, t: torch.Tensor) -> torch.Tensor:
+        factor = math.exp(self.shift)
+        return factor / (factor + (1 / t - 1))
+
+    def sigma_to_percent(self, sigma: float) -> float:
+        sigma = min(max(float(sigma), 1e-9), 1.0)
+        factor = math.exp(self.shift)
+        # invert σ = e / (e + 1/t - 1): t = 1 / (e/σ - e + 1)
+        return 1.0 - 1.0 / (factor / sigma - factor + 1.0)
+
+
+def schnell_sampling() -> FlowModelSampling:
+    """FLUX.1 schnell's: no shift, σ as the timestep (ComfyUI's settings for it)."""
+    return FlowModelSampling(shift=1.0, multiplier=1.0)
+
+
+def bfl_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """The FLUX transformer's weights in BFL's names (without ``model.diffusion_model.``), or
+    None when the file holds no FLUX transformer."""
+    for prefix in BFL_PREFIXES:
+        if prefix + DOUBLE_KEY in state_dict and prefix + "img_in.weight" in state_dict:
+            if prefix:
+                return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+            return {key: value for key, value in state_dict.items()
+                    if not key.startswith(("vae.", "text_encoders.", "first_stage_model.", "cond_stage_model."))}
+    return None
+
+
+def rope_axes(head_dim: int) -> tuple[int, int, int]:
+    """RoPE axes (index, row, column) for a head width: BFL's (16, 56, 56) for 128."""
+    side = int(head_dim * 7 / 16) // 2 * 2
+    return (head_dim - 2 * side, side, side)
+
+
+def flux_config(path: Path, weights: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """FluxTransformer2DModel's config from BFL-named weights."""
+    hidden, in_channels = (int(n) for n in weights["img_in.weight"].shape)
+    head_dim = int(weights["double_blocks.0.img_attn.norm.query_norm.scale"].shape[0])
+    if hidden % head_dim:
+        raise ModelLoadError(path, f"has a FLUX transformer {hidden} wide with {head_dim}-wide heads, which do not "
+                             "divide it")
+    mlp = int(weights["double_blocks.0.img_mlp.0.weight"].shape[0])
+    if mlp != 4 * hidden:
+        raise ModelLoadError(path, f"has a FLUX transformer whose MLP is {mlp} wide, not 4 × {hidden}; Seed Studio "
+                             "loads FLUX.1's architecture")
+    if int(weights["final_layer.linear.weight"].shape[0]) != in_channels:
+        raise ModelLoadError(path, "has a FLUX transformer with more input than output channels (FLUX.1 Fill or "
+                             "a depth/canny model), which Seed Studio cannot use yet")
+    return dict(
+        patch_size=1, in_channels=in_channels, num_layers=_count(weights, "double_blocks."),
+        num_single_layers=_count(weights, "single_blocks."), attention_head_dim=head_dim,
+        num_attention_heads=hidden // head_dim, joint_attention_dim=int(weights["txt_in.weight"].shape[1]),
+        pooled_projection_dim=int(weights["vector_in.in_layer.weight"].shape[1]),
+        guidance_embeds="guidance_in.in_layer.weight" in weights, axes_dims_rope=rope_axes(head_dim))
+
+
+def _count(weights: Mapping[str, Any], prefix: str) -> int:
+    indices = {int(key[len(prefix):].split(".")[0]) for key in weights if key.startswith(prefix)}
+    return max(indices) + 1 if indices else 0
+
+
+def diffusers_flux_weights(weights: Mapping[str, torch.Tensor], hidden: int) -> dict[str, torch.Tensor]:
+    """BFL-named FLUX weights in diffusers' names, with diffusers' converter; the single
+    blocks' fused q/k/v/MLP projections are split here at the model's own width."""
+    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+
+    checkpoint = dict(weights)
+    fused = {}
+    full_width = 3072
+    for key in [k for k in checkpoint if k.startswith("single_blocks.") and ".linear1." in k]:
+        fused[key] = checkpoint.pop(key)
+        # The converter splits at FLUX.1's width: give it an empty stand-in of that shape.
+        checkpoint[key] = torch.empty((7 * full_width, *fused[key].shape[1:]), device="meta")
+    converted = convert_flux_transformer_checkpoint_to_diffusers(checkpoint)
+    for key, value in fused.items():
+        index = key.split(".")[1]
+        part = key.rsplit(".", 1)[1]
+        q, k, v, mlp = torch.split(value, (hidden, hidden, hidden, value.shape[0] - 3 * hidden), dim=0)
+        prefix = f"single_transformer_blocks.{index}."
+        for name, tensor in (("attn.to_q", q), ("attn.to_k", k), ("attn.to_v", v), ("proj_mlp", mlp)):
+            converted[f"{prefix}{name}.{part}"] = tensor.clone()
+    return converted
+
+
+def load_flux_transformer(path: Path, weights: Mapping[str, torch.Tensor], dtype: torch.dtype,
+                          storage: torch.dtype | None) -> Any:
+    """The FLUX transformer from BFL-named weights."""
+    from diffusers import FluxTransformer2DModel
+
+    config = flux_config(path, weights)
+    hidden = config["num_attention_heads"] * config["attention_head_dim"]
+    try:
+        converted = diffusers_flux_weights(weights, hidden)
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise ModelLoadError(path, f"has a FLUX transformer with missing or misshapen weights ({error})") from None
+    return load_into(path, lambda: FluxTransformer2DModel(**config), converted, dtype, storage,
+                     "the FLUX transformer")
+
+
+class FluxDenoiser(torch.nn.Module):
+    """The FLUX transformer behind the sampler's model call: ``(latent B×16×h×w, timestep,
+    encoder_hidden_states=T5 states, pooled_projections=…, guidance=…) → (velocity,)``."""
+
+    def __init__(self, transformer: torch.nn.Module) -> None:
+        super().__init__()
+        self.transformer = transformer
+
+    @property
+    def config(self) -> Any:
+        return self.transformer.config
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return compute_dtype(self.transformer)
+
+    def conditioning_inputs(self, extras: Mapping[str, Any], batch: int, device: torch.device,
+                            dtype: torch.dtype) -> dict[str, Any]:
+        """The transformer's inputs besides the latent and T5's states for one conditioning
+        entry: CLIP-L's pooled prompt, and the distilled guidance (FluxGuidance; 3.5 unset)."""
+        width = int(self.config.pooled_projection_dim)
+        pooled = extras.get("pooled_output")
+        pooled = pooled if pooled is not None else torch.zeros(1, width)
+        inputs = {"pooled_projections": pooled[:1].to(device, dtype).expand(batch, -1)}
+        if self.config.guidance_embeds:
+            guidance = extras.get("guidance")
+            guidance = 3.5 if guidance is None else float(guidance)
+            inputs["guidance"] = torch.full((batch,), guidance, device=device, dtype=torch.float32)
+        return inputs
+
+    def forward(self, latent: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                pooled_projections: torch.Tensor, guidance: torch.Tensor | None = None,
+                return_dict: bool = False) -> tuple[torch.Tensor]:
+        batch, channels, height, width = latent.shape
+        padded = F.pad(latent, (0, width % 2, 0, height % 2), mode="circular") if height % 2 or width % 2 else latent
+        rows, columns = padded.shape[2] // 2, padded.shape[3] // 2
+        packed = padded.reshape(batch, channels, rows, 2, columns, 2).permute(0, 2, 4, 1, 3, 5)
+        packed = packed.reshape(batch, rows * columns, channels * 4)
+        image_ids = torch.zeros(rows, columns, 3)
+        image_ids[..., 1] += torch.arange(rows)[:, None]
+        image_ids[..., 2] += torch.arange(columns)[None, :]
+        image_ids = image_ids.reshape(rows * columns, 3).to(latent.device, latent.dtype)
+        text_ids = torch.zeros(encoder_hidden_states.shape[1], 3, device=latent.device, dtype=latent.dtype)
+        timestep = timestep.reshape(-1).expand(batch) if timestep.numel() == 1 else timestep.reshape(-1)
+        out = self.transformer(hidden_states=packed, encoder_hidden_states=encoder_hidden_states,
+                               pooled_projections=pooled_projections, timestep=timestep.to(latent.dtype),
+                               img_ids=image_ids, txt_ids=text_ids, guidance=guidance, return_dict=False)[0]
+        out = out.reshape(batch, rows, columns, channels, 2, 2).permute(0, 3, 1, 4, 2, 5)
+        out = out.reshape(batch, channels, rows * 2, columns * 2)
+        return (out[:, :, :height, :width],)
+
+
+def flux_model(transformer: torch.nn.Module, key: str) -> DiffusionModel:
+    """The MODEL socket's value for a FLUX transformer (dev if it reads guidance, else schnell)."""
+    dev = bool(transformer.config.guidance_embeds)
+    sampling = FluxModelSampling() if dev else schnell_sampling()
+    return DiffusionModel(FluxDenoiser(transformer), "flux", {"prediction_type": "flow"}, key, FLUX_SCALE,
+                          sampling=sampling, latent_shift=FLUX_SHIFT)
+
+
+# --- The 16-channel VAE --------------------------------------------------------------------
+
+VAE_PREFIXES = ("first_stage_model.", "vae.", "")
+
+
+def vae_weights(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """An LDM-layout VAE's weights (``encoder.*``, ``decoder.*``) from a VAE file or a
+    checkpoint, or None."""
+    for prefix in VAE_PREFIXES:
+        if prefix + "decoder.conv_in.weight" in state_dict:
+            return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)
+                    and key[len(prefix):].startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv."))}
+    return None
+
+
+def latent_channels(weights: Mapping[str, torch.Tensor]) -> int:
+    return int(weights["decoder.conv_in.weight"].shape[1])
+
+
+def load_vae16(path: Path, weights: Mapping[str, torch.Tensor], dtype: torch.dtype, key: str,
+               scale: float = FLUX_SCALE, shift: float = FLUX_SHIFT) -> Vae:
+    """A VAE in the LDM layout of any size (FLUX's and SD3's 16-channel ones), its shape read
+    from its weights; diffusers' converter maps the keys."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    levels = _count(weights, "encoder.down.")
+    widths = tuple(int(weights[f"encoder.down.{level}.block.0.conv2.weight"].shape[0]) for level in range(levels))
+    config = dict(in_channels=int(weights["encoder.conv_in.weight"].shape[1]),
+                  out_channels=int(weights["decoder.conv_out.weight"].shape[0]),
+                  latent_channels=latent_channels(weights), block_out_channels=widths,
+                  down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
+                  layers_per_block=_count(weights, "encoder.down.0.block."), norm_num_groups=32,
+                  scaling_factor=scale, shift_factor=shift, use_quant_conv="quant_conv.weight" in weights,
+                  use_post_quant_conv="post_quant_conv.weight" in weights, sample_size=1024)
+    try:
+        converted = convert_ldm_vae_checkpoint(dict(weights), config)
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise ModelLoadError(path, f"is not a complete VAE ({error})") from None
+    module = load_into(path, lambda: AutoencoderKL(**config), converted, dtype, None, "the VAE")
+    return Vae(module, key)

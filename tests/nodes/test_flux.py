@@ -1,0 +1,159 @@
+"""FLUX.1 through the node graph, from the files a ComfyUI user has (tiny random weights in
+BFL's single-file layout, CLIP-L and T5-XXL files, the 16-channel VAE), against diffusers'
+own FluxPipeline given the very modules the files were written from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.engine import Engine
+from studio.graph import Workflow
+from studio.runtime.device import DevicePolicy
+from studio.runtime.services import create_services
+
+CPU = DevicePolicy(torch.device("cpu"), torch.float32)
+PROMPT = "flowers melting into a cosmic black hole"
+
+
+@pytest.fixture(scope="session")
+def flux_files(tmp_path_factory):
+    from tests.flux_models import write_flux_files
+
+    return write_flux_files(tmp_path_factory.mktemp("flux-models"))
+
+
+@pytest.fixture
+def flux_engine(registry, settings, flux_files):
+    flux_settings = settings.replace(model_roots=(flux_files.root,))
+    return Engine(registry, flux_settings, services=create_services(flux_settings, CPU))
+
+
+def flux_graph(unet="tiny-flux1-schnell.safetensors", t5="tiny-t5xxl_fp16.safetensors", steps=4, cfg=1.0,
+               guidance=None, scheduler="simple", seed=7, size=64, checkpoint=None, weight_dtype="default",
+               negative=False):
+    """ComfyUI's FLUX example graph: UNETLoader, DualCLIPLoader (flux), CLIPTextEncode
+    (+ FluxGuidance for dev), EmptySD3LatentImage, KSampler, VAELoader, VAEDecode."""
+    workflow = Workflow()
+    ids = {}
+
+    def add(name, type_name, values=None):
+        ids[name] = workflow.add_node(type_name, values or {}).id
+
+    if checkpoint:
+        add("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": checkpoint})
+        model, clip, vae = ("checkpoint", "MODEL"), ("checkpoint", "CLIP"), ("checkpoint", "VAE")
+    else:
+        add("unet", "UNETLoader", {"unet_name": unet, "weight_dtype": weight_dtype})
+        add("clip", "DualCLIPLoader", {"clip_name1": "tiny-clip_l.safetensors", "clip_name2": t5, "type": "flux"})
+        add("vae", "VAELoader", {"vae_name": "tiny-ae.safetensors"})
+        model, clip, vae = ("unet", "MODEL"), ("clip", "CLIP"), ("vae", "VAE")
+    add("prompt", "CLIPTextEncode", {"text": PROMPT})
+    add("negative", "CLIPTextEncode", {"text": "blurry" if negative else ""})
+    add("latent", "EmptySD3LatentImage", {"width": size, "height": size, "batch_size": 1})
+    add("sampler", "KSampler", {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+                                "scheduler": scheduler, "denoise": 1.0})
+    add("decode", "VAEDecode")
+    positive = ("prompt", "CONDITIONING")
+    if guidance is not None:
+        add("guidance", "FluxGuidance", {"guidance": guidance})
+        workflow.connect(ids["prompt"], "CONDITIONING", ids["guidance"], "conditioning")
+        positive = ("guidance", "CONDITIONING")
+    for (source, output), target, input_name in [
+            (clip, "prompt", "clip"), (clip, "negative", "clip"), (model, "sampler", "model"),
+            (positive, "sampler", "positive"), (("negative", "CONDITIONING"), "sampler", "negative"),
+            (("latent", "LATENT"), "sampler", "latent_image"), (("sampler", "LATENT"), "decode", "samples"),
+            (vae, "decode", "vae")]:
+        workflow.connect(ids[source], output, ids[target], input_name)
+    return workflow, ids
+
+
+def render(engine, workflow, ids):
+    report = engine.run(workflow, [ids["decode"]])
+    assert report.ok, report.problems or [e.traceback for e in report.errors]
+    return report.results[ids["decode"]][0]
+
+
+def pipeline_render(files, transformer, sigmas, guidance=3.5, seed=7, size=64, negative=None, cfg=1.0):
+    """diffusers' FluxPipeline on the modules the files were written from, walking the same
+    σ list (the graph's) from the same seed's noise."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    from studio.runtime.checkpoints import make_tokenizer
+    from studio.runtime.text_encoders import make_t5_tokenizer
+
+    pipeline = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False),
+                            vae=files.vae, text_encoder=files.clip_l, tokenizer=make_tokenizer(),
+                            text_encoder_2=files.t5, tokenizer_2=make_t5_tokenizer(), transformer=transformer)
+    latent = size // 8
+    noise = torch.randn((1, 16, latent, latent), generator=torch.Generator("cpu").manual_seed(seed))
+    packed = FluxPipeline._pack_latents(noise, 1, 16, latent, latent)
+    extra = {"negative_prompt": negative, "true_cfg_scale": cfg} if negative is not None else {}
+    return pipeline(PROMPT, height=size, width=size, sigmas=[float(s) for s in sigmas[:-1]], latents=packed,
+                    guidance_scale=guidance, max_sequence_length=256, output_type="pt",
+                    **extra).images.permute(0, 2, 3, 1)
+
+
+def graph_sigmas(model_sampling, steps, scheduler="simple"):
+    from studio.runtime.sampling import ksampler_sigmas
+
+    return ksampler_sigmas(model_sampling, "euler", scheduler, steps)
+
+
+def test_schnell_at_4_steps_cfg_1_renders_what_fluxpipeline_renders(flux_engine, flux_files):
+    from studio.runtime.flux import schnell_sampling
+
+    image = render(flux_engine, *flux_graph())
+    expected = pipeline_render(flux_files, flux_files.schnell, graph_sigmas(schnell_sampling(), 4))
+    assert image.shape == expected.shape == (1, 64, 64, 3)
+    assert (image - expected).abs().max() < 1e-4
+    assert image.std() > 0.01
+
+
+def test_dev_with_flux_guidance_renders_what_fluxpipeline_renders(flux_engine, flux_files):
+    from studio.runtime.flux import FluxModelSampling
+
+    image = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", guidance=2.5, steps=3))
+    expected = pipeline_render(flux_files, flux_files.dev, graph_sigmas(FluxModelSampling(), 3), guidance=2.5)
+    assert (image - expected).abs().max() < 1e-4
+    other = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", guidance=6.0, steps=3))
+    assert (image - other).abs().mean() > 1e-3  # the guidance input is read
+
+
+def test_dev_with_true_cfg_and_a_negative_prompt_matches_the_pipelines_true_cfg(flux_engine, flux_files):
+    from studio.runtime.flux import FluxModelSampling
+
+    image = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", steps=2, cfg=2.0, negative=True))
+    expected = pipeline_render(flux_files, flux_files.dev, graph_sigmas(FluxModelSampling(), 2), negative="blurry",
+                               cfg=2.0)
+    assert (image - expected).abs().max() < 1e-4
+
+
+def test_fp8_transformer_and_t5_are_stored_in_fp8_and_render_close_to_full_precision(flux_engine, flux_files):
+    from studio.runtime.services import model_manager
+
+    full = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", steps=2))
+    stored = render(flux_engine, *flux_graph("tiny-flux1-dev-fp8.safetensors", t5="tiny-t5xxl_fp8_e4m3fn.safetensors",
+                                             steps=2))
+    cast = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", steps=2, weight_dtype="fp8_e4m3fn"))
+    assert torch.isfinite(stored).all() and stored.std() > 0.01
+    # fp8 file and fp8 storage of the fp32 file hold the same weights (the T5 differs).
+    assert 0 < (stored - full).abs().mean() < 0.2
+    assert 0 < (cast - full).abs().mean() < 0.2
+    manager = model_manager(flux_engine.services)
+    dtypes = {p.dtype for model in manager._loaded.values() if hasattr(model, "unet")
+              for p in model.unet.parameters()}
+    assert torch.float8_e4m3fn in dtypes
+
+
+def test_an_all_in_one_fp8_checkpoint_loads_through_checkpointloadersimple(flux_engine, flux_files):
+    image = render(flux_engine, *flux_graph(checkpoint="tiny-flux1-dev-fp8-aio.safetensors", steps=2))
+    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all() and image.std() > 0.01
+
+
+def test_flux_files_are_recognised_from_their_headers(flux_files):
+    from studio.runtime.checkpoints import inspect_checkpoint_header
+
+    assert inspect_checkpoint_header(flux_files.root / "checkpoints" / "tiny-flux1-dev-fp8-aio.safetensors") is None
