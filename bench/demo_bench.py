@@ -4,12 +4,15 @@ follows prompts, through the node graph on this machine.
     .venv/bin/python bench/demo_bench.py                 # 20-step 64×64 timing + 50 prompts
     .venv/bin/python bench/demo_bench.py --prompts 200   # a larger accuracy sample
     .venv/bin/python bench/demo_bench.py --controlnet 20 # the ControlNet on 20 blobs, both nodes
+    .venv/bin/python bench/demo_bench.py --prompts 0 --phrasings 120  # the held-out phrasing set alone
 
 Prints: the seconds of one render of workflows/default.json (model already loaded; best of
 --repeat, and the first, cold, render including loading), then the share of seeded prompts
 whose picture has the asked background colour, shape colour and position (the pixel analysis
 of tests/demo/pixels.py), for training and held-out colour pairs separately, and for each
-held-out pair. Last, how much the VAE's latent code of a shape depends on its background (the
+held-out pair, and the share with the asked shape type; then, on the held-out phrasing set
+(tests/demo/held_out_phrasings.tsv: prompts phrased in ways the models never trained on), the
+share right per attribute: colour (shape and background), place and shape type. Last, how much the VAE's latent code of a shape depends on its background (the
 reason some held-out pairs fail, see the base model's card). Goal: a warm 20-step render under
 2 s on the 2-core CPU.
 
@@ -44,13 +47,16 @@ from studio.runtime.device import DevicePolicy  # noqa: E402
 from studio.runtime.services import create_services  # noqa: E402
 from studio.settings import WORKFLOWS_DIR, Settings  # noqa: E402
 from tests.demo.latents import demo_vae, shape_code_distances  # noqa: E402
-from tests.demo.pixels import analyse, follows  # noqa: E402
+from tests.demo.phrasings import held_out_phrasings  # noqa: E402
+from tests.demo.pixels import ATTRIBUTES, analyse, follows, judged, shape_type  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--phrasings", type=int, default=120, metavar="N",
+                        help="the first N prompts of the held-out phrasing set (0: none)")
     parser.add_argument("--cfg", type=float, default=None, help="override the default workflow's cfg")
     parser.add_argument("--controlnet", type=int, default=0, metavar="N",
                         help="measure the ControlNet on N blobs instead")
@@ -78,29 +84,63 @@ def main() -> None:
     steps = workflow.nodes["4"].values["steps"]
     print(f"default workflow ({steps} steps, 64x64, torch threads {torch.get_num_threads()}): "
           f"cold {times[0]:.2f} s (loading included), warm best {min(times[1:]):.3f} s")
-    if not args.prompts:
-        print(latent_entanglement())
-        return
+    if args.prompts:
+        print(prompt_figures(engine, workflow, args.prompts))
+    if args.phrasings:
+        print(phrasing_figures(engine, workflow, args.phrasings))
+    print(latent_entanglement())
+
+
+def prompt_figures(engine: Engine, workflow, count: int) -> str:
     rng = random.Random(2026)
     results = {False: [], True: []}
     by_pair = {pair: [] for pair in shapes.HELD_OUT}
-    for index in range(args.prompts):
+    shaped = 0
+    for index in range(count):
         scene = shapes.random_scene(rng, held_out=index % 5 == 0)
         workflow.set_value("2", "text", scene.caption(index))
         workflow.set_value("4", "seed", 1000 + index)
         image = engine.run(workflow, ["5"]).results["5"][0][0]
         held = (scene.colour, scene.background) in shapes.HELD_OUT
         followed = follows(analyse(image), scene.colour, scene.background, scene.position)
+        shaped += shape_type(image) == scene.shape
         results[held].append(followed)
         if held:
             by_pair[scene.colour, scene.background].append(followed)
     everything = results[False] + results[True]
-    print(f"prompts followed: {sum(everything)}/{len(everything)} ({100 * sum(everything) / len(everything):.0f}%); "
-          f"training pairs {sum(results[False])}/{len(results[False])}, "
-          f"held-out pairs {sum(results[True])}/{len(results[True])}")
-    print("held-out pairs: " + ", ".join(f"{colour} on {background} {sum(done)}/{len(done)}"
-                                         for (colour, background), done in by_pair.items() if done))
-    print(latent_entanglement())
+    return (f"prompts followed (colours and place): {sum(everything)}/{len(everything)} "
+            f"({100 * sum(everything) / len(everything):.0f}%); "
+            f"training pairs {sum(results[False])}/{len(results[False])}, "
+            f"held-out pairs {sum(results[True])}/{len(results[True])}; shape type right {shaped}/{count}\n"
+            "held-out pairs: " + ", ".join(f"{colour} on {background} {sum(done)}/{len(done)}"
+                                           for (colour, background), done in by_pair.items() if done))
+
+
+def phrasing_figures(engine: Engine, workflow, count: int) -> str:
+    """The held-out phrasing set's first ``count`` prompts (seed 3000 + index), each attribute
+    judged by ``tests/demo/pixels.py``'s ``judged``."""
+    asked = held_out_phrasings()[:count]
+    right = {attribute: 0 for attribute in ATTRIBUTES}
+    held = {attribute: 0 for attribute in ATTRIBUTES}
+    held_count, misses = 0, []
+    for index, prompt in enumerate(asked):
+        workflow.set_value("2", "text", prompt.prompt)
+        workflow.set_value("4", "seed", 3000 + index)
+        image = engine.run(workflow, ["5"]).results["5"][0][0]
+        verdict = judged(image, prompt.shape, prompt.colour, prompt.background, prompt.place)
+        held_pair = (prompt.colour, prompt.background) in shapes.HELD_OUT
+        held_count += held_pair
+        for attribute, ok in verdict.items():
+            right[attribute] += ok
+            held[attribute] += ok and held_pair
+        if not all(verdict.values()):
+            misses.append(f"{index} {prompt.prompt!r}: " + ", ".join(a for a, ok in verdict.items() if not ok))
+    every = sum(1 for index in range(len(asked)) if index not in {int(m.split()[0]) for m in misses})
+    figures = ", ".join(f"{attribute} {right[attribute]}/{len(asked)} ({100 * right[attribute] / len(asked):.0f}%)"
+                        for attribute in ATTRIBUTES)
+    held_figures = ", ".join(f"{attribute} {held[attribute]}/{held_count}" for attribute in ATTRIBUTES)
+    return (f"held-out phrasings ({len(asked)} prompts): {figures}; all three {every}/{len(asked)}; "
+            f"of them in held-out colour pairs: {held_figures}\nmisses: " + "; ".join(misses))
 
 
 def controlnet_figures(engine: Engine, inputs: Path, node: str, count: int) -> str:

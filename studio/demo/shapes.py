@@ -3,16 +3,21 @@
 Everything is drawn from a seed, so a training set, a held-out set or a test prompt is the same
 on every machine. A scene is a shape (circle, square, triangle) in a named colour, of a named
 size, at a named position, on a background of another named colour; its caption says so in
-plain English, in one of several word orders.
+plain English, in one of several word orders (``Scene.caption``), or in any of the many ways
+people phrase such a prompt (``Scene.phrase``: word orders, articles, prepositions, synonyms,
+commas or none, capitals, polite words).
 
-Some colour pairings never appear in training (``HELD_OUT``), so that whether the model
-generalises to unseen combinations can be measured.
+Some colour pairings never appear in training (``HELD_OUT``), nor do some phrasings
+(``HELD_OUT_PHRASINGS``), so that whether the model generalises to unseen combinations and to
+unseen ways of saying the same thing can be measured.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
+from functools import cache
 from itertools import product
 
 import numpy as np
@@ -44,6 +49,40 @@ HELD_OUT = (("red", "green"), ("blue", "yellow"), ("purple", "white"), ("orange"
 JITTER = 0.04
 # What a caption says besides the shape's name; any of them can be left out.
 CAPTION_PARTS = ("size", "colour", "place", "background")
+
+# The widened caption grammar (``Scene.phrase``). Every word here is a real CLIP token.
+SIZE_WORDS = {"small": ("small", "tiny"), "large": ("large", "big")}
+PLACE_WORDS = {
+    "left": ("left", "left side", "left-hand side", "left hand side"),
+    "right": ("right", "right side", "right-hand side", "right hand side"),
+    "top": ("top", "top side", "upper side", "upper part", "upper half", "top edge"),
+    "bottom": ("bottom", "bottom side", "lower side", "lower part", "lower half", "bottom edge"),
+    "centre": ("centre", "center", "middle"),
+}
+PREPOSITIONS = ("on", "at", "to", "in")
+PLACE_SUFFIXES = ("of the picture", "of the image", "of the frame")
+REQUESTS = ("draw", "please draw", "draw me", "please draw me", "paint", "make", "show", "show me",
+            "create", "generate", "render", "a picture of", "an image of", "a drawing of", "i want",
+            "please, draw", "i would like")
+# Phrasings the models never train on: a caption with any of them is redrawn (``Scene.phrase``).
+# The held-out phrasing set in the tests (tests/demo/held_out_phrasings.tsv) has one or more of
+# them in every prompt, and otherwise only the words of this grammar.
+HELD_OUT_PHRASINGS = (
+    r"\bat (the )?(left|right)\b",          # trained: on / to / in the left, at the top
+    r"\bon (the )?(top|bottom)\b",          # trained: at / in the bottom, on the left
+    r"\bin (the )?middle\b",                # trained: at the middle, in the centre, middle
+    r"(^|[,.]) ?(a |an )?(small|tiny|large|big) ?($|[,.])",  # size as a clause of its own
+    r"\bplease (paint|make|show|create|generate|render)\b",  # trained: please draw, paint, make
+    r"\bmake me\b",                         # trained: draw me, show me, make
+    r"\bover an? \w+ background\b",         # trained: over <colour>, on a <colour> background
+)
+_HELD_OUT_PHRASINGS = tuple(re.compile(pattern) for pattern in HELD_OUT_PHRASINGS)
+
+
+def held_out_phrasing(caption: str) -> bool:
+    """Whether a caption uses a phrasing held out of training (``HELD_OUT_PHRASINGS``)."""
+    text = caption.lower()
+    return any(pattern.search(text) for pattern in _HELD_OUT_PHRASINGS)
 
 
 @dataclass(frozen=True)
@@ -78,6 +117,84 @@ class Scene:
             (where, thing, ground),
         )
         return ", ".join(piece for piece in templates[variant % len(templates)] if piece)
+
+    def phrase(self, rng: random.Random, leave_out: frozenset[str] | None = None) -> str:
+        """The scene in words, phrased at random as people phrase a prompt: any order of the
+        shape, the place and the background, articles or none, prepositions ("on", "at", "to",
+        "in"), synonyms ("left side", "upper part", "middle", "big", "tiny", …), commas or none,
+        capitals, a request ("please draw …"), the shape's name first or last. A quarter of them
+        are ``caption``'s word orders. Never a phrasing of ``HELD_OUT_PHRASINGS``. Without
+        ``leave_out``, the size goes unsaid in 30% of them and each other part in 5%."""
+        while True:
+            if leave_out is None:
+                omitted = frozenset(part for part, share in (("size", 0.3), ("colour", 0.05), ("place", 0.05),
+                                                            ("background", 0.05)) if rng.random() < share)
+            else:
+                omitted = leave_out
+            if rng.random() < 0.25:
+                text = self.caption(rng.randrange(4), omitted)
+            else:
+                text = self._phrase(rng, omitted)
+            if not held_out_phrasing(text):
+                return text
+
+    def _phrase(self, rng: random.Random, omitted: frozenset[str]) -> str:
+        size = "" if "size" in omitted else rng.choice(SIZE_WORDS[self.size])
+        colour = "" if "colour" in omitted else self.colour
+        article = rng.choice(("a", "a", "a", "one", "the", ""))
+        form = rng.randrange(6)
+        if form == 0 or not colour:      # a big red circle
+            thing = " ".join(w for w in (size, colour, self.shape) if w)
+        elif form == 1:                  # a red big circle
+            thing = " ".join(w for w in (colour, size, self.shape) if w)
+        elif form == 2:                  # a big circle in red
+            thing = " ".join(w for w in (size, self.shape, "in", colour) if w)
+        elif form == 3:                  # a big circle that is red / coloured red
+            thing = " ".join(w for w in (size, self.shape, rng.choice(("that is", "which is", "coloured",
+                                                                        "colored")), colour) if w)
+        elif form == 4:                  # a big circle, red
+            thing = " ".join(w for w in (size, self.shape) if w) + ", " + colour
+        else:                            # a red-coloured big circle
+            thing = " ".join(w for w in (size, f"{colour} coloured", self.shape) if w)
+        if article == "a" and thing[0] in "aeiou":
+            article = "an"
+        thing = f"{article} {thing}".strip()
+        parts = [thing]
+        if "place" not in omitted:
+            word = rng.choice(PLACE_WORDS[self.position])
+            if rng.random() < 0.1 and self.position == "centre":
+                where = rng.choice(("centred", "centered", "in the centre", "in the center"))
+            elif rng.random() < 0.12:
+                where = word                            # "red circle left"
+            else:
+                the = "" if rng.random() < 0.15 else "the "
+                where = f"{rng.choice(PREPOSITIONS)} {the}{word}"
+            if rng.random() < 0.15 and where not in ("centred", "centered"):
+                where += " " + rng.choice(PLACE_SUFFIXES)
+            parts.append(where)
+        if "background" not in omitted:
+            a = "an" if self.background[0] in "aeiou" else "a"
+            parts.append(rng.choice((f"{self.background} background", f"{self.background} background",
+                                     f"{a} {self.background} background", f"on {a} {self.background} background",
+                                     f"on {self.background}", f"over {self.background}",
+                                     f"with {a} {self.background} background", f"the background is {self.background}",
+                                     f"background {self.background}", f"with the background {self.background}")))
+        rng.shuffle(parts)
+        joined = parts[0]
+        for part in parts[1:]:
+            joined += rng.choice((", ", ", ", " ", " and ")) + part
+        if rng.random() < 0.3:
+            joined = f"{rng.choice(REQUESTS)} {joined}"
+        if rng.random() < 0.1:
+            joined += "."
+        style = rng.random()
+        if style < 0.15:
+            joined = joined[0].upper() + joined[1:]
+        elif style < 0.2:
+            joined = joined.title()
+        elif style < 0.23:
+            joined = joined.upper()
+        return joined
 
 
 def moved_anywhere(scene: Scene, rng: random.Random) -> Scene:
@@ -116,13 +233,18 @@ def all_combinations(include_held_out: bool = False) -> list[tuple[str, str, str
             if colour != background and (include_held_out or (colour, background) not in HELD_OUT)]
 
 
+@cache
+def _training_combinations() -> tuple[tuple[str, str, str, str, str], ...]:
+    return tuple(all_combinations())
+
+
 def random_scene(rng: random.Random, held_out: bool = False, style: str = "plain") -> Scene:
     """A seeded scene: from the training combinations, or only from the held-out pairs."""
     if held_out:
         colour, background = rng.choice(HELD_OUT)
         shape, position, size = rng.choice(SHAPES), rng.choice(list(POSITIONS)), rng.choice(list(SIZES))
     else:
-        shape, colour, background, position, size = rng.choice(all_combinations())
+        shape, colour, background, position, size = rng.choice(_training_combinations())
     return Scene(shape, colour, background, position, size, style,
                  rng.uniform(-JITTER, JITTER), rng.uniform(-JITTER, JITTER))
 

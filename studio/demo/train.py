@@ -60,6 +60,8 @@ UNCONDITIONED = 0.1
 # is noisy; so, on purpose, is this: the model then gives some weight to pictures that ignore
 # the prompt, as real models do, and classifier-free guidance (cfg above 1) is what takes it away.
 MISLABELLED = 0.15
+# Captions per training picture in the widened grammar (``Scene.phrase``).
+PHRASINGS = 8
 # Share of the VAE's training pictures in random colours, and the weight of the loss that holds
 # its first three latent channels to each 8×8 cell's mean colour (see ``train_vae``).
 VAE_ANY_COLOUR = 0.5
@@ -154,27 +156,48 @@ class Ema:
             average.lerp_(current, 1 - decay)
 
 
-def shape_weights(data: torch.Tensor, scenes: list[shapes.Scene]) -> torch.Tensor:
+def shape_weights(data: torch.Tensor, scenes: list[shapes.Scene], edge: int = 0) -> torch.Tensor:
     """Per-pixel loss weights: the shape's pixels count five times, so that the few pixels of a
-    small shape are not drowned by its background."""
+    small shape are not drowned by its background; with ``edge``, so do the background's pixels
+    within that many pixels of the shape, where a circle and a rounded square differ."""
     backgrounds = torch.tensor([shapes.rgb(s.background) for s in scenes], dtype=torch.float32)
     backgrounds = backgrounds.view(-1, 3, 1, 1) / 127.5 - 1
-    return 1 + 4 * ((data - backgrounds).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    inside = ((data - backgrounds).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    if edge:
+        inside = F.max_pool2d(inside, 2 * edge + 1, stride=1, padding=edge)
+    return 1 + 4 * inside
 
 
-def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None) -> None:
+def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None, decoder_only: bool = False,
+              peak_lr: float = 1e-3, edge: int = 0) -> None:
+    """The VAE. With ``decoder_only`` (and ``start_from``), the encoder is frozen and only the
+    decoder learns: the latents, and so the base model trained on them, stay as they are, while
+    the pictures drawn from them get sharper. ``edge`` weighs the background's pixels near the
+    shape as the shape's (see ``shape_weights``)."""
     torch.manual_seed(seed)
     vae = vae_model()
     if start_from is not None:
         from diffusers import AutoencoderKL
 
-        vae.load_state_dict(AutoencoderKL.from_pretrained(start_from, torch_dtype=torch.float32).state_dict())
+        loaded = AutoencoderKL.from_pretrained(start_from, torch_dtype=torch.float32)
+        vae.load_state_dict(loaded.state_dict())
+        vae.register_to_config(scaling_factor=loaded.config.scaling_factor)
         log(f"vae: continuing from {start_from}")
+    elif decoder_only:
+        raise ValueError("vae --decoder-only needs --start-from")
     data, scenes = pictures(seed, 12000, style_share=0.15, any_colour_share=VAE_ANY_COLOUR)
-    weights = shape_weights(data, scenes)
+    weights = shape_weights(data, scenes, edge)
     cell_colours = torch.nn.functional.avg_pool2d(data, 8)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    set_lr = cosine_lr(optimizer, 1e-3, steps)
+    if decoder_only:
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+        with torch.no_grad():
+            frozen = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in data.split(250)])
+        trained = list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+    else:
+        trained = list(vae.parameters())
+    optimizer = torch.optim.AdamW(trained, lr=peak_lr, weight_decay=0.0)
+    set_lr = cosine_lr(optimizer, peak_lr, steps)
     generator = torch.Generator().manual_seed(seed)
     order = batches(len(data), 16, generator)
     start = time.time()
@@ -182,36 +205,49 @@ def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None) 
         set_lr(step)
         index = next(order)
         x, weight = data[index], weights[index]
-        posterior = vae.encode(x).latent_dist
+        if decoder_only:
+            mean, anchor, variance = frozen[index], torch.zeros(()), torch.zeros(())
+        else:
+            posterior = vae.encode(x).latent_dist
+            mean = posterior.mean
+            # The first three latent channels are held to the cell's mean colour. A shape's cells
+            # then have the same code on any background, so the base model can compose a colour
+            # pair it never saw. Unanchored, one colour's codes on two backgrounds were 1.35 apart
+            # and two colours' on one background 3.26 (``tests/demo/latents.py``); anchored, 0.23
+            # and 2.81.
+            anchor = (mean[:, :3] - cell_colours[index]).pow(2).mean()
+            variance = posterior.var.mean()
         # Decoded from the mean plus a little noise (so that the decoder is forgiving of the
         # diffusion model's small errors), while the encoder's own variance is driven towards
         # zero: VAEEncode's sample is then the picture's latent, not a noisy one.
-        spread = posterior.mean.detach().std()
-        noisy = posterior.mean + 0.05 * spread * torch.randn(posterior.mean.shape, generator=generator)
+        spread = mean.detach().std()
+        noisy = mean + 0.05 * spread * torch.randn(mean.shape, generator=generator)
         y = vae.decode(noisy).sample
         error = (y - x).abs() + (y - x).pow(2)
         rec = (error * weight).sum() / (weight.sum() * 3)
-        # The first three latent channels are held to the cell's mean colour. A shape's cells
-        # then have the same code on any background, so the base model can compose a colour
-        # pair it never saw. Unanchored, one colour's codes on two backgrounds were 1.35 apart and
-        # two colours' on one background 3.26 (``tests/demo/latents.py``); anchored, 0.23 and 2.81.
-        anchor = (posterior.mean[:, :3] - cell_colours[index]).pow(2).mean()
-        loss = rec + COLOUR_ANCHOR * anchor + 1e-2 * posterior.var.mean() + 1e-6 * posterior.mean.pow(2).mean()
+        loss = rec + COLOUR_ANCHOR * anchor + 1e-2 * variance + 1e-6 * mean.pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimizer.step()
         if step % 100 == 0 or step == steps - 1:
             log(f"vae step {step}/{steps} reconstruction {rec.item():.4f} anchor {anchor.item():.4f} "
                 f"({time.time() - start:.0f} s)")
-    vae.eval()
-    with torch.no_grad():
-        latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in data[:2000].split(200)])
-    # Latents are scaled to unit variance before diffusion, as SD's 0.18215 does for its VAE.
-    vae.register_to_config(scaling_factor=float(1 / latents.std()))
+        if (step + 1) % 500 == 0 or step == steps - 1:
+            if not decoder_only:
+                vae.eval()
+                with torch.no_grad():
+                    latents = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in data[:2000].split(200)])
+                # Latents are scaled to unit variance before diffusion, as SD's 0.18215 does for its VAE.
+                vae.register_to_config(scaling_factor=float(1 / latents.std()))
+                vae.train()
+            save_vae(out, vae)
+
+
+def save_vae(out: Path, vae: torch.nn.Module) -> None:
     target = out / BASE_DIR / "vae"
-    vae.to(torch.float16).save_pretrained(target)
-    log(f"vae saved to {target} (scaling factor {1 / latents.std():.4f})")
+    copy.deepcopy(vae).eval().to(torch.float16).save_pretrained(target)
+    log(f"vae saved to {target} (scaling factor {vae.config.scaling_factor:.4f})")
 
 
 def load_vae(out: Path) -> torch.nn.Module:
@@ -244,14 +280,22 @@ def encode_latents(vae: torch.nn.Module, data: torch.Tensor) -> tuple[torch.Tens
 
 
 class DiffusionData:
-    """Latents with every caption variant tokenised, so a training step only indexes tensors."""
+    """Latents with their captions tokenised, so a training step only indexes tensors: each
+    picture's four ``Scene.caption`` word orders, or (``phrasings``) that many captions of
+    ``Scene.phrase``'s widened grammar, drawn from the seed."""
 
-    def __init__(self, vae: torch.nn.Module, seed: int, count: int, style: str = "plain") -> None:
+    def __init__(self, vae: torch.nn.Module, seed: int, count: int, style: str = "plain", phrasings: int = 0) -> None:
         data, self.scenes = pictures(seed, count, style_share=1.0 if style == "striped" else 0.0)
         self.pixels = data
         self.means, self.stds = encode_latents(vae, data)
-        self.ids = torch.stack([caption_ids([scene.caption(variant) for scene in self.scenes])
-                                for variant in range(4)], 1)
+        if phrasings:
+            rng = random.Random(seed + 400)
+            captions = [[scene.phrase(rng) for _ in range(phrasings)] for scene in self.scenes]
+            self.ids = torch.stack([caption_ids([row[variant] for row in captions]).int()
+                                    for variant in range(phrasings)], 1)
+        else:
+            self.ids = torch.stack([caption_ids([scene.caption(variant) for scene in self.scenes]).int()
+                                    for variant in range(4)], 1)
         self.empty = caption_ids([""])[0]
         # Each latent cell's loss weight: five where the shape is, one on the background.
         masks = np.stack([np.asarray(shapes.draw_mask(scene, SIZE // 8)) for scene in self.scenes])
@@ -263,11 +307,11 @@ class DiffusionData:
     def take(self, index: torch.Tensor, generator: torch.Generator, mislabelled: float = 0.0,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         latents = self.means[index] + self.stds[index] * torch.randn(self.means[index].shape, generator=generator)
-        variant = torch.randint(0, 4, (len(index),), generator=generator)
+        variant = torch.randint(0, self.ids.shape[1], (len(index),), generator=generator)
         captioned = index.clone()
         swap = torch.rand(len(index), generator=generator) < mislabelled
         captioned[swap] = torch.randint(0, len(self), (int(swap.sum()),), generator=generator)
-        ids = self.ids[captioned, variant]
+        ids = self.ids[captioned, variant].long()
         drop = torch.rand(len(index), generator=generator) < UNCONDITIONED
         ids[drop] = self.empty
         return latents, ids, self.cells[index]
@@ -319,14 +363,17 @@ def save_base(out: Path, unet: torch.nn.Module, text_encoder: torch.nn.Module) -
 
 
 def train_base(out: Path, steps: int, seed: int, start_from: Path | None = None, floor: float = 1.0,
-               peak_lr: float = 1e-3, noisiest_steps: int = 600, mislabelled: float = MISLABELLED) -> None:
+               peak_lr: float = 1e-3, noisiest_steps: int = 600, mislabelled: float = MISLABELLED,
+               phrasings: int = PHRASINGS, pictures_count: int = 30000) -> None:
     """The UNet and text encoder together. The first ``noisiest_steps`` train only the noisiest
     steps (``NOISIEST_T`` and up): there the model must put the shape where the caption says
     from nearly pure noise, and only with those steps alone does it learn to tell left from
-    right within minutes (mixed with every other noise level, it had not after 3,000 steps)."""
+    right within minutes (mixed with every other noise level, it had not after 3,000 steps).
+    Each picture has ``phrasings`` captions of the widened grammar (``Scene.phrase``; 0: the
+    four word orders of ``Scene.caption`` alone, the recipe before the widened grammar)."""
     torch.manual_seed(seed)
     vae = load_vae(out)
-    data = DiffusionData(vae, seed, 30000)
+    data = DiffusionData(vae, seed, pictures_count, phrasings=phrasings)
     log(f"base: {len(data)} latents ready")
     unet, text_encoder = unet_model(), text_model()
     if start_from is not None:
@@ -558,11 +605,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="vae, base: continue from this VAE folder or base model folder")
     parser.add_argument("--floor", type=float, default=1.0,
                         help="base: floor under the noisiest steps' loss weight (0: plain min-SNR-5)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="base: peak learning rate")
+    parser.add_argument("--lr", type=float, default=1e-3, help="vae, base: peak learning rate")
     parser.add_argument("--noisiest-steps", type=int, default=600,
                         help="base: how many first steps train only the noisiest steps")
     parser.add_argument("--mislabelled", type=float, default=MISLABELLED,
                         help="base: share of captions swapped for another picture's")
+    parser.add_argument("--decoder-only", action="store_true",
+                        help="vae: train the decoder alone (with --start-from), keeping the latents")
+    parser.add_argument("--edge", type=int, default=0,
+                        help="vae: weigh the background this many pixels around the shape as the shape")
+    parser.add_argument("--phrasings", type=int, default=PHRASINGS,
+                        help="base, lora: captions per picture in the widened grammar (0: the four fixed word orders)")
+    parser.add_argument("--pictures", type=int, default=30000, help="base: training pictures")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -571,11 +625,12 @@ def main(argv: list[str] | None = None) -> int:
               "controlnet": (train_controlnet, 1000), "upscaler": (train_upscaler, 4000)}
     function, default_steps = stages[args.stage]
     started = time.time()
-    if args.stage == "vae" and args.start_from:
-        train_vae(args.out, args.steps or default_steps, args.seed, args.start_from)
+    if args.stage == "vae":
+        train_vae(args.out, args.steps or default_steps, args.seed, args.start_from, args.decoder_only, args.lr,
+                  args.edge)
     elif args.stage == "base":
         train_base(args.out, args.steps or default_steps, args.seed, args.start_from, args.floor, args.lr,
-                   args.noisiest_steps, args.mislabelled)
+                   args.noisiest_steps, args.mislabelled, args.phrasings, args.pictures)
     else:
         function(args.out, args.steps or default_steps, args.seed)
     log(f"{args.stage}: {time.time() - started:.0f} s")

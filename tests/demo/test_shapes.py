@@ -1,13 +1,18 @@
-"""The demo models' data generator: seeded, captioned as drawn, held-out pairs kept out."""
+"""The demo models' data generator: seeded, captioned as drawn, held-out pairs and held-out
+phrasings kept out; the shape-type measure."""
 
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 
 from studio.demo import shapes
-from tests.demo.pixels import analyse, in_region
+from tests.demo.phrasings import held_out_phrasings
+from tests.demo.pixels import analyse, in_region, shape_type
+
+WORD = re.compile(r"[a-z]+")
 
 
 def test_the_same_seed_draws_the_same_pictures_and_another_seed_others():
@@ -71,3 +76,73 @@ def test_random_colour_scenes_are_drawn_in_their_own_distinct_colours():
         assert np.abs(picture[mask == 255] - colour).max() <= 1
         assert np.abs(picture[mask == 0] - background).max() <= 1
     assert shapes.rgb("purple") == shapes.COLOURS["purple"] and shapes.rgb("#0a80ff") == (10, 128, 255)
+
+
+def training_phrasings(count: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [shapes.random_scene(rng).phrase(rng) for _ in range(count)]
+
+
+def test_phrasings_vary_and_never_use_a_held_out_phrasing():
+    """The widened grammar: many word orders, prepositions, synonyms, requests and capitals, and
+    no caption with a phrasing held out of training."""
+    captions = training_phrasings(5000)
+    assert len(set(captions)) > 4500
+    assert not any(shapes.held_out_phrasing(caption) for caption in captions)
+    lowered = [caption.lower() for caption in captions]
+    for words in ("to the left", "in the upper", "lower half", "middle", "center", "big", "tiny", "please draw",
+                  "on the left side", "at the bottom"):
+        assert any(words in caption for caption in lowered), words
+    assert any(caption.isupper() for caption in captions) and any(caption[0].isupper() for caption in captions)
+    assert any("," not in caption for caption in captions)
+    # The shape's name first, in the middle and last.
+    positions = {min(2, caption.split().index(shape) * 3 // len(caption.split()))
+                 for caption in lowered for shape in shapes.SHAPES if shape in caption.split()}
+    assert positions == {0, 1, 2}
+
+
+def test_a_phrasing_names_what_it_does_not_leave_out():
+    rng = random.Random(9)
+    scene = shapes.Scene("triangle", "orange", "blue", "bottom", "small")
+    for _ in range(200):
+        caption = scene.phrase(rng, frozenset()).lower()
+        assert "triangle" in caption and "orange" in caption and "blue" in caption, caption
+        assert any(word in caption for word in ("bottom", "lower")), caption
+        assert any(word in caption for word in ("small", "tiny")), caption
+        words = set(WORD.findall(caption))
+        assert not words & {"left", "right", "top", "upper", "centre", "large", "red"}, caption
+
+
+def test_the_held_out_phrasing_set_is_never_a_training_phrasing():
+    """At least 100 prompts, each naming a vocabulary shape, colours and place; each uses a
+    phrasing the training grammar never produces (it redraws any caption that does), and
+    otherwise only words the training grammar uses."""
+    asked = held_out_phrasings()
+    assert len(asked) >= 100 and len({a.prompt for a in asked}) == len(asked)
+    captions = training_phrasings(20000, seed=1)
+    trained_words = {word for caption in captions for word in WORD.findall(caption.lower())}
+    seen = {caption.lower() for caption in captions}
+    for prompt in asked:
+        assert prompt.shape in shapes.SHAPES and prompt.place in shapes.POSITIONS, prompt
+        assert prompt.colour in shapes.COLOURS and prompt.background in (None, *shapes.COLOURS), prompt
+        assert prompt.colour != prompt.background, prompt
+        assert shapes.held_out_phrasing(prompt.prompt), prompt
+        assert prompt.prompt.lower() not in seen, prompt
+        assert set(WORD.findall(prompt.prompt.lower())) <= trained_words, prompt
+        words = set(WORD.findall(prompt.prompt.lower()))
+        assert prompt.shape in words and prompt.colour in words, prompt
+        assert prompt.background is None or prompt.background in words, prompt
+    held_pairs = sum((a.colour, a.background) in shapes.HELD_OUT for a in asked)
+    assert held_pairs >= len(asked) // 6, held_pairs
+
+
+def test_the_shape_type_measure_names_every_drawn_shape():
+    pictures, scenes = shapes.batch(12, 150)
+    assert all(shape_type(picture) == scene.shape for picture, scene in zip(pictures, scenes))
+    # A rounded square is neither a circle nor a square.
+    rounded = np.full((64, 64, 3), 20, np.uint8)
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray(rounded)
+    ImageDraw.Draw(picture).rounded_rectangle((17, 17, 46, 46), radius=9, fill=(245, 135, 25))
+    assert shape_type(np.asarray(picture)) is None
