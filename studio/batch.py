@@ -155,7 +155,8 @@ def seed_batch_plans(workflow: Workflow, registry: Registry,
     """For each job (its overrides, in the order the jobs run), the seeds each sampler node
     will be run with in it and in the jobs right after it that differ from it only in the
     seeds of sampler nodes: what :class:`studio.runtime.seed_batches.SeedBatcher` is told
-    before the job runs. A job that shares nothing with its neighbours plans nothing."""
+    before the job runs (the last job of a seed batch plans its own seed only, and so is
+    served what the first sampled for it). A job that sets no sampler's seed plans nothing."""
     split = []
     for overrides in jobs:
         seeds: dict[str, Any] = {}
@@ -178,8 +179,7 @@ def seed_batch_plans(workflow: Workflow, registry: Registry,
             if later_rest != rest or later_targets != targets:
                 break
             following.append(later_seeds)
-        plans.append({node_id: [item[node_id] for item in following] for node_id in targets}
-                     if len(following) > 1 else {})
+        plans.append({node_id: [item[node_id] for item in following] for node_id in targets})
     return plans
 
 
