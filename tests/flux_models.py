@@ -108,11 +108,11 @@ def tiny_clip(seed: int, width: int = CLIP_WIDTH, projection: bool = False, act:
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
 
 
-def tiny_t5(seed: int) -> Any:
+def tiny_t5(seed: int, width: int = T5_WIDTH) -> Any:
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=32128, d_model=T5_WIDTH, d_kv=8, num_heads=4, d_ff=37, num_layers=2,
+    config = T5Config(vocab_size=32128, d_model=width, d_kv=8, num_heads=4, d_ff=37, num_layers=2,
                       relative_attention_num_buckets=32, relative_attention_max_distance=128,
                       feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False)
     return T5EncoderModel(config).eval()
@@ -170,3 +170,104 @@ def write_flux_files(root: Path) -> FluxFiles:
     everything.update(fp8(_state(t5, "text_encoders.t5xxl.transformer.")))
     save_file(everything, root / "checkpoints" / "tiny-flux1-dev-fp8-aio.safetensors")
     return FluxFiles(root, schnell, dev, clip_l, t5, vae)
+
+
+# --- SD3.5 -----------------------------------------------------------------------------------
+
+def sd3_to_original(transformer: Any) -> dict[str, torch.Tensor]:
+    """A diffusers SD3Transformer2DModel's weights under Stability's names."""
+    state = {key: value.detach().clone() for key, value in transformer.state_dict().items()}
+    out: dict[str, torch.Tensor] = {"pos_embed": state.pop("pos_embed.pos_embed")}
+    renames = {"pos_embed.proj": "x_embedder.proj", "time_text_embed.timestep_embedder.linear_1": "t_embedder.mlp.0",
+               "time_text_embed.timestep_embedder.linear_2": "t_embedder.mlp.2", "context_embedder": "context_embedder",
+               "time_text_embed.text_embedder.linear_1": "y_embedder.mlp.0",
+               "time_text_embed.text_embedder.linear_2": "y_embedder.mlp.2", "proj_out": "final_layer.linear"}
+    for source, target in renames.items():
+        for part in ("weight", "bias"):
+            out[f"{target}.{part}"] = state.pop(f"{source}.{part}")
+    for part in ("weight", "bias"):
+        out[f"final_layer.adaLN_modulation.1.{part}"] = _swap_halves(state.pop(f"norm_out.linear.{part}"))
+    layers = int(transformer.config.num_layers)
+    for i in range(layers):
+        d, x, c = f"transformer_blocks.{i}.", f"joint_blocks.{i}.x_block.", f"joint_blocks.{i}.context_block."
+        last = i == layers - 1
+        for part in ("weight", "bias"):
+            out[f"{x}attn.qkv.{part}"] = torch.cat([state.pop(f"{d}attn.to_{q}.{part}") for q in "qkv"])
+            out[f"{c}attn.qkv.{part}"] = torch.cat([state.pop(f"{d}attn.add_{q}_proj.{part}") for q in "qkv"])
+            out[f"{x}attn.proj.{part}"] = state.pop(f"{d}attn.to_out.0.{part}")
+            out[f"{x}adaLN_modulation.1.{part}"] = state.pop(f"{d}norm1.linear.{part}")
+            context_mod = state.pop(f"{d}norm1_context.linear.{part}")
+            out[f"{c}adaLN_modulation.1.{part}"] = _swap_halves(context_mod) if last else context_mod
+            out[f"{x}mlp.fc1.{part}"] = state.pop(f"{d}ff.net.0.proj.{part}")
+            out[f"{x}mlp.fc2.{part}"] = state.pop(f"{d}ff.net.2.{part}")
+            if not last:
+                out[f"{c}attn.proj.{part}"] = state.pop(f"{d}attn.to_add_out.{part}")
+                out[f"{c}mlp.fc1.{part}"] = state.pop(f"{d}ff_context.net.0.proj.{part}")
+                out[f"{c}mlp.fc2.{part}"] = state.pop(f"{d}ff_context.net.2.{part}")
+            if f"{d}attn2.to_q.{part}" in state:
+                out[f"{x}attn2.qkv.{part}"] = torch.cat([state.pop(f"{d}attn2.to_{q}.{part}") for q in "qkv"])
+                out[f"{x}attn2.proj.{part}"] = state.pop(f"{d}attn2.to_out.0.{part}")
+        for source, target in (("attn.norm_q", f"{x}attn.ln_q"), ("attn.norm_k", f"{x}attn.ln_k"),
+                               ("attn.norm_added_q", f"{c}attn.ln_q"), ("attn.norm_added_k", f"{c}attn.ln_k"),
+                               ("attn2.norm_q", f"{x}attn2.ln_q"), ("attn2.norm_k", f"{x}attn2.ln_k")):
+            if f"{d}{source}.weight" in state:
+                out[f"{target}.weight"] = state.pop(f"{d}{source}.weight")
+    assert not state, sorted(state)[:5]
+    return out
+
+
+def tiny_sd3(seed: int) -> Any:
+    """SD3.5 Medium's shape, tiny: qk RMS norms, a dual-attention first layer."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    model = SD3Transformer2DModel(sample_size=32, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=16,
+                                  num_attention_heads=2, joint_attention_dim=SD3_T5_WIDTH, caption_projection_dim=32,
+                                  pooled_projection_dim=CLIP_WIDTH + SD3_G_WIDTH, out_channels=16,
+                                  pos_embed_max_size=16, dual_attention_layers=(0,), qk_norm="rms_norm")
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.normal_(0, 0.2)
+    return model.eval()
+
+
+SD3_G_WIDTH = 64
+SD3_T5_WIDTH = 128  # wider than CLIP-L and CLIP-G side by side, as T5-XXL's 4096 is (768 + 1280)
+
+
+@dataclass
+class SD3Files:
+    root: Path
+    transformer: Any
+    clip_l: Any
+    clip_g: Any
+    t5: Any
+    vae: Any
+
+
+def write_sd3_files(root: Path) -> SD3Files:
+    """An SD3.5 install under ``root``: the MMDiT alone and in a checkpoint with its VAE and
+    text encoders (SD3.5's own single-file layout), CLIP-L / CLIP-G / T5 files, the VAE."""
+    from safetensors.torch import save_file
+
+    for folder in ("diffusion_models", "text_encoders", "vae", "checkpoints"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    transformer = tiny_sd3(11)
+    clip_l = tiny_clip(12, projection=True)
+    clip_g = tiny_clip(13, width=SD3_G_WIDTH, projection=True, act="gelu", pad=0)
+    t5 = tiny_t5(14, SD3_T5_WIDTH)
+    vae = tiny_vae16(15, 1.5305, 0.0609)
+    original = sd3_to_original(transformer)
+    save_file(original, root / "diffusion_models" / "tiny-sd3.5_medium.safetensors")
+    save_file(_state(clip_l), root / "text_encoders" / "tiny-clip_l.safetensors")
+    save_file(_state(clip_g), root / "text_encoders" / "tiny-clip_g.safetensors")
+    save_file(_state(t5), root / "text_encoders" / "tiny-t5xxl_fp16.safetensors")
+    save_file(vae_to_ldm(vae, prefix=""), root / "vae" / "tiny-sd3-vae.safetensors")
+    everything = {f"model.diffusion_model.{k}": v for k, v in original.items()}
+    everything.update(vae_to_ldm(vae, prefix="first_stage_model."))
+    save_file(everything, root / "checkpoints" / "tiny-sd3.5_medium-noclip.safetensors")
+    everything.update(_state(clip_l, "text_encoders.clip_l.transformer."))
+    everything.update(_state(clip_g, "text_encoders.clip_g.transformer."))
+    everything.update(_state(t5, "text_encoders.t5xxl.transformer."))
+    save_file(everything, root / "checkpoints" / "tiny-sd3.5_medium.safetensors")
+    return SD3Files(root, transformer, clip_l, clip_g, t5, vae)

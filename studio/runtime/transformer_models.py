@@ -88,14 +88,29 @@ def load_text_encoders(paths: Sequence[Path], clip_type: str, policy: DevicePoli
     T5-XXL, each recognised from its keys) as the CLIP of ``clip_type``: "flux" (CLIP-L +
     T5), "sd3" (any of CLIP-L, CLIP-G, T5), "sdxl" (CLIP-L + CLIP-G), "stable_diffusion"
     (one CLIP-L: SD 1.x)."""
-    encoders: dict[str, Any] = {}
+    from studio.runtime.text_encoders import CLIP_KEY, encoder_kind
+
+    files = []
     for path in paths:
         state_dict = read_state_dict(path)
-        kind, model = load_encoder_file(path, state_dict, policy.dtype, file_storage_dtype(state_dict))
+        kind = encoder_kind(state_dict)
+        if kind is None:
+            raise ModelLoadError(path, "is not a CLIP or T5 text encoder (no text_model.* or encoder.block.* weights "
+                                 "in transformers' layout)")
+        files.append([path, state_dict, kind])
+    clips = [entry for entry in files if entry[2] != "t5xxl"]
+    if len(clips) == 2:
+        # Two CLIPs (SD3, SDXL): the wider is CLIP-G; of equal widths, the second named.
+        widths = [int(entry[1].get(CLIP_KEY, entry[1].get(CLIP_KEY.removeprefix("text_model."))).shape[1])
+                  for entry in clips]
+        wider = 1 if widths[1] >= widths[0] else 0
+        clips[wider][2], clips[1 - wider][2] = "clip_g", "clip_l"
+    encoders: dict[str, Any] = {}
+    for path, state_dict, kind in files:
         if kind in encoders:
             raise ModelLoadError(path, f"is a second {kind} text encoder; each of CLIP-L, CLIP-G and T5-XXL may be "
                                  "loaded once")
-        encoders[kind] = model
+        encoders[kind] = load_encoder_file(path, state_dict, policy.dtype, file_storage_dtype(state_dict), kind)[1]
     if clip_type in ("sdxl", "stable_diffusion"):
         return _clip_text_encoder(paths, clip_type, encoders, key)
     family = "flux" if clip_type == "flux" else "sd3"

@@ -1,0 +1,121 @@
+"""SD3.5 through the node graph, from the files a ComfyUI user has (a tiny random-weight
+MMDiT in Stability's single-file layout, alone or in a checkpoint with or without its text
+encoders; CLIP-L, CLIP-G and T5-XXL files; the 16-channel VAE), against diffusers' own
+StableDiffusion3Pipeline given the very modules the files were written from."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from studio.engine import Engine
+from studio.graph import Workflow
+from studio.runtime.device import DevicePolicy
+from studio.runtime.services import create_services
+
+CPU = DevicePolicy(torch.device("cpu"), torch.float32)
+PROMPT = "a lighthouse on a cliff at dawn"
+NEGATIVE = "blurry"
+
+
+@pytest.fixture(scope="session")
+def sd3_files(tmp_path_factory):
+    from tests.flux_models import write_sd3_files
+
+    return write_sd3_files(tmp_path_factory.mktemp("sd3-models"))
+
+
+@pytest.fixture
+def sd3_engine(registry, settings, sd3_files):
+    sd3_settings = settings.replace(model_roots=(sd3_files.root,))
+    return Engine(registry, sd3_settings, services=create_services(sd3_settings, CPU))
+
+
+def sd3_graph(checkpoint=None, triple=True, steps=3, cfg=4.5, seed=11, size=32, shift=None):
+    """ComfyUI's SD3.5 example graph: the model (UNETLoader or CheckpointLoaderSimple),
+    TripleCLIPLoader, CLIPTextEncodeSD3 and CLIPTextEncode, EmptySD3LatentImage, KSampler
+    with cfg, VAEDecode."""
+    workflow = Workflow()
+    ids = {}
+
+    def add(name, type_name, values=None):
+        ids[name] = workflow.add_node(type_name, values or {}).id
+
+    if checkpoint:
+        add("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": checkpoint})
+        model, clip, vae = ("checkpoint", "MODEL"), ("checkpoint", "CLIP"), ("checkpoint", "VAE")
+    else:
+        add("unet", "UNETLoader", {"unet_name": "tiny-sd3.5_medium.safetensors", "weight_dtype": "default"})
+        add("vae", "VAELoader", {"vae_name": "tiny-sd3-vae.safetensors"})
+        model, vae = ("unet", "MODEL"), ("vae", "VAE")
+    if triple:
+        add("clip", "TripleCLIPLoader", {"clip_name1": "tiny-clip_l.safetensors", "clip_name2": "tiny-clip_g.safetensors",
+                                         "clip_name3": "tiny-t5xxl_fp16.safetensors"})
+        clip = ("clip", "CLIP")
+    if shift is not None:
+        add("shift", "ModelSamplingSD3", {"shift": shift})
+        workflow.connect(ids[model[0]], model[1], ids["shift"], "model")
+        model = ("shift", "MODEL")
+    add("prompt", "CLIPTextEncodeSD3", {"clip_l": PROMPT, "clip_g": PROMPT, "t5xxl": PROMPT, "empty_padding": "none"})
+    add("negative", "CLIPTextEncode", {"text": NEGATIVE})
+    add("latent", "EmptySD3LatentImage", {"width": size, "height": size, "batch_size": 1})
+    add("sampler", "KSampler", {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+                                "scheduler": "simple", "denoise": 1.0})
+    add("decode", "VAEDecode")
+    for (source, output), target, input_name in [
+            (clip, "prompt", "clip"), (clip, "negative", "clip"), (model, "sampler", "model"),
+            (("prompt", "CONDITIONING"), "sampler", "positive"), (("negative", "CONDITIONING"), "sampler", "negative"),
+            (("latent", "LATENT"), "sampler", "latent_image"), (("sampler", "LATENT"), "decode", "samples"),
+            (vae, "decode", "vae")]:
+        workflow.connect(ids[source], output, ids[target], input_name)
+    return workflow, ids
+
+
+def render(engine, workflow, ids):
+    report = engine.run(workflow, [ids["decode"]])
+    assert report.ok, report.problems or [e.traceback for e in report.errors]
+    return report.results[ids["decode"]][0]
+
+
+def pipeline_render(files, sigmas, cfg=4.5, seed=11, size=32):
+    from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+
+    from studio.runtime.checkpoints import make_tokenizer
+    from studio.runtime.text_encoders import make_t5_tokenizer
+
+    pipeline = StableDiffusion3Pipeline(
+        transformer=files.transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=files.vae,
+        text_encoder=files.clip_l, tokenizer=make_tokenizer(), text_encoder_2=files.clip_g,
+        tokenizer_2=make_tokenizer("!"), text_encoder_3=files.t5, tokenizer_3=make_t5_tokenizer())
+    noise = torch.randn((1, 16, size // 8, size // 8), generator=torch.Generator("cpu").manual_seed(seed))
+    return pipeline(PROMPT, negative_prompt=NEGATIVE, height=size, width=size, sigmas=[float(s) for s in sigmas[:-1]],
+                    latents=noise, guidance_scale=cfg, max_sequence_length=77,
+                    output_type="pt").images.permute(0, 2, 3, 1)
+
+
+def test_sd35_with_cfg_renders_what_stablediffusion3pipeline_renders(sd3_engine, sd3_files):
+    from studio.runtime.sampling import ksampler_sigmas
+    from studio.runtime.schedules import FlowModelSampling
+
+    image = render(sd3_engine, *sd3_graph())
+    sigmas = ksampler_sigmas(FlowModelSampling(shift=3.0, multiplier=1000.0), "euler", "simple", 3)
+    expected = pipeline_render(sd3_files, sigmas)
+    assert image.shape == expected.shape == (1, 32, 32, 3)
+    assert (image - expected).abs().max() < 1e-4
+    assert image.std() > 0.01
+
+
+def test_checkpoints_with_and_without_their_text_encoders_render_the_same(sd3_engine):
+    separate = render(sd3_engine, *sd3_graph())
+    inside = render(sd3_engine, *sd3_graph(checkpoint="tiny-sd3.5_medium.safetensors", triple=False))
+    without = render(sd3_engine, *sd3_graph(checkpoint="tiny-sd3.5_medium-noclip.safetensors", triple=True))
+    assert (separate - inside).abs().max() < 1e-5
+    assert (separate - without).abs().max() < 1e-5
+
+
+def test_modelsamplingsd3_changes_the_shift(sd3_engine):
+    default = render(sd3_engine, *sd3_graph())
+    same = render(sd3_engine, *sd3_graph(shift=3.0))
+    other = render(sd3_engine, *sd3_graph(shift=1.0))
+    assert torch.equal(default, same)
+    assert (default - other).abs().mean() > 1e-3
