@@ -22,6 +22,7 @@ move a token's state away from the empty prompt's, as for SD.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,8 +46,10 @@ EMBEDDED_PREFIXES = {"clip_l": ("text_encoders.clip_l.transformer.", "text_encod
 T5_MIN_LENGTH = {"flux": 256, "sd3": 77}
 
 
+@functools.lru_cache(maxsize=1)
 def make_t5_tokenizer() -> Any:
-    """T5 v1.1's tokenizer from the shipped vocabulary; never downloads anything."""
+    """T5 v1.1's tokenizer from the shipped vocabulary; never downloads anything. (One copy:
+    tokenizers are only read.)"""
     from transformers import T5TokenizerFast
 
     if not T5_TOKENIZER_FILE.is_file():

@@ -25,14 +25,19 @@ def flux_files(tmp_path_factory):
     return write_flux_files(tmp_path_factory.mktemp("flux-models"))
 
 
-@pytest.fixture
-def flux_engine(registry, settings, flux_files):
-    flux_settings = settings.replace(model_roots=(flux_files.root,))
-    return Engine(registry, flux_settings, services=create_services(flux_settings, CPU))
+@pytest.fixture(scope="module")
+def flux_engine(registry, flux_files, tmp_path_factory):
+    """One engine (and so one model manager) for the module: each file is loaded once."""
+    from studio.settings import Settings
+
+    folder = tmp_path_factory.mktemp("flux_engine")
+    settings = Settings(output_dir=folder / "output", input_dirs=(), temp_dir=folder / "temp",
+                        autosave_dir=folder / "autosave", cache_bytes=256 * 1024**2, model_roots=(flux_files.root,))
+    return Engine(registry, settings, services=create_services(settings, CPU))
 
 
 def flux_graph(unet="tiny-flux1-schnell.safetensors", t5="tiny-t5xxl_fp16.safetensors", steps=4, cfg=1.0,
-               guidance=None, scheduler="simple", seed=7, size=64, checkpoint=None, weight_dtype="default",
+               guidance=None, scheduler="simple", seed=7, size=32, checkpoint=None, weight_dtype="default",
                negative=False):
     """ComfyUI's FLUX example graph: UNETLoader, DualCLIPLoader (flux), CLIPTextEncode
     (+ FluxGuidance for dev), EmptySD3LatentImage, KSampler, VAELoader, VAEDecode."""
@@ -76,7 +81,7 @@ def render(engine, workflow, ids):
     return report.results[ids["decode"]][0]
 
 
-def pipeline_render(files, transformer, sigmas, guidance=3.5, seed=7, size=64, negative=None, cfg=1.0):
+def pipeline_render(files, transformer, sigmas, guidance=3.5, seed=7, size=32, negative=None, cfg=1.0):
     """diffusers' FluxPipeline on the modules the files were written from, walking the same
     σ list (the graph's) from the same seed's noise."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
@@ -107,7 +112,7 @@ def test_schnell_at_4_steps_cfg_1_renders_what_fluxpipeline_renders(flux_engine,
 
     image = render(flux_engine, *flux_graph())
     expected = pipeline_render(flux_files, flux_files.schnell, graph_sigmas(schnell_sampling(), 4))
-    assert image.shape == expected.shape == (1, 64, 64, 3)
+    assert image.shape == expected.shape == (1, 32, 32, 3)
     assert (image - expected).abs().max() < 1e-4
     assert image.std() > 0.01
 
@@ -115,10 +120,10 @@ def test_schnell_at_4_steps_cfg_1_renders_what_fluxpipeline_renders(flux_engine,
 def test_dev_with_flux_guidance_renders_what_fluxpipeline_renders(flux_engine, flux_files):
     from studio.runtime.flux import FluxModelSampling
 
-    image = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", guidance=2.5, steps=3))
-    expected = pipeline_render(flux_files, flux_files.dev, graph_sigmas(FluxModelSampling(), 3), guidance=2.5)
+    image = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", guidance=2.5, steps=2))
+    expected = pipeline_render(flux_files, flux_files.dev, graph_sigmas(FluxModelSampling(), 2), guidance=2.5)
     assert (image - expected).abs().max() < 1e-4
-    other = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", guidance=6.0, steps=3))
+    other = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", guidance=6.0, steps=2))
     assert (image - other).abs().mean() > 1e-3  # the guidance input is read
 
 
@@ -134,10 +139,10 @@ def test_dev_with_true_cfg_and_a_negative_prompt_matches_the_pipelines_true_cfg(
 def test_fp8_transformer_and_t5_are_stored_in_fp8_and_render_close_to_full_precision(flux_engine, flux_files):
     from studio.runtime.services import model_manager
 
-    full = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", steps=2))
+    full = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", steps=1))
     stored = render(flux_engine, *flux_graph("tiny-flux1-dev-fp8.safetensors", t5="tiny-t5xxl_fp8_e4m3fn.safetensors",
-                                             steps=2))
-    cast = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", steps=2, weight_dtype="fp8_e4m3fn"))
+                                             steps=1))
+    cast = render(flux_engine, *flux_graph("tiny-flux1-dev.safetensors", steps=1, weight_dtype="fp8_e4m3fn"))
     assert torch.isfinite(stored).all() and stored.std() > 0.01
     # fp8 file and fp8 storage of the fp32 file hold the same weights (the T5 differs).
     assert 0 < (stored - full).abs().mean() < 0.2
@@ -149,8 +154,8 @@ def test_fp8_transformer_and_t5_are_stored_in_fp8_and_render_close_to_full_preci
 
 
 def test_an_all_in_one_fp8_checkpoint_loads_through_checkpointloadersimple(flux_engine, flux_files):
-    image = render(flux_engine, *flux_graph(checkpoint="tiny-flux1-dev-fp8-aio.safetensors", steps=2))
-    assert image.shape == (1, 64, 64, 3) and torch.isfinite(image).all() and image.std() > 0.01
+    image = render(flux_engine, *flux_graph(checkpoint="tiny-flux1-dev-fp8-aio.safetensors", steps=1))
+    assert image.shape == (1, 32, 32, 3) and torch.isfinite(image).all() and image.std() > 0.01
 
 
 def test_flux_files_are_recognised_from_their_headers(flux_files):

@@ -25,10 +25,15 @@ def sd3_files(tmp_path_factory):
     return write_sd3_files(tmp_path_factory.mktemp("sd3-models"))
 
 
-@pytest.fixture
-def sd3_engine(registry, settings, sd3_files):
-    sd3_settings = settings.replace(model_roots=(sd3_files.root,))
-    return Engine(registry, sd3_settings, services=create_services(sd3_settings, CPU))
+@pytest.fixture(scope="module")
+def sd3_engine(registry, sd3_files, tmp_path_factory):
+    """One engine (and so one model manager) for the module: each file is loaded once."""
+    from studio.settings import Settings
+
+    folder = tmp_path_factory.mktemp("sd3_engine")
+    settings = Settings(output_dir=folder / "output", input_dirs=(), temp_dir=folder / "temp",
+                        autosave_dir=folder / "autosave", cache_bytes=256 * 1024**2, model_roots=(sd3_files.root,))
+    return Engine(registry, settings, services=create_services(settings, CPU))
 
 
 def sd3_graph(checkpoint=None, triple=True, steps=3, cfg=4.5, seed=11, size=32, shift=None):
