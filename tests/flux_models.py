@@ -259,9 +259,9 @@ def write_sd3_files(root: Path) -> SD3Files:
     vae = tiny_vae16(15, 1.5305, 0.0609)
     original = sd3_to_original(transformer)
     save_file(original, root / "diffusion_models" / "tiny-sd3.5_medium.safetensors")
-    save_file(_state(clip_l), root / "text_encoders" / "tiny-clip_l.safetensors")
-    save_file(_state(clip_g), root / "text_encoders" / "tiny-clip_g.safetensors")
-    save_file(_state(t5), root / "text_encoders" / "tiny-t5xxl_fp16.safetensors")
+    save_file(_state(clip_l), root / "text_encoders" / "tiny-sd3-clip_l.safetensors")
+    save_file(_state(clip_g), root / "text_encoders" / "tiny-sd3-clip_g.safetensors")
+    save_file(_state(t5), root / "text_encoders" / "tiny-sd3-t5xxl_fp16.safetensors")
     save_file(vae_to_ldm(vae, prefix=""), root / "vae" / "tiny-sd3-vae.safetensors")
     everything = {f"model.diffusion_model.{k}": v for k, v in original.items()}
     everything.update(vae_to_ldm(vae, prefix="first_stage_model."))
@@ -271,3 +271,20 @@ def write_sd3_files(root: Path) -> SD3Files:
     everything.update(_state(t5, "text_encoders.t5xxl.transformer."))
     save_file(everything, root / "checkpoints" / "tiny-sd3.5_medium.safetensors")
     return SD3Files(root, transformer, clip_l, clip_g, t5, vae)
+
+
+_WRITTEN: dict[str, Any] = {}
+
+
+def flux_files_once(tmp_path_factory) -> FluxFiles:
+    """The FLUX files, written once per test process (several test modules use them)."""
+    if "flux" not in _WRITTEN:
+        _WRITTEN["flux"] = write_flux_files(tmp_path_factory.mktemp("flux-models"))
+    return _WRITTEN["flux"]
+
+
+def sd3_files_once(tmp_path_factory) -> SD3Files:
+    """The SD3.5 files, written once per test process."""
+    if "sd3" not in _WRITTEN:
+        _WRITTEN["sd3"] = write_sd3_files(tmp_path_factory.mktemp("sd3-models"))
+    return _WRITTEN["sd3"]

@@ -62,7 +62,8 @@ def make_t5_tokenizer() -> Any:
 def encoder_kind(state_dict: Mapping[str, Any]) -> str | None:
     """"clip_l", "clip_g" or "t5xxl" for a text encoder file in transformers' layout, or None.
     CLIP-G is told from CLIP-L by its width (1280, OpenCLIP ViT-bigG's)."""
-    if T5_KEY in state_dict or "shared.weight" in state_dict and any(k.startswith("encoder.block.") for k in state_dict):
+    if T5_KEY in state_dict or ("shared.weight" in state_dict
+                                and any(k.startswith("encoder.block.") for k in state_dict)):
         return "t5xxl"
     for key in (CLIP_KEY, CLIP_KEY.removeprefix("text_model.")):
         if key in state_dict:

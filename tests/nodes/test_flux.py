@@ -20,9 +20,9 @@ PROMPT = "flowers melting into a cosmic black hole"
 
 @pytest.fixture(scope="session")
 def flux_files(tmp_path_factory):
-    from tests.flux_models import write_flux_files
+    from tests.flux_models import flux_files_once
 
-    return write_flux_files(tmp_path_factory.mktemp("flux-models"))
+    return flux_files_once(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

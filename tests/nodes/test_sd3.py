@@ -20,9 +20,9 @@ NEGATIVE = "blurry"
 
 @pytest.fixture(scope="session")
 def sd3_files(tmp_path_factory):
-    from tests.flux_models import write_sd3_files
+    from tests.flux_models import sd3_files_once
 
-    return write_sd3_files(tmp_path_factory.mktemp("sd3-models"))
+    return sd3_files_once(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +54,9 @@ def sd3_graph(checkpoint=None, triple=True, steps=3, cfg=4.5, seed=11, size=32, 
         add("vae", "VAELoader", {"vae_name": "tiny-sd3-vae.safetensors"})
         model, vae = ("unet", "MODEL"), ("vae", "VAE")
     if triple:
-        add("clip", "TripleCLIPLoader", {"clip_name1": "tiny-clip_l.safetensors", "clip_name2": "tiny-clip_g.safetensors",
-                                         "clip_name3": "tiny-t5xxl_fp16.safetensors"})
+        add("clip", "TripleCLIPLoader", {"clip_name1": "tiny-sd3-clip_l.safetensors",
+                                         "clip_name2": "tiny-sd3-clip_g.safetensors",
+                                         "clip_name3": "tiny-sd3-t5xxl_fp16.safetensors"})
         clip = ("clip", "CLIP")
     if shift is not None:
         add("shift", "ModelSamplingSD3", {"shift": shift})
