@@ -163,6 +163,12 @@ class FluxDenoiser(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return compute_dtype(self.transformer)
 
+    def read_lora(self, state_dict: Mapping[str, torch.Tensor], strength: float) -> tuple[list[Any], set[str], int]:
+        """Patches for the LoRA keys that name layers the BFL way (see :func:`read_bfl_lora`);
+        diffusers-named keys (``transformer.…``: diffusers, PEFT, ai-toolkit) are this
+        module's own names and need nothing special."""
+        return read_bfl_lora(state_dict, self, strength)
+
     def conditioning_inputs(self, extras: Mapping[str, Any], batch: int, device: torch.device,
                             dtype: torch.dtype) -> dict[str, Any]:
         """The transformer's inputs besides the latent and T5's states for one conditioning
@@ -248,3 +254,91 @@ def load_vae16(path: Path, weights: Mapping[str, torch.Tensor], dtype: torch.dty
         raise ModelLoadError(path, f"is not a complete VAE ({error})") from None
     module = load_into(path, lambda: AutoencoderKL(**config), converted, dtype, None, "the VAE")
     return Vae(module, key)
+
+
+# --- LoRAs in BFL's names (kohya's sd-scripts, ComfyUI) -------------------------------------
+
+def bfl_lora_targets(config: Any) -> dict[str, list[tuple[str, slice | None, bool]]]:
+    """Each FLUX layer a LoRA may name in BFL's terms → the diffusers layers it is, with the
+    rows of the fused weight each one holds (q/k/v, and the single blocks' MLP) and whether
+    the halves are swapped (the final modulation)."""
+    hidden = int(config.num_attention_heads) * int(config.attention_head_dim)
+    mlp = 4 * hidden
+    thirds = [slice(0, hidden), slice(hidden, 2 * hidden), slice(2 * hidden, 3 * hidden)]
+    targets: dict[str, list[tuple[str, slice | None, bool]]] = {
+        "img_in": [("x_embedder", None, False)], "txt_in": [("context_embedder", None, False)],
+        "time_in.in_layer": [("time_text_embed.timestep_embedder.linear_1", None, False)],
+        "time_in.out_layer": [("time_text_embed.timestep_embedder.linear_2", None, False)],
+        "vector_in.in_layer": [("time_text_embed.text_embedder.linear_1", None, False)],
+        "vector_in.out_layer": [("time_text_embed.text_embedder.linear_2", None, False)],
+        "guidance_in.in_layer": [("time_text_embed.guidance_embedder.linear_1", None, False)],
+        "guidance_in.out_layer": [("time_text_embed.guidance_embedder.linear_2", None, False)],
+        "final_layer.linear": [("proj_out", None, False)],
+        "final_layer.adaLN_modulation.1": [("norm_out.linear", None, True)],
+    }
+    for i in range(int(config.num_layers)):
+        d, b = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        targets[b + "img_attn.qkv"] = [(d + f"attn.to_{x}", rows, False) for x, rows in zip("qkv", thirds)]
+        targets[b + "txt_attn.qkv"] = [(d + f"attn.add_{x}_proj", rows, False) for x, rows in zip("qkv", thirds)]
+        for source, target in (("img_attn.proj", "attn.to_out.0"), ("txt_attn.proj", "attn.to_add_out"),
+                               ("img_mlp.0", "ff.net.0.proj"), ("img_mlp.2", "ff.net.2"),
+                               ("txt_mlp.0", "ff_context.net.0.proj"), ("txt_mlp.2", "ff_context.net.2"),
+                               ("img_mod.lin", "norm1.linear"), ("txt_mod.lin", "norm1_context.linear")):
+            targets[b + source] = [(d + target, None, False)]
+    for i in range(int(config.num_single_layers)):
+        d, b = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        targets[b + "linear1"] = [(d + f"attn.to_{x}", rows, False) for x, rows in zip("qkv", thirds)] + [
+            (d + "proj_mlp", slice(3 * hidden, 3 * hidden + mlp), False)]
+        targets[b + "linear2"] = [(d + "proj_out", None, False)]
+        targets[b + "modulation.lin"] = [(d + "norm.linear", None, False)]
+    return targets
+
+
+def read_bfl_lora(state_dict: Mapping[str, torch.Tensor], denoiser: FluxDenoiser,
+                  strength: float) -> tuple[list[Any], set[str], int]:
+    """The patches of a LoRA's keys that name FLUX layers the BFL way — kohya's
+    ``lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight``, ComfyUI's
+    ``diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight`` — as patches of the
+    diffusers layers (a fused q/k/v LoRA patches each of q, k and v with its rows of the up
+    matrix), and of PEFT's bare ``base_model.model.<layer>`` keys; the keys used; how many of
+    the file's layers applied."""
+    from studio.runtime.lora import WeightPatch
+
+    targets = bfl_lora_targets(denoiser.config)
+    names = {}
+    for bfl in targets:
+        names["lora_unet_" + bfl.replace(".", "_")] = bfl
+        for prefix in ("diffusion_model.", "transformer.", "model.diffusion_model.", ""):
+            names[prefix + bfl] = bfl
+    # PEFT's own names for a bare transformer (base_model.model.<diffusers name>).
+    for name, module in denoiser.transformer.named_modules():
+        if name and isinstance(getattr(module, "weight", None), torch.Tensor):
+            targets["diffusers:" + name] = [(name, None, False)]
+            names["base_model.model." + name] = "diffusers:" + name
+    suffixes = {".lora_down.weight": "down", ".lora_up.weight": "up", ".lora_A.weight": "down",
+                ".lora_B.weight": "up", ".alpha": "alpha"}
+    found: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    for key, value in state_dict.items():
+        for suffix, role in suffixes.items():
+            if key.endswith(suffix) and key[:-len(suffix)] in names:
+                found.setdefault(names[key[:-len(suffix)]], {})[role] = (key, value)
+                break
+    patches = []
+    layers = 0
+    for bfl, parts in sorted(found.items()):
+        if "down" not in parts or "up" not in parts:
+            continue
+        used.update(key for key, _ in parts.values())
+        alpha = parts.get("alpha")
+        alpha = float(alpha[1]) if alpha is not None else None
+        up = parts["up"][1]
+        for module, rows, swap in targets[bfl]:
+            part = up[rows] if rows is not None else up
+            if swap:
+                first, second = part.chunk(2, dim=0)
+                part = torch.cat([second, first], dim=0)
+            patches.append(WeightPatch("unet", "transformer." + module, parts["down"][1], part.contiguous(), alpha,
+                                       strength))
+        layers += 1
+    return patches, used, layers

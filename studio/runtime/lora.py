@@ -94,13 +94,14 @@ def _module_names(model: torch.nn.Module) -> set[str]:
 
 def _unet_aliases(unet: torch.nn.Module) -> dict[str, str]:
     """Every name a LoRA may use for a UNet module → its diffusers path."""
-    layers, with_attention = unet_layout(unet)
+    # Transformers (FLUX, SD3) have no LDM names; their own names are diffusers'.
+    layers, with_attention = unet_layout(unet) if hasattr(unet, "up_blocks") else (0, frozenset())
     aliases: dict[str, str] = {}
     for name in _module_names(unet):
         aliases["lora_unet_" + name.replace(".", "_")] = name
         aliases["unet." + name] = name
         aliases[name] = name
-        ldm = unet_ldm_name(name, layers, with_attention)
+        ldm = unet_ldm_name(name, layers, with_attention) if layers else None
         if ldm is not None:
             aliases["lora_unet_" + ldm.replace(".", "_")] = name
     return aliases
@@ -108,11 +109,14 @@ def _unet_aliases(unet: torch.nn.Module) -> dict[str, str]:
 
 def _text_aliases(encoder: torch.nn.Module, index: int, family: str) -> dict[str, str]:
     aliases: dict[str, str] = {}
-    kohya = ("lora_te1_", "lora_te2_")[index] if family == "sdxl" else "lora_te_"
-    peft = ("text_encoder.", "text_encoder_2.")[index]
+    several = family in ("sdxl", "flux", "sd3")  # their encoders are te1, te2 (, te3)
+    kohya = f"lora_te{index + 1}_" if several else "lora_te_"
+    peft = ("text_encoder.", "text_encoder_2.", "text_encoder_3.")[index]
+    clip = "CLIP" in type(encoder).__name__
     for name in _module_names(encoder):
         # transformers 5 flattened CLIPTextModel; files name it as before, under text_model.
-        canonical = name if name.startswith(("text_model.", "text_projection")) else "text_model." + name
+        canonical = (name if not clip or name.startswith(("text_model.", "text_projection"))
+                     else "text_model." + name)
         aliases[kohya + canonical.replace(".", "_")] = name
         aliases[peft + canonical] = name
     return aliases
@@ -129,6 +133,11 @@ def read_patches(state_dict: dict[str, torch.Tensor], unet: torch.nn.Module | No
         targets[f"clip{index}"] = _text_aliases(encoder, index, family)
     parts: dict[tuple[str, str], dict[str, Any]] = {}
     report = LoraReport()
+    patches: list[WeightPatch] = []
+    reader = getattr(unet, "read_lora", None)
+    if reader is not None:  # keys in a transformer's original names (FLUX's BFL layout)
+        patches, used, report.matched = reader(state_dict, strength_model)
+        state_dict = {key: value for key, value in state_dict.items() if key not in used}
     for key, value in state_dict.items():
         match = _SUFFIX_PATTERN.search(key)
         if match is None:
@@ -142,7 +151,6 @@ def read_patches(state_dict: dict[str, torch.Tensor], unet: torch.nn.Module | No
                 break
         else:
             report.ignored.append(key)
-    patches = []
     for (target, module), found in sorted(parts.items()):
         if "down" not in found or "up" not in found:
             report.ignored.extend(f"{target}:{module}.{role}" for role in found)
