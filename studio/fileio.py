@@ -6,13 +6,29 @@ import os
 import tempfile
 from pathlib import Path
 
+# The process's umask, read once (reading it means setting it). Files are created with the
+# permissions any program's files get (0666 less the umask), not mkstemp's private 0600.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+
+
+def _temporary_beside(target: Path) -> tuple[int, str]:
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if hasattr(os, "fchmod"):
+        os.fchmod(handle, FILE_MODE)
+    return handle, temporary
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
-    so readers see either the old file or the new one, never a mix."""
+    so readers see either the old file or the new one, never a mix. Saving through a
+    symbolic link writes the file it points to and keeps the link."""
     target = Path(path)
+    if target.is_symlink():
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    handle, temporary = _temporary_beside(target)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -37,7 +53,7 @@ def write_new_file(path: str | os.PathLike[str], data: bytes) -> bool:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    handle, temporary = _temporary_beside(target)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)

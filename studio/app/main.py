@@ -41,7 +41,7 @@ def _window(workflow_path: Path | None):
         return Engine(registry, chosen, services=create_services(chosen))
 
     window = MainWindow(registry, settings, make_engine(settings), engine_factory=make_engine)
-    window.open_file(workflow_path or WORKFLOWS_DIR / "default.json")
+    window.open_file(workflow_path or WORKFLOWS_DIR / "default.json", ask=False)
     return window
 
 
@@ -59,7 +59,9 @@ def offer_recovery(window) -> bool:
     answer = QMessageBox.question(window, "Recover work?", f"Seed Studio did not close cleanly. Recover the "
                                   f"autosaved copy of {name}?", QMessageBox.Yes | QMessageBox.No)
     if answer == QMessageBox.Yes:
-        window.set_workflow(load_recovered(newest), None)
+        if not window.maybe_save():
+            return False  # the copies stay for the next start
+        window.recover(load_recovered(newest), newest.original)
     for item in found:
         item.path.unlink(missing_ok=True)
     return answer == QMessageBox.Yes
@@ -82,8 +84,8 @@ def screenshot(target: Path, workflow_path: Path | None = None, scale: float = 1
 
     # On a real display server the window is mapped asynchronously; draw only once it is.
     QTest.qWaitForWindowExposed(window, 5000)
-    app.processEvents()
-    window.view.fit()
+    # The same first show as a real start-up: the view fits itself once it has its size.
+    QTest.qWait(50)
     app.processEvents()
     target.parent.mkdir(parents=True, exist_ok=True)
     if not window.grab().save(str(target)):

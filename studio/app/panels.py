@@ -7,12 +7,11 @@ from typing import Any
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import QDrag
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit,
-                               QListWidget, QListWidgetItem, QPlainTextEdit, QSpinBox, QTreeWidget,
-                               QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFormLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QScrollArea,
+                               QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
+from studio.app.editors import FieldEditor, editor_for, help_text
 from studio.app.search import matches
-from studio.graph.sockets import BOOLEAN, FLOAT, INT
 from studio.registry import Registry
 
 # What a node dragged from the library carries: its type name.
@@ -81,7 +80,7 @@ class NodeLibrary(QWidget):
                 parent.setFlags(parent.flags() & ~Qt.ItemIsDragEnabled)
             item = QTreeWidgetItem(parent, [cls.title])
             item.setData(0, Qt.UserRole, cls.type_name)
-            item.setToolTip(0, f"{cls.type_name}\n\n{cls.help_text()}")
+            item.setToolTip(0, f"{cls.type_name}\n\n{help_text(cls.help_text())}")
         if query:
             self.tree.expandAll()
 
@@ -99,28 +98,39 @@ class NodeLibrary(QWidget):
             self.add_requested.emit(type_name)
 
 
-class Inspector(QWidget):
+class Inspector(QScrollArea):
     """The selected node's title, type, documentation and an editor per value; each edit is
-    one undoable step (through the canvas)."""
+    one undoable step (through the canvas). It scrolls rather than squeezing its editors, and
+    with several nodes selected it says which."""
 
     def __init__(self, registry: Registry) -> None:
         super().__init__()
         self.registry = registry
         self.scene: Any = None
         self.node_id: str | None = None
+        self.selection: list[str] = []
         self.heading = QLabel("Nothing selected")
         self.heading.setWordWrap(True)
         self.form = QFormLayout()
+        self.form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        self.form.setRowWrapPolicy(QFormLayout.WrapLongRows)
         self.docs = QLabel()
         self.docs.setWordWrap(True)
         self.docs.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        layout = QVBoxLayout(self)
+        body = QWidget()
+        layout = QVBoxLayout(body)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addWidget(self.heading)
         layout.addLayout(self.form)
+        layout.addSpacing(8)
         layout.addWidget(self.docs)
         layout.addStretch(1)
+        self.setWidget(body)
+        self.setWidgetResizable(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setMinimumWidth(300)
         self.editors: dict[str, QWidget] = {}
+        self.field_editors: dict[str, FieldEditor] = {}
         # A timer the inspector owns (not QTimer.singleShot), so it dies with the inspector.
         self.refresh_timer = QTimer(self)
         self.refresh_timer.setSingleShot(True)
@@ -130,11 +140,26 @@ class Inspector(QWidget):
     def schedule_refresh(self) -> None:
         self.refresh_timer.start()
 
+    def show_selection(self, scene: Any, node_ids: list[str]) -> None:
+        """One node: its editors. Several: who they are. None: say so."""
+        if len(node_ids) == 1:
+            self.show_node(scene, node_ids[0])
+            return
+        self.show_node(scene, None)
+        self.selection = list(node_ids)
+        if node_ids and scene is not None:
+            names = [scene.workflow.nodes[n].label for n in node_ids if n in scene.workflow.nodes]
+            shown = "<br>".join(names[:12]) + ("<br>…" if len(names) > 12 else "")
+            self.heading.setText(f"<b>{len(node_ids)} nodes selected</b><br>"
+                                 f"<span style='color:#9aa0a6'>{shown}</span>")
+
     def show_node(self, scene: Any, node_id: str | None) -> None:
+        self.commit()
         self.scene, self.node_id = scene, node_id
+        self.selection = [node_id] if node_id else []
         while self.form.rowCount():
             self.form.removeRow(0)
-        self.editors = {}
+        self.editors, self.field_editors = {}, {}
         node = scene.workflow.nodes.get(node_id) if scene is not None and node_id else None
         cls = self.registry.get(node.type) if node is not None else None
         if node is None:
@@ -142,90 +167,58 @@ class Inspector(QWidget):
             self.docs.setText("")
             return
         self.heading.setText(f"<b>{node.label}</b><br><span style='color:#9aa0a6'>{node.type} #{node.id}</span>")
-        self.docs.setText(cls.help_text() if cls else "This node type is not installed; its values are kept.")
+        self.docs.setText(help_text(cls.help_text()) if cls else
+                          "This node type is not installed; its wires and values are kept as they were.")
         if cls is None:
+            for name, value in node.values.items():
+                kept = QLabel(str(value))
+                kept.setWordWrap(True)
+                self.form.addRow(name, kept)
             return
         for spec in cls.spec().inputs:
             if not spec.has_widget or spec.name in node.links:
                 continue
-            editor = self._editor(spec, node.values.get(spec.name, spec.default))
-            editor.setToolTip(spec.tooltip)
-            self.editors[spec.name] = editor
-            self.form.addRow(spec.name, editor)
+            editor = editor_for(spec, node.values.get(spec.name, spec.default))
+            editor.committed.connect(lambda value, name=spec.name: self._set(name, value))
+            self.field_editors[spec.name] = editor
+            self.editors[spec.name] = editor.widget
+            self.form.addRow(spec.name, editor.widget)
 
     def refresh(self) -> None:
         """Show the values again after an edit elsewhere (canvas, undo)."""
-        self.show_node(self.scene, self.node_id)
+        if self.node_id is not None:
+            self.show_node(self.scene, self.node_id)
+
+    def commit(self) -> None:
+        """Hand over what is typed in any editor (even one still being typed in)."""
+        for editor in list(self.field_editors.values()):
+            editor.commit()
 
     def update_value(self, name: str, value: Any) -> None:
         """Show a value changed elsewhere (canvas, undo) in its editor, without emitting an edit."""
-        editor = self.editors.get(name)
-        if editor is None:
-            return
-        editor.blockSignals(True)
-        try:
-            if isinstance(editor, QComboBox):
-                if editor.findText(str(value)) < 0:
-                    editor.addItem(str(value))
-                editor.setCurrentText(str(value))
-            elif isinstance(editor, (QSpinBox, QDoubleSpinBox)):
-                editor.setValue(value)
-            elif isinstance(editor, QCheckBox):
-                editor.setChecked(bool(value))
-            elif isinstance(editor, QPlainTextEdit):
-                if editor.toPlainText() != str(value):
-                    editor.setPlainText(str(value))
-            elif isinstance(editor, QLineEdit) and editor.text() != str(value):
-                editor.setText(str(value))
-        finally:
-            editor.blockSignals(False)
+        editor = self.field_editors.get(name)
+        if editor is not None:
+            editor.show_value(value)
 
-    def _editor(self, spec: Any, value: Any) -> QWidget:
-        name = spec.name
-        choices = spec.choice_list()
-        if choices is not None:
-            box = QComboBox()
-            box.addItems(choices if value in choices or value is None else [str(value), *choices])
-            box.setCurrentText(str(value))
-            box.currentTextChanged.connect(lambda text: self._set(name, text))
-            return box
-        if spec.type == INT:
-            spin = QSpinBox()
-            spin.setRange(max(int(spec.min) if spec.min is not None else -2**31, -2**31),
-                          min(int(spec.max) if spec.max is not None else 2**31 - 1, 2**31 - 1))
-            spin.setSingleStep(int(spec.step or 1))
-            spin.setValue(int(value or 0))
-            spin.setKeyboardTracking(False)
-            spin.valueChanged.connect(lambda number: self._set(name, int(number)))
-            return spin
-        if spec.type == FLOAT:
-            spin = QDoubleSpinBox()
-            spin.setDecimals(3)
-            spin.setRange(spec.min if spec.min is not None else -1e9, spec.max if spec.max is not None else 1e9)
-            spin.setSingleStep(float(spec.step or 0.1))
-            spin.setValue(float(value or 0.0))
-            spin.setKeyboardTracking(False)
-            spin.valueChanged.connect(lambda number: self._set(name, float(number)))
-            return spin
-        if spec.type == BOOLEAN:
-            check = QCheckBox()
-            check.setChecked(bool(value))
-            check.toggled.connect(lambda on: self._set(name, bool(on)))
-            return check
-        if spec.multiline:
-            text = QPlainTextEdit(str(value or ""))
-            text.setFixedHeight(90)
-            text.focusOutEvent = lambda event, t=text: (self._set(name, t.toPlainText()),
-                                                        QPlainTextEdit.focusOutEvent(t, event))
-            return text
-        line = QLineEdit(str(value or ""))
-        line.editingFinished.connect(lambda: self._set(name, line.text()))
-        return line
+    def show_default(self, name: str) -> None:
+        """A field went back to its default (its own value was removed, e.g. by undo)."""
+        node = self.scene.workflow.nodes.get(self.node_id) if self.scene is not None else None
+        cls = self.registry.get(node.type) if node is not None else None
+        spec = cls.spec().input(name) if cls else None
+        if spec is not None:
+            self.update_value(name, spec.default)
 
     def _set(self, name: str, value: Any) -> None:
         if self.scene is None or self.node_id not in self.scene.workflow.nodes:
             return
         self.scene.set_value(self.node_id, name, value)
+
+
+class _Found:
+    """Problems found by a check, shaped like a run report's."""
+
+    def __init__(self, problems: list[Any], warnings: list[Any]) -> None:
+        self.problems, self.warnings, self.errors = problems, warnings, []
 
 
 class ProblemsPanel(QListWidget):
@@ -253,6 +246,14 @@ class ProblemsPanel(QListWidget):
             item.setData(Qt.UserRole, node_id)
             item.setToolTip(message)
             self.addItem(item)
+
+    def show_problems(self, problems: list[Any], label_of: Any, failure: str = "") -> None:
+        """The problems a check of the graph as it is now found (before any run)."""
+        errors = [p for p in problems if p.is_error]
+        warnings = [p for p in problems if not p.is_error]
+        self.show_report(_Found(errors, warnings), label_of)
+        if failure:
+            self.addItem(QListWidgetItem(f"Workflow: {failure}"))
 
     def _clicked(self, item: QListWidgetItem) -> None:
         node_id = item.data(Qt.UserRole)

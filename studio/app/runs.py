@@ -3,7 +3,6 @@ A/B comparison of two pictures."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,28 +11,7 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
                                QScrollArea, QSlider, QVBoxLayout, QWidget)
 
-
-@dataclass
-class RunEntry:
-    """One press of Run: waiting, running, or finished with its report."""
-
-    number: int
-    workflow: Any
-    name: str
-    status: str = "queued"  # queued, running, ok, failed, cancelled, invalid
-    progress: float = 0.0
-    seconds: float = 0.0
-    files: list[Path] = field(default_factory=list)
-    message: str = ""
-
-    def text(self) -> str:
-        if self.status == "queued":
-            return f"#{self.number} {self.name} — queued"
-        if self.status == "running":
-            return f"#{self.number} {self.name} — running {self.progress:.0%}"
-        files = f", {len(self.files)} image{'s' if len(self.files) != 1 else ''}" if self.files else ""
-        tail = f": {self.message}" if self.message else ""
-        return f"#{self.number} {self.name} — {self.status} in {self.seconds:.1f} s{files}{tail}"
+from studio.app.run_queue import RunQueue, RunState
 
 
 class RunQueuePanel(QWidget):
@@ -42,6 +20,7 @@ class RunQueuePanel(QWidget):
 
     cancel_current = Signal()
     remove_queued = Signal(int)
+    clear_requested = Signal()
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,25 +36,25 @@ class RunQueuePanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list)
         layout.addLayout(buttons)
-        self.entries: list[RunEntry] = []
+        self.queue: RunQueue | None = None
+        self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self._cancel)
         self.clear_button.clicked.connect(self.clear_history)
 
-    def show_entries(self, entries: list[RunEntry]) -> None:
-        self.entries = entries
+    def show_queue(self, queue: RunQueue) -> None:
+        """Draw the queue's entries: running first, then queued, then the history."""
+        self.queue = queue
         selected = self.selected_number()
         self.list.clear()
-        # Running and queued first, then the history newest first.
-        order = ([e for e in entries if e.status == "running"] + [e for e in entries if e.status == "queued"]
-                 + [e for e in reversed(entries) if e.status not in ("running", "queued")])
-        for entry in order:
+        for entry in queue.ordered():
             item = QListWidgetItem(entry.text())
             item.setData(Qt.UserRole, entry.number)
-            if entry.status in ("failed", "invalid"):
+            if entry.status in (RunState.FAILED, RunState.INVALID):
                 item.setForeground(QColor("#ef6b6b"))
             self.list.addItem(item)
             if entry.number == selected:
                 self.list.setCurrentItem(item)
+        self.cancel_button.setEnabled(queue.can_cancel)
 
     def selected_number(self) -> int | None:
         item = self.list.currentItem()
@@ -83,15 +62,15 @@ class RunQueuePanel(QWidget):
 
     def _cancel(self) -> None:
         number = self.selected_number()
-        entry = next((e for e in self.entries if e.number == number), None)
-        if entry is not None and entry.status == "queued":
+        entry = next((e for e in self.queue.entries if e.number == number), None) if self.queue else None
+        if entry is not None and entry.status is RunState.QUEUED:
             self.remove_queued.emit(entry.number)
         else:
             self.cancel_current.emit()
 
     def clear_history(self) -> None:
-        self.entries[:] = [e for e in self.entries if e.status in ("running", "queued")]
-        self.show_entries(self.entries)
+        if self.queue is not None:
+            self.queue.clear_history()
 
 
 def thumbnail(path: Path, side: int = 96) -> QIcon:

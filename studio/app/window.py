@@ -1,5 +1,9 @@
 """The main window: the canvas, the node library, inspector and problems panels, the file and
-edit actions with standard shortcuts, Run and Cancel, and a status bar."""
+edit actions with standard shortcuts, Run and Cancel, and a status bar.
+
+It wires observers to the graph model (canvas, inspector, live check, autosave) and to the
+run queue model (queue panel, progress bar, Cancel); documents (open, new, save, recovery)
+always ask before dropping unsaved work."""
 
 from __future__ import annotations
 
@@ -16,12 +20,16 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox
 from studio.app import theme
 from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
 from studio.app.preferences import Preferences, SettingsDialog
-from studio.app.canvas import CanvasScene, CanvasView
+from studio.app.canvas import CanvasScene
+from studio.app.live_check import CheckResult, LiveCheck
 from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
-from studio.app.runs import Gallery, RunEntry, RunQueuePanel
+from studio.app.run_queue import RunEntry, RunQueue, RunState
+from studio.app.runs import Gallery, RunQueuePanel
 from studio.app.runner import Runner
+from studio.app.view import CanvasView
 from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunStarted
 from studio.graph import Workflow, WorkflowFormatError, save
+from studio.graph import events as ev
 from studio.graph.files import open_workflow
 from studio.registry import Registry
 from studio.settings import Settings
@@ -50,13 +58,22 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.view)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(240)
+        self.progress.setRange(0, 1000)
         self.progress.setVisible(False)
         self.statusBar().addPermanentWidget(self.progress)
         self.last_report: Any = None
-        self.runs: list[RunEntry] = []
-        self.current_run: RunEntry | None = None
-        self._run_number = 0
-        self.planned: list[str] = []
+        self.queue = RunQueue()
+        self.queue.subscribe(self._queue_changed)
+        # The cache key each node's shown result was made with (from the run that made it),
+        # and the keys of the run in progress.
+        self.result_keys: dict[str, str] = {}
+        self._run_keys: dict[str, str] = {}
+        self.live_check = LiveCheck(self, lambda: self.engine)
+        self.live_check.checked.connect(self._checked)
+        # The graph came from an autosave: it has changes no file holds, whatever the undo stack says.
+        self.recovered = False
+        self.display_name = "Untitled"
+        self.path: Path | None = None
         self.autosaver = Autosaver(settings.autosave_dir)
         self._autosaved_index = 0
         self.autosave_timer = QTimer(self)
@@ -67,6 +84,8 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
+        # A bound slot, not a lambda: Qt drops the connection when the window is deleted.
+        self.undo_stack.cleanChanged.connect(self._clean_changed)
         self.set_workflow(workflow or Workflow(), path)
 
     # -- documents -----------------------------------------------------------------------
@@ -78,7 +97,9 @@ class MainWindow(QMainWindow):
     def workflow(self) -> Workflow:
         return self.scene.workflow
 
-    def set_workflow(self, workflow: Workflow, path: Path | None) -> None:
+    def set_workflow(self, workflow: Workflow, path: Path | None, name: str | None = None) -> None:
+        """Show ``workflow`` (saved at ``path``, a native file; ``name`` is what to call it
+        when it has no such path, e.g. an imported ComfyUI file)."""
         previous = self._scene
         previous.detach()
         self.undo_stack.clear()
@@ -95,41 +116,111 @@ class MainWindow(QMainWindow):
         self._unsubscribe = self._scene.workflow.subscribe(self._model_changed)
         self.inspector.show_node(self._scene, None)
         self.problems.clear()
+        self.result_keys = {}
         self.path = path
+        self.display_name = path.name if path else (name or "Untitled")
+        self.recovered = False
         self._autosaved_index = 0
-        self.setWindowTitle(f"{path.name if path else 'Untitled'} — Seed Studio")
-        self.view.fit()
+        self.statusBar().clearMessage()
+        self._update_title()
+        if self.view.isVisible():
+            self.view.fit()
+        self.live_check.schedule(workflow)
 
-    def open_file(self, path: Path) -> bool:
+    def is_modified(self) -> bool:
+        return self.recovered or not self.undo_stack.isClean()
+
+    def _clean_changed(self, _clean: bool) -> None:
+        self._update_title()
+
+    def _update_title(self) -> None:
+        # "[*]" is where Qt shows the unsaved-changes marker.
+        self.setWindowTitle(f"{self.display_name}[*] — Seed Studio")
+        self.setWindowModified(self.is_modified())
+
+    def maybe_save(self) -> bool:
+        """Before the graph is replaced or closed: if it has unsaved changes, ask Save /
+        Discard / Cancel. True when it is fine to go on."""
+        self.commit_edits()
+        if not self.is_modified():
+            return True
+        answer = QMessageBox.question(self, "Unsaved changes", f"Save the changes to {self.display_name} first?",
+                                      QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
+        if answer == QMessageBox.Cancel:
+            return False
+        if answer == QMessageBox.Save:
+            return self._save()
+        self.autosaver.discard()  # the user chose to drop these changes
+        return True
+
+    def open_file(self, path: Path, ask: bool = True) -> bool:
+        """Open a workflow or a picture with one (asking first when there are unsaved changes)."""
+        if ask and not self.maybe_save():
+            return False
         try:
             workflow, report = open_workflow(path, self.registry.spec)
         except WorkflowFormatError as error:
             QMessageBox.warning(self, "Cannot open the workflow", str(error))
             return False
-        self.set_workflow(workflow, path if report.source_format == "native" else None)
+        native = report.source_format == "native"
+        self.set_workflow(workflow, path if native else None, name=path.name)
         self.preferences.add_recent(path)
         if report.unknown_types:
             self.statusBar().showMessage("Node types Seed Studio lacks (kept as placeholders): "
-                                         + ", ".join(report.unknown_types), 10000)
+                                         + ", ".join(report.unknown_types))
+        else:
+            self.statusBar().showMessage(f"Opened {path.name}", 5000)
         return True
 
+    def new_workflow(self) -> bool:
+        if not self.maybe_save():
+            return False
+        self.set_workflow(Workflow(), None)
+        return True
+
+    def recover(self, workflow: Workflow, original: Path | None) -> None:
+        """Show an autosaved graph: named as the file it was opened from, and unsaved."""
+        self.set_workflow(workflow, original if original is not None and original.suffix == ".json" else None,
+                          name=original.name if original else None)
+        self.recovered = True
+        self._update_title()
+
     def _open(self) -> None:
+        if not self.maybe_save():
+            return
         name, _ = QFileDialog.getOpenFileName(self, "Open workflow", "", "Workflows (*.json *.png)")
         if name:
-            self.open_file(Path(name))
+            self.open_file(Path(name), ask=False)
 
-    def _save(self, choose: bool = False) -> None:
+    def _save(self, choose: bool = False) -> bool:
+        """Save (asking for a name when there is none, or with ``choose``); True when saved."""
+        self.commit_edits()
         path = self.path
         if path is None or choose:
-            name, _ = QFileDialog.getSaveFileName(self, "Save workflow", "", "Workflows (*.json)")
+            suggested = str(self.path or Path(Path(self.display_name).stem + ".json"))
+            name, _ = QFileDialog.getSaveFileName(self, "Save workflow", suggested, "Workflows (*.json)")
             if not name:
-                return
-            path = Path(name)
-        save(self.workflow, path)
+                return False
+            path = with_json_suffix(Path(name))
+        try:
+            save(self.workflow, path)
+        except OSError as error:
+            QMessageBox.warning(self, "Cannot save the workflow", f"{path}: {error.strerror or error}")
+            return False
         self.preferences.add_recent(path)
         self.path = path
+        self.display_name = path.name
+        self.recovered = False
         self.undo_stack.setClean()
-        self.setWindowTitle(f"{path.name} — Seed Studio")
+        self.autosaver.discard()
+        self._update_title()
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def commit_edits(self) -> None:
+        """Hand over what is being typed in an editor (the inspector's), so that Run, Save,
+        Copy and export see the value on screen, not the one before it."""
+        self.inspector.commit()
 
     # -- clipboard -------------------------------------------------------------------------
     CLIPBOARD_TYPE = "application/x-seed-studio-nodes"
@@ -140,6 +231,7 @@ class MainWindow(QMainWindow):
         from PySide6.QtCore import QMimeData
         from PySide6.QtWidgets import QApplication
 
+        self.commit_edits()
         data = self.scene.copy_selected()
         if data is None:
             return False
@@ -166,12 +258,24 @@ class MainWindow(QMainWindow):
             # parse_json: what the clipboard holds is refused as a file would be if it could
             # never be saved again.
             data = parse_json(bytes(mime.data(self.CLIPBOARD_TYPE)), "the clipboard")
-            return self.scene.paste(data, keep_incoming)
+            return self.scene.paste(data, keep_incoming, at=self._paste_point())
         except (ValueError, KeyError, WorkflowFormatError) as error:
             self.statusBar().showMessage(f"Cannot paste: {error}", 5000)
             return []
 
+    def _paste_point(self) -> tuple[float, float]:
+        """Where pasted nodes go: at the mouse when it is over the canvas, else mid-view."""
+        from PySide6.QtGui import QCursor
+
+        viewport = self.view.viewport()
+        local = viewport.mapFromGlobal(QCursor.pos())
+        if not viewport.rect().contains(local):
+            local = viewport.rect().center()
+        point = self.view.mapToScene(local)
+        return (point.x(), point.y())
+
     def duplicate(self) -> list[str]:
+        self.commit_edits()
         data = self.scene.copy_selected()
         return self.scene.paste(data, keep_incoming=True) if data else []
 
@@ -185,19 +289,12 @@ class MainWindow(QMainWindow):
         return True
 
     def closeEvent(self, event) -> None:
-        if not self.undo_stack.isClean():
-            answer = QMessageBox.question(self, "Unsaved changes", "Save the changes to this workflow first?",
-                                          QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel)
-            if answer == QMessageBox.Cancel:
-                event.ignore()
-                return
-            if answer == QMessageBox.Save:
-                self._save()
-                if not self.undo_stack.isClean():
-                    event.ignore()
-                    return
+        if not self.maybe_save():
+            event.ignore()
+            return
         self.autosave_timer.stop()
         self.autosaver.discard()
+        self.live_check.shutdown()
         event.accept()
 
     # -- drag and drop: a workflow file or a rendered PNG opens ----------------------------
@@ -208,8 +305,9 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event) -> None:
         for url in event.mimeData().urls():
             path = Path(url.toLocalFile())
-            if path.suffix.lower() in (".json", ".png") and self.open_file(path):
-                event.acceptProposedAction()
+            if path.suffix.lower() in (".json", ".png"):
+                if self.open_file(path):
+                    event.acceptProposedAction()
                 return
 
     # -- panels --------------------------------------------------------------------------
@@ -220,7 +318,7 @@ class MainWindow(QMainWindow):
         self.problems = ProblemsPanel()
         self.problems.node_chosen.connect(self.select_node)
         self.queue_panel = RunQueuePanel()
-        self.queue_panel.cancel_current.connect(self.runner.cancel)
+        self.queue_panel.cancel_current.connect(self.cancel)
         self.queue_panel.remove_queued.connect(self.cancel_queued)
         self.gallery = Gallery()
         docks = {}
@@ -236,12 +334,15 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(docks["Problems"], docks["Queue"])
         docks["Problems"].raise_()
         self.resizeDocks([self.findChild(QDockWidget, "dock-nodes"), self.findChild(QDockWidget, "dock-inspector")],
-                         [230, 280], Qt.Horizontal)
+                         [230, 340], Qt.Horizontal)
         self.resizeDocks([self.findChild(QDockWidget, "dock-problems")], [110], Qt.Vertical)
 
     def add_node_at_centre(self, type_name: str) -> str:
+        """Add a node in the middle of the view (at the nearest free place there), selected."""
         centre = self.view.mapToScene(self.view.viewport().rect().center())
-        return self.scene.add_node(type_name, (centre.x(), centre.y()))
+        node_id = self.scene.add_node(type_name, (centre.x() - 115, centre.y() - 60))
+        self.view.ensureVisible(self.scene.nodes[node_id], 20, 20)
+        return node_id
 
     def select_node(self, node_id: str) -> None:
         item = self.scene.nodes.get(node_id)
@@ -254,19 +355,42 @@ class MainWindow(QMainWindow):
     def _selection_changed(self) -> None:
         if not shiboken6.isValid(self._scene) or not shiboken6.isValid(self.inspector):
             return  # the window is being torn down
-        chosen = self.scene.selected_ids()
-        self.inspector.show_node(self.scene, chosen[0] if len(chosen) == 1 else None)
+        self.inspector.show_selection(self.scene, self.scene.selected_ids())
 
-    def _model_changed(self, event: str, payload: dict[str, Any]) -> None:
-        node = payload.get("node") or getattr(payload.get("link"), "target", None)
-        node_id = node if isinstance(node, str) else getattr(node, "id", None)
+    def _model_changed(self, event: ev.GraphEvent) -> None:
+        if isinstance(event, ev.SEMANTIC_EVENTS):
+            self.live_check.schedule(self.workflow)
+        node_id = ev.node_of(event)
         if self.inspector.node_id is None or node_id != self.inspector.node_id:
             return
-        if event == "value_changed":
-            self.inspector.update_value(payload.get("input", ""), payload.get("value"))
-        else:
+        if isinstance(event, ev.ValueChanged):
+            self.inspector.update_value(event.input, event.value)
+        elif isinstance(event, ev.ValueUnset):
+            self.inspector.show_default(event.input)
+        elif isinstance(event, ev.NodeRemoved):
+            self.inspector.show_node(self.scene, None)
+        elif not isinstance(event, ev.NodeMoved):
             # Later, not now: the change may come from one of the inspector's own editors.
             self.inspector.schedule_refresh()
+
+    def _checked(self, result: CheckResult) -> None:
+        """A background check of the graph as it is now: mark problems, out-of-date results."""
+        if not shiboken6.isValid(self._scene):
+            return
+        errors = {}
+        for problem in result.problems:
+            if problem.is_error:
+                for node_id in (problem.node_id, *problem.node_ids):
+                    if node_id and node_id not in errors:
+                        errors[node_id] = str(problem)
+        self.scene.set_problems(errors)
+        self.scene.set_stale({node_id for node_id, key in self.result_keys.items() if result.keys.get(node_id) != key})
+        if not self.runner.busy:
+            self.problems.show_problems(result.problems, self._label_of, result.failure)
+
+    def _label_of(self, node_id: str) -> str:
+        node = self.workflow.nodes.get(node_id)
+        return node.label if node is not None else f"#{node_id}"
 
     # -- actions -------------------------------------------------------------------------
     def _build_actions(self) -> None:
@@ -286,6 +410,7 @@ class MainWindow(QMainWindow):
             menus[menu].addAction(item)
             return item
 
+        action("&File", "New", QKeySequence.New, self.new_workflow, "mdi6.file-outline")
         action("&File", "Open…", QKeySequence.Open, self._open, "mdi6.folder-open-outline")
         action("&File", "Save", QKeySequence.Save, lambda: self._save(), "mdi6.content-save-outline")
         action("&File", "Save As…", QKeySequence.SaveAs, lambda: self._save(choose=True))
@@ -324,7 +449,7 @@ class MainWindow(QMainWindow):
             action("&Arrange", text, None, lambda _=False, how=how: self.scene.arrange_selected(how))
         toolbar.addSeparator()
         self.run_action = action("&Run", "Run", "Ctrl+Return", self.run, "mdi6.play")
-        self.cancel_action = action("&Run", "Cancel", "Escape", self.runner.cancel, "mdi6.stop")
+        self.cancel_action = action("&Run", "Cancel", "Escape", self.cancel, "mdi6.stop")
         self.cancel_action.setEnabled(False)
         action("&View", "Fit to window", "Home", self.view.fit, "mdi6.fit-to-screen-outline")
         for dock in self.findChildren(QDockWidget):
@@ -335,7 +460,7 @@ class MainWindow(QMainWindow):
         for path in self.preferences.recent_files():
             item = self.recent_menu.addAction(str(path))
             item.setEnabled(path.is_file())
-            item.triggered.connect(lambda _=False, path=path: self.open_file(path))
+            item.triggered.connect(lambda _=False, path=path: self.open_file(path))  # asks first
         if self.recent_menu.isEmpty():
             self.recent_menu.addAction("No recent files").setEnabled(False)
 
@@ -376,72 +501,95 @@ class MainWindow(QMainWindow):
             item.setSelected(True)
 
     # -- running -------------------------------------------------------------------------
+    @property
+    def runs(self) -> list[RunEntry]:
+        return self.queue.entries
+
+    @property
+    def current_run(self) -> RunEntry | None:
+        return self.queue.current
+
     def run(self) -> RunEntry:
-        """Queue the graph as it is now; it starts at once when nothing else is running."""
-        self._run_number += 1
-        entry = RunEntry(self._run_number, self.workflow.copy(),
-                         self.path.stem if self.path else self.workflow.meta.get("name", "Untitled"))
-        self.runs.append(entry)
+        """Queue the graph as it is on screen now; it starts at once when nothing else runs."""
+        self.commit_edits()
+        entry = self.queue.add(self.workflow.copy(), Path(self.display_name).stem)
         self._start_next()
-        self.queue_panel.show_entries(self.runs)
         return entry
 
     def _start_next(self) -> None:
         if self.runner.busy:
             return
-        entry = next((e for e in self.runs if e.status == "queued"), None)
+        entry = self.queue.start_next()
         if entry is None:
             return
+        self._run_keys = self.engine.cache_keys(entry.workflow)
         self.runner.start(entry.workflow)
-        entry.status = "running"
-        self.current_run = entry
         self.scene.clear_status()
-        self.cancel_action.setEnabled(True)
         self.progress.setVisible(True)
         self.progress.setValue(0)
         self.statusBar().showMessage(f"Running #{entry.number}…")
 
+    def cancel(self) -> None:
+        """Esc: stop the running graph; pressed again while it stops, empty the queue too."""
+        entry = self.queue.cancel_current()
+        if entry is not None:
+            self.runner.cancel()
+            self.statusBar().showMessage(f"Cancelling #{entry.number}…")
+
     def cancel_queued(self, number: int) -> None:
-        self.runs[:] = [e for e in self.runs if not (e.number == number and e.status == "queued")]
-        self.queue_panel.show_entries(self.runs)
+        self.queue.remove_queued([number])
+
+    def _queue_changed(self) -> None:
+        self.queue_panel.show_queue(self.queue)
+        self.cancel_action.setEnabled(self.queue.can_cancel)
+        current = self.queue.current
+        if current is not None and current.status is RunState.RUNNING:
+            self.progress.setValue(int(current.progress * 1000))
+
+    def _step_weights(self, planned: list[str]) -> dict[str, float]:
+        """Each planned node's share of the run: its step count when it has one (samplers)."""
+        weights = {}
+        workflow = self.current_run.workflow if self.current_run is not None else None
+        for node_id in planned:
+            weight = 1.0
+            node = workflow.nodes.get(node_id) if workflow is not None else None
+            cls = self.registry.get(node.type) if node is not None else None
+            spec = cls.spec().input("steps") if cls is not None else None
+            if spec is not None and "steps" not in node.links:
+                steps = node.values.get("steps", spec.default)
+                if isinstance(steps, (int, float)) and not isinstance(steps, bool):
+                    weight = float(steps)
+            weights[node_id] = weight
+        return weights
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, RunStarted):
-            self.planned = list(event.planned)
-            self.progress.setMaximum(max(1, len(self.planned)))
+            self.queue.planned(self._step_weights(list(event.planned)))
             for node_id in event.planned:
                 self.scene.set_status(node_id, "queued")
         elif isinstance(event, NodeStarted):
             self.scene.set_status(event.node_id, "running")
         elif isinstance(event, NodeProgress):
-            self.scene.set_status(event.node_id, "running", event.step / max(1, event.total))
+            fraction = event.step / max(1, event.total)
+            self.scene.set_status(event.node_id, "running", fraction)
             if event.preview is not None:
                 self.scene.set_preview(event.node_id, image_from_array(event.preview))
-            if self.current_run is not None and self.planned:
-                done = self.progress.value() + event.step / max(1, event.total)
-                self.current_run.progress = done / len(self.planned)
-                self.queue_panel.show_entries(self.runs)
+            self.queue.node_progress(event.node_id, fraction)
         elif isinstance(event, NodeFinished):
             self.scene.set_status(event.node_id, "cached" if event.cached else "done")
-            self.progress.setValue(self.progress.value() + 1)
+            self.queue.node_progress(event.node_id, 1.0, finished=True)
+            if event.node_id in self._run_keys:
+                self.result_keys[event.node_id] = self._run_keys[event.node_id]
         elif isinstance(event, NodeFailed):
             self.scene.set_status(event.node_id, "error", message=event.message)
 
     def _on_finished(self, report: Any) -> None:
         self.last_report = report
-        entry, self.current_run = self.current_run, None
-        if entry is not None:
-            entry.status = "failed" if report.status == "error" else report.status
-            entry.seconds = report.total_seconds
-            entry.files = [Path(path) for _, path in report.files]
-            entry.message = str(report.errors[0]) if report.errors else ""
-            entry.workflow = None  # the history keeps what it shows, not the graph
+        self.queue.finish(report)
         self.gallery.add_files([Path(path) for _, path in report.files])
         for node_id, path in report.files:
             self.scene.set_preview(node_id, QImage(str(path)))
-        self.problems.show_report(report, lambda node_id: self.workflow.nodes[node_id].label
-                                  if node_id in self.workflow.nodes else f"#{node_id}")
-        self.cancel_action.setEnabled(False)
+        self.problems.show_report(report, self._label_of)
         self.progress.setVisible(False)
         if report.status == "invalid":
             for problem in report.problems:
@@ -456,8 +604,14 @@ class MainWindow(QMainWindow):
         if warnings and report.status != "invalid":
             text += f" ({warnings} warning{'s' if warnings > 1 else ''} in Problems)"
         self.statusBar().showMessage(text)
+        # The graph may have been edited while it ran: compare against it now.
+        self.live_check.schedule(self.workflow)
         self._start_next()
-        self.queue_panel.show_entries(self.runs)
+
+
+def with_json_suffix(path: Path) -> Path:
+    """A workflow file name as Open lists it: ``.json`` added when it has no suffix."""
+    return path if path.suffix.lower() == ".json" else path.with_name(path.name + ".json")
 
 
 def image_from_array(array: Any) -> QImage:

@@ -184,10 +184,29 @@ class Engine:
         emit(RunFinished(report.run_id, report))
         return report
 
+    def cache_keys(self, workflow: Workflow, targets: Iterable[str] | None = None) -> dict[str, str]:
+        """The cache key of each node a run would execute (its type, values, upstream keys
+        and file fingerprints): a node whose key differs from the one its shown result was
+        made with would be recomputed by a re-run. Empty when the graph cannot be planned."""
+        target_ids = list(default_targets(workflow, self.registry) if targets is None else targets)
+        try:
+            plan = make_plan(workflow, self.registry, target_ids)
+        except PlanError:
+            return {}
+        keys: dict[str, str] = {}
+        for step in plan.steps:
+            try:
+                keys[step.node.id] = self._cache_key(step, keys, stable=True)
+            except Exception:  # a file that cannot be read now: unknown, so not the same as before
+                keys[step.node.id] = "unknown:" + secrets.token_hex(8)
+        return keys
+
     # -- internals -------------------------------------------------------------------------
-    def _cache_key(self, step: PlannedNode, keys: dict[str, str]) -> str:
+    def _cache_key(self, step: PlannedNode, keys: dict[str, str], stable: bool = False) -> str:
         cls = step.cls
-        if not cls.cacheable:
+        if not cls.cacheable and not stable:
+            # Recomputed on every run. (A ``stable`` key, for comparing the graph before and
+            # after an edit, is computed from the inputs like any other.)
             return "uncached:" + secrets.token_hex(8)
         constants = {}
         upstream = {}

@@ -10,11 +10,11 @@ from studio.graph.format import (
     loads,
     save,
 )
-from studio.graph.model import GraphEditError, Group, Link, LinkSource, Node, NodeMode, Workflow
+from studio.graph.model import GraphEditError, Group, Link, LinkSource, Node, NodeMode, Reroute, Workflow
 from studio.graph.sockets import InputSpec, NodeSpec, OutputSpec
 
 __all__ = [
     "CURRENT_VERSION", "FORMAT_NAME", "GraphEditError", "Group", "InputSpec", "Link",
-    "LinkSource", "Node", "NodeMode", "NodeSpec", "OutputSpec", "Verdict", "Workflow",
+    "LinkSource", "Node", "NodeMode", "NodeSpec", "OutputSpec", "Reroute", "Verdict", "Workflow",
     "WorkflowFormatError", "can_connect", "dumps", "load", "loads", "save",
 ]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.fileio import atomic_write_text
-from studio.graph.model import Group, LinkSource, Node, NodeMode, Workflow
+from studio.graph.model import Group, LinkSource, Node, NodeMode, Reroute, Workflow
 
 FORMAT_NAME = "seed-studio-workflow"
 CURRENT_VERSION = 1
@@ -40,8 +40,9 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 _NODE_FIELDS = {"type", "title", "position", "size", "mode", "values", "links", "color", "collapsed"}
 _GROUP_FIELDS = {"title", "bounds", "color"}
-_LINK_FIELDS = {"node", "output"}
-_TOP_FIELDS = {"format", "version", "nodes", "groups", "meta"}
+_LINK_FIELDS = {"node", "output", "reroute"}
+_REROUTE_FIELDS = {"position", "parent"}
+_TOP_FIELDS = {"format", "version", "nodes", "groups", "reroutes", "meta"}
 
 
 class WorkflowFormatError(ValueError):
@@ -142,6 +143,27 @@ def workflow_from_data(data: Any, source: str = "") -> Workflow:
             group.color = reader.string(group_data["color"], f"{path}.color")
         group.extra = {key: value for key, value in group_data.items() if key not in _GROUP_FIELDS}
         workflow.groups[group_id] = group
+
+    reroutes = reader.object(document.get("reroutes", {}), "$.reroutes")
+    for reroute_id, raw in reroutes.items():
+        path = _key_path("$.reroutes", reroute_id)
+        reroute_data = reader.object(raw, path)
+        reroute = Reroute(reroute_id)
+        if "position" in reroute_data:
+            reroute.position = reader.number_pair(reroute_data["position"], f"{path}.position")  # type: ignore[assignment]
+        if reroute_data.get("parent") is not None:
+            reroute.parent = reader.string(reroute_data["parent"], f"{path}.parent")
+        reroute.extra = {key: value for key, value in reroute_data.items() if key not in _REROUTE_FIELDS}
+        workflow.reroutes[reroute_id] = reroute
+    for reroute in workflow.reroutes.values():
+        if reroute.parent is not None and reroute.parent not in workflow.reroutes:
+            raise reader.fail(f"{_key_path('$.reroutes', reroute.id)}.parent",
+                              f"names reroute {reroute.parent!r}, which is not in the file")
+    for node in workflow.nodes.values():
+        for input_name, link in node.links.items():
+            if link.reroute is not None and link.reroute not in workflow.reroutes:
+                path = _key_path(_key_path(_key_path("$.nodes", node.id), "links"), input_name)
+                raise reader.fail(f"{path}.reroute", f"names reroute {link.reroute!r}, which is not in the file")
     return workflow
 
 
@@ -180,6 +202,7 @@ def _read_node(reader: _Reader, node_id: str, raw: Any, path: str) -> Node:
         node.links[input_name] = LinkSource(
             reader.string(link["node"], f"{link_path}.node"),
             reader.string(link["output"], f"{link_path}.output"),
+            reader.string(link["reroute"], f"{link_path}.reroute") if link.get("reroute") is not None else None,
             tuple(sorted((key, value) for key, value in link.items() if key not in _LINK_FIELDS)),
         )
     node.extra = {key: value for key, value in data.items() if key not in _NODE_FIELDS}
@@ -212,7 +235,8 @@ def workflow_to_data(workflow: Workflow) -> dict[str, Any]:
             data["values"] = dict(node.values)
         if node.links:
             data["links"] = {
-                name: {**dict(link.extra), "node": link.node, "output": link.output}
+                name: {**dict(link.extra), "node": link.node, "output": link.output,
+                       **({"reroute": link.reroute} if link.reroute is not None else {})}
                 for name, link in node.links.items()
             }
         nodes[node.id] = data
@@ -224,6 +248,12 @@ def workflow_to_data(workflow: Workflow) -> dict[str, Any]:
                        "bounds": [_plain_number(v) for v in group.bounds],
                        **({"color": group.color} if group.color else {})}
             for group in workflow.groups.values()
+        }
+    if workflow.reroutes:
+        document["reroutes"] = {
+            reroute.id: {**reroute.extra, "position": [_plain_number(v) for v in reroute.position],
+                         **({"parent": reroute.parent} if reroute.parent is not None else {})}
+            for reroute in workflow.reroutes.values()
         }
     if workflow.meta:
         document["meta"] = workflow.meta

@@ -10,8 +10,10 @@ from __future__ import annotations
 import copy
 import enum
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from studio.graph import events as ev
 
 
 def node_sort_key(node_id: str) -> tuple[int, int, str]:
@@ -37,6 +39,9 @@ class LinkSource:
 
     node: str
     output: str
+    # The reroute point the wire last passes through before the input (each reroute names its
+    # parent, so a wire can bend through several), as ComfyUI's links do.
+    reroute: str | None = None
     # Fields a newer version or another tool wrote on the link; kept so saving loses nothing.
     extra: tuple[tuple[str, Any], ...] = ()
 
@@ -86,32 +91,62 @@ class Group:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Reroute:
+    """A point a wire bends through; ``parent`` is the reroute before it on the way from the
+    source (None when the wire comes straight from the output)."""
+
+    id: str
+    position: tuple[float, float] = (0.0, 0.0)
+    parent: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class GraphEditError(ValueError):
     """An edit that would leave the workflow inconsistent (unknown node, duplicate id)."""
 
 
-Listener = Callable[[str, dict[str, Any]], None]
+Listener = Callable[[ev.GraphEvent], None]
+
+
+def _put(mapping: dict[str, Any], key: str, value: Any, index: int | None) -> None:
+    """Set ``mapping[key]``; a new key goes in at ``index`` (the end when None), so an undo
+    puts an entry back where it was and the saved file comes out byte for byte the same."""
+    if key in mapping or index is None or index >= len(mapping):
+        mapping[key] = value
+        return
+    items = list(mapping.items())
+    items.insert(max(index, 0), (key, value))
+    mapping.clear()
+    mapping.update(items)
 
 
 class Workflow:
-    """A graph of nodes. Every edit goes through a method here so listeners hear of it."""
+    """A graph of nodes. Every edit goes through a method here, and each emits one event
+    (``studio.graph.events``) after the change, so observers follow edits one by one."""
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
         self.groups: dict[str, Group] = {}
+        self.reroutes: dict[str, Reroute] = {}
         self.meta: dict[str, Any] = {}
         self.extra: dict[str, Any] = {}
         self._listeners: list[Listener] = []
 
     # -- observation -------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event, payload)`` after every edit; returns an unsubscribe."""
+        """Call ``listener(event)`` after every edit; returns an unsubscribe."""
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
 
-    def _emit(self, event: str, **payload: Any) -> None:
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _emit(self, event: ev.GraphEvent) -> None:
         for listener in list(self._listeners):
-            listener(event, payload)
+            listener(event)
 
     # -- queries -----------------------------------------------------------------------
     def node(self, node_id: str) -> Node:
@@ -119,6 +154,18 @@ class Workflow:
             return self.nodes[node_id]
         except KeyError:
             raise GraphEditError(f"there is no node #{node_id}") from None
+
+    def group(self, group_id: str) -> Group:
+        try:
+            return self.groups[group_id]
+        except KeyError:
+            raise GraphEditError(f"there is no group #{group_id}") from None
+
+    def reroute(self, reroute_id: str) -> Reroute:
+        try:
+            return self.reroutes[reroute_id]
+        except KeyError:
+            raise GraphEditError(f"there is no reroute #{reroute_id}") from None
 
     def links(self) -> Iterator[Link]:
         """Every wire, in node id then input order."""
@@ -144,11 +191,10 @@ class Workflow:
     def new_id(self) -> str:
         """The next free id: one past the largest numeric id, so ids are never reused
         while their node exists and stay stable across saves."""
-        numeric = [int(node_id) for node_id in self.nodes if node_id.isdigit()]
-        numeric += [int(group_id) for group_id in self.groups if group_id.isdigit()]
+        numeric = [int(key) for keys in (self.nodes, self.groups, self.reroutes) for key in keys if key.isdigit()]
         return str(max(numeric, default=0) + 1)
 
-    # -- edits -------------------------------------------------------------------------
+    # -- nodes -------------------------------------------------------------------------
     def add_node(
         self,
         type_name: str,
@@ -158,95 +204,202 @@ class Workflow:
         position: tuple[float, float] = (0.0, 0.0),
         node_id: str | None = None,
     ) -> Node:
-        node_id = node_id or self.new_id()
-        if node_id in self.nodes:
-            raise GraphEditError(f"node id #{node_id} is already used")
-        node = Node(node_id, type_name, dict(values or {}), title=title, position=position)
-        self.nodes[node_id] = node
-        self._emit("node_added", node=node)
+        node = Node(node_id or self.new_id(), type_name, dict(values or {}), title=title,
+                    position=(float(position[0]), float(position[1])))
+        self.insert_node(node)
         return node
 
-    def insert_node(self, node: Node) -> None:
-        """Put back a node object as it is (undo of a delete, paste)."""
+    def insert_node(self, node: Node, index: int | None = None) -> None:
+        """Put a node object in as it is (undo of a delete, paste), at ``index`` in the
+        node order when given. Its wires must come from nodes in the graph."""
         if node.id in self.nodes:
             raise GraphEditError(f"node id #{node.id} is already used")
-        self.nodes[node.id] = node
-        self._emit("node_added", node=node)
+        missing = sorted({source.node for source in node.links.values()} - set(self.nodes) - {node.id})
+        if missing:
+            raise GraphEditError(f"node #{node.id} is wired from nodes not in the graph: {missing}")
+        _put(self.nodes, node.id, node, index)
+        self._emit(ev.NodeAdded(node))
 
     def remove_node(self, node_id: str) -> tuple[Node, list[Link]]:
-        """Remove a node and every wire touching it; returns both so an undo can restore."""
+        """Remove a node and every wire touching it; returns both (the wires into it stay
+        on the node object, those out of it are returned)."""
         node = self.node(node_id)
         outgoing = self.links_from(node_id)
         for link in outgoing:
             if link.target != node_id:
                 del self.nodes[link.target].links[link.input]
         del self.nodes[node_id]
-        self._emit("node_removed", node=node, links=outgoing)
+        self._emit(ev.NodeRemoved(node, tuple(outgoing)))
         return node, outgoing
 
+    def set_value(self, node_id: str, input_name: str, value: Any, index: int | None = None) -> Any:
+        """Set a field value; returns the old one (``None`` if it had none)."""
+        node = self.node(node_id)
+        had_previous = input_name in node.values
+        previous = node.values.get(input_name)
+        _put(node.values, input_name, value, index)
+        self._emit(ev.ValueChanged(node_id, input_name, value, previous, had_previous))
+        return previous
+
+    def unset_value(self, node_id: str, input_name: str) -> Any:
+        """Remove a field's own value, so it shows and runs with its declared default;
+        returns the value it had (``None`` if none)."""
+        node = self.node(node_id)
+        if input_name not in node.values:
+            return None
+        previous = node.values.pop(input_name)
+        self._emit(ev.ValueUnset(node_id, input_name, previous))
+        return previous
+
+    def set_mode(self, node_id: str, mode: NodeMode) -> NodeMode:
+        node = self.node(node_id)
+        previous, node.mode = node.mode, NodeMode(mode)
+        self._emit(ev.ModeChanged(node_id, node.mode, previous))
+        return previous
+
+    def set_title(self, node_id: str, title: str) -> str:
+        node = self.node(node_id)
+        previous, node.title = node.title, title
+        self._emit(ev.TitleChanged(node_id, title, previous))
+        return previous
+
+    def move_node(self, node_id: str, position: tuple[float, float]) -> tuple[float, float]:
+        node = self.node(node_id)
+        previous, node.position = node.position, (float(position[0]), float(position[1]))
+        self._emit(ev.NodeMoved(node_id, node.position, previous))
+        return previous
+
+    def resize_node(self, node_id: str, size: tuple[float, float] | None) -> tuple[float, float] | None:
+        node = self.node(node_id)
+        previous = node.size
+        node.size = None if size is None else (float(size[0]), float(size[1]))
+        self._emit(ev.NodeResized(node_id, node.size, previous))
+        return previous
+
+    def set_color(self, node_id: str, color: str | None) -> str | None:
+        node = self.node(node_id)
+        previous, node.color = node.color, color
+        self._emit(ev.NodeColorChanged(node_id, color, previous))
+        return previous
+
+    def set_collapsed(self, node_id: str, collapsed: bool) -> bool:
+        node = self.node(node_id)
+        previous, node.collapsed = node.collapsed, bool(collapsed)
+        self._emit(ev.NodeCollapsed(node_id, node.collapsed))
+        return previous
+
+    # -- wires -------------------------------------------------------------------------
     def connect(self, source: str, output: str, target: str, input_name: str) -> LinkSource | None:
         """Wire ``source.output`` into ``target.input_name``; returns the link it replaced.
 
         Whether the wire makes sense (types, cycles) is :func:`can_connect`'s question; the
         model only keeps itself consistent.
         """
-        self.node(source)
+        return self.attach(target, input_name, LinkSource(source, output))
+
+    def attach(self, target: str, input_name: str, source: LinkSource, index: int | None = None) -> LinkSource | None:
+        """Feed an input from ``source`` as it is (with its reroute and kept fields); a new
+        wire goes in at ``index`` of the node's inputs. Returns the wire it replaced."""
+        self.node(source.node)
+        if source.reroute is not None:
+            self.reroute(source.reroute)
         target_node = self.node(target)
         previous = target_node.links.get(input_name)
-        target_node.links[input_name] = LinkSource(source, output)
-        self._emit("link_added", link=Link(source, output, target, input_name), replaced=previous)
+        _put(target_node.links, input_name, source, index)
+        self._emit(ev.LinkAdded(Link(source.node, source.output, target, input_name), previous))
         return previous
 
     def disconnect(self, target: str, input_name: str) -> LinkSource | None:
         target_node = self.node(target)
         previous = target_node.links.pop(input_name, None)
         if previous is not None:
-            link = Link(previous.node, previous.output, target, input_name)
-            self._emit("link_removed", link=link)
+            self._emit(ev.LinkRemoved(Link(previous.node, previous.output, target, input_name)))
         return previous
 
-    def set_value(self, node_id: str, input_name: str, value: Any) -> Any:
-        """Set a field value; returns the old one (``None`` if it had none)."""
-        node = self.node(node_id)
-        previous = node.values.get(input_name)
-        node.values[input_name] = value
-        self._emit("value_changed", node=node, input=input_name, value=value, previous=previous)
-        return previous
+    def set_link_reroute(self, target: str, input_name: str, reroute_id: str | None) -> str | None:
+        """Make a wire pass through a reroute point (its last before the input), or none."""
+        node = self.node(target)
+        if input_name not in node.links:
+            raise GraphEditError(f"{node.label} has no wire into {input_name!r}")
+        if reroute_id is not None:
+            self.reroute(reroute_id)
+        link = node.links[input_name]
+        node.links[input_name] = replace(link, reroute=reroute_id)
+        self._emit(ev.LinkRerouted(target, input_name, reroute_id, link.reroute))
+        return link.reroute
 
-    def set_mode(self, node_id: str, mode: NodeMode) -> NodeMode:
-        node = self.node(node_id)
-        previous, node.mode = node.mode, NodeMode(mode)
-        self._emit("mode_changed", node=node, mode=node.mode, previous=previous)
-        return previous
-
-    def set_title(self, node_id: str, title: str) -> str:
-        node = self.node(node_id)
-        previous, node.title = node.title, title
-        self._emit("title_changed", node=node, title=title, previous=previous)
-        return previous
-
-    def move_node(self, node_id: str, position: tuple[float, float]) -> tuple[float, float]:
-        node = self.node(node_id)
-        previous, node.position = node.position, (float(position[0]), float(position[1]))
-        self._emit("node_moved", node=node, position=node.position, previous=previous)
-        return previous
-
-    def add_group(self, title: str, bounds: tuple[float, float, float, float]) -> Group:
-        group = Group(self.new_id(), title, bounds)
-        self.groups[group.id] = group
-        self._emit("group_added", group=group)
+    # -- groups ------------------------------------------------------------------------
+    def add_group(self, title: str, bounds: tuple[float, float, float, float], color: str | None = None) -> Group:
+        group = Group(self.new_id(), title, tuple(float(v) for v in bounds), color)  # type: ignore[arg-type]
+        self.insert_group(group)
         return group
+
+    def insert_group(self, group: Group, index: int | None = None) -> None:
+        if group.id in self.groups:
+            raise GraphEditError(f"group id #{group.id} is already used")
+        _put(self.groups, group.id, group, index)
+        self._emit(ev.GroupAdded(group))
 
     def remove_group(self, group_id: str) -> Group:
-        group = self.groups.pop(group_id)
-        self._emit("group_removed", group=group)
+        group = self.group(group_id)
+        del self.groups[group_id]
+        self._emit(ev.GroupRemoved(group))
         return group
+
+    def change_group(self, group_id: str, *, title: str | None = None,
+                     bounds: tuple[float, float, float, float] | None = None,
+                     color: str | None | type[Ellipsis] = ...) -> Group:
+        """Retitle, move/resize or recolour a group (``color=None`` removes its colour);
+        returns a copy of the group as it was."""
+        group = self.group(group_id)
+        previous = replace(group, extra=dict(group.extra))
+        if title is not None:
+            group.title = title
+        if bounds is not None:
+            group.bounds = tuple(float(v) for v in bounds)  # type: ignore[assignment]
+        if color is not ...:
+            group.color = color  # type: ignore[assignment]
+        self._emit(ev.GroupChanged(group, previous))
+        return previous
+
+    # -- reroutes ----------------------------------------------------------------------
+    def add_reroute(self, position: tuple[float, float], parent: str | None = None) -> Reroute:
+        reroute = Reroute(self.new_id(), (float(position[0]), float(position[1])), parent)
+        self.insert_reroute(reroute)
+        return reroute
+
+    def insert_reroute(self, reroute: Reroute, index: int | None = None) -> None:
+        if reroute.id in self.reroutes:
+            raise GraphEditError(f"reroute id #{reroute.id} is already used")
+        if reroute.parent is not None:
+            self.reroute(reroute.parent)
+        _put(self.reroutes, reroute.id, reroute, index)
+        self._emit(ev.RerouteAdded(reroute))
+
+    def remove_reroute(self, reroute_id: str) -> Reroute:
+        """Remove a reroute point; it must carry no wire and be no other point's parent."""
+        reroute = self.reroute(reroute_id)
+        users = [f"#{node.id}.{name}" for node in self.nodes.values()
+                 for name, link in node.links.items() if link.reroute == reroute_id]
+        users += [f"reroute #{other.id}" for other in self.reroutes.values() if other.parent == reroute_id]
+        if users:
+            raise GraphEditError(f"reroute #{reroute_id} is still used by {', '.join(users)}")
+        del self.reroutes[reroute_id]
+        self._emit(ev.RerouteRemoved(reroute))
+        return reroute
+
+    def move_reroute(self, reroute_id: str, position: tuple[float, float]) -> tuple[float, float]:
+        reroute = self.reroute(reroute_id)
+        previous, reroute.position = reroute.position, (float(position[0]), float(position[1]))
+        self._emit(ev.RerouteMoved(reroute_id, reroute.position, previous))
+        return previous
 
     def copy(self) -> Workflow:
         """A deep copy with no listeners (for overrides, sweeps and background runs)."""
         clone = Workflow()
         clone.nodes = copy.deepcopy(self.nodes)
         clone.groups = copy.deepcopy(self.groups)
+        clone.reroutes = copy.deepcopy(self.reroutes)
         clone.meta = copy.deepcopy(self.meta)
         clone.extra = copy.deepcopy(self.extra)
         return clone

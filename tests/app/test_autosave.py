@@ -16,7 +16,8 @@ EDIT_THEN_CRASH = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
     from studio.app.main import _application
-    from studio.app.commands import SetValue
+    from studio.app.undo import UndoAdapter
+    from studio.graph.commands import SetValue
     from studio.app.window import MainWindow
     from studio.engine import Engine
     from studio.registry import build_registry
@@ -29,8 +30,8 @@ EDIT_THEN_CRASH = textwrap.dedent("""
     window = MainWindow(registry, settings, Engine(registry, settings))
     window.open_file(WORKFLOWS_DIR / "film_grain.json")
     window.show()
-    window.undo_stack.push(SetValue(window.workflow, "3", "seed", 777))
-    window.undo_stack.push(SetValue(window.workflow, "3", "strength", 0.2))
+    window.undo_stack.push(UndoAdapter(SetValue(window.workflow, "3", "seed", 777)))
+    window.undo_stack.push(UndoAdapter(SetValue(window.workflow, "3", "strength", 0.2)))
     # Let the autosave timer fire once, then die the hard way, mid-session.
     QTimer.singleShot(4000, lambda: os.kill(os.getpid(), signal.SIGKILL))
     app.exec()
@@ -49,9 +50,10 @@ def test_after_kill_9_the_autosaved_graph_is_offered_back(tmp_path):
 
 
 def test_a_clean_close_leaves_nothing_to_recover(window, settings):  # noqa: F811
-    from studio.app.commands import SetValue
+    from studio.app.undo import UndoAdapter
+    from studio.graph.commands import SetValue
 
-    window.undo_stack.push(SetValue(window.workflow, "3", "seed", 5))
+    window.undo_stack.push(UndoAdapter(SetValue(window.workflow, "3", "seed", 5)))
     assert window.autosave()
     assert len(recoverable(settings.autosave_dir)) == 1
     assert not window.autosave()  # nothing new since the last copy
@@ -62,10 +64,11 @@ def test_a_clean_close_leaves_nothing_to_recover(window, settings):  # noqa: F81
 def test_recovery_is_offered_on_start_and_opens_the_copy(window, settings, monkeypatch):  # noqa: F811
     from PySide6.QtWidgets import QMessageBox
 
-    from studio.app.commands import SetValue
+    from studio.app.undo import UndoAdapter
+    from studio.graph.commands import SetValue
     from studio.app.main import offer_recovery
 
-    window.undo_stack.push(SetValue(window.workflow, "3", "seed", 4242))
+    window.undo_stack.push(UndoAdapter(SetValue(window.workflow, "3", "seed", 4242)))
     window.autosave()
     window.autosaver.path = window.autosaver.path.with_name("other.json")  # as if another session's copy
     monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *args, **kwargs: QMessageBox.Yes))

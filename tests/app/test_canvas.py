@@ -109,20 +109,26 @@ def test_cancel_stops_a_run(window, qtbot, registry):
 
 
 def test_double_clicking_a_field_edits_it_with_the_right_editor_and_undo_restores_it(window, qtbot, monkeypatch):
-    from PySide6.QtWidgets import QInputDialog
+    from PySide6.QtWidgets import QComboBox, QDoubleSpinBox
+
+    from studio.app.field_dialog import FieldDialog
 
     asked = []
 
-    def fake_get_double(parent, title, label, value, low, high, decimals):
-        asked.append(("double", value, low, high))
-        return 0.75, True
+    def answer(dialog):
+        """The user's part: look at the editor the dialog offers, pick a value, press OK."""
+        widget = dialog.editor.widget
+        if isinstance(widget, QComboBox):
+            asked.append(("item", widget.currentText(), tuple(widget.itemText(i) for i in range(widget.count()))))
+            widget.setCurrentText("bicubic")
+        else:
+            assert isinstance(widget, QDoubleSpinBox)
+            asked.append(("double", widget.value(), widget.minimum(), widget.maximum()))
+            widget.lineEdit().selectAll()
+            qtbot.keyClicks(widget.lineEdit(), "0.75")  # typed, not yet confirmed: OK takes it
+        return FieldDialog.Accepted
 
-    def fake_get_item(parent, title, label, items, current, editable):
-        asked.append(("item", items[current], tuple(items)))
-        return "bicubic", True
-
-    monkeypatch.setattr(QInputDialog, "getDouble", staticmethod(fake_get_double))
-    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(fake_get_item))
+    monkeypatch.setattr(FieldDialog, "exec", answer)
     scene, view, start = window.scene, window.view, dumps(window.workflow)
     item = scene.nodes["2"]  # Enlarge: fields upscale_method, scale_by
     for row, name in enumerate(("upscale_method", "scale_by")):
@@ -185,7 +191,10 @@ def test_copy_paste_and_duplicate_with_and_without_incoming_wires(window, qtbot)
     enlarge, grain = (window.workflow.nodes[node_id] for node_id in plain)
     assert grain.links["image"].node == enlarge.id  # the wire between them comes along
     assert "image" not in enlarge.links  # the one from outside does not
-    assert enlarge.position == (360.0, 40.0) and enlarge.values == {"upscale_method": "lanczos", "scale_by": 1.5}
+    assert enlarge.values == {"upscale_method": "lanczos", "scale_by": 1.5}
+    originals = [window.workflow.nodes[n].position for n in ("2", "3")]
+    assert (grain.position[0] - enlarge.position[0], grain.position[1] - enlarge.position[1]) == \
+        (originals[1][0] - originals[0][0], originals[1][1] - originals[0][1])  # the block keeps its shape
     duplicated = window.duplicate()  # of the pasted pair, now selected
     assert len(duplicated) == 2
     with_incoming = window.paste(keep_incoming=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
-from PySide6.QtWidgets import QApplication, QComboBox, QDoubleSpinBox, QSpinBox
+from PySide6.QtWidgets import QApplication, QComboBox, QDoubleSpinBox
+
+from studio.app.editors import BigIntSpinBox
 
 from studio.graph import dumps
 from tests.app.test_canvas import window  # noqa: F401  (the fixture)
@@ -61,7 +63,8 @@ def test_the_inspector_edits_the_selected_node_undoably(window, qtbot):
     assert inspector.node_id == "3"
     assert "ImageAddNoise" in inspector.heading.text()
     seed = inspector.editors["seed"]
-    assert isinstance(seed, QSpinBox) and seed.value() == 42
+    # Seeds go to 2⁶⁴−1 as ComfyUI's do: a 64-bit spin box, not QSpinBox's 32 bits.
+    assert isinstance(seed, BigIntSpinBox) and seed.value() == 42 and seed.maximum() == 2**64 - 1
     seed.setValue(7)
     assert window.workflow.nodes["3"].values["seed"] == 7
     strength = inspector.editors["strength"]

@@ -172,8 +172,19 @@ def model_merge() -> Workflow:
     return workflow
 
 
+def tidy(workflow: Workflow) -> Workflow:
+    """Move nodes apart where they would overlap or touch on the canvas (pictures included)."""
+    from studio.graph.layout import spread_out
+    from studio.registry import build_registry
+
+    registry = build_registry([])
+    for node_id, (_, after) in spread_out(workflow, lambda t: registry.get(t).spec() if registry.get(t) else None).items():
+        workflow.move_node(node_id, after)
+    return workflow
+
+
 def main() -> None:
-    save(default(), TOUR.parent / "default.json")
+    save(tidy(default()), TOUR.parent / "default.json")
     for index, build in enumerate((default, img2img, inpaint, lora, controlnet, hires_fix, custom_sampling,
                                    model_merge), 1):
         name = "txt2img" if build is default else build.__name__
@@ -181,7 +192,7 @@ def main() -> None:
         if build is default:
             workflow.meta["name"] = "Tour: text to image"
             workflow.node("6").values["filename_prefix"] = "tour/txt2img"
-        save(workflow, TOUR / f"{index}_{name}.json")
+        save(tidy(workflow), TOUR / f"{index}_{name}.json")
 
 
 if __name__ == "__main__":

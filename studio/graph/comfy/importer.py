@@ -589,7 +589,7 @@ class _UiReader:
             seen_targets[(link.target, input_name)] = link
             extra = (("comfy_link_id", link.link_id),) if isinstance(link.link_id, int) else ()
             workflow.nodes[link.target].links[input_name] = LinkSource(
-                link.origin, self.output_name(nodes[link.origin], link.origin_slot), extra)
+                link.origin, self.output_name(nodes[link.origin], link.origin_slot), extra=extra)
 
         if isinstance(groups, list):
             for index, raw in enumerate(groups):

@@ -1,0 +1,275 @@
+"""The canvas view: pan with the middle button, zoom to the cursor with the wheel, Home or .
+to fit, Tab or a double-click to search and add, arrows to move, Alt+arrows to walk; and
+the minimap in its corner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QPainter, QPen
+from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QToolTip
+
+from studio.app import theme
+from studio.app.canvas import CanvasScene
+from studio.app.node_item import MIN_FIT_ZOOM, NodeItem
+
+
+class CanvasView(QGraphicsView):
+    """Pan with the middle button, zoom to the cursor with the wheel, Home or . to fit."""
+
+    def __init__(self, scene: CanvasScene) -> None:
+        super().__init__(scene)
+        self.setRenderHints(QPainter.Antialiasing | QPainter.TextAntialiasing)
+        self.setViewportUpdateMode(QGraphicsView.SmartViewportUpdate)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setDragMode(QGraphicsView.RubberBandDrag)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self._panning: QPointF | None = None
+        self._fitted_once = False
+        self.minimap = Minimap(self)
+        self.minimap.follow()
+        # The minimap catches up with edits at most ten times a second, not on every change.
+        self.minimap_timer = QTimer(self)
+        self.minimap_timer.setSingleShot(True)
+        self.minimap_timer.setInterval(100)
+        self.minimap_timer.timeout.connect(self.minimap.follow)
+
+    def setScene(self, scene: QGraphicsScene) -> None:
+        super().setScene(scene)
+        # A bound slot, not a lambda: Qt drops the connection when either side is deleted.
+        scene.changed.connect(self._scene_changed)
+        self.minimap.follow()
+
+    def _scene_changed(self, _regions: Any) -> None:
+        if not self.minimap_timer.isActive():
+            self.minimap_timer.start()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self.minimap.move(self.width() - self.minimap.width() - 12, self.height() - self.minimap.height() - 12)
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        self.minimap.viewport().update()
+
+    def fit(self) -> None:
+        """Show the whole graph, as large as fits (never above 1:1); a graph too wide to
+        fit at a legible zoom is shown at the smallest legible one, centred on its output
+        nodes (where the pictures are)."""
+        nodes = [item for item in self.scene().items() if isinstance(item, NodeItem)]
+        if not nodes:
+            return
+        bounds = QRectF()
+        for item in nodes:
+            bounds = bounds.united(item.sceneBoundingRect())
+        bounds = bounds.adjusted(-60, -60, 60, 60)
+        room = self.viewport().rect()
+        if room.width() < 2 or room.height() < 2:
+            return
+        zoom = min(room.width() / bounds.width(), room.height() / bounds.height(), 1.0)
+        centre = bounds.center()
+        if zoom < MIN_FIT_ZOOM:
+            zoom = MIN_FIT_ZOOM
+            outputs = [item for item in nodes if self._is_output(item)]
+            if outputs:
+                focus = QRectF()
+                for item in outputs:
+                    focus = focus.united(item.sceneBoundingRect())
+                centre = focus.center()
+        self.resetTransform()
+        self.scale(zoom, zoom)
+        self.centerOn(centre)
+        self.minimap.follow()
+
+    @staticmethod
+    def _is_output(item: NodeItem) -> bool:
+        cls = item.canvas.registry.get(item.node.type)
+        return bool(cls is not None and cls.spec().is_output)
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        # The first fit happens once the view has its real size (not at construction, when
+        # it is 100×30 and Fit would zoom far out).
+        if not self._fitted_once:
+            self._fitted_once = True
+            QTimer.singleShot(0, self.fit)
+
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.fillRect(rect, theme.BACKGROUND)
+        step = 40
+        if self.transform().m11() * step < 8:
+            return  # too dense to help
+        painter.setPen(QPen(theme.GRID, 1))
+        left, top = int(rect.left()) - int(rect.left()) % step, int(rect.top()) - int(rect.top()) % step
+        for x in range(left, int(rect.right()), step):
+            painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
+        for y in range(top, int(rect.bottom()), step):
+            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+
+    def wheelEvent(self, event) -> None:
+        factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
+        zoom = self.transform().m11() * factor
+        if 0.1 <= zoom <= 4.0:
+            self.scale(factor, factor)
+            self.minimap.viewport().update()
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.MiddleButton:
+            self._panning = event.position()
+            self.setCursor(Qt.ClosedHandCursor)
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:
+        if self._panning is not None:
+            delta = event.position() - self._panning
+            self._panning = event.position()
+            self.translate(delta.x() / self.transform().m11(), delta.y() / self.transform().m22())
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:
+        if event.button() == Qt.MiddleButton and self._panning is not None:
+            self._panning = None
+            self.unsetCursor()
+            return
+        super().mouseReleaseEvent(event)
+
+    ARROWS = {Qt.Key_Left: (-1, 0), Qt.Key_Right: (1, 0), Qt.Key_Up: (0, -1), Qt.Key_Down: (0, 1)}
+
+    def keyPressEvent(self, event) -> None:
+        key, modifiers = event.key(), event.modifiers()
+        scene = self.scene()
+        if key in (Qt.Key_Home, Qt.Key_Period):
+            self.fit()
+        elif key == Qt.Key_Tab:
+            self.search_and_add(self._place_for_new_node())
+        elif key in (Qt.Key_Delete, Qt.Key_Backspace):
+            scene.delete_selected(reconnect=bool(modifiers & Qt.ControlModifier))
+        elif key == Qt.Key_L and modifiers & Qt.ControlModifier:
+            # Also the window's Edit menu shortcut; here for when the view has the key first.
+            if not scene.connect_selected() and scene.last_refusal:
+                QToolTip.showText(self.mapToGlobal(self.rect().center()), scene.last_refusal)
+        elif key in self.ARROWS and modifiers & Qt.AltModifier:
+            chosen = scene.select_neighbour(*self.ARROWS[key])
+            if chosen:
+                self.ensureVisible(scene.nodes[chosen])
+        elif key in self.ARROWS and scene.selected_ids():
+            step = 50 if modifiers & Qt.ShiftModifier else 10
+            dx, dy = self.ARROWS[key]
+            scene.nudge_selected(dx * step, dy * step)
+        else:
+            super().keyPressEvent(event)
+
+    def _place_for_new_node(self) -> QPointF:
+        """Right of the selected node when there is one (keyboard building), else under the cursor."""
+        chosen = self.scene().selected_ids()
+        if len(chosen) == 1:
+            item = self.scene().nodes[chosen[0]]
+            return item.pos() + QPointF(item.boundingRect().width() + 60, 0)
+        return self.mapToScene(self.mapFromGlobal(self.cursor().pos()))
+
+    def focusNextPrevChild(self, next: bool) -> bool:
+        return False  # Tab opens the node search instead of moving the focus
+
+    # A node type dragged from the library is added where it is dropped; files dropped on
+    # the canvas are left to the window (it opens workflows).
+    def dragEnterEvent(self, event) -> None:
+        from studio.app.panels import NODE_MIME
+
+        if event.mimeData().hasFormat(NODE_MIME):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        from studio.app.panels import NODE_MIME
+
+        if event.mimeData().hasFormat(NODE_MIME):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        from studio.app.panels import NODE_MIME
+
+        if not event.mimeData().hasFormat(NODE_MIME):
+            event.ignore()
+            return
+        type_name = bytes(event.mimeData().data(NODE_MIME)).decode("utf-8")
+        if self.scene().registry.get(type_name) is None:
+            event.ignore()
+            return
+        point = self.mapToScene(event.position().toPoint())
+        self.scene().add_node(type_name, (point.x(), point.y()))
+        event.acceptProposedAction()
+
+    def mouseDoubleClickEvent(self, event) -> None:
+        point = self.mapToScene(event.position().toPoint())
+        if self.scene().node_at(point) is None:
+            self.search_and_add(point)
+            return
+        super().mouseDoubleClickEvent(event)
+
+    def search_and_add(self, point: QPointF) -> str | None:
+        """Open the node search; add the chosen type at ``point`` as one undoable step."""
+        from studio.app.search import NodeSearch
+
+        scene = self.scene()
+        dialog = NodeSearch(scene.registry, self)
+        if dialog.exec() != NodeSearch.Accepted or dialog.chosen() is None:
+            return None
+        # The new node becomes the selection, and the one selected before it the anchor
+        # that Ctrl+L wires into it (CanvasScene.add_node does both).
+        return scene.add_node(dialog.chosen(), (point.x(), point.y()))
+
+
+class Minimap(QGraphicsView):
+    """The whole graph in a corner of the canvas, with the visible part outlined; click or
+    drag in it to move the view there."""
+
+    SIZE = (200, 130)
+
+    def __init__(self, canvas: CanvasView) -> None:
+        super().__init__(canvas)
+        self.canvas = canvas
+        self.setInteractive(False)
+        self.setRenderHints(QPainter.Antialiasing)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setFixedSize(*self.SIZE)
+        self.setFrameShape(QGraphicsView.Box)
+        self.setStyleSheet("border: 1px solid #4a4d55;")
+
+    def follow(self) -> None:
+        """Show the canvas's scene, all of it."""
+        if not shiboken6.isValid(self.canvas) or not shiboken6.isValid(self.canvas.scene()):
+            return  # the window is closing
+        if self.scene() is not self.canvas.scene():
+            self.setScene(self.canvas.scene())
+        bounds = self.canvas.scene().itemsBoundingRect().adjusted(-80, -80, 80, 80)
+        if not bounds.isEmpty():
+            self.fitInView(bounds, Qt.KeepAspectRatio)
+        self.viewport().update()
+
+    def visible_area(self) -> QRectF:
+        return self.canvas.mapToScene(self.canvas.viewport().rect()).boundingRect()
+
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.fillRect(rect, theme.GRID)
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        painter.setPen(QPen(theme.SELECTED, 0))
+        painter.setBrush(Qt.NoBrush)
+        painter.drawRect(self.visible_area())
+
+    def mousePressEvent(self, event) -> None:
+        self.canvas.centerOn(self.mapToScene(event.position().toPoint()))
+        self.viewport().update()
+
+    def mouseMoveEvent(self, event) -> None:
+        if event.buttons() & Qt.LeftButton:
+            self.mousePressEvent(event)
