@@ -187,7 +187,11 @@ def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
                 stdout.write(f"{path}\n")
     if args.json:
         json.dump({"workflow": str(args.workflow), "runs": runs,
-                   "status": "ok" if status == EXIT_OK else "failed"}, stdout, indent=2)
+                   "status": "ok" if status == EXIT_OK else "failed",
+                   # how long torch and the model libraries took to import, and how much of
+                   # that the render waited for after reading its file
+                   "runtime_import": {"seconds": round(runtime.seconds, 3), "waited": round(runtime.waited, 3)}},
+                  stdout, indent=2)
         stdout.write("\n")
     return status
 

@@ -46,6 +46,8 @@ RUNTIME_MODULES = (
     "studio.runtime.prompts",
     "studio.runtime.images",
     "safetensors.torch",
+    "accelerate",
+    "studio.runtime.meta_loading",
     "diffusers.models.unets.unet_2d_condition",
     "diffusers.models.autoencoders.autoencoder_kl",
     "transformers.models.clip.modeling_clip",
