@@ -14,6 +14,7 @@ weights. The CLIP tokenizer comes from ``resources/tokenizers/clip``.
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 from dataclasses import dataclass, replace
@@ -135,9 +136,11 @@ class Checkpoint:
     clip_vision: Any = None
 
 
+@functools.lru_cache(maxsize=4)
 def make_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
     """CLIP's tokenizer from the shipped vocabulary (SD2, SDXL's second encoder and the SDXL
-    refiner pad with "!", the others with the end-of-text token)."""
+    refiner pad with "!", the others with the end-of-text token). Made once per padding and
+    shared (tokenizing changes nothing in it); building it reads 1.5 MB of vocabulary."""
     from transformers import CLIPTokenizer
 
     return CLIPTokenizer(str(TOKENIZER_DIR / "vocab.json"), str(TOKENIZER_DIR / "merges.txt"),
@@ -302,8 +305,11 @@ def _scheduler_config(folder: Path) -> dict[str, Any]:
 def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
     """A CompVis/LDM-layout checkpoint, converted with diffusers' converters."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import create_diffusers_clip_model_from_ldm
+    from diffusers.loaders.single_file_utils import (convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint,
+                                                     create_diffusers_clip_model_from_ldm)
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from studio.runtime.meta_loading import single_file_model
 
     state_dict = read_state_dict(path)
     family = detect_family(path, state_dict)
@@ -316,9 +322,13 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
     options = {"config": str(folder), "local_files_only": True, "torch_dtype": policy.dtype}
     try:
         # The family's UNet config with the file's input channels (9 for inpainting models).
-        unet = UNet2DConditionModel.from_single_file(state_dict, subfolder="unet", in_channels=in_channels,
-                                                     **options)
-        vae = AutoencoderKL.from_single_file(state_dict, subfolder="vae", **options)
+        # Renamed by diffusers' converters, built on the meta device and given the file's
+        # tensors (studio.runtime.meta_loading); the family's UNet config with the file's input
+        # channels (9 for inpainting models).
+        unet = single_file_model(UNet2DConditionModel, convert_ldm_unet_checkpoint, state_dict, folder / "unet",
+                                 policy.dtype, path, "UNet", in_channels=in_channels)
+        vae = single_file_model(AutoencoderKL, convert_ldm_vae_checkpoint, state_dict, folder / "vae", policy.dtype,
+                                path, "VAE")
         if family == "sdxl_refiner":
             # The refiner has only SDXL's second encoder (diffusers' text_encoder_2), stored
             # first: conditioner.embedders.0 is OpenCLIP ViT-bigG.
@@ -372,14 +382,18 @@ def load_diffusers_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpo
     transformer_pipeline = load_pipeline_folder(path, policy, key)  # FLUX.1 / SD3.5 folders
     if transformer_pipeline is not None:
         return transformer_pipeline
-    options = {"local_files_only": True, "torch_dtype": policy.dtype}
+    from studio.runtime.meta_loading import load_component
+
     refiner = not (path / "text_encoder").is_dir() and (path / "text_encoder_2").is_dir()
     try:
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **options)
-        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **options)
-        encoders = [] if refiner else [CLIPTextModel.from_pretrained(path / "text_encoder", **options)]
+        # Built on the meta device and given the files' tensors (studio.runtime.meta_loading).
+        unet = load_component(UNet2DConditionModel, path / "unet", policy.dtype, "UNet")
+        vae = load_component(AutoencoderKL, path / "vae", policy.dtype, "VAE")
+        encoders = [] if refiner else [load_component(CLIPTextModel, path / "text_encoder", policy.dtype,
+                                                      "text encoder")]
         if (path / "text_encoder_2").is_dir():
-            encoders.append(CLIPTextModelWithProjection.from_pretrained(path / "text_encoder_2", **options))
+            encoders.append(load_component(CLIPTextModelWithProjection, path / "text_encoder_2", policy.dtype,
+                                           "second text encoder"))
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelLoadError(path, f"cannot be loaded as a diffusers model ({str(error).splitlines()[0][:300]})") \
             from None
