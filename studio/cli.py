@@ -399,10 +399,24 @@ def command_screenshot(arguments: list[str], stdout: TextIO, stderr: TextIO) -> 
     parser.add_argument("target", help="PNG file to write")
     parser.add_argument("workflow", nargs="?", help="workflow to show (default: workflows/default.json)")
     parser.add_argument("--scale", type=float, default=1.0, help="device pixel ratio, e.g. 2 for HiDPI")
+    parser.add_argument("--size", default=None, help="window size in pixels, e.g. 1100x700 (default 1400x900)")
     args = parser.parse_args(arguments)
+    size = None
+    if args.size:
+        try:
+            width, height = (int(part) for part in args.size.lower().split("x"))
+        except ValueError:
+            stderr.write(f"studio --screenshot: --size takes WIDTHxHEIGHT, e.g. 1100x700, not {args.size!r}\n")
+            return EXIT_USAGE
+        size = (width, height)
     from studio.app.main import screenshot
+    from studio.graph import WorkflowFormatError
 
-    path = screenshot(Path(args.target), Path(args.workflow) if args.workflow else None, args.scale)
+    try:
+        path = screenshot(Path(args.target), Path(args.workflow) if args.workflow else None, args.scale, size)
+    except WorkflowFormatError as error:
+        stderr.write(f"studio --screenshot: {error}\n")
+        return EXIT_FAILED
     stdout.write(f"{path}\n")
     return EXIT_OK
 

@@ -24,7 +24,9 @@ def _application(scale: float | None = None):
     return app
 
 
-def _window(workflow_path: Path | None):
+def _window(workflow_path: Path | None, strict: bool = False):
+    """The main window on a workflow. ``strict`` (no one to answer a dialog): a workflow that
+    cannot be opened raises WorkflowFormatError instead of showing a message box."""
     from studio.app.window import MainWindow
     from studio.engine import Engine
     from studio.registry import build_registry
@@ -40,8 +42,13 @@ def _window(workflow_path: Path | None):
     def make_engine(chosen: Settings) -> Engine:
         return Engine(registry, chosen, services=create_services(chosen))
 
+    path = workflow_path or WORKFLOWS_DIR / "default.json"
+    if strict:
+        from studio.graph.files import open_workflow
+
+        open_workflow(path, registry.spec)  # raises with the file and the place in it
     window = MainWindow(registry, settings, make_engine(settings), engine_factory=make_engine)
-    window.open_file(workflow_path or WORKFLOWS_DIR / "default.json", ask=False)
+    window.open_file(path, ask=False)
     return window
 
 
@@ -75,10 +82,14 @@ def run_app(workflow_path: Path | None = None) -> int:
     return app.exec()
 
 
-def screenshot(target: Path, workflow_path: Path | None = None, scale: float = 1.0) -> Path:
-    """Open the main window on a workflow, lay it out, write a PNG of it, and close."""
+def screenshot(target: Path, workflow_path: Path | None = None, scale: float = 1.0,
+               size: tuple[int, int] | None = None) -> Path:
+    """Open the main window on a workflow as a start-up does (window size, then show, then
+    the first fit), write a PNG of it, and close."""
     app = _application(scale)
-    window = _window(workflow_path)
+    window = _window(workflow_path, strict=True)
+    if size is not None:
+        window.resize(*size)
     window.show()
     from PySide6.QtTest import QTest
 
