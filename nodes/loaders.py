@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from studio.graph.sockets import CLIP, CLIP_VISION, MODEL, STRING, STYLE_MODEL, VAE
 from studio.node_api import Input, NodeBase, Output
+from studio.runtime.model_headers import inspect_model_header
 from studio.runtime.models import ModelFolders
 from studio.settings import Settings
 
@@ -73,8 +74,6 @@ _HEADER_VERDICTS_KEPT = 256
 def header_verdict(kind: str, path: Path) -> str | None:
     """Why the loader of ``kind`` would refuse ``path`` (see :func:`inspect_model_header`), or
     None; remembered for as long as the file is unchanged."""
-    from studio.runtime.model_headers import inspect_model_header
-
     stat = path.stat()
     key = (kind, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _HEADER_VERDICTS:
