@@ -87,11 +87,17 @@ class UNETLoader(ModelFileInput, NodeBase):
     def run(self, ctx, unet_name: str, weight_dtype: str):
         from studio.runtime.transformer_models import load_diffusion_model
 
+        from studio.runtime.transformer_models import cpu_warning
+
         manager = model_manager(ctx.services)
         path = manager.resolve("diffusion_models", unet_name)
         key = file_key(path / "config.json" if path.is_dir() else path)
-        return (manager._cached(f"diffusion_model:{key}|{weight_dtype}",
-                                lambda: load_diffusion_model(path, manager.policy, key, weight_dtype)),)
+        model = manager._cached(f"diffusion_model:{key}|{weight_dtype}",
+                                lambda: load_diffusion_model(path, manager.policy, key, weight_dtype))
+        warning = cpu_warning(model, manager.policy)
+        if warning:
+            ctx.note(warning)
+        return (model,)
 
 
 class CLIPLoader(_TextEncoderFiles):

@@ -147,9 +147,17 @@ class FluxDenoiser(torch.nn.Module):
     """The FLUX transformer behind the sampler's model call: ``(latent B×16×h×w, timestep,
     encoder_hidden_states=T5 states, pooled_projections=…, guidance=…) → (velocity,)``."""
 
-    def __init__(self, transformer: torch.nn.Module) -> None:
+    def __init__(self, transformer: torch.nn.Module, offloaded_to: torch.device | None = None) -> None:
         super().__init__()
         self.transformer = transformer
+        # Set when the transformer is group-offloaded: it computes there, block by block, and
+        # the model manager's moves leave it alone.
+        self.offloaded_to = offloaded_to
+
+    def to(self, *args: Any, **kwargs: Any) -> torch.nn.Module:
+        if self.offloaded_to is not None:
+            return self
+        return super().to(*args, **kwargs)
 
     @property
     def config(self) -> Any:
@@ -157,6 +165,8 @@ class FluxDenoiser(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
+        if self.offloaded_to is not None:
+            return self.offloaded_to
         return next(self.transformer.parameters()).device
 
     @property
@@ -205,11 +215,11 @@ class FluxDenoiser(torch.nn.Module):
         return (out[:, :, :height, :width],)
 
 
-def flux_model(transformer: torch.nn.Module, key: str) -> DiffusionModel:
+def flux_model(transformer: torch.nn.Module, key: str, offloaded_to: torch.device | None = None) -> DiffusionModel:
     """The MODEL socket's value for a FLUX transformer (dev if it reads guidance, else schnell)."""
     dev = bool(transformer.config.guidance_embeds)
     sampling = FluxModelSampling() if dev else schnell_sampling()
-    return DiffusionModel(FluxDenoiser(transformer), "flux", {"prediction_type": "flow"}, key, FLUX_SCALE,
+    return DiffusionModel(FluxDenoiser(transformer, offloaded_to), "flux", {"prediction_type": "flow"}, key, FLUX_SCALE,
                           sampling=sampling, latent_shift=FLUX_SHIFT)
 
 
@@ -233,9 +243,10 @@ def latent_channels(weights: Mapping[str, torch.Tensor]) -> int:
 
 
 def load_vae16(path: Path, weights: Mapping[str, torch.Tensor], dtype: torch.dtype, key: str,
-               scale: float = FLUX_SCALE, shift: float = FLUX_SHIFT) -> Vae:
+               scale: float = FLUX_SCALE, shift: float = FLUX_SHIFT, tiled: bool = False) -> Vae:
     """A VAE in the LDM layout of any size (FLUX's and SD3's 16-channel ones), its shape read
-    from its weights; diffusers' converter maps the keys."""
+    from its weights; diffusers' converter maps the keys. ``tiled``: pictures larger than
+    1024² are decoded and encoded in overlapping tiles (for a GPU's memory)."""
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
@@ -253,6 +264,8 @@ def load_vae16(path: Path, weights: Mapping[str, torch.Tensor], dtype: torch.dty
     except (KeyError, RuntimeError, ValueError) as error:
         raise ModelLoadError(path, f"is not a complete VAE ({error})") from None
     module = load_into(path, lambda: AutoencoderKL(**config), converted, dtype, None, "the VAE")
+    if tiled:
+        module.enable_tiling()
     return Vae(module, key)
 
 

@@ -84,9 +84,17 @@ class SD3Denoiser(torch.nn.Module):
     """The MMDiT behind the sampler's model call: ``(latent B×16×h×w, timestep (σ×1000),
     encoder_hidden_states=[CLIP ‖ T5 states], pooled_projections=…) → (velocity,)``."""
 
-    def __init__(self, transformer: torch.nn.Module) -> None:
+    def __init__(self, transformer: torch.nn.Module, offloaded_to: torch.device | None = None) -> None:
         super().__init__()
         self.transformer = transformer
+        # Set when the transformer is group-offloaded: it computes there, block by block, and
+        # the model manager's moves leave it alone.
+        self.offloaded_to = offloaded_to
+
+    def to(self, *args: Any, **kwargs: Any) -> torch.nn.Module:
+        if self.offloaded_to is not None:
+            return self
+        return super().to(*args, **kwargs)
 
     @property
     def config(self) -> Any:
@@ -94,6 +102,8 @@ class SD3Denoiser(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
+        if self.offloaded_to is not None:
+            return self.offloaded_to
         return next(self.transformer.parameters()).device
 
     @property
@@ -121,7 +131,7 @@ class SD3Denoiser(torch.nn.Module):
         return (out[:, :, :height, :width],)
 
 
-def sd3_model(transformer: torch.nn.Module, key: str) -> DiffusionModel:
+def sd3_model(transformer: torch.nn.Module, key: str, offloaded_to: torch.device | None = None) -> DiffusionModel:
     """The MODEL socket's value for an SD3 MMDiT."""
-    return DiffusionModel(SD3Denoiser(transformer), "sd3", {"prediction_type": "flow"}, key, SD3_SCALE,
+    return DiffusionModel(SD3Denoiser(transformer, offloaded_to), "sd3", {"prediction_type": "flow"}, key, SD3_SCALE,
                           sampling=FlowModelSampling(shift=DEFAULT_SHIFT, multiplier=1000.0), latent_shift=SD3_SHIFT)

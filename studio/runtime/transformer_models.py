@@ -23,7 +23,7 @@ from studio.runtime.flux import (FLUX_SCALE, FLUX_SHIFT, bfl_weights, flux_model
 from studio.runtime.sd3 import SD3_SCALE, SD3_SHIFT, load_sd3_transformer, mmdit_weights, sd3_model
 from studio.runtime.text_encoders import (TransformerTextEncoder, embedded_encoders, load_encoder_file,
                                           text_encoder_for)
-from studio.runtime.weight_storage import file_storage_dtype, storage_for
+from studio.runtime.weight_storage import file_storage_dtype, offload_if_too_big, storage_for
 
 TRANSFORMER_FAMILIES = {"flux": "FLUX.1", "sd3": "SD3.5"}
 # ComfyUI's CLIP types for the loaders, and the family each encodes for.
@@ -43,12 +43,12 @@ def _transformer(path: Path, state_dict: Mapping[str, torch.Tensor], policy: Dev
                  weight_dtype: str) -> DiffusionModel:
     flux = bfl_weights(state_dict)
     if flux is not None:
-        storage = storage_for(weight_dtype, flux)
-        return flux_model(load_flux_transformer(path, flux, policy.dtype, storage), key)
+        transformer = load_flux_transformer(path, flux, policy.dtype, storage_for(weight_dtype, flux))
+        return flux_model(transformer, key, offload_if_too_big(transformer, policy))
     mmdit = mmdit_weights(state_dict)
     if mmdit is not None:
-        storage = storage_for(weight_dtype, mmdit)
-        return sd3_model(load_sd3_transformer(path, mmdit, policy.dtype, storage), key)
+        transformer = load_sd3_transformer(path, mmdit, policy.dtype, storage_for(weight_dtype, mmdit))
+        return sd3_model(transformer, key, offload_if_too_big(transformer, policy))
     raise ModelLoadError(path, "is not a FLUX.1 or SD3.5 transformer (no double_blocks.* or joint_blocks.* "
                          "weights); SD 1.x/XL checkpoints go in the checkpoints folder")
 
@@ -80,7 +80,9 @@ def _transformer_folder(path: Path, policy: DevicePolicy, key: str, weight_dtype
         model.enable_layerwise_casting(storage_dtype=storage, compute_dtype=policy.dtype)
         model.compute_dtype = policy.dtype
     model.eval().requires_grad_(False)
-    return flux_model(model, key) if name == "FluxTransformer2DModel" else sd3_model(model, key)
+    offloaded_to = offload_if_too_big(model, policy)
+    return (flux_model(model, key, offloaded_to) if name == "FluxTransformer2DModel"
+            else sd3_model(model, key, offloaded_to))
 
 
 def load_text_encoders(paths: Sequence[Path], clip_type: str, policy: DevicePolicy, key: str) -> TextEncoder:
@@ -142,7 +144,7 @@ def load_transformer_checkpoint(path: Path, state_dict: Mapping[str, torch.Tenso
         raise ModelLoadError(path, "holds a transformer but no VAE (first_stage_model.* / vae.*); load it with "
                              "UNETLoader from the diffusion_models folder instead")
     scale, shift = (FLUX_SCALE, FLUX_SHIFT) if model.family == "flux" else (SD3_SCALE, SD3_SHIFT)
-    vae = load_vae16(path, weights, policy.dtype, key, scale, shift)
+    vae = load_vae16(path, weights, policy.dtype, key, scale, shift, tiled=policy.is_gpu)
     encoders = {}
     for kind, encoder_weights in embedded_encoders(state_dict).items():
         _, encoders[kind] = load_encoder_file(path, encoder_weights, policy.dtype, file_storage_dtype(encoder_weights),
@@ -156,7 +158,7 @@ def load_vae_weights(path: Path, state_dict: Mapping[str, torch.Tensor], policy:
     weights = vae_weights(state_dict)
     if weights is None or latent_channels(weights) == 4:
         return None
-    return load_vae16(path, weights, policy.dtype, key)
+    return load_vae16(path, weights, policy.dtype, key, tiled=policy.is_gpu)
 
 
 def load_pipeline_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpoint | None:
@@ -190,3 +192,18 @@ def load_pipeline_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpoi
     from studio.runtime.checkpoints import Vae
 
     return Checkpoint(model, text_encoder_for(model.family, encoders, key), Vae(vae, key))
+
+
+def cpu_warning(model: DiffusionModel, policy: DevicePolicy) -> str | None:
+    """A sentence for a full-size transformer about to run on the CPU, with a rough time for a
+    1024² step (two multiply-adds per weight per token at ~50 GFLOP/s per core), else None."""
+    if policy.is_gpu:
+        return None
+    parameters = sum(p.numel() for p in model.unet.parameters())
+    if parameters < 1e9:
+        return None
+    tokens = 4096 + 512  # a 1024² picture's latent patches and the prompt's tokens
+    seconds = 2 * parameters * tokens / (50e9 * max(1, torch.get_num_threads()))
+    return (f"{TRANSFORMER_FAMILIES[model.family]} ({parameters / 1e9:.1f} billion weights) runs on the CPU here: "
+            f"about {seconds / 60:.0f} minutes per step at 1024², so a 20-step picture takes hours; a GPU takes "
+            "seconds per step")

@@ -104,3 +104,21 @@ def compute_dtype(module: torch.nn.Module) -> torch.dtype:
     if dtype is not None:
         return dtype
     return next(module.parameters()).dtype
+
+
+def module_bytes(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def offload_if_too_big(transformer: torch.nn.Module, policy: Any, force: bool = False) -> torch.device | None:
+    """On a GPU smaller than the model (its weights over the model manager's budget), keep
+    the weights in system memory and bring them to the GPU one block at a time while the
+    model runs (diffusers' group offloading, overlapped with compute on a CUDA stream).
+    Returns the device it computes on when offloaded, else None (the manager moves it)."""
+    budget = policy.memory_budget()
+    if not force and (not policy.is_gpu or budget is None or module_bytes(transformer) <= budget):
+        return None
+    transformer.enable_group_offload(onload_device=policy.device, offload_device=torch.device("cpu"),
+                                     offload_type="block_level", num_blocks_per_group=1,
+                                     use_stream=policy.device.type == "cuda")
+    return policy.device
