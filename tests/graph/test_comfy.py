@@ -83,6 +83,18 @@ def test_titles_positions_sizes_colours_flags_and_groups_are_kept(registry):
     assert (group.title, group.bounds, group.color) == ("Prompts", (400.0, 110.0, 460.0, 480.0), "#3f789e")
 
 
+def test_the_sdxl_base_and_refiner_example_keeps_its_groups_and_step_ranges(registry):
+    workflow, report = open_file(registry, "sdxl_refiner_ui.json")
+    assert report.unknown_types == [] and len(workflow.nodes) == 11
+    assert all(registry.get(node.type) is not None for node in workflow.nodes.values())  # no placeholders
+    assert [group.title for group in workflow.groups.values()] == [
+        "Models", "Latent", "Prompts", "Base", "Refiner", "Steps", "Output"]
+    steps = ("add_noise", "steps", "start_at_step", "end_at_step", "return_with_leftover_noise")
+    base, refiner = workflow.nodes["10"], workflow.nodes["11"]
+    assert [base.values[name] for name in steps] == ["enable", 25, 0, 20, "enable"]
+    assert [refiner.values[name] for name in steps] == ["disable", 25, 20, 10000, "disable"]
+    assert refiner.links["latent_image"].node == "10"
+
 def test_reroutes_become_plain_wires_and_a_primitive_a_typed_primitive_node(registry):
     workflow, report = open_file(registry, "features_ui.json")
     assert not {"2", "3"} & set(workflow.nodes)  # two reroutes
