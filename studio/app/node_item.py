@@ -27,11 +27,24 @@ if TYPE_CHECKING:
 PORT_RADIUS = 5.0
 # Below this zoom the field rows' text is not drawn (unreadable, and the costliest part);
 # titles and pictures always are. Fit never zooms out further than MIN_FIT_ZOOM.
-DETAIL_ZOOM = 0.4
-MIN_FIT_ZOOM = 0.55
+DETAIL_ZOOM = 0.45
+MIN_FIT_ZOOM = 0.35
+# Below this zoom the title's font grows so it stays about 8 pixels high on screen (it fills
+# the title bar at MIN_FIT_ZOOM), as map labels do.
+TITLE_FONT = 9.5
+TITLE_GROWS_BELOW = 0.75
+TITLE_FONT_MAX = 17.0
 PLACEHOLDER_COLOUR = QColor("#e0a030")
 PROBLEM_COLOUR = QColor("#ef5350")
 _fonts: dict[tuple[bool, float], QFont] = {}
+
+
+def title_point_size(zoom: float) -> float:
+    """The title's font size at a zoom: the usual size from TITLE_GROWS_BELOW up, larger below
+    (rounded, so a few sizes are cached), at most what the title bar holds."""
+    if zoom >= TITLE_GROWS_BELOW:
+        return TITLE_FONT
+    return min(TITLE_FONT_MAX, float(round(TITLE_FONT * TITLE_GROWS_BELOW / max(zoom, 0.05))))
 
 
 def font(bold: bool, size: float = 9.0) -> QFont:
@@ -200,7 +213,7 @@ class NodeItem(QGraphicsItem):
                     painter.drawEllipse(centre, PORT_RADIUS, PORT_RADIUS)
         # The title, at every zoom Fit can choose.
         painter.setPen(theme.TEXT)
-        painter.setFont(font(True, 9.5))
+        painter.setFont(font(True, title_point_size(option.levelOfDetailFromTransform(painter.worldTransform()))))
         cls = self.canvas.registry.get(node.type)
         label = node.title or (cls.title if cls else node.type)
         if placeholder:

@@ -128,7 +128,7 @@ class Inspector(QScrollArea):
         self.setWidget(body)
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.setMinimumWidth(300)
+        self.setMinimumWidth(260)
         self.editors: dict[str, QWidget] = {}
         self.field_editors: dict[str, FieldEditor] = {}
         # A timer the inspector owns (not QTimer.singleShot), so it dies with the inspector.

@@ -49,6 +49,10 @@ class CanvasView(QGraphicsView):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
+        # A fifth of the canvas's width, so it never takes much of a small window.
+        width = max(110, min(Minimap.SIZE[0], self.width() // 5))
+        self.minimap.setFixedSize(width, int(width * Minimap.SIZE[1] / Minimap.SIZE[0]))
+        self.minimap.follow()
         self.minimap.move(self.width() - self.minimap.width() - 12, self.height() - self.minimap.height() - 12)
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:
@@ -57,8 +61,7 @@ class CanvasView(QGraphicsView):
 
     def fit(self) -> None:
         """Show the whole graph, as large as fits (never above 1:1); a graph too wide to
-        fit at a legible zoom is shown at the smallest legible one, centred on its output
-        nodes (where the pictures are)."""
+        fit at a legible zoom is shown at the smallest legible one, as much of it as fits."""
         nodes = [item for item in self.scene().items() if isinstance(item, NodeItem)]
         if not nodes:
             return
@@ -72,22 +75,17 @@ class CanvasView(QGraphicsView):
         zoom = min(room.width() / bounds.width(), room.height() / bounds.height(), 1.0)
         centre = bounds.center()
         if zoom < MIN_FIT_ZOOM:
+            # Too big to show whole at a legible zoom: show as much of it as fits, ending at
+            # its right edge (where the outputs and their pictures are), top-aligned if tall.
             zoom = MIN_FIT_ZOOM
-            outputs = [item for item in nodes if self._is_output(item)]
-            if outputs:
-                focus = QRectF()
-                for item in outputs:
-                    focus = focus.united(item.sceneBoundingRect())
-                centre = focus.center()
+            half_width, half_height = room.width() / zoom / 2, room.height() / zoom / 2
+            x = bounds.right() - half_width if bounds.width() > 2 * half_width else centre.x()
+            y = bounds.top() + half_height if bounds.height() > 2 * half_height else centre.y()
+            centre = QPointF(x, y)
         self.resetTransform()
         self.scale(zoom, zoom)
         self.centerOn(centre)
         self.minimap.follow()
-
-    @staticmethod
-    def _is_output(item: NodeItem) -> bool:
-        cls = item.canvas.registry.get(item.node.type)
-        return bool(cls is not None and cls.spec().is_output)
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)

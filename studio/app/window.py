@@ -334,7 +334,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(docks["Problems"], docks["Queue"])
         docks["Problems"].raise_()
         self.resizeDocks([self.findChild(QDockWidget, "dock-nodes"), self.findChild(QDockWidget, "dock-inspector")],
-                         [230, 340], Qt.Horizontal)
+                         [210, 320], Qt.Horizontal)
         self.resizeDocks([self.findChild(QDockWidget, "dock-problems")], [110], Qt.Vertical)
 
     def add_node_at_centre(self, type_name: str) -> str:

@@ -174,7 +174,9 @@ class Workflow:
                 yield Link(source.node, source.output, node.id, input_name)
 
     def links_from(self, node_id: str) -> list[Link]:
-        return [link for link in self.links() if link.source == node_id]
+        """The wires out of a node (compared before any Link is built: this runs per deleted node)."""
+        return [Link(source.node, source.output, node.id, name) for node in self.nodes.values()
+                for name, source in node.links.items() if source.node == node_id]
 
     def find_node(self, reference: str) -> Node:
         """A node by id, or by a title that exactly one node has."""

@@ -12,14 +12,17 @@ from studio.settings import WORKFLOWS_DIR
 
 
 @pytest.fixture
-def window(qtbot, registry, settings, monkeypatch):
+def window(qtbot, registry, settings, monkeypatch, tmp_path):
     from PySide6.QtWidgets import QMessageBox
 
     # Closing with unsaved edits asks; tests answer "discard" instead of blocking on a dialog.
     monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *args, **kwargs: QMessageBox.Discard))
     main = MainWindow(registry, settings, Engine(registry, settings))
     qtbot.addWidget(main)
-    main.open_file(WORKFLOWS_DIR / "film_grain.json")
+    # A copy: a test that saves must not write over the shipped workflow.
+    copy = tmp_path / "film_grain.json"
+    copy.write_bytes((WORKFLOWS_DIR / "film_grain.json").read_bytes())
+    main.open_file(copy)
     main.show()
     qtbot.waitExposed(main)
     yield main

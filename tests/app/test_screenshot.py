@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.settings import PROJECT_ROOT
+from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
 
 SCREENSHOT_DIR = PROJECT_ROOT / "output" / "test-screenshots"
 
@@ -57,3 +57,39 @@ def test_screenshot_of_the_main_window_with_the_default_workflow(display, scale)
     colours = image.resize((140, 90)).getcolors(140 * 90)
     dark = sum(count for count, (r, g, b) in colours if r + g + b < 150)
     assert dark > 0.6 * 140 * 90 and len(colours) > 50
+
+
+FIRST_SHOW_CASES = {
+    "default": WORKFLOWS_DIR / "default.json",
+    "controlnet": WORKFLOWS_DIR / "tour" / "5_controlnet.json",
+    "comfy-sdxl-refiner": PROJECT_ROOT / "tests" / "graph" / "comfy_files" / "sdxl_refiner_ui.json",
+}
+FIRST_SHOW_SIZES = [(1600, 1000), (1100, 700)]
+
+
+def test_first_show_screenshots_of_three_graphs_at_two_window_sizes(display):
+    """The window's real first show (size, show, then the view's own first fit), as
+    ``studio --screenshot`` takes it: written to output/test-screenshots/first-show-*.png for a
+    person to look at; checked here for a legible zoom and a drawn graph."""
+    targets = {(name, size): SCREENSHOT_DIR / f"first-show-{name}-{size[0]}x{size[1]}.png"
+               for name in FIRST_SHOW_CASES for size in FIRST_SHOW_SIZES}
+    script = "\n".join([
+        "import sys",
+        "from pathlib import Path",
+        "from studio.app.main import screenshot, _application",
+        "from studio.app.node_item import DETAIL_ZOOM",
+        "from PySide6.QtWidgets import QApplication",
+        *[f"screenshot(Path({str(target)!r}), Path({str(FIRST_SHOW_CASES[name])!r}), 1.0, {size!r})"
+          for (name, size), target in targets.items()],
+    ])
+    env = dict(os.environ)
+    if display is not None:
+        env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    for (name, size), target in targets.items():
+        image = Image.open(target).convert("RGB")
+        assert image.size == size
+        colours = image.resize((160, 100)).getcolors(160 * 100)
+        assert len(colours) > 60, f"{target.name}: looks blank"
