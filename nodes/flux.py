@@ -69,6 +69,24 @@ class _TextEncoderFiles(NodeBase):
     def fingerprint(cls, values: Mapping[str, Any], settings: Settings) -> Any:
         return [model_file_fingerprint("text_encoders", values.get(name, ""), settings) for name in cls.file_inputs]
 
+    @classmethod
+    def advise(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+        # A file that is there but is no text encoder (a checkpoint, a LoRA), from its header.
+        from studio.runtime.models import ModelFolders
+
+        from nodes.loaders import header_verdict
+
+        problems = []
+        for name in cls.file_inputs:
+            path = ModelFolders.from_settings(settings).find("text_encoders", values.get(name) or "")
+            try:
+                reason = header_verdict("text_encoders", path) if path is not None else None
+            except OSError:
+                reason = None
+            if reason:
+                problems.append((name, f"{reason}; loading it would fail"))
+        return problems
+
 
 class UNETLoader(ModelFileInput, NodeBase):
     """Loads a diffusion transformer alone (FLUX.1 dev or schnell, SD3.5 Large, Large Turbo or

@@ -24,6 +24,10 @@ LOOKS_LIKE = (
     ("lora_unet_", "a LoRA (it belongs in the loras folder)"),
     ("encoder.down.", "a VAE (it belongs in the vae folder)"),
     ("first_stage_model.", "a checkpoint's VAE part"),
+    ("double_blocks.", "a FLUX transformer (it belongs in the diffusion_models folder)"),
+    ("joint_blocks.", "an SD3 transformer (it belongs in the diffusion_models folder)"),
+    ("encoder.block.", "a T5 text encoder (it belongs in the text_encoders folder)"),
+    ("text_model.", "a CLIP text encoder (it belongs in the text_encoders folder)"),
 )
 
 
@@ -73,8 +77,24 @@ def _upscaler(path: Path, shapes: dict[str, tuple[int, ...]]) -> str | None:
     return f"holds no convolution weights, so no upscaler{_looks_like(list(shapes))}"
 
 
+def _diffusion_model(path: Path, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    markers = ("double_blocks.0.img_attn.qkv.weight", "joint_blocks.0.x_block.attn.qkv.weight")
+    if any(name.endswith(markers) for name in shapes):
+        return None
+    return ("holds no FLUX.1 or SD3.5 transformer (no double_blocks.* / joint_blocks.* tensors)"
+            f"{_looks_like(list(shapes))}")
+
+
+def _text_encoder(path: Path, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    markers = ("embeddings.token_embedding.weight", "encoder.block.0.layer.0.SelfAttention.q.weight")
+    if any(name.endswith(markers) for name in shapes):
+        return None
+    return f"holds no CLIP or T5 text encoder in transformers' layout{_looks_like(list(shapes))}"
+
+
 RULES: dict[str, Callable[[Path, dict[str, tuple[int, ...]]], str | None]] = {
     "loras": _lora, "vae": _vae, "controlnet": _controlnet, "upscale_models": _upscaler,
+    "diffusion_models": _diffusion_model, "text_encoders": _text_encoder,
 }
 
 

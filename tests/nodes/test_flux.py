@@ -162,3 +162,16 @@ def test_flux_files_are_recognised_from_their_headers(flux_files):
     from studio.runtime.checkpoints import inspect_checkpoint_header
 
     assert inspect_checkpoint_header(flux_files.root / "checkpoints" / "tiny-flux1-dev-fp8-aio.safetensors") is None
+
+
+def test_misplaced_files_are_told_from_their_headers_before_the_run(flux_files):
+    from studio.runtime.model_headers import inspect_model_header
+
+    root = flux_files.root
+    assert inspect_model_header("diffusion_models", root / "diffusion_models" / "tiny-flux1-dev-fp8.safetensors") is None
+    assert inspect_model_header("text_encoders", root / "text_encoders" / "tiny-t5xxl_fp16.safetensors") is None
+    assert inspect_model_header("text_encoders", root / "text_encoders" / "tiny-clip_l.safetensors") is None
+    wrong = inspect_model_header("diffusion_models", root / "text_encoders" / "tiny-t5xxl_fp16.safetensors")
+    assert "holds no FLUX.1 or SD3.5 transformer" in wrong and "T5 text encoder" in wrong
+    wrong = inspect_model_header("text_encoders", root / "diffusion_models" / "tiny-flux1-schnell.safetensors")
+    assert "holds no CLIP or T5" in wrong and "FLUX transformer" in wrong
