@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from studio.settings import WORKFLOWS_DIR
 
@@ -24,13 +27,56 @@ def _application(scale: float | None = None):
     return app
 
 
+class LazyServices(Mapping):
+    """The engine's services (model manager …), built on first use, or by ``warm_up`` on a
+    background thread once the window is up: the window appears before torch and diffusers
+    are imported (they take seconds), and the first Run finds them ready."""
+
+    def __init__(self, settings: Any) -> None:
+        self._settings = settings
+        self._built: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _services(self) -> dict[str, Any]:
+        with self._lock:
+            if self._built is None:
+                from studio.runtime.services import create_services
+
+                self._built = create_services(self._settings)
+            return self._built
+
+    def __getitem__(self, key: str) -> Any:
+        return self._services()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._services())
+
+    def __len__(self) -> int:
+        return len(self._services())
+
+    def __bool__(self) -> bool:
+        return True  # without building them (``services or {}`` would ask for the length)
+
+    @property
+    def built(self) -> bool:
+        return self._built is not None
+
+    def warm_up(self) -> threading.Thread:
+        def build() -> None:
+            self._services()
+            import diffusers  # noqa: F401  (what the first model load needs, imported now)
+
+        thread = threading.Thread(target=build, name="warm-up", daemon=True)
+        thread.start()
+        return thread
+
+
 def _window(workflow_path: Path | None, strict: bool = False):
     """The main window on a workflow. ``strict`` (no one to answer a dialog): a workflow that
     cannot be opened raises WorkflowFormatError instead of showing a message box."""
     from studio.app.window import MainWindow
     from studio.engine import Engine
     from studio.registry import build_registry
-    from studio.runtime.services import create_services
     from studio.settings import Settings
 
     from studio.app.preferences import Preferences
@@ -40,7 +86,7 @@ def _window(workflow_path: Path | None, strict: bool = False):
     registry = build_registry(settings.plugin_dirs)
 
     def make_engine(chosen: Settings) -> Engine:
-        return Engine(registry, chosen, services=create_services(chosen))
+        return Engine(registry, chosen, services=LazyServices(chosen))
 
     path = workflow_path or WORKFLOWS_DIR / "default.json"
     if strict:
@@ -75,9 +121,13 @@ def offer_recovery(window) -> bool:
 
 
 def run_app(workflow_path: Path | None = None) -> int:
+    from PySide6.QtCore import QTimer
+
     app = _application()
     window = _window(workflow_path)
     window.show()
+    # torch and diffusers are imported behind the shown window, not before it.
+    QTimer.singleShot(0, lambda: window.engine.services.warm_up())
     offer_recovery(window)
     return app.exec()
 

@@ -29,6 +29,7 @@ class CanvasView(QGraphicsView):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._panning: QPointF | None = None
         self._fitted_once = False
+        self.fits_done = 0
         self.minimap = Minimap(self)
         self.minimap.follow()
         # The minimap catches up with edits at most ten times a second, not on every change.
@@ -86,6 +87,7 @@ class CanvasView(QGraphicsView):
         self.scale(zoom, zoom)
         self.centerOn(centre)
         self.minimap.follow()
+        self.fits_done += 1
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
