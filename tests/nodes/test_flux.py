@@ -175,3 +175,25 @@ def test_misplaced_files_are_told_from_their_headers_before_the_run(flux_files):
     assert "holds no FLUX.1 or SD3.5 transformer" in wrong and "T5 text encoder" in wrong
     wrong = inspect_model_header("text_encoders", root / "diffusion_models" / "tiny-flux1-schnell.safetensors")
     assert "holds no CLIP or T5" in wrong and "FLUX transformer" in wrong
+
+
+def test_diffusers_folders_load_as_they_are(flux_engine, flux_files, tmp_path_factory):
+    """A FluxPipeline folder through CheckpointLoaderSimple, and a transformer folder through
+    UNETLoader, render what the single files render."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    from studio.runtime.checkpoints import make_tokenizer
+    from studio.runtime.text_encoders import make_t5_tokenizer
+
+    root = flux_files.root
+    folder = root / "checkpoints" / "tiny-flux1-schnell-diffusers"
+    if not folder.is_dir():
+        FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=flux_files.vae,
+                     text_encoder=flux_files.clip_l, tokenizer=make_tokenizer(), text_encoder_2=flux_files.t5,
+                     tokenizer_2=make_t5_tokenizer(), transformer=flux_files.schnell).save_pretrained(folder)
+        flux_files.schnell.save_pretrained(root / "diffusion_models" / "tiny-flux1-schnell-transformer")
+    files = render(flux_engine, *flux_graph(steps=2))
+    pipeline_folder = render(flux_engine, *flux_graph(steps=2, checkpoint="tiny-flux1-schnell-diffusers"))
+    transformer_folder = render(flux_engine, *flux_graph("tiny-flux1-schnell-transformer", steps=2))
+    assert (files - pipeline_folder).abs().max() < 1e-5
+    assert (files - transformer_folder).abs().max() < 1e-5
