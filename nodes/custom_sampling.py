@@ -3,9 +3,8 @@ ComfyUI's node names, inputs and defaults (its ``comfy_extras/nodes_custom_sampl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import (BOOLEAN, CONDITIONING, FLOAT, GUIDER, INT, LATENT, MODEL, NOISE, SAMPLER,
                                   SIGMAS, STRING)

@@ -3,11 +3,10 @@ arithmetic, batches and masks."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE
 from studio.lazy import lazy_module

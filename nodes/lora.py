@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import CLIP, FLOAT, MODEL, STRING
 from studio.node_api import Input, NodeBase, Output

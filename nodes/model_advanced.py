@@ -5,9 +5,8 @@ is shared and never altered."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import BOOLEAN, FLOAT, MODEL, STRING
 from studio.node_api import Input, NodeBase, Output
