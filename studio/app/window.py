@@ -14,7 +14,7 @@ from typing import Any
 import qtawesome as qta
 import shiboken6
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QImage, QKeySequence, QUndoStack
+from PySide6.QtGui import QAction, QKeySequence, QUndoStack
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QProgressBar
 
 from studio.app import theme
@@ -23,11 +23,11 @@ from studio.app.preferences import Preferences, SettingsDialog
 from studio.app.canvas import CanvasScene
 from studio.app.live_check import CheckResult, LiveCheck
 from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
-from studio.app.run_queue import RunEntry, RunQueue, RunState
+from studio.app.run_queue import RunEntry, RunQueue
 from studio.app.runs import Gallery, RunQueuePanel
-from studio.app.runner import Runner
+from studio.app.run_controller import RunController
 from studio.app.view import CanvasView
-from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunStarted
+from studio.engine import Engine
 from studio.graph import Workflow, WorkflowFormatError, save
 from studio.graph import events as ev
 from studio.graph.files import open_workflow
@@ -45,10 +45,6 @@ class MainWindow(QMainWindow):
         self.preferences = Preferences.for_settings(settings)
         theme.apply(self.preferences.theme)
         self.undo_stack = QUndoStack(self)
-        self.runner = Runner(engine)
-        self.runner.setParent(self)
-        self.runner.event.connect(self._on_event)
-        self.runner.finished.connect(self._on_finished)
         # The view does not own its scene; the window does (see set_workflow). Every Qt
         # object here has a parent: one left to Python's garbage collector may be deleted on
         # the engine's worker thread, leaving its timers behind on this one.
@@ -61,13 +57,6 @@ class MainWindow(QMainWindow):
         self.progress.setRange(0, 1000)
         self.progress.setVisible(False)
         self.statusBar().addPermanentWidget(self.progress)
-        self.last_report: Any = None
-        self.queue = RunQueue()
-        self.queue.subscribe(self._queue_changed)
-        # The cache key each node's shown result was made with (from the run that made it),
-        # and the keys of the run in progress.
-        self.result_keys: dict[str, str] = {}
-        self._run_keys: dict[str, str] = {}
         self.live_check = LiveCheck(self, lambda: self.engine)
         self.live_check.checked.connect(self._checked)
         # The graph came from an autosave: it has changes no file holds, whatever the undo stack says.
@@ -80,6 +69,8 @@ class MainWindow(QMainWindow):
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start(AUTOSAVE_SECONDS * 1000)
         self._unsubscribe: Any = None
+        self.runs_control = RunController(self)
+        self.runner = self.runs_control.runner
         self._build_docks()
         self._build_actions()
         self.setAcceptDrops(True)
@@ -116,7 +107,7 @@ class MainWindow(QMainWindow):
         self._unsubscribe = self._scene.workflow.subscribe(self._model_changed)
         self.inspector.show_node(self._scene, None)
         self.problems.clear()
-        self.result_keys = {}
+        self.runs_control.result_keys.clear()
         self.path = path
         self.display_name = path.name if path else (name or "Untitled")
         self.recovered = False
@@ -386,9 +377,9 @@ class MainWindow(QMainWindow):
         self.scene.set_problems(errors)
         self.scene.set_stale({node_id for node_id, key in self.result_keys.items() if result.keys.get(node_id) != key})
         if not self.runner.busy:
-            self.problems.show_problems(result.problems, self._label_of, result.failure)
+            self.problems.show_problems(result.problems, self.label_of, result.failure)
 
-    def _label_of(self, node_id: str) -> str:
+    def label_of(self, node_id: str) -> str:
         node = self.workflow.nodes.get(node_id)
         return node.label if node is not None else f"#{node_id}"
 
@@ -500,113 +491,41 @@ class MainWindow(QMainWindow):
         for item in self.scene.nodes.values():
             item.setSelected(True)
 
-    # -- running -------------------------------------------------------------------------
+    # -- running (see RunController) ------------------------------------------------------
     @property
     def runs(self) -> list[RunEntry]:
-        return self.queue.entries
+        return self.runs_control.queue.entries
+
+    @property
+    def queue(self) -> RunQueue:
+        return self.runs_control.queue
 
     @property
     def current_run(self) -> RunEntry | None:
-        return self.queue.current
+        return self.runs_control.queue.current
+
+    @property
+    def last_report(self) -> Any:
+        return self.runs_control.last_report
+
+    @last_report.setter
+    def last_report(self, report: Any) -> None:
+        self.runs_control.last_report = report
+
+    @property
+    def result_keys(self) -> dict[str, str]:
+        return self.runs_control.result_keys
 
     def run(self) -> RunEntry:
         """Queue the graph as it is on screen now; it starts at once when nothing else runs."""
         self.commit_edits()
-        entry = self.queue.add(self.workflow.copy(), Path(self.display_name).stem)
-        self._start_next()
-        return entry
-
-    def _start_next(self) -> None:
-        if self.runner.busy:
-            return
-        entry = self.queue.start_next()
-        if entry is None:
-            return
-        self._run_keys = self.engine.cache_keys(entry.workflow)
-        self.runner.start(entry.workflow)
-        self.scene.clear_status()
-        self.progress.setVisible(True)
-        self.progress.setValue(0)
-        self.statusBar().showMessage(f"Running #{entry.number}…")
+        return self.runs_control.run(self.workflow.copy(), Path(self.display_name).stem)
 
     def cancel(self) -> None:
-        """Esc: stop the running graph; pressed again while it stops, empty the queue too."""
-        entry = self.queue.cancel_current()
-        if entry is not None:
-            self.runner.cancel()
-            self.statusBar().showMessage(f"Cancelling #{entry.number}…")
+        self.runs_control.cancel()
 
     def cancel_queued(self, number: int) -> None:
-        self.queue.remove_queued([number])
-
-    def _queue_changed(self) -> None:
-        self.queue_panel.show_queue(self.queue)
-        self.cancel_action.setEnabled(self.queue.can_cancel)
-        current = self.queue.current
-        if current is not None and current.status is RunState.RUNNING:
-            self.progress.setValue(int(current.progress * 1000))
-
-    def _step_weights(self, planned: list[str]) -> dict[str, float]:
-        """Each planned node's share of the run: its step count when it has one (samplers)."""
-        weights = {}
-        workflow = self.current_run.workflow if self.current_run is not None else None
-        for node_id in planned:
-            weight = 1.0
-            node = workflow.nodes.get(node_id) if workflow is not None else None
-            cls = self.registry.get(node.type) if node is not None else None
-            spec = cls.spec().input("steps") if cls is not None else None
-            if spec is not None and "steps" not in node.links:
-                steps = node.values.get("steps", spec.default)
-                if isinstance(steps, (int, float)) and not isinstance(steps, bool):
-                    weight = float(steps)
-            weights[node_id] = weight
-        return weights
-
-    def _on_event(self, event: Any) -> None:
-        if isinstance(event, RunStarted):
-            self.queue.planned(self._step_weights(list(event.planned)))
-            for node_id in event.planned:
-                self.scene.set_status(node_id, "queued")
-        elif isinstance(event, NodeStarted):
-            self.scene.set_status(event.node_id, "running")
-        elif isinstance(event, NodeProgress):
-            fraction = event.step / max(1, event.total)
-            self.scene.set_status(event.node_id, "running", fraction)
-            if event.preview is not None:
-                self.scene.set_preview(event.node_id, image_from_array(event.preview))
-            self.queue.node_progress(event.node_id, fraction)
-        elif isinstance(event, NodeFinished):
-            self.scene.set_status(event.node_id, "cached" if event.cached else "done")
-            self.queue.node_progress(event.node_id, 1.0, finished=True)
-            if event.node_id in self._run_keys:
-                self.result_keys[event.node_id] = self._run_keys[event.node_id]
-        elif isinstance(event, NodeFailed):
-            self.scene.set_status(event.node_id, "error", message=event.message)
-
-    def _on_finished(self, report: Any) -> None:
-        self.last_report = report
-        self.queue.finish(report)
-        self.gallery.add_files([Path(path) for _, path in report.files])
-        for node_id, path in report.files:
-            self.scene.set_preview(node_id, QImage(str(path)))
-        self.problems.show_report(report, self._label_of)
-        self.progress.setVisible(False)
-        if report.status == "invalid":
-            for problem in report.problems:
-                if problem.node_id:
-                    self.scene.set_status(problem.node_id, "error", message=problem.message)
-            text = f"{len(report.problems)} problem(s): {report.problems[0]}" if report.problems else "invalid"
-        elif report.status == "ok":
-            text = f"Done in {report.total_seconds:.1f} s" + (f": {report.files[-1][1]}" if report.files else "")
-        else:
-            text = f"Run {report.status}" + (f": {report.errors[0]}" if report.errors else "")
-        warnings = len(report.warnings)
-        if warnings and report.status != "invalid":
-            text += f" ({warnings} warning{'s' if warnings > 1 else ''} in Problems)"
-        self.statusBar().showMessage(text)
-        # The graph may have been edited while it ran: compare against it now.
-        self.live_check.schedule(self.workflow)
-        self._start_next()
+        self.runs_control.queue.remove_queued([number])
 
 
 def with_json_suffix(path: Path) -> Path:
@@ -614,11 +533,3 @@ def with_json_suffix(path: Path) -> Path:
     return path if path.suffix.lower() == ".json" else path.with_name(path.name + ".json")
 
 
-def image_from_array(array: Any) -> QImage:
-    """A QImage from an IMAGE-like preview (1 × H × W × 3, 0..1) of any array library."""
-    values = array.detach().cpu().numpy() if hasattr(array, "detach") else array
-    import numpy as np
-
-    pixels = np.ascontiguousarray((np.clip(np.asarray(values)[0, ..., :3], 0, 1) * 255).astype(np.uint8))
-    height, width = pixels.shape[:2]
-    return QImage(pixels.data, width, height, width * 3, QImage.Format_RGB888).copy()
