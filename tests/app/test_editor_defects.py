@@ -350,3 +350,20 @@ def test_several_selected_nodes_are_named_in_the_inspector(window):
         window.scene.nodes[node_id].setSelected(True)
     heading = window.inspector.heading.text()
     assert "2 nodes selected" in heading and "Nothing selected" not in heading
+
+
+def test_the_canvas_follows_edits_item_by_item_and_never_rebuilds(window, qtbot):
+    scene = window.scene
+    before = {node_id: item for node_id, item in scene.nodes.items()}
+    wires = dict(scene.wires)
+    for node_id in ("2", "3"):
+        scene.nodes[node_id].setSelected(True)
+    assert window.copy()
+    pasted = window.paste(keep_incoming=True)
+    window.scene.nodes[pasted[0]].setSelected(True)
+    scene.delete_selected()
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    assert all(scene.nodes[node_id] is item for node_id, item in before.items())  # the same items
+    assert all(scene.wires[key] is wire for key, wire in wires.items())
+    assert set(scene.nodes) == set(before)
