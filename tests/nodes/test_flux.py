@@ -107,11 +107,12 @@ def graph_sigmas(model_sampling, steps, scheduler="simple"):
     return ksampler_sigmas(model_sampling, "euler", scheduler, steps)
 
 
-def test_schnell_at_4_steps_cfg_1_renders_what_fluxpipeline_renders(flux_engine, flux_files):
+@pytest.mark.parametrize("scheduler", ["simple", "normal", "beta"])
+def test_schnell_at_4_steps_cfg_1_renders_what_fluxpipeline_renders(flux_engine, flux_files, scheduler):
     from studio.runtime.flux import schnell_sampling
 
-    image = render(flux_engine, *flux_graph())
-    expected = pipeline_render(flux_files, flux_files.schnell, graph_sigmas(schnell_sampling(), 4))
+    image = render(flux_engine, *flux_graph(scheduler=scheduler))
+    expected = pipeline_render(flux_files, flux_files.schnell, graph_sigmas(schnell_sampling(), 4, scheduler))
     assert image.shape == expected.shape == (1, 32, 32, 3)
     assert (image - expected).abs().max() < 1e-4
     assert image.std() > 0.01
@@ -197,3 +198,25 @@ def test_diffusers_folders_load_as_they_are(flux_engine, flux_files, tmp_path_fa
     transformer_folder = render(flux_engine, *flux_graph("tiny-flux1-schnell-transformer", steps=2))
     assert (files - pipeline_folder).abs().max() < 1e-5
     assert (files - transformer_folder).abs().max() < 1e-5
+
+
+def test_ksampleradvanced_in_two_stages_equals_one_ksampler(flux_engine):
+    """Steps 0–2 with the leftover noise handed on, then 2–4 without adding noise."""
+    whole = render(flux_engine, *flux_graph())
+    workflow, ids = flux_graph()
+    sampler = workflow.nodes[ids["sampler"]]
+    links = {name: (link.node, link.output) for name, link in sampler.links.items()}
+    workflow.remove_node(ids["sampler"])
+    stages = []
+    for start, end, noise, leftover in ((0, 2, "enable", "enable"), (2, 4, "disable", "disable")):
+        stages.append(workflow.add_node("KSamplerAdvanced", {
+            "add_noise": noise, "noise_seed": 7, "steps": 4, "cfg": 1.0, "sampler_name": "euler",
+            "scheduler": "simple", "start_at_step": start, "end_at_step": end,
+            "return_with_leftover_noise": leftover}).id)
+    for stage in stages:
+        for name in ("model", "positive", "negative"):
+            workflow.connect(links[name][0], links[name][1], stage, name)
+    workflow.connect(links["latent_image"][0], links["latent_image"][1], stages[0], "latent_image")
+    workflow.connect(stages[0], "LATENT", stages[1], "latent_image")
+    workflow.connect(stages[1], "LATENT", ids["decode"], "samples")
+    assert (render(flux_engine, workflow, ids) - whole).abs().max() < 1e-5
