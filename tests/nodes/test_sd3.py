@@ -125,3 +125,36 @@ def test_modelsamplingsd3_changes_the_shift(sd3_engine):
     other = render(sd3_engine, *sd3_graph(shift=1.0))
     assert torch.equal(default, same)
     assert (default - other).abs().mean() > 1e-3
+
+
+def test_dualcliploader_sdxl_and_sd3_types_and_cliploader(sd3_engine):
+    """CLIP-L + CLIP-G as SDXL's text encoder (each file told by its width, in either order),
+    two of SD3's three as SD3's, and one alone through CLIPLoader."""
+    from studio.graph import Workflow
+
+    workflow = Workflow()
+    loaders = {
+        "sdxl": workflow.add_node("DualCLIPLoader", {"clip_name1": "tiny-sd3-clip_g.safetensors",
+                                                     "clip_name2": "tiny-sd3-clip_l.safetensors", "type": "sdxl"}).id,
+        "sd3": workflow.add_node("DualCLIPLoader", {"clip_name1": "tiny-sd3-clip_g.safetensors",
+                                                    "clip_name2": "tiny-sd3-clip_l.safetensors", "type": "sd3"}).id,
+        "single": workflow.add_node("CLIPLoader", {"clip_name": "tiny-sd3-t5xxl_fp16.safetensors", "type": "sd3"}).id,
+    }
+    encoders = {}
+    for name, loader in loaders.items():
+        encoders[name] = workflow.add_node("CLIPTextEncode", {"text": "a red fox"}).id
+        workflow.connect(loader, "CLIP", encoders[name], "clip")
+    report = sd3_engine.run(workflow, list(encoders.values()) + list(loaders.values()))
+    assert report.ok, report.problems or [e.traceback for e in report.errors]
+    sdxl = report.results[loaders["sdxl"]][0]
+    assert sdxl.family == "sdxl" and [e.config.hidden_size for e in sdxl.encoders] == [32, 64]
+    hidden, extras = report.results[encoders["sdxl"]][0][0]
+    assert hidden.shape == (1, 77, 96) and extras["pooled_output"].shape == (1, 64)
+    # Without T5, the CLIPs' states are padded to T5-XXL's width, as in ComfyUI.
+    hidden, extras = report.results[encoders["sd3"]][0][0]
+    assert hidden.shape == (1, 77, 4096) and extras["pooled_output"].shape == (1, 32 + 64)
+    assert torch.count_nonzero(hidden[..., 96:]) == 0
+    # T5 alone: its states, and zeros for the absent CLIPs' pooled outputs (768 + 1280 wide).
+    hidden, extras = report.results[encoders["single"]][0][0]
+    assert hidden.shape == (1, 77, 128) and extras["pooled_output"].shape == (1, 2048)
+    assert torch.count_nonzero(extras["pooled_output"]) == 0
