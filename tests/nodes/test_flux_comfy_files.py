@@ -53,7 +53,8 @@ def test_comfyuis_example_graphs_open_with_no_placeholders_ui_and_api_alike(regi
     assert effective_graph(from_ui, registry) == effective_graph(from_api, registry)
 
 
-@pytest.mark.parametrize(("name", "form"), [("flux_dev", "ui"), ("flux_dev", "api"), ("sd35", "ui"), ("sd35", "api")])
+# The API files give the same graphs (checked above), so the UI files stand for both here.
+@pytest.mark.parametrize(("name", "form"), [("flux_dev", "ui"), ("sd35", "ui")])
 def test_comfyuis_example_graphs_render_on_the_tiny_models(registry, engine, name, form):
     workflow, _ = open_workflow(FILES / f"{name}_{form}.json", registry.spec)
     for node_id, values in TINY[name].items():
