@@ -25,8 +25,18 @@ SAMPLING_INPUTS = (
 
 
 def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
+    from dataclasses import replace
+
     from studio.runtime.sampling import SamplingJob, sample, sample_seed_batch, seed_batch_size, seed_batchable
     from studio.runtime.services import model_manager
+
+    channels = getattr(model.unet, "latent_channels", None)  # FLUX's and SD3's 16
+    samples = job.latent["samples"]
+    if channels and samples.shape[1] != channels and not samples.any():
+        # An empty latent of another model's channels (EmptyLatentImage's 4): as ComfyUI
+        # does, an empty one of this model's.
+        shape = (samples.shape[0], channels, *samples.shape[2:])
+        job = replace(job, latent={**job.latent, "samples": samples.new_zeros(shape)})
 
     with model_manager(ctx.services).use(model.unet, patches=[(model.unet, patch) for patch in model.patches]):
         batcher = ctx.services.get("seed_batches") if hasattr(ctx.services, "get") else None

@@ -164,6 +164,11 @@ class FluxDenoiser(torch.nn.Module):
         return self.transformer.config
 
     @property
+    def latent_channels(self) -> int:
+        """The VAE latent's channels this model denoises (16)."""
+        return int(self.config.in_channels) // 4  # 2×2 patches of the latent
+
+    @property
     def device(self) -> torch.device:
         if self.offloaded_to is not None:
             return self.offloaded_to

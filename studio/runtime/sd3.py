@@ -101,6 +101,11 @@ class SD3Denoiser(torch.nn.Module):
         return self.transformer.config
 
     @property
+    def latent_channels(self) -> int:
+        """The VAE latent's channels this model denoises (16)."""
+        return int(self.config.out_channels)
+
+    @property
     def device(self) -> torch.device:
         if self.offloaded_to is not None:
             return self.offloaded_to

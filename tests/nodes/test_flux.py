@@ -227,3 +227,16 @@ def test_ksampleradvanced_in_two_stages_equals_one_ksampler(flux_engine):
     workflow.connect(stages[0], "LATENT", stages[1], "latent_image")
     workflow.connect(stages[1], "LATENT", ids["decode"], "samples")
     assert (render(flux_engine, workflow, ids) - whole).abs().max() < 1e-5
+
+
+def test_an_empty_4_channel_latent_is_taken_as_an_empty_16_channel_one(flux_engine):
+    """EmptyLatentImage wired to a FLUX sampler, as ComfyUI allows."""
+    workflow, ids = flux_graph(steps=1)
+    expected = render(flux_engine, workflow, ids)
+    workflow.remove_node(ids["latent"])
+    ids["latent"] = workflow.add_node("EmptyLatentImage", {"width": 32, "height": 32, "batch_size": 1}).id
+    workflow.connect(ids["latent"], "LATENT", ids["sampler"], "latent_image")
+    report = flux_engine.run(workflow, [ids["decode"], ids["latent"]])
+    assert report.ok, report.problems or [e.traceback for e in report.errors]
+    assert report.results[ids["latent"]][0]["samples"].shape[1] == 4
+    assert torch.equal(report.results[ids["decode"]][0], expected)
