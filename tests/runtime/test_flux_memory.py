@@ -44,3 +44,24 @@ def test_a_full_size_transformer_on_the_cpu_is_told_in_hours():
     assert cpu_warning(model, DevicePolicy(torch.device("cuda"), torch.bfloat16)) is None
     small = DiffusionModel(torch.nn.Linear(4, 4), "flux", {}, "key")
     assert cpu_warning(small, CPU) is None
+
+
+def test_a_missing_t5_tokenizer_is_one_sentence_and_no_download(monkeypatch, tmp_path):
+    import pytest
+
+    from studio.runtime import text_encoders
+    from studio.runtime.model_errors import ModelLoadError
+
+    monkeypatch.setattr(text_encoders, "T5_TOKENIZER_FILE", tmp_path / "tokenizer.json")
+    text_encoders.make_t5_tokenizer.cache_clear()
+    try:
+        with pytest.raises(ModelLoadError, match="T5's tokenizer is missing from this installation"):
+            text_encoders.make_t5_tokenizer()
+    finally:
+        text_encoders.make_t5_tokenizer.cache_clear()
+
+
+def test_the_shipped_t5_tokenizer_gives_t5s_ids():
+    from studio.runtime.text_encoders import make_t5_tokenizer
+
+    assert make_t5_tokenizer()("a photo of a cat").input_ids == [3, 9, 1202, 13, 3, 9, 1712, 1]
