@@ -31,8 +31,7 @@ def services(tmp_path_factory):
 
 
 def context(settings, services):
-    ctx = NodeContext("1", "", settings, services, CancelToken(), lambda *args: None, lambda: {})
-    return ctx
+    return NodeContext("1", "", settings, services, CancelToken(), lambda *args: None, lambda: {})
 
 
 def pair(rows, columns, seed):
@@ -91,8 +90,6 @@ def load_and_apply(settings, services, lora, name):
 
 
 def test_a_kohya_flux_lora_patches_the_bfl_layers_it_names_as_diffusers_layers(services):
-    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers  # noqa: F401
-
     from studio.runtime.flux import diffusers_flux_weights
     from tests.flux_models import flux_to_bfl
 
