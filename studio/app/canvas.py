@@ -23,7 +23,7 @@ from studio.graph import commands as cmd
 from studio.graph import events as ev
 from studio.graph.clipboard import clipboard_bounds, copy_nodes
 from studio.graph.layout import arranged, free_position, neighbour, node_rect, nudged, occupied_rects
-from studio.graph.model import node_sort_key
+from studio.graph.model import NodeMode, node_sort_key
 from studio.graph.sockets import SOCKET_COLOURS
 from studio.registry import Registry
 
@@ -105,7 +105,8 @@ class CanvasScene(QGraphicsScene):
         while reroute_id is not None and reroute_id in self.workflow.reroutes and reroute_id not in seen:
             seen.add(reroute_id)
             reroute = self.workflow.reroutes[reroute_id]
-            points.insert(0, QPointF(*reroute.position))
+            item = self.reroutes.get(reroute_id)  # where it is drawn (it may be being dragged)
+            points.insert(0, item.pos() if item is not None else QPointF(*reroute.position))
             reroute_id = reroute.parent
         return points
 
@@ -247,6 +248,7 @@ class CanvasScene(QGraphicsScene):
                 event.accept()
                 return
         self.press_positions = {node_id: tuple(item.node.position) for node_id, item in self.nodes.items()}
+        self.press_reroutes = {r: tuple(self.workflow.reroutes[r].position) for r in self.reroutes}
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event: QGraphicsSceneMouseEvent) -> None:
@@ -281,6 +283,28 @@ class CanvasScene(QGraphicsScene):
         self.press_positions = {}
         if moves:
             push(self.undo_stack, cmd.MoveNodes(self.workflow, moves))
+        for reroute_id, before in getattr(self, "press_reroutes", {}).items():
+            item = self.reroutes.get(reroute_id)
+            if item is not None and (item.pos().x(), item.pos().y()) != before:
+                push(self.undo_stack, cmd.MoveReroute(self.workflow, reroute_id, before, (item.pos().x(), item.pos().y())))
+        self.press_reroutes = {}
+
+    def mouseDoubleClickEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        """A double-click on a wire (away from nodes) puts a reroute point there."""
+        point = event.scenePos()
+        if self.node_at(point) is None:
+            wire = self.wire_at(point)
+            if wire is not None:
+                self.add_reroute_on_wire(*wire, point)
+                event.accept()
+                return
+        super().mouseDoubleClickEvent(event)
+
+    def place_wires_through(self, reroute_id: str) -> None:
+        """Re-route the wires bending through a reroute point being dragged."""
+        for (target, input_name) in list(self.wires):
+            if self.workflow.nodes[target].links[input_name].reroute is not None:
+                self._place_wire(target, input_name)
 
     # -- edits (each one undoable step) ------------------------------------------------------
     def edit_field(self, node_id: str, name: str) -> bool:
@@ -377,6 +401,84 @@ class CanvasScene(QGraphicsScene):
         steps += [cmd.Connect(self.workflow, *wire) for wire in wires]
         text = f"Delete {len(chosen)} node{'s' if len(chosen) != 1 else ''}" + (" with reconnect" if reconnect else "")
         push(self.undo_stack, cmd.Macro(self.workflow, text, steps))
+
+    # -- node states and structure ------------------------------------------------------------
+    def toggle_mode_selected(self, mode: NodeMode) -> bool:
+        """Bypass or mute the selection (Ctrl+B, Ctrl+M); if every selected node already is,
+        back to normal. One undoable step."""
+        chosen = self.selected_ids()
+        if not chosen:
+            return False
+        target = NodeMode.NORMAL if all(self.workflow.nodes[n].mode is mode for n in chosen) else mode
+        push(self.undo_stack, cmd.SetMode(self.workflow, chosen, target))
+        return True
+
+    def toggle_collapsed_selected(self) -> bool:
+        chosen = self.selected_ids()
+        if not chosen:
+            return False
+        collapse = not all(self.workflow.nodes[n].collapsed for n in chosen)
+        push(self.undo_stack, cmd.SetCollapsed(self.workflow, chosen, collapse))
+        return True
+
+    def color_selected(self, color: str | None) -> bool:
+        chosen = self.selected_ids()
+        if chosen:
+            push(self.undo_stack, cmd.SetColor(self.workflow, chosen, color))
+        return bool(chosen)
+
+    def rename_node(self, node_id: str, title: str) -> bool:
+        if self.workflow.nodes[node_id].title == title:
+            return False
+        push(self.undo_stack, cmd.SetTitle(self.workflow, node_id, title))
+        return True
+
+    def group_selected(self, title: str = "Group") -> str | None:
+        """A group framing the selected nodes (Ctrl+G), with room for its title band."""
+        chosen = self.selected_ids()
+        if not chosen:
+            return None
+        rect = QRectF()
+        for node_id in chosen:
+            rect = rect.united(self.nodes[node_id].sceneBoundingRect())
+        rect = rect.adjusted(-20, -50, 20, 20)
+        command = push(self.undo_stack, cmd.AddGroup(self.workflow, title, (rect.x(), rect.y(), rect.width(),
+                                                                            rect.height())))
+        return command.group.id  # type: ignore[attr-defined]
+
+    def inside_group(self, group_id: str) -> tuple[list[str], list[str]]:
+        """The nodes and the other groups wholly inside a group's frame (they move with it)."""
+        x, y, width, height = self.workflow.groups[group_id].bounds
+        frame = QRectF(x, y, width, height)
+        nodes = [n for n, item in self.nodes.items() if frame.contains(item.sceneBoundingRect().adjusted(6, 1, -6, -1))]
+        groups = [g for g, other in self.workflow.groups.items()
+                  if g != group_id and frame.contains(QRectF(*other.bounds))]
+        return nodes, groups
+
+    def move_group(self, group_id: str, dx: float, dy: float, nodes: list[str], groups: list[str]) -> None:
+        """Move a group with the nodes and groups inside it, as one undoable step."""
+        steps: list[cmd.Command] = []
+        for moved in [group_id, *groups]:
+            x, y, width, height = self.workflow.groups[moved].bounds
+            steps.append(cmd.ChangeGroup(self.workflow, moved, bounds=(x + dx, y + dy, width, height)))
+        if nodes:
+            steps.append(cmd.MoveNodes(self.workflow, nudged(self.workflow, nodes, dx, dy)))
+        push(self.undo_stack, cmd.Macro(self.workflow, "Move group", steps))
+
+    def wire_at(self, point: QPointF) -> tuple[str, str] | None:
+        """The wire (target node, input) passing under a scene point."""
+        probe = QRectF(point.x() - 4, point.y() - 4, 8, 8)
+        for key, wire in self.wires.items():
+            if wire.shape().intersects(probe):
+                return key
+        return None
+
+    def add_reroute_on_wire(self, target: str, input_name: str, point: QPointF) -> str:
+        """A reroute point on a wire, where it was double-clicked; the wire bends through it."""
+        parent = self.workflow.nodes[target].links[input_name].reroute
+        command = push(self.undo_stack, cmd.AddReroute(self.workflow, (point.x(), point.y()),
+                                                       [(target, input_name)], parent))
+        return command.reroute.id  # type: ignore[attr-defined]
 
     # -- keyboard-only editing ---------------------------------------------------------------
     def select_only(self, node_id: str) -> None:

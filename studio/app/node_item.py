@@ -297,13 +297,52 @@ class WireItem(QGraphicsPathItem):
 
 
 class GroupItem(QGraphicsItem):
-    """A group's frame and title, behind the nodes."""
+    """A group's frame and title, behind the nodes. Dragging its title band moves it with the
+    nodes and groups inside it (one undoable step); a click elsewhere in it goes to the canvas."""
+
+    BAND = 30.0
 
     def __init__(self, scene: CanvasScene, group_id: str) -> None:
         super().__init__()
         self.canvas, self.group_id = scene, group_id
-        self.setZValue(-1)
+        # Nested groups draw above the groups around them.
+        x, y, width, height = self.group.bounds
+        self.setZValue(-1 - min(1.0, width * height / 1e8))
+        self._drag: tuple[QPointF, list[str], list[str], dict[Any, QPointF]] | None = None
         self.refresh()
+
+    def shape(self) -> QPainterPath:
+        path = QPainterPath()
+        path.addRect(QRectF(0, 0, self.group.bounds[2], self.BAND))
+        return path
+
+    def mousePressEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if event.button() != Qt.LeftButton:
+            event.ignore()
+            return
+        nodes, groups = self.canvas.inside_group(self.group_id)
+        items: list[Any] = [self] + [self.canvas.nodes[n] for n in nodes] + [self.canvas.groups[g] for g in groups]
+        self._drag = (event.scenePos(), nodes, groups, {item: item.pos() for item in items})
+        event.accept()
+
+    def mouseMoveEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if self._drag is None:
+            return
+        start, _, _, origins = self._drag
+        delta = event.scenePos() - start
+        for item, origin in origins.items():
+            item.setPos(origin + delta)
+
+    def mouseReleaseEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if self._drag is None:
+            return
+        start, nodes, groups, origins = self._drag
+        self._drag = None
+        delta = event.scenePos() - start
+        for item, origin in origins.items():
+            item.setPos(origin)
+        if delta.manhattanLength() > 0:
+            self.canvas.move_group(self.group_id, delta.x(), delta.y(), nodes, groups)
 
     @property
     def group(self):
@@ -347,7 +386,15 @@ class RerouteItem(QGraphicsItem):
         super().__init__()
         self.canvas, self.reroute_id = scene, reroute_id
         self.setZValue(2)
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable
+                      | QGraphicsItem.ItemSendsGeometryChanges)
         self.refresh()
+
+    def itemChange(self, change: QGraphicsItem.GraphicsItemChange, value: Any) -> Any:
+        if change == QGraphicsItem.ItemPositionHasChanged and self.reroute_id in self.canvas.reroutes:
+            # Wires follow the dot while it is dragged; the model hears of it on release.
+            self.canvas.place_wires_through(self.reroute_id)
+        return super().itemChange(change, value)
 
     def refresh(self) -> None:
         self.setPos(*self.canvas.workflow.reroutes[self.reroute_id].position)

@@ -9,10 +9,12 @@ from typing import Any
 import shiboken6
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QPainter, QPen
-from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QToolTip
+from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QMenu, QToolTip
 
 from studio.app import theme
 from studio.app.canvas import CanvasScene
+from studio.app.undo import push
+from studio.graph import commands as cmd
 from studio.app.node_item import MIN_FIT_ZOOM, NodeItem
 
 
@@ -172,6 +174,45 @@ class CanvasView(QGraphicsView):
             return item.pos() + QPointF(item.boundingRect().width() + 60, 0)
         return self.mapToScene(self.mapFromGlobal(self.cursor().pos()))
 
+    def context_menu_for(self, point: QPointF) -> QMenu:
+        """The right-click menu for what is under a scene point: a node (its states,
+        structure and colour), an input socket (disconnect), a wire (reroute, delete), or the
+        empty canvas (add, paste, fit)."""
+        scene = self.scene()
+        window = self.window()
+        menu = QMenu(self)
+        node = scene.node_at(point)
+        if node is not None:
+            port = node.port_at(point)
+            if port is not None and port[0] == "input" and port[1] in node.node.links:
+                menu.addAction(f"Disconnect {port[1]}",
+                               lambda: push(scene.undo_stack, cmd.Disconnect(scene.workflow, node.node_id, port[1])))
+                return menu
+            if not node.isSelected():
+                scene.select_only(node.node_id)
+            for key in ("bypass", "mute", "collapse", "rename", "group"):
+                menu.addAction(window.node_actions[key])
+            menu.addMenu(window.colour_menu)
+            menu.addSeparator()
+            menu.addAction("Duplicate", window.duplicate)
+            menu.addAction("Delete", scene.delete_selected)
+            return menu
+        wire = scene.wire_at(point)
+        if wire is not None:
+            menu.addAction("Add a reroute point here", lambda: scene.add_reroute_on_wire(*wire, point))
+            menu.addAction("Delete this wire",
+                           lambda: push(scene.undo_stack, cmd.Disconnect(scene.workflow, *wire)))
+            return menu
+        menu.addAction("Add node…", lambda: self.search_and_add(point))
+        menu.addAction("Paste", lambda: window.paste(False))
+        menu.addAction("Group selected nodes", window.group_selected)
+        menu.addAction("Fit the graph", self.fit)
+        return menu
+
+    def contextMenuEvent(self, event: Any) -> None:
+        menu = self.context_menu_for(self.mapToScene(event.pos()))
+        menu.exec(event.globalPos())
+
     def focusNextPrevChild(self, next: bool) -> bool:
         return False  # Tab opens the node search instead of moving the focus
 
@@ -209,10 +250,10 @@ class CanvasView(QGraphicsView):
 
     def mouseDoubleClickEvent(self, event) -> None:
         point = self.mapToScene(event.position().toPoint())
-        if self.scene().node_at(point) is None:
+        if self.scene().node_at(point) is None and self.scene().wire_at(point) is None:
             self.search_and_add(point)
             return
-        super().mouseDoubleClickEvent(event)
+        super().mouseDoubleClickEvent(event)  # a node's field, or a wire (a reroute point)
 
     def search_and_add(self, point: QPointF) -> str | None:
         """Open the node search; add the chosen type at ``point`` as one undoable step."""

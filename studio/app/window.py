@@ -30,6 +30,7 @@ from studio.app.view import CanvasView
 from studio.engine import Engine
 from studio.graph import Workflow, WorkflowFormatError, save
 from studio.graph import events as ev
+from studio.graph.model import NodeMode
 from studio.graph.files import open_workflow
 from studio.registry import Registry
 from studio.settings import Settings
@@ -387,7 +388,9 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("main-toolbar")
-        menus = {name: self.menuBar().addMenu(name) for name in ("&File", "&Edit", "&Arrange", "&Run", "&View")}
+        menus = {name: self.menuBar().addMenu(name)
+                 for name in ("&File", "&Edit", "&Node", "&Arrange", "&Run", "&View", "&Help")}
+        self.menus = menus
 
         def action(menu: str, text: str, shortcut: Any, slot: Any, icon: str = "") -> QAction:
             item = QAction(text, self)
@@ -416,7 +419,10 @@ class MainWindow(QMainWindow):
         undo.setShortcut(QKeySequence.Undo)
         undo.setIcon(qta.icon("mdi6.undo", color="#dcdde0"))
         redo = self.undo_stack.createRedoAction(self, "Redo")
-        redo.setShortcut(QKeySequence.Redo)
+        # Ctrl+Shift+Z (the platform's Redo) and Ctrl+Y, as most Windows and Linux programs.
+        redo_keys = QKeySequence.keyBindings(QKeySequence.Redo)
+        redo.setShortcuts(redo_keys + [key for key in (QKeySequence("Ctrl+Y"), QKeySequence("Ctrl+Shift+Z"))
+                                       if key not in redo_keys])
         redo.setIcon(qta.icon("mdi6.redo", color="#dcdde0"))
         for item in (undo, redo):
             self.addAction(item)
@@ -434,6 +440,18 @@ class MainWindow(QMainWindow):
                                      ("Connect selected nodes", "Ctrl+L", self.connect_selected),
                                      ("Select all", QKeySequence.SelectAll, self.select_all)):
             action("&Edit", text, shortcut, slot)
+        self.node_actions = {}
+        for key, text, shortcut, slot in (
+                ("bypass", "Bypass", "Ctrl+B", lambda: self.scene.toggle_mode_selected(NodeMode.BYPASS)),
+                ("mute", "Mute", "Ctrl+M", lambda: self.scene.toggle_mode_selected(NodeMode.MUTE)),
+                ("collapse", "Collapse or expand", "Alt+C", lambda: self.scene.toggle_collapsed_selected()),
+                ("rename", "Rename…", "F2", self.rename_selected),
+                ("group", "Group selected nodes", "Ctrl+G", self.group_selected)):
+            self.node_actions[key] = action("&Node", text, shortcut, slot)
+        self.colour_menu = menus["&Node"].addMenu("Colour")
+        for name, colour in NODE_COLOURS.items():
+            item = self.colour_menu.addAction(name)
+            item.triggered.connect(lambda _=False, colour=colour: self.scene.color_selected(colour))
         for text, how in (("Align left edges", "align-left"), ("Align top edges", "align-top"),
                           ("Distribute horizontally", "distribute-horizontally"),
                           ("Distribute vertically", "distribute-vertically")):
@@ -443,8 +461,14 @@ class MainWindow(QMainWindow):
         self.cancel_action = action("&Run", "Cancel", "Escape", self.cancel, "mdi6.stop")
         self.cancel_action.setEnabled(False)
         action("&View", "Fit to window", "Home", self.view.fit, "mdi6.fit-to-screen-outline")
+        self.minimap_action = action("&View", "Minimap", None, lambda: None)
+        self.minimap_action.setCheckable(True)
+        self.minimap_action.setChecked(True)
+        self.minimap_action.toggled.connect(self.view.minimap.setVisible)
         for dock in self.findChildren(QDockWidget):
             menus["&View"].addAction(dock.toggleViewAction())
+        action("&Help", "Keyboard shortcuts", "F1", self.show_shortcuts)
+        action("&Help", "About Seed Studio", None, self.show_about)
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -480,6 +504,64 @@ class MainWindow(QMainWindow):
         for item in self.scene.nodes.values():
             item.update()
         self.view.viewport().update()
+
+    def rename_selected(self) -> bool:
+        """F2: a new title for the selected node (empty gives its type's name back)."""
+        from PySide6.QtWidgets import QInputDialog
+
+        chosen = self.scene.selected_ids()
+        if len(chosen) != 1:
+            return False
+        node = self.workflow.nodes[chosen[0]]
+        title, ok = QInputDialog.getText(self, "Rename node", f"Title of {node.label}:", text=node.title)
+        return bool(ok) and self.scene.rename_node(node.id, title.strip())
+
+    def group_selected(self) -> str | None:
+        group_id = self.scene.group_selected()
+        if group_id is None:
+            self.statusBar().showMessage("Select the nodes to group first", 5000)
+        return group_id
+
+    def shortcut_list(self) -> list[tuple[str, str]]:
+        """(action, keys) for every menu action with a shortcut, and the canvas's own keys."""
+        found = []
+        for menu in self.menus.values():
+            for item in menu.actions():
+                keys = ", ".join(sequence.toString(QKeySequence.NativeText) for sequence in item.shortcuts())
+                if keys:
+                    found.append((item.text().replace("&", "").rstrip("…"), keys))
+        found += CANVAS_KEYS
+        return found
+
+    def show_shortcuts(self) -> Any:
+        from PySide6.QtWidgets import QDialog, QTableWidget, QTableWidgetItem, QVBoxLayout
+
+        rows = self.shortcut_list()
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Keyboard shortcuts")
+        table = QTableWidget(len(rows), 2)
+        table.setHorizontalHeaderLabels(["Action", "Keys"])
+        for row, (text, keys) in enumerate(rows):
+            table.setItem(row, 0, QTableWidgetItem(text))
+            table.setItem(row, 1, QTableWidgetItem(keys))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        QVBoxLayout(dialog).addWidget(table)
+        dialog.resize(520, 620)
+        dialog.show()
+        self.shortcuts_dialog = dialog
+        return dialog
+
+    def show_about(self) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("seed-studio")
+        except PackageNotFoundError:
+            number = "(not installed)"
+        QMessageBox.about(self, "About Seed Studio",
+                          f"<b>Seed Studio</b> {number}<br>A node-graph tool for diffusion image generation: "
+                          "offline, on your own GPU or CPU, and able to open ComfyUI's workflows.")
 
     def connect_selected(self) -> bool:
         connected = self.scene.connect_selected()
@@ -526,6 +608,17 @@ class MainWindow(QMainWindow):
 
     def cancel_queued(self, number: int) -> None:
         self.runs_control.queue.remove_queued([number])
+
+
+# ComfyUI's node colour palette (title colours), so coloured imported nodes look the same.
+NODE_COLOURS = {"No colour": None, "Red": "#553333", "Brown": "#593930", "Green": "#335533", "Blue": "#333355",
+                "Pale blue": "#3f5159", "Cyan": "#335555", "Purple": "#553355", "Yellow": "#665533",
+                "Black": "#222222"}
+# Keys the canvas handles itself (not menu actions), for the shortcut list.
+CANVAS_KEYS = [("Add a node (search)", "Tab, or double-click the canvas"), ("Fit the graph", "Home, ."),
+               ("Move the selection", "Arrows (Shift: further)"), ("Select the next node that way", "Alt+Arrows"),
+               ("Add a reroute point", "Double-click a wire"), ("Pan", "Middle mouse button"),
+               ("Zoom", "Mouse wheel")]
 
 
 def with_json_suffix(path: Path) -> Path:

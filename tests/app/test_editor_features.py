@@ -1,0 +1,133 @@
+"""Editing features artists use every minute (bypass, mute, collapse, rename, colours,
+groups, reroutes, context menus, redo with Ctrl+Y, the shortcut list), driven with real key
+and mouse events, each undoable."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QInputDialog
+
+from studio.graph import NodeMode, dumps
+from tests.app.test_canvas import window  # noqa: F401  (the fixture)
+
+
+def select(window, *node_ids):
+    window.scene.clearSelection()
+    for node_id in node_ids:
+        window.scene.nodes[node_id].setSelected(True)
+
+
+def test_ctrl_b_and_ctrl_m_bypass_and_mute_and_toggle_back(window, qtbot):
+    start = dumps(window.workflow)
+    select(window, "2", "3")
+    qtbot.keyClick(window, Qt.Key_B, Qt.ControlModifier)
+    assert {window.workflow.nodes[n].mode for n in ("2", "3")} == {NodeMode.BYPASS}
+    qtbot.keyClick(window, Qt.Key_B, Qt.ControlModifier)
+    assert {window.workflow.nodes[n].mode for n in ("2", "3")} == {NodeMode.NORMAL}
+    qtbot.keyClick(window, Qt.Key_M, Qt.ControlModifier)
+    assert window.workflow.nodes["2"].mode is NodeMode.MUTE
+    for _ in range(3):
+        qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)
+    assert dumps(window.workflow) == start
+    qtbot.keyClick(window, Qt.Key_Y, Qt.ControlModifier)  # Ctrl+Y redoes too
+    assert window.workflow.nodes["2"].mode is NodeMode.BYPASS
+
+
+def test_collapse_rename_and_colour(window, qtbot, monkeypatch):
+    select(window, "2")
+    tall = window.scene.nodes["2"].height
+    qtbot.keyClick(window, Qt.Key_C, Qt.AltModifier)
+    assert window.workflow.nodes["2"].collapsed and window.scene.nodes["2"].height < tall
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("Make it bigger", True)))
+    qtbot.keyClick(window, Qt.Key_F2)
+    assert window.workflow.nodes["2"].title == "Make it bigger"
+    window.colour_menu.actions()[3].trigger()  # Green
+    assert window.workflow.nodes["2"].color == "#335533"
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)
+    node = window.workflow.nodes["2"]
+    assert not node.collapsed and node.title == "Enlarge" and node.color is None
+
+
+def test_ctrl_g_groups_the_selection_and_dragging_the_group_moves_its_nodes(window, qtbot):
+    select(window, "2", "3")
+    qtbot.keyClick(window, Qt.Key_G, Qt.ControlModifier)
+    group_id = list(window.workflow.groups)[-1]
+    group = window.workflow.groups[group_id]
+    assert group.title == "Group"
+    start_bounds = group.bounds
+    inside, _ = window.scene.inside_group(group_id)
+    assert set(inside) >= {"2", "3"}
+    before = {n: window.workflow.nodes[n].position for n in ("1", "2", "3")}
+    view = window.view
+    item = window.scene.groups[group_id]
+    window.view.centerOn(item)
+    title = view.mapFromScene(QPointF(group.bounds[0] + 40, group.bounds[1] + 12))
+    qtbot.mousePress(view.viewport(), Qt.LeftButton, pos=title)
+    for step in range(1, 6):
+        qtbot.mouseMove(view.viewport(), pos=title + QPointF(0, 20 * step).toPoint())
+    qtbot.mouseRelease(view.viewport(), Qt.LeftButton, pos=title + QPointF(0, 100).toPoint())
+    moved = {n: window.workflow.nodes[n].position for n in ("1", "2", "3")}
+    dy = (moved["2"][1] - before["2"][1])
+    assert dy > 50 and moved["3"][1] - before["3"][1] == dy  # both inside moved alike
+    if "1" not in inside:
+        assert moved["1"] == before["1"]  # what is outside stays
+    assert window.workflow.groups[group_id].bounds[1] - start_bounds[1] == dy  # the frame moved as much
+    window.undo_stack.undo()  # the move, as one step
+    assert {n: window.workflow.nodes[n].position for n in ("2", "3")} == {n: before[n] for n in ("2", "3")}
+
+
+def test_double_clicking_a_wire_adds_a_reroute_point_the_wire_bends_through(window, qtbot):
+    scene, view = window.scene, window.view
+    wire = scene.wires[("3", "image")]
+    middle = wire.path().pointAtPercent(0.5)
+    view.centerOn(middle)
+    qtbot.mouseDClick(view.viewport(), Qt.LeftButton, pos=view.mapFromScene(middle))
+    link = window.workflow.nodes["3"].links["image"]
+    assert link.reroute is not None and link.reroute in scene.reroutes
+    dot = scene.reroutes[link.reroute]
+    assert wire.path().intersects(dot.sceneBoundingRect()) or scene.wires[("3", "image")].path().intersects(
+        dot.sceneBoundingRect())
+    # Drag the dot: the wire follows, and the move is one undoable step.
+    at = view.mapFromScene(dot.pos())
+    qtbot.mousePress(view.viewport(), Qt.LeftButton, pos=at)
+    qtbot.mouseMove(view.viewport(), pos=at + QPointF(30, 60).toPoint())
+    qtbot.mouseRelease(view.viewport(), Qt.LeftButton, pos=at + QPointF(30, 60).toPoint())
+    position = window.workflow.reroutes[link.reroute].position
+    assert position[1] > middle.y() + 20
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    assert window.workflow.nodes["3"].links["image"].reroute is None and not window.workflow.reroutes
+
+
+def test_context_menus_for_nodes_sockets_wires_and_the_canvas(window, qtbot):
+    scene, view = window.scene, window.view
+    node_point = scene.nodes["2"].sceneBoundingRect().center()
+    texts = [a.text() for a in view.context_menu_for(node_point).actions()]
+    assert {"Bypass", "Mute", "Rename…", "Duplicate", "Delete"} <= set(texts)
+    assert scene.selected_ids() == ["2"]
+    socket = scene.nodes["3"].input_position("image")
+    (disconnect,) = view.context_menu_for(socket).actions()
+    assert disconnect.text() == "Disconnect image"
+    disconnect.trigger()
+    assert "image" not in window.workflow.nodes["3"].links
+    window.undo_stack.undo()
+    middle = scene.wires[("3", "image")].path().pointAtPercent(0.5)
+    wire_menu = view.context_menu_for(middle)
+    assert [a.text() for a in wire_menu.actions()] == ["Add a reroute point here", "Delete this wire"]
+    wire_menu.actions()[1].trigger()
+    assert "image" not in window.workflow.nodes["3"].links
+    empty = [a.text() for a in view.context_menu_for(QPointF(5000, 5000)).actions()]
+    assert "Add node…" in empty and "Paste" in empty
+
+
+def test_f1_lists_every_shortcut_and_the_minimap_can_be_hidden(window, qtbot):
+    qtbot.keyClick(window, Qt.Key_F1)
+    dialog = window.shortcuts_dialog
+    table = dialog.findChild(type(dialog.layout().itemAt(0).widget()))
+    rows = {table.item(r, 0).text(): table.item(r, 1).text() for r in range(table.rowCount())}
+    assert rows["Bypass"] == "Ctrl+B" and "Ctrl+Y" in rows["Redo"] and rows["Run"] == "Ctrl+Return"
+    dialog.close()
+    window.minimap_action.trigger()
+    assert not window.view.minimap.isVisible()
