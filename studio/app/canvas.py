@@ -24,7 +24,7 @@ from studio.graph import events as ev
 from studio.graph.clipboard import clipboard_bounds, copy_nodes
 from studio.graph.layout import arranged, free_position, neighbour, node_rect, nudged, occupied_rects
 from studio.graph.model import NodeMode, node_sort_key
-from studio.graph.sockets import SOCKET_COLOURS
+from studio.graph.sockets import SOCKET_COLOURS, types_compatible
 from studio.registry import Registry
 
 
@@ -43,6 +43,8 @@ class CanvasScene(QGraphicsScene):
         # node id → the wires touching it, so moving a node re-routes only its own wires.
         self.wires_of: dict[str, set[tuple[str, str]]] = {}
         self.dragging: tuple[str, str, WireItem] | None = None  # (source node, output, temporary wire)
+        # The type of the wire being dragged: inputs that take it are highlighted, others dimmed.
+        self.drag_type: str | None = None
         self.last_refusal = ""
         # The node selected before the current one: keyboard connecting wires it in.
         self.link_anchor: str | None = None
@@ -245,6 +247,9 @@ class CanvasScene(QGraphicsScene):
                 wire.set_ends(item.output_position(port[1]), point)
                 self.addItem(wire)
                 self.dragging = (item.node_id, port[1], wire)
+                self.drag_type = output_type
+                for node in self.nodes.values():  # sockets that would take it light up
+                    node.update()
                 event.accept()
                 return
         self.press_positions = {node_id: tuple(item.node.position) for node_id, item in self.nodes.items()}
@@ -263,7 +268,10 @@ class CanvasScene(QGraphicsScene):
         if self.dragging:
             source, output, wire = self.dragging
             self.dragging = None
+            self.drag_type = None
             self.removeItem(wire)
+            for node in self.nodes.values():
+                node.update()
             target = None
             for item in self.nodes.values():
                 port = item.port_at(event.scenePos())
@@ -271,6 +279,10 @@ class CanvasScene(QGraphicsScene):
                     target = (item.node_id, port[1])
             if target is not None:
                 self.try_connect(source, output, *target, screen_position=event.screenPos())
+            elif self.node_at(event.scenePos()) is None and self.views():
+                # Dropped on empty canvas: offer the nodes that take this wire, and wire the chosen one.
+                view = self.views()[0]
+                view.search_and_connect(source, output, event.scenePos())
             event.accept()
             return
         super().mouseReleaseEvent(event)
@@ -533,6 +545,18 @@ class CanvasScene(QGraphicsScene):
         moves = arranged(self.workflow, self.selected_ids(), how)
         if moves:
             push(self.undo_stack, cmd.MoveNodes(self.workflow, moves))
+
+    def accepts_drag(self, socket_type: str) -> bool:
+        return self.drag_type is not None and types_compatible(self.drag_type, socket_type)
+
+    def connect_to_new(self, source: str, output: str, node_id: str) -> bool:
+        """Wire a dragged output into the first free input of a node that takes it."""
+        output_type = next((kind for name, kind in self.nodes[source].outputs if name == output), "*")
+        cls = self.registry.get(self.workflow.nodes[node_id].type)
+        for spec in cls.spec().inputs if cls else ():
+            if types_compatible(output_type, spec.type) and spec.name not in self.workflow.nodes[node_id].links:
+                return self.try_connect(source, output, node_id, spec.name)
+        return False
 
     def try_connect(self, source: str, output: str, target: str, input_name: str, screen_position: Any = None) -> bool:
         """Connect if ``can_connect`` allows it (as one undoable step); otherwise say why."""

@@ -135,7 +135,8 @@ class NodeItem(QGraphicsItem):
         self.setToolTip(text)
 
     def boundingRect(self) -> QRectF:
-        return QRectF(-PORT_RADIUS - 1, -1, NODE_WIDTH + 2 * PORT_RADIUS + 2, self.height + 2)
+        grown = PORT_RADIUS * 1.6 + 2  # room for a highlighted socket
+        return QRectF(-grown, -1, NODE_WIDTH + 2 * grown, self.height + 2)
 
     def input_row(self, name: str) -> int:
         sockets = [row[0] for row in self.sockets]
@@ -208,9 +209,20 @@ class NodeItem(QGraphicsItem):
                     socket_type = row[1]
                     x = 0 if kind == "input" else NODE_WIDTH
                     centre = QPointF(x, TITLE_HEIGHT + ROW_HEIGHT * (index + 0.5))
-                    painter.setBrush(QColor(SOCKET_COLOURS.get(socket_type, "#bdbdbd")))
+                    colour = QColor(SOCKET_COLOURS.get(socket_type, "#bdbdbd"))
+                    radius = PORT_RADIUS
+                    if self.canvas.drag_type is not None and kind == "input":
+                        # While a wire is dragged: what would take it grows and glows, the rest fades.
+                        if self.canvas.accepts_drag(socket_type):
+                            radius = PORT_RADIUS * 1.6
+                            painter.setPen(QPen(theme.SELECTED, 2))
+                            painter.setBrush(colour)
+                            painter.drawEllipse(centre, radius, radius)
+                            continue
+                        colour.setAlpha(60)
+                    painter.setBrush(colour)
                     painter.setPen(QPen(theme.BACKGROUND, 1))
-                    painter.drawEllipse(centre, PORT_RADIUS, PORT_RADIUS)
+                    painter.drawEllipse(centre, radius, radius)
         # The title, at every zoom Fit can choose.
         painter.setPen(theme.TEXT)
         painter.setFont(font(True, title_point_size(option.levelOfDetailFromTransform(painter.worldTransform()))))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
@@ -20,26 +23,52 @@ def matches(query: str, text: str) -> bool:
     return True
 
 
-def ranked(registry: Registry, query: str) -> list[str]:
-    """Type names matching the query, best first (title starts with it, then contains it,
-    then the fuzzy matches)."""
+def match_score(query: str, title: str, haystack: str) -> int | None:
+    """How well a node matches what was typed, lower is better (None: no match): the title
+    itself, then a word of the title starting with it, then the title containing it, then the
+    type name or category containing it, then its letters in order in the title, then
+    anywhere. So "invert" lists Invert Image first, not Int or VAE Encode for Inpainting."""
+    query, title, haystack = query.lower().strip(), title.lower(), haystack.lower()
+    if not query:
+        return 0
+    if title == query:
+        return 0
+    words = title.replace("(", " ").replace("/", " ").split()
+    if title.startswith(query) or any(word.startswith(query) for word in words):
+        return 1
+    if query in title:
+        return 2
+    if query in haystack:
+        return 3
+    if matches(query, title):
+        return 4
+    if matches(query, haystack):
+        return 5
+    return None
+
+
+def ranked(registry: Registry, query: str, accepts: Callable[[Any], bool] | None = None) -> list[str]:
+    """Type names matching the query, best first; ``accepts`` keeps only some node classes
+    (those with a socket a dragged wire fits)."""
     scored = []
     for cls in registry:
-        haystack = f"{cls.title} {cls.type_name} {cls.category}"
-        if not query or matches(query, haystack):
-            title = cls.title.lower()
-            score = 0 if title.startswith(query.lower()) else 1 if query.lower() in haystack.lower() else 2
+        if accepts is not None and not accepts(cls):
+            continue
+        score = match_score(query, cls.title, f"{cls.title} {cls.type_name} {cls.category}")
+        if score is not None:
             scored.append((score, cls.title.lower(), cls.type_name))
-    return [type_name for _, _, type_name in sorted(scored)]
+    return [type_name for *_, type_name in sorted(scored)]
 
 
 class NodeSearch(QDialog):
     """A line to type in and the matching node types; Enter adds the highlighted one."""
 
-    def __init__(self, registry: Registry, parent: QWidget | None = None) -> None:
+    def __init__(self, registry: Registry, parent: QWidget | None = None,
+                 accepts: Callable[[Any], bool] | None = None, title: str = "Add node") -> None:
         super().__init__(parent)
-        self.setWindowTitle("Add node")
+        self.setWindowTitle(title)
         self.registry = registry
+        self.accepts = accepts
         self.query = QLineEdit()
         self.query.setPlaceholderText("Search nodes…")
         self.results = QListWidget()
@@ -54,7 +83,7 @@ class NodeSearch(QDialog):
 
     def refresh(self, text: str) -> None:
         self.results.clear()
-        for type_name in ranked(self.registry, text):
+        for type_name in ranked(self.registry, text, self.accepts):
             cls = self.registry.get(type_name)
             item = QListWidgetItem(f"{cls.title}    —    {cls.category}")
             item.setData(Qt.UserRole, type_name)

@@ -9,7 +9,7 @@ from typing import Any
 import shiboken6
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QPainter, QPen
-from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QMenu, QToolTip
+from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QMenu, QToolTip, QWidget
 
 from studio.app import theme
 from studio.app.canvas import CanvasScene
@@ -255,12 +255,45 @@ class CanvasView(QGraphicsView):
             return
         super().mouseDoubleClickEvent(event)  # a node's field, or a wire (a reroute point)
 
+    def search_and_connect(self, source: str, output: str, point: QPointF) -> str | None:
+        """A wire dropped on empty canvas: search among the node types with an input that
+        takes it; the chosen one is added there and wired, as one undoable step."""
+        from studio.app.search import NodeSearch
+        from studio.graph.sockets import types_compatible
+
+        scene = self.scene()
+        output_type = next((kind for name, kind in scene.nodes[source].outputs if name == output), "*")
+        dialog = NodeSearch(scene.registry, self, title=f"Add a node that takes {output_type}",
+                            accepts=lambda cls: any(types_compatible(output_type, spec.type)
+                                                    for spec in cls.spec().inputs))
+        self._place_at_cursor(dialog)
+        if dialog.exec() != NodeSearch.Accepted or dialog.chosen() is None:
+            return None
+        scene.undo_stack.beginMacro(f"Add {dialog.chosen()} and connect it")
+        node_id = scene.add_node(dialog.chosen(), (point.x() + 20, point.y() - 20))
+        scene.connect_to_new(source, output, node_id)
+        scene.undo_stack.endMacro()
+        return node_id
+
+    def _place_at_cursor(self, dialog: QWidget) -> None:
+        """Open a popup where the mouse is (kept on the screen)."""
+        from PySide6.QtGui import QCursor
+
+        at = QCursor.pos()
+        screen = self.screen().availableGeometry() if self.screen() else None
+        x, y = at.x() - 40, at.y() - 20
+        if screen is not None:
+            x = max(screen.left(), min(x, screen.right() - dialog.width()))
+            y = max(screen.top(), min(y, screen.bottom() - dialog.height()))
+        dialog.move(x, y)
+
     def search_and_add(self, point: QPointF) -> str | None:
         """Open the node search; add the chosen type at ``point`` as one undoable step."""
         from studio.app.search import NodeSearch
 
         scene = self.scene()
         dialog = NodeSearch(scene.registry, self)
+        self._place_at_cursor(dialog)
         if dialog.exec() != NodeSearch.Accepted or dialog.chosen() is None:
             return None
         # The new node becomes the selection, and the one selected before it the anchor

@@ -131,3 +131,44 @@ def test_f1_lists_every_shortcut_and_the_minimap_can_be_hidden(window, qtbot):
     dialog.close()
     window.minimap_action.trigger()
     assert not window.view.minimap.isVisible()
+
+
+def test_search_ranks_by_match_quality():
+    from studio.app.search import match_score
+
+    assert match_score("invert", "Invert Image", "Invert Image ImageInvert image") == 1
+    assert match_score("invert", "Int", "Int PrimitiveInt utils") is None
+    assert match_score("invert", "VAE Encode for Inpainting", "x") in (None, 4, 5)
+
+
+def test_a_wire_dropped_on_empty_canvas_offers_nodes_that_take_it_and_connects_the_chosen(window, qtbot,
+                                                                                            monkeypatch):
+    from studio.app.search import NodeSearch
+
+    scene, view = window.scene, window.view
+    shown = {}
+
+    def choose(dialog):
+        qtbot.keyClicks(dialog.query, "invert")
+        shown["results"] = [dialog.results.item(i).data(Qt.UserRole) for i in range(dialog.results.count())]
+        shown["title"] = dialog.windowTitle()
+        return NodeSearch.Accepted
+
+    monkeypatch.setattr(NodeSearch, "exec", choose)
+    start = scene.nodes["1"].output_position("IMAGE")
+    view.centerOn(start)
+    empty = start + QPointF(120, 260)
+    assert scene.node_at(empty) is None and scene.wire_at(empty) is None
+    qtbot.mousePress(view.viewport(), Qt.LeftButton, pos=view.mapFromScene(start))
+    qtbot.mouseMove(view.viewport(), pos=view.mapFromScene(start + QPointF(60, 130)))
+    # While dragging an IMAGE wire, IMAGE inputs light up and others do not.
+    assert scene.drag_type == "IMAGE" and scene.accepts_drag("IMAGE") and not scene.accepts_drag("LATENT")
+    qtbot.mouseRelease(view.viewport(), Qt.LeftButton, pos=view.mapFromScene(empty))
+    assert scene.drag_type is None
+    assert shown["results"][0] == "ImageInvert" and "IMAGE" in shown["title"]
+    every = [window.registry.get(t) for t in shown["results"]]
+    assert all(any(spec.type == "IMAGE" for spec in cls.spec().inputs) for cls in every)
+    added = [n for n, node in window.workflow.nodes.items() if node.type == "ImageInvert"]
+    assert len(added) == 1 and window.workflow.nodes[added[0]].links["image"].node == "1"
+    window.undo_stack.undo()  # the node and its wire, as one step
+    assert not [n for n, node in window.workflow.nodes.items() if node.type == "ImageInvert"]
