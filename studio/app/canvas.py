@@ -45,6 +45,8 @@ class CanvasScene(QGraphicsScene):
         self.dragging: tuple[str, str, WireItem] | None = None  # (source node, output, temporary wire)
         # The type of the wire being dragged: inputs that take it are highlighted, others dimmed.
         self.drag_type: str | None = None
+        # The files a model or picture field can name (the window's FileChoices), if any.
+        self.file_choices: Any = None
         self.last_refusal = ""
         # The node selected before the current one: keyboard connecting wires it in.
         self.link_anchor: str | None = None
@@ -331,7 +333,8 @@ class CanvasScene(QGraphicsScene):
             return False
         current = node.values.get(name, spec.default)
         parent = self.views()[0] if self.views() else None
-        accepted, value = ask_value(parent, spec, current)
+        files = self.file_choices.choices(node.type, name) if self.file_choices is not None else None
+        accepted, value = ask_value(parent, spec, current, files)
         if not accepted or value == current:
             return False
         return self.set_value(node_id, name, value)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit,
-                               QPlainTextEdit, QSpinBox, QWidget)
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QImage, QPixmap, QValidator
+from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout,
+                               QLabel, QLineEdit, QPlainTextEdit, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from studio.graph.sockets import BOOLEAN, FLOAT, INT, InputSpec
 
@@ -97,22 +99,31 @@ def _int_range(spec: InputSpec) -> tuple[int, int]:
 
 
 class FieldEditor(QObject):
-    """An input's editor widget; ``committed`` carries each value the user settles on."""
+    """An input's editor widget; ``committed`` carries each value the user settles on.
+
+    ``files``: the names a file field can take (installed models, input pictures): it becomes
+    a drop-down of them, with a name that is not there marked missing. ``picture``: a function
+    giving the path of a picture name, for a thumbnail and a file picker beside the drop-down."""
 
     committed = Signal(object)
 
-    def __init__(self, spec: InputSpec, value: Any) -> None:
+    def __init__(self, spec: InputSpec, value: Any, files: list[str] | None = None,
+                 picture: Any = None, import_picture: Any = None) -> None:
         super().__init__()
         self.spec = spec
-        self.widget = self._build(spec, value)
-        self.widget.setToolTip(help_text(spec.tooltip))
+        self.files, self.picture, self.import_picture = files, picture, import_picture
+        self.thumbnail: QLabel | None = None
+        self.input_widget = self._build(spec, value)
+        self.widget = self._with_picture(self.input_widget) if picture is not None else self.input_widget
+        self.input_widget.setToolTip(help_text(spec.tooltip))
         self._shown = self.value()
 
     # -- what the widget holds ---------------------------------------------------------------
     def value(self) -> Any:
-        widget = self.widget
+        widget = self.input_widget
         if isinstance(widget, QComboBox):
-            return widget.currentText()
+            data = widget.currentData()
+            return data if data is not None else widget.currentText()
         if isinstance(widget, BigIntSpinBox):
             widget.interpretText()
             return widget.value()
@@ -130,13 +141,17 @@ class FieldEditor(QObject):
 
     def show_value(self, value: Any) -> None:
         """Show a value set elsewhere (canvas, undo), without reporting it as an edit."""
-        widget = self.widget
+        widget = self.input_widget
         widget.blockSignals(True)
         try:
             if isinstance(widget, QComboBox):
-                if widget.findText(str(value)) < 0:
-                    widget.addItem(str(value))
-                widget.setCurrentText(str(value))
+                index = widget.findData(str(value))
+                if index < 0:
+                    index = widget.findText(str(value))
+                if index < 0:
+                    widget.addItem(self._missing_label(str(value)), str(value))
+                    index = widget.count() - 1
+                widget.setCurrentIndex(index)
             elif isinstance(widget, (BigIntSpinBox, QSpinBox)):
                 widget.setValue(int(value or 0))
             elif isinstance(widget, QDoubleSpinBox):
@@ -151,6 +166,7 @@ class FieldEditor(QObject):
         finally:
             widget.blockSignals(False)
         self._shown = self.value()
+        self._show_thumbnail()
 
     def commit(self) -> None:
         """Report what the widget holds if it differs from what was last shown or reported
@@ -161,7 +177,23 @@ class FieldEditor(QObject):
             self.committed.emit(value)
 
     # -- building ----------------------------------------------------------------------------
+    @staticmethod
+    def _missing_label(name: str) -> str:
+        return f"⚠ {name} (missing)" if name else "(none chosen)"
+
     def _build(self, spec: InputSpec, value: Any) -> QWidget:
+        if self.files is not None:
+            box = QComboBox()
+            current = "" if value is None else str(value)
+            if current not in self.files:
+                box.addItem(self._missing_label(current), current)
+            for name in self.files:
+                box.addItem(name, name)
+            box.setCurrentIndex(max(0, box.findData(current)))
+            box.setMinimumContentsLength(12)
+            box.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            box.currentIndexChanged.connect(lambda _index: (self.commit(), self._show_thumbnail()))
+            return box
         choices = spec.choice_list()
         if choices is not None:
             box = QComboBox()
@@ -207,6 +239,49 @@ class FieldEditor(QObject):
         return line
 
 
+    def _with_picture(self, field: QWidget) -> QWidget:
+        """The drop-down with a file picker beside it and the picture under it."""
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(field, 1)
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose a picture file (it is copied into the input folder)")
+        browse.clicked.connect(self._browse)
+        row.addWidget(browse)
+        layout.addLayout(row)
+        self.thumbnail = QLabel()
+        self.thumbnail.setMinimumHeight(0)
+        layout.addWidget(self.thumbnail)
+        self.browse_button = browse
+        self._show_thumbnail()
+        return box
+
+    def _show_thumbnail(self) -> None:
+        if self.thumbnail is None or self.picture is None:
+            return
+        path = self.picture(str(self.value()))
+        image = QImage(str(path)) if path is not None else QImage()
+        if image.isNull():
+            self.thumbnail.clear()
+            self.thumbnail.setText("" if path is not None else "no such picture in the input folders")
+            return
+        self.thumbnail.setPixmap(QPixmap.fromImage(image.scaled(200, 140, Qt.KeepAspectRatio,
+                                                                Qt.SmoothTransformation)))
+
+    def _browse(self) -> None:
+        name, _ = QFileDialog.getOpenFileName(self.widget, "Choose a picture", "",
+                                              "Pictures (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)")
+        if name and self.import_picture is not None:
+            chosen = self.import_picture(Path(name))
+            if chosen:
+                self.show_value(chosen)
+                self._shown = None
+                self.commit()
+
+
 class _CommittingTextEdit(QPlainTextEdit):
     """A prompt box that hands its text over when it loses the focus."""
 
@@ -221,9 +296,11 @@ class _CommittingTextEdit(QPlainTextEdit):
         super().focusOutEvent(event)
 
 
-def editor_for(spec: InputSpec, value: Any) -> FieldEditor:
-    """The editor an input's type calls for, showing ``value``."""
-    return FieldEditor(spec, value)
+def editor_for(spec: InputSpec, value: Any, files: list[str] | None = None, picture: Any = None,
+               import_picture: Any = None) -> FieldEditor:
+    """The editor an input's type calls for, showing ``value`` (a drop-down of ``files`` for a
+    file field)."""
+    return FieldEditor(spec, value, files, picture, import_picture)
 
 
 __all__ = ["BigIntSpinBox", "FieldEditor", "editor_for", "help_text"]

@@ -12,10 +12,10 @@ from studio.graph.sockets import InputSpec
 
 
 class FieldDialog(QDialog):
-    def __init__(self, parent: QWidget | None, spec: InputSpec, value: Any) -> None:
+    def __init__(self, parent: QWidget | None, spec: InputSpec, value: Any, files: list[str] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(spec.name)
-        self.editor = editor_for(spec, value)
+        self.editor = editor_for(spec, value, files)
         buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -25,8 +25,9 @@ class FieldDialog(QDialog):
         self.editor.widget.setFocus()
 
 
-def ask_value(parent: QWidget | None, spec: InputSpec, value: Any) -> tuple[bool, Any]:
+def ask_value(parent: QWidget | None, spec: InputSpec, value: Any,
+              files: list[str] | None = None) -> tuple[bool, Any]:
     """(accepted, the value the editor holds)."""
-    dialog = FieldDialog(parent, spec, value)
+    dialog = FieldDialog(parent, spec, value, files)
     accepted = dialog.exec() == QDialog.Accepted
     return accepted, dialog.editor.value()

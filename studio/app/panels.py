@@ -131,6 +131,10 @@ class Inspector(QScrollArea):
         self.setMinimumWidth(260)
         self.editors: dict[str, QWidget] = {}
         self.field_editors: dict[str, FieldEditor] = {}
+        # Set by the window: the files a model or picture field can name, and how a picture
+        # chosen from elsewhere is brought into the input folder.
+        self.file_choices: Any = None
+        self.import_picture: Any = None
         # A timer the inspector owns (not QTimer.singleShot), so it dies with the inspector.
         self.refresh_timer = QTimer(self)
         self.refresh_timer.setSingleShot(True)
@@ -178,7 +182,11 @@ class Inspector(QScrollArea):
         for spec in cls.spec().inputs:
             if not spec.has_widget or spec.name in node.links:
                 continue
-            editor = editor_for(spec, node.values.get(spec.name, spec.default))
+            files = self.file_choices.choices(node.type, spec.name) if self.file_choices is not None else None
+            picture = (self.file_choices.image_path
+                       if files is not None and self.file_choices.kind_of(node.type, spec.name) == "input images"
+                       else None)
+            editor = editor_for(spec, node.values.get(spec.name, spec.default), files, picture, self.import_picture)
             editor.committed.connect(lambda value, name=spec.name: self._set(name, value))
             self.field_editors[spec.name] = editor
             self.editors[spec.name] = editor.widget

@@ -21,6 +21,7 @@ from studio.app import theme
 from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
 from studio.app.preferences import Preferences, SettingsDialog
 from studio.app.canvas import CanvasScene
+from studio.app.file_choices import FileChoices
 from studio.app.live_check import CheckResult, LiveCheck
 from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
 from studio.app.run_queue import RunEntry, RunQueue
@@ -72,7 +73,11 @@ class MainWindow(QMainWindow):
         self._unsubscribe: Any = None
         self.runs_control = RunController(self)
         self.runner = self.runs_control.runner
+        self.file_choices = FileChoices(settings, self)
         self._build_docks()
+        self.inspector.file_choices = self.file_choices
+        self.inspector.import_picture = self.import_picture
+        self.file_choices.changed.connect(self.inspector.schedule_refresh)
         self._build_actions()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -103,6 +108,7 @@ class MainWindow(QMainWindow):
         previous.blockSignals(True)
         previous.deleteLater()
         scene.selectionChanged.connect(self._selection_changed)
+        scene.file_choices = self.file_choices
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._unsubscribe = self._scene.workflow.subscribe(self._model_changed)
@@ -289,18 +295,61 @@ class MainWindow(QMainWindow):
         self.live_check.shutdown()
         event.accept()
 
-    # -- drag and drop: a workflow file or a rendered PNG opens ----------------------------
+    # -- drag and drop: a workflow file or a rendered PNG opens; a picture adds a LoadImage --
+    PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
     def dragEnterEvent(self, event) -> None:
-        if any(url.toLocalFile().lower().endswith((".json", ".png")) for url in event.mimeData().urls()):
+        if any(url.toLocalFile().lower().endswith((".json", *self.PICTURE_SUFFIXES))
+               for url in event.mimeData().urls()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:
         for url in event.mimeData().urls():
             path = Path(url.toLocalFile())
-            if path.suffix.lower() in (".json", ".png"):
+            suffix = path.suffix.lower()
+            if suffix == ".json" or (suffix == ".png" and has_workflow(path)):
                 if self.open_file(path):
                     event.acceptProposedAction()
                 return
+            if suffix in self.PICTURE_SUFFIXES:
+                local = self.view.viewport().mapFrom(self, event.position().toPoint())
+                point = self.view.mapToScene(local)
+                if self.add_picture(path, (point.x(), point.y())) is not None:
+                    event.acceptProposedAction()
+                return
+
+    def import_picture(self, path: Path) -> str | None:
+        """A picture as LoadImage names it: its name in an input folder, copied into the first
+        one when it is elsewhere (LoadImage reads only from the input folders)."""
+        import shutil
+
+        resolved = path.resolve()
+        for folder in self.settings.image_search_dirs:
+            try:
+                return resolved.relative_to(folder.resolve()).as_posix()
+            except ValueError:
+                continue
+        target_dir = self.settings.input_dirs[0]
+        try:
+            target_dir.mkdir(parents=True, exist_ok=True)
+            target = target_dir / path.name
+            number = 1
+            while target.exists():  # never overwrite a picture already there
+                target = target_dir / f"{path.stem}-{number}{path.suffix}"
+                number += 1
+            shutil.copyfile(path, target)
+        except OSError as error:
+            QMessageBox.warning(self, "Cannot use the picture", f"{path}: {error.strerror or error}")
+            return None
+        self.statusBar().showMessage(f"Copied {path.name} into the input folder {target_dir}", 5000)
+        return target.name
+
+    def add_picture(self, path: Path, at: tuple[float, float]) -> str | None:
+        """Dropping a picture on the canvas: a LoadImage for it, where it was dropped."""
+        name = self.import_picture(path)
+        if name is None:
+            return None
+        return self.scene.add_node("LoadImage", at, {"image": name})
 
     # -- panels --------------------------------------------------------------------------
     def _build_docks(self) -> None:
@@ -496,6 +545,7 @@ class MainWindow(QMainWindow):
             if self.runner.busy:
                 self.statusBar().showMessage("The new settings apply from the next run", 5000)
             self.engine = self.engine_factory(changed)
+            self.file_choices.use(changed)
             self.runner.engine = self.engine
 
     def set_theme(self, name: str) -> None:
@@ -619,6 +669,19 @@ CANVAS_KEYS = [("Add a node (search)", "Tab, or double-click the canvas"), ("Fit
                ("Move the selection", "Arrows (Shift: further)"), ("Select the next node that way", "Alt+Arrows"),
                ("Add a reroute point", "Double-click a wire"), ("Pan", "Middle mouse button"),
                ("Zoom", "Mouse wheel")]
+
+
+def has_workflow(path: Path) -> bool:
+    """Whether a PNG carries a workflow (one rendered by Seed Studio or ComfyUI)."""
+    from studio.graph.png import WORKFLOW_TEXT_KEYS, PngTextError, read_png_text
+
+    try:
+        # Only the chunks before the pixels are read, and a text budget applies (hostile files).
+        with open(path, "rb") as stream:
+            head = stream.read(64 * 1024 * 1024)
+        return bool(read_png_text(head, WORKFLOW_TEXT_KEYS))
+    except (OSError, PngTextError):
+        return False
 
 
 def with_json_suffix(path: Path) -> Path:

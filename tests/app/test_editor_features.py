@@ -172,3 +172,53 @@ def test_a_wire_dropped_on_empty_canvas_offers_nodes_that_take_it_and_connects_t
     assert len(added) == 1 and window.workflow.nodes[added[0]].links["image"].node == "1"
     window.undo_stack.undo()  # the node and its wire, as one step
     assert not [n for n, node in window.workflow.nodes.items() if node.type == "ImageInvert"]
+
+
+def test_model_fields_are_drop_downs_of_installed_files_refreshed_when_a_folder_changes(window, qtbot, tmp_path):
+    from PySide6.QtWidgets import QComboBox
+
+    from studio.graph.files import open_workflow
+    from studio.settings import WORKFLOWS_DIR
+
+    workflow, _ = open_workflow(WORKFLOWS_DIR / "default.json", window.registry.spec)
+    workflow.set_value("1", "ckpt_name", "someone-elses-model.safetensors")
+    window.set_workflow(workflow, None)
+    window.select_node("1")
+    box = window.inspector.editors["ckpt_name"]
+    assert isinstance(box, QComboBox)
+    items = [box.itemText(i) for i in range(box.count())]
+    assert items[0] == "⚠ someone-elses-model.safetensors (missing)" and "seed-shapes" in items
+    box.setCurrentIndex(items.index("seed-shapes"))
+    assert window.workflow.nodes["1"].values["ckpt_name"] == "seed-shapes"
+    # A model copied into a watched folder shows up without restarting.
+    folder = tmp_path / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    window.file_choices.use(window.settings.replace(model_roots=(tmp_path / "models",)))
+    (folder / "zz-new-model.safetensors").write_bytes(b"")
+    qtbot.waitUntil(lambda: "zz-new-model.safetensors" in window.file_choices.choices(
+        "CheckpointLoaderSimple", "ckpt_name"), timeout=5000)
+    qtbot.waitUntil(lambda: window.inspector.editors["ckpt_name"].findData("zz-new-model.safetensors") >= 0,
+                    timeout=5000)
+
+
+def test_a_picture_field_shows_the_picture_and_a_dropped_picture_becomes_a_load_image(window, qtbot, tmp_path):
+    from PIL import Image
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    window.select_node("1")
+    editor = window.inspector.field_editors["image"]
+    assert editor.thumbnail is not None and editor.thumbnail.pixmap() is not None \
+        and not editor.thumbnail.pixmap().isNull()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    picture = elsewhere / "holiday.png"
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(picture)
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(picture))])
+    drop = window.view.viewport().mapTo(window, window.view.viewport().rect().center())
+    window.dropEvent(QDropEvent(QPointF(drop), Qt.CopyAction, data, Qt.LeftButton, Qt.NoModifier))
+    (added,) = [n for n, node in window.workflow.nodes.items() if node.type == "LoadImage" and n != "1"]
+    assert window.workflow.nodes[added].values == {"image": "holiday.png"}
+    assert (window.settings.input_dirs[0] / "holiday.png").is_file()  # copied where LoadImage reads
+    assert window.scene.selected_ids() == [added]
