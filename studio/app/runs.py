@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
-                               QScrollArea, QSlider, QVBoxLayout, QWidget)
+                               QGraphicsView, QSlider, QVBoxLayout, QWidget)
 
 from studio.app.run_queue import RunQueue, RunState
 
@@ -81,11 +81,18 @@ def thumbnail(path: Path, side: int = 96) -> QIcon:
 
 
 class Gallery(QWidget):
-    """Every picture the runs wrote, newest first; double-click for full size, select two and
-    Compare for an A/B wipe."""
+    """Every picture the runs wrote (and, after a restart, those already in the output
+    folder), newest first; double-click for a zoomable view, select two and Compare for an A/B
+    wipe and the values that differ between the graphs that made them."""
 
-    def __init__(self) -> None:
+    open_graph_requested = Signal(Path)
+    # How many earlier pictures are listed at start-up (the newest ones).
+    EARLIER = 300
+
+    def __init__(self, graph_of: Any = None) -> None:
         super().__init__()
+        # graph_of(path) -> Workflow | None: the graph embedded in a picture (for the diff).
+        self.graph_of = graph_of
         self.list = QListWidget()
         self.list.setViewMode(QListWidget.IconMode)
         self.list.setIconSize(QSize(96, 96))
@@ -103,6 +110,33 @@ class Gallery(QWidget):
             lambda: self.compare_button.setEnabled(len(self.list.selectedItems()) == 2))
         self.compare_button.clicked.connect(self.compare_selected)
         self.dialogs: list[QDialog] = []
+        self.list.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
+
+    def _context_menu(self, at: Any) -> None:
+        from PySide6.QtWidgets import QMenu
+
+        item = self.list.itemAt(at)
+        if item is None:
+            return
+        menu = QMenu(self)
+        path = Path(item.data(Qt.UserRole))
+        menu.addAction("Open the graph that made it", lambda: self.open_graph_requested.emit(path))
+        menu.addAction("View", lambda: self.open_viewer(path))
+        menu.exec(self.list.viewport().mapToGlobal(at))
+
+    def load_folder(self, folder: Path) -> int:
+        """List the pictures already in the output folder (newest first), as after a restart."""
+        if not folder.is_dir():
+            return 0
+        found = []
+        for path in folder.rglob("*"):
+            if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and path.is_file() \
+                    and not any(part.startswith(".") for part in path.relative_to(folder).parts):
+                found.append((path.stat().st_mtime, path))
+        newest = [path for _, path in sorted(found)[-self.EARLIER:]]
+        self.add_files(newest)  # each goes to the top: the newest ends first
+        return len(newest)
 
     def add_files(self, paths: list[Path]) -> None:
         for path in paths:
@@ -118,6 +152,7 @@ class Gallery(QWidget):
 
     def open_viewer(self, path: Path) -> QDialog:
         dialog = ImageViewer(path, self)
+        dialog.open_graph.clicked.connect(lambda: self.open_graph_requested.emit(path))
         self._keep(dialog)
         return dialog
 
@@ -135,10 +170,36 @@ class Gallery(QWidget):
         layout = QVBoxLayout(dialog)
         layout.addWidget(wipe, 1)
         layout.addWidget(slider)
-        dialog.wipe, dialog.slider = wipe, slider  # type: ignore[attr-defined]
-        dialog.resize(720, 760)
+        table = self._difference_table(chosen[0], chosen[1])
+        layout.addWidget(table)
+        dialog.wipe, dialog.slider, dialog.differences = wipe, slider, table  # type: ignore[attr-defined]
+        dialog.resize(760, 900)
         self._keep(dialog)
         return dialog
+
+    def _difference_table(self, a: Path, b: Path) -> QWidget:
+        """What differs between the graphs that made two pictures (seed, prompt, steps…)."""
+        from PySide6.QtWidgets import QTableWidget, QTableWidgetItem
+
+        from studio.graph.diff import differences
+
+        graphs = [self.graph_of(path) if self.graph_of is not None else None for path in (a, b)]
+        if None in graphs:
+            label = QLabel("One of the pictures carries no graph, so their values cannot be compared.")
+            label.setWordWrap(True)
+            return label
+        found = differences(graphs[0], graphs[1], getattr(self, "defaults_of", None))
+        table = QTableWidget(len(found), 4)
+        table.setHorizontalHeaderLabels(["Node", "Value", "A", "B"])
+        for row, difference in enumerate(found):
+            for column, text in enumerate((difference.node, difference.what, difference.a, difference.b)):
+                table.setItem(row, column, QTableWidgetItem("—" if text is None else str(text)))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        table.setMaximumHeight(200)
+        if not found:
+            table.setToolTip("The two graphs are the same")
+        return table
 
     def _keep(self, dialog: QDialog) -> None:
         self.dialogs = [d for d in self.dialogs if d.isVisible()] + [dialog]
@@ -146,20 +207,66 @@ class Gallery(QWidget):
 
 
 class ImageViewer(QDialog):
-    """A picture at full size (scrollable), with its path as the title."""
+    """A picture in a zoomable, pannable view sized to the window: the wheel zooms at the
+    cursor, dragging pans, double-click switches between fit and 1:1."""
 
     def __init__(self, path: Path, parent: QWidget | None = None) -> None:
+        from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene
+
         super().__init__(parent)
         self.setWindowTitle(str(path))
         self.image = QImage(str(path))
-        label = QLabel()
-        label.setPixmap(QPixmap.fromImage(self.image))
-        scroll = QScrollArea()
-        scroll.setWidget(label)
-        scroll.setAlignment(Qt.AlignCenter)
+        self.scene = QGraphicsScene(self)
+        self.item = QGraphicsPixmapItem(QPixmap.fromImage(self.image))
+        self.item.setTransformationMode(Qt.SmoothTransformation)
+        self.scene.addItem(self.item)
+        self.view = _ZoomView(self.scene)
+        self.open_graph = QPushButton("Open the graph that made it")
+        self.open_graph.setEnabled(path.suffix.lower() == ".png")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.open_graph)
+        buttons.addStretch(1)
         layout = QVBoxLayout(self)
-        layout.addWidget(scroll)
-        self.resize(min(1200, self.image.width() + 60), min(900, self.image.height() + 60))
+        layout.addWidget(self.view, 1)
+        layout.addLayout(buttons)
+        window = parent.window() if parent is not None else None
+        room = window.size() if window is not None and window.width() > 400 else QSize(1200, 900)
+        self.resize(int(room.width() * 0.8), int(room.height() * 0.85))
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        self.view.fit()
+
+
+class _ZoomView(QGraphicsView):
+    def __init__(self, scene: Any) -> None:
+        super().__init__(scene)
+        self.setDragMode(QGraphicsView.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setBackgroundBrush(QColor("#1e1f22"))
+
+    def fit(self) -> None:
+        self.resetTransform()
+        rect = self.scene().itemsBoundingRect()
+        if rect.width() <= self.viewport().width() and rect.height() <= self.viewport().height():
+            self.centerOn(rect.center())  # small pictures at 1:1
+        else:
+            self.fitInView(rect, Qt.KeepAspectRatio)
+
+    @property
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def wheelEvent(self, event: Any) -> None:
+        factor = 1.25 if event.angleDelta().y() > 0 else 0.8
+        if 0.02 <= self.zoom * factor <= 32:
+            self.scale(factor, factor)
+
+    def mouseDoubleClickEvent(self, event: Any) -> None:
+        if abs(self.zoom - 1.0) > 1e-3:
+            self.resetTransform()
+        else:
+            self.fit()
 
 
 class CompareView(QWidget):

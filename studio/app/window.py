@@ -344,6 +344,13 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Copied {path.name} into the input folder {target_dir}", 5000)
         return target.name
 
+    def graph_of_picture(self, path: Path) -> Workflow | None:
+        try:
+            workflow, _ = open_workflow(path, self.registry.spec)
+        except WorkflowFormatError:
+            return None
+        return workflow
+
     def add_picture(self, path: Path, at: tuple[float, float]) -> str | None:
         """Dropping a picture on the canvas: a LoadImage for it, where it was dropped."""
         name = self.import_picture(path)
@@ -361,7 +368,11 @@ class MainWindow(QMainWindow):
         self.queue_panel = RunQueuePanel()
         self.queue_panel.cancel_current.connect(self.cancel)
         self.queue_panel.remove_queued.connect(self.cancel_queued)
-        self.gallery = Gallery()
+        self.gallery = Gallery(graph_of=self.graph_of_picture)
+        self.gallery.defaults_of = lambda type_name: ({spec.name: spec.default for spec in self.registry.get(
+            type_name).spec().inputs} if self.registry.get(type_name) else {})
+        self.gallery.open_graph_requested.connect(lambda path: self.open_file(path))
+        self.gallery.load_folder(self.settings.output_dir)
         docks = {}
         for title, widget, area in (("Nodes", self.library, Qt.LeftDockWidgetArea),
                                     ("Inspector", self.inspector, Qt.RightDockWidgetArea),

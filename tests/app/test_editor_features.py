@@ -222,3 +222,47 @@ def test_a_picture_field_shows_the_picture_and_a_dropped_picture_becomes_a_load_
     assert window.workflow.nodes[added].values == {"image": "holiday.png"}
     assert (window.settings.input_dirs[0] / "holiday.png").is_file()  # copied where LoadImage reads
     assert window.scene.selected_ids() == [added]
+
+
+def test_gallery_viewer_zooms_and_the_compare_lists_what_differs_between_the_two_graphs(window, qtbot):
+    from tests.app.test_runs import wait_idle
+
+    window.run()
+    wait_idle(window, qtbot)
+    window.workflow.set_value("3", "seed", 4321)
+    window.run()
+    wait_idle(window, qtbot)
+    gallery = window.gallery
+    viewer = gallery.open_viewer(gallery.paths()[0])
+    qtbot.waitExposed(viewer)
+    assert viewer.width() > 400  # sized to the window, not to the picture
+    before = viewer.view.zoom
+    viewer.view.scale(2, 2)
+    assert viewer.view.zoom == 2 * before
+    viewer.close()
+    gallery.list.selectAll()
+    dialog = gallery.compare_selected()
+    table = dialog.differences
+    rows = [(table.item(r, 1).text(), table.item(r, 2).text(), table.item(r, 3).text()) for r in range(table.rowCount())]
+    assert sorted(rows[0][1:]) == ["42", "4321"] and rows[0][0] == "seed" and len(rows) == 1
+    dialog.close()
+
+
+def test_the_gallery_lists_earlier_renders_and_opens_the_graph_that_made_one(window, qtbot, registry, settings,
+                                                                             monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from studio.app.window import MainWindow
+    from studio.engine import Engine
+    from tests.app.test_runs import wait_idle
+
+    window.run()
+    wait_idle(window, qtbot)
+    (picture,) = window.gallery.paths()
+    restarted = MainWindow(registry, window.settings, Engine(registry, window.settings))  # same output folder
+    qtbot.addWidget(restarted)
+    assert restarted.gallery.paths() == [picture]
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.Discard))
+    restarted.gallery.open_graph_requested.emit(picture)
+    assert set(restarted.workflow.nodes) == set(window.workflow.nodes)
+    assert restarted.windowTitle().startswith(picture.name)
