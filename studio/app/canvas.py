@@ -347,6 +347,24 @@ class CanvasScene(QGraphicsScene):
         push(self.undo_stack, cmd.SetValue(self.workflow, node_id, name, value))
         return True
 
+    def set_seed_control(self, node_id: str, control: str) -> bool:
+        from studio.graph.seeds import seed_control
+
+        if seed_control(self.workflow.nodes[node_id]) == control:
+            return False
+        push(self.undo_stack, cmd.SetSeedControl(self.workflow, node_id, control))
+        return True
+
+    def advance_seeds(self) -> dict[tuple[str, str], int]:
+        """After a run is queued: each seed whose control says so moves on (one undoable step)."""
+        from studio.graph.seeds import seeds_after_run
+
+        changes = seeds_after_run(self.workflow.nodes.values(), self.spec_of)
+        if changes:
+            push(self.undo_stack, cmd.Macro(self.workflow, "Seeds after run", [
+                cmd.SetValue(self.workflow, node_id, name, value) for (node_id, name), value in changes.items()]))
+        return changes
+
     def spec_of(self, type_name: str) -> Any:
         cls = self.registry.get(type_name)
         return cls.spec() if cls else None

@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import QMimeData, Qt, QTimer, Signal
 from PySide6.QtGui import QDrag
-from PySide6.QtWidgets import (QFormLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QScrollArea,
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QScrollArea,
                                QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget)
 
 from studio.app.editors import FieldEditor, editor_for, help_text
@@ -191,6 +191,19 @@ class Inspector(QScrollArea):
             self.field_editors[spec.name] = editor
             self.editors[spec.name] = editor.widget
             self.form.addRow(spec.name, editor.widget)
+            if spec.seed:
+                self.form.addRow("  after each run", self._seed_control_box(node))
+
+    def _seed_control_box(self, node: Any) -> QComboBox:
+        from studio.graph.seeds import CONTROLS, seed_control
+
+        box = QComboBox()
+        box.addItems(list(CONTROLS))
+        box.setCurrentText(seed_control(node))
+        box.setToolTip("What the seed does after each queued run, as ComfyUI's control after generate")
+        box.currentTextChanged.connect(lambda control: self.scene.set_seed_control(self.node_id, control))
+        self.seed_control = box
+        return box
 
     def refresh(self) -> None:
         """Show the values again after an edit elsewhere (canvas, undo)."""

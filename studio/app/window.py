@@ -662,7 +662,10 @@ class MainWindow(QMainWindow):
     def run(self) -> RunEntry:
         """Queue the graph as it is on screen now; it starts at once when nothing else runs."""
         self.commit_edits()
-        return self.runs_control.run(self.workflow.copy(), Path(self.display_name).stem)
+        entry = self.runs_control.run(self.workflow.copy(), Path(self.display_name).stem)
+        # As ComfyUI: the run takes the seeds as they are, then seeds set to move on do.
+        self.scene.advance_seeds()
+        return entry
 
     def cancel(self) -> None:
         self.runs_control.cancel()

@@ -185,6 +185,26 @@ class SetCollapsed(_PerNode):
         return self.workflow.set_collapsed(node_id, value)
 
 
+class SetSeedControl(_PerNode):
+    def __init__(self, workflow: Workflow, node_id: str, control: str) -> None:
+        super().__init__(workflow, [node_id], control)
+        self.text = f"Seed after each run: {control}"
+        self.had_own: dict[str, bool] = {}
+
+    def do(self) -> None:
+        self.had_own = {n: "seed_control" in self.workflow.nodes[n].extra for n in self.node_ids}
+        super().do()
+
+    def undo(self) -> None:
+        super().undo()
+        for node_id, had in self.had_own.items():
+            if not had:  # the file had no control of its own: none again
+                self.workflow.nodes[node_id].extra.pop("seed_control", None)
+
+    def apply(self, node_id: str, value: Any) -> Any:
+        return self.workflow.set_seed_control(node_id, value)
+
+
 class ResizeNode(_PerNode):
     def __init__(self, workflow: Workflow, node_id: str, size: tuple[float, float] | None) -> None:
         super().__init__(workflow, [node_id], size)

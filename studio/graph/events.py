@@ -111,6 +111,13 @@ class NodeCollapsed:
 
 
 @dataclass(frozen=True)
+class SeedControlChanged:
+    node_id: str
+    control: str
+    previous: str
+
+
+@dataclass(frozen=True)
 class GroupAdded:
     group: Group
 
@@ -147,7 +154,7 @@ class RerouteMoved:
 
 GraphEvent = (NodeAdded | NodeRemoved | LinkAdded | LinkRemoved | LinkRerouted | ValueChanged | ValueUnset
               | ModeChanged | TitleChanged | NodeMoved | NodeResized | NodeColorChanged | NodeCollapsed
-              | GroupAdded | GroupRemoved | GroupChanged | RerouteAdded | RerouteRemoved | RerouteMoved)
+              | SeedControlChanged | GroupAdded | GroupRemoved | GroupChanged | RerouteAdded | RerouteRemoved | RerouteMoved)
 Listener = Callable[[GraphEvent], None]
 
 # Events that change what the engine would compute (the others are layout only).

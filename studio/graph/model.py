@@ -284,6 +284,22 @@ class Workflow:
         self._emit(ev.NodeColorChanged(node_id, color, previous))
         return previous
 
+    def set_seed_control(self, node_id: str, control: str) -> str:
+        """What the node's seed does after each queued run (fixed, increment, decrement,
+        randomize); returns the control it had."""
+        from studio.graph.seeds import CONTROL_KEY, CONTROLS, seed_control
+
+        if control not in CONTROLS:
+            raise GraphEditError(f"a seed control is one of {', '.join(CONTROLS)}, not {control!r}")
+        node = self.node(node_id)
+        previous = seed_control(node)
+        had = CONTROL_KEY in node.extra
+        node.extra[CONTROL_KEY] = control
+        if not had and control == previous:
+            del node.extra[CONTROL_KEY]  # nothing to record
+        self._emit(ev.SeedControlChanged(node_id, control, previous))
+        return previous
+
     def set_collapsed(self, node_id: str, collapsed: bool) -> bool:
         node = self.node(node_id)
         previous, node.collapsed = node.collapsed, bool(collapsed)

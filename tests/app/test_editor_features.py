@@ -266,3 +266,21 @@ def test_the_gallery_lists_earlier_renders_and_opens_the_graph_that_made_one(win
     restarted.gallery.open_graph_requested.emit(picture)
     assert set(restarted.workflow.nodes) == set(window.workflow.nodes)
     assert restarted.windowTitle().startswith(picture.name)
+
+
+def test_seed_control_after_each_run_is_kept_and_exported_to_comfyui(window, qtbot):
+    import json
+
+    from studio.graph.comfy.exporter import to_comfy_ui
+    from tests.app.test_runs import wait_idle
+
+    window.select_node("3")
+    window.inspector.seed_control.setCurrentText("increment")
+    entry = window.run()
+    assert window.workflow.nodes["3"].values["seed"] == 43  # moved on after queueing…
+    wait_idle(window, qtbot)
+    assert window.last_report.ok and entry.status == "ok"
+    window.undo_stack.undo()  # the seed step is undoable
+    assert window.workflow.nodes["3"].values["seed"] == 42
+    exported = json.dumps(to_comfy_ui(window.workflow, window.registry.spec))
+    assert '"increment"' in exported

@@ -62,6 +62,7 @@ EDITS = {
     "uncolour": lambda w: c.SetColor(w, ["2"], None),
     "collapse": lambda w: c.SetCollapsed(w, ["1", "4"], True),
     "resize": lambda w: c.ResizeNode(w, "1", (300, 200)),
+    "seed control": lambda w: c.SetSeedControl(w, "2", "increment"),
     "add group": lambda w: c.AddGroup(w, "New", (0, 0, 10, 10), "#111111"),
     "remove group": lambda w: c.RemoveGroup(w, "10"),
     "change group": lambda w: c.ChangeGroup(w, "10", title="In", bounds=(1, 2, 3, 4), color=None),

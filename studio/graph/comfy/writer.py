@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.graph.comfy.definitions import CONTROL, UPLOAD
+from studio.graph.seeds import seed_control
 from studio.graph.comfy.layout import input_list, output_list, slot_of_unnamed, widget_layout
 from studio.graph.connect import SpecLookup
 from studio.graph.model import Node, NodeMode
@@ -78,7 +79,7 @@ def widgets_values(node: Node, values: dict[str, Any], spec_of: SpecLookup) -> A
     written: list[Any] = []
     for name in layout:
         if name == CONTROL:
-            written.append(extras.get(CONTROL, "fixed"))
+            written.append(seed_control(node))
         elif name == UPLOAD:
             written.append(extras.get(UPLOAD, "image"))
         else:
