@@ -347,6 +347,14 @@ class CanvasScene(QGraphicsScene):
         push(self.undo_stack, cmd.SetValue(self.workflow, node_id, name, value))
         return True
 
+    def set_value_on_all(self, node_ids: list[str], name: str, value: Any) -> bool:
+        """One value on several nodes (the inspector's multi-selection), as one undoable step."""
+        steps: list[cmd.Command] = [cmd.SetValue(self.workflow, n, name, value) for n in node_ids
+                                    if self.workflow.nodes[n].values.get(name, object()) != value]
+        if steps:
+            push(self.undo_stack, cmd.Macro(self.workflow, f"Set {name} on {len(steps)} nodes", steps))
+        return bool(steps)
+
     def set_seed_control(self, node_id: str, control: str) -> bool:
         from studio.graph.seeds import seed_control
 

@@ -156,6 +156,34 @@ class Inspector(QScrollArea):
             shown = "<br>".join(names[:12]) + ("<br>…" if len(names) > 12 else "")
             self.heading.setText(f"<b>{len(node_ids)} nodes selected</b><br>"
                                  f"<span style='color:#9aa0a6'>{shown}</span>")
+            self._common_fields(scene, node_ids)
+
+    def _common_fields(self, scene: Any, node_ids: list[str]) -> None:
+        """Editors for the fields every selected node has (same name and type, not wired):
+        a value set here is set on all of them, as one undoable step. A field whose values
+        differ shows the first node's and says so."""
+        nodes = [scene.workflow.nodes[n] for n in node_ids if n in scene.workflow.nodes]
+        classes = [self.registry.get(node.type) for node in nodes]
+        if not nodes or None in classes:
+            return
+        first = [spec for spec in classes[0].spec().inputs if spec.has_widget]
+        for spec in first:
+            if not all(any(other.name == spec.name and other.type == spec.type and other.has_widget
+                           for other in cls.spec().inputs) for cls in classes[1:]):
+                continue
+            if any(spec.name in node.links for node in nodes):
+                continue
+            values = [node.values.get(spec.name, spec.default) for node in nodes]
+            editor = editor_for(spec, values[0])
+            editor.committed.connect(lambda value, name=spec.name: self._set_all(name, value))
+            self.field_editors[spec.name] = editor
+            self.editors[spec.name] = editor.widget
+            label = spec.name if len(set(map(repr, values))) == 1 else f"{spec.name} (differs)"
+            self.form.addRow(label, editor.widget)
+
+    def _set_all(self, name: str, value: Any) -> None:
+        if self.scene is not None:
+            self.scene.set_value_on_all([n for n in self.selection if n in self.scene.workflow.nodes], name, value)
 
     def show_node(self, scene: Any, node_id: str | None) -> None:
         self.commit()

@@ -284,3 +284,23 @@ def test_seed_control_after_each_run_is_kept_and_exported_to_comfyui(window, qtb
     assert window.workflow.nodes["3"].values["seed"] == 42
     exported = json.dumps(to_comfy_ui(window.workflow, window.registry.spec))
     assert '"increment"' in exported
+
+
+def test_the_inspector_edits_the_common_fields_of_several_nodes_at_once(window, qtbot):
+    a = window.scene.add_node("EmptyLatentImage", (0.0, 600.0))
+    b = window.scene.add_node("EmptyLatentImage", (400.0, 600.0), values={"width": 768})
+    select(window, a, b)
+    inspector = window.inspector
+    assert "2 nodes selected" in inspector.heading.text()
+    height = inspector.editors["height"]
+    height.lineEdit().selectAll()
+    qtbot.keyClicks(height.lineEdit(), "640")
+    qtbot.keyClick(height.lineEdit(), Qt.Key_Return)
+    assert window.workflow.nodes[a].values["height"] == window.workflow.nodes[b].values["height"] == 640
+    from PySide6.QtWidgets import QFormLayout
+
+    labels = [inspector.form.itemAt(row, QFormLayout.LabelRole).widget().text()
+              for row in range(inspector.form.rowCount())]
+    assert "width (differs)" in labels
+    window.undo_stack.undo()  # both, as one step
+    assert "height" not in window.workflow.nodes[a].values and "height" not in window.workflow.nodes[b].values
