@@ -74,23 +74,27 @@ class NodeLibrary(QWidget):
         for cls in sorted(self.registry, key=lambda c: (c.category, c.title.lower())):
             if query and not matches(query, f"{cls.title} {cls.type_name} {cls.category}"):
                 continue
-            parent = categories.get(cls.category)
-            if parent is None:
-                parent = categories[cls.category] = QTreeWidgetItem(self.tree, [cls.category])
-                parent.setFlags(parent.flags() & ~Qt.ItemIsDragEnabled)
+            parent = self._category_item(categories, cls.category)
             item = QTreeWidgetItem(parent, [cls.title])
             item.setData(0, Qt.UserRole, cls.type_name)
             item.setToolTip(0, f"{cls.type_name}\n\n{help_text(cls.help_text())}")
         if query:
             self.tree.expandAll()
 
+    def _category_item(self, categories: dict[str, QTreeWidgetItem], path: str) -> QTreeWidgetItem:
+        """The tree item of a category, nested by its "/" parts (advanced → conditioning)."""
+        if path in categories:
+            return categories[path]
+        parent_path, _, name = path.rpartition("/")
+        parent = self._category_item(categories, parent_path) if parent_path else None
+        item = QTreeWidgetItem(parent if parent is not None else self.tree, [name])
+        item.setFlags(item.flags() & ~Qt.ItemIsDragEnabled)
+        categories[path] = item
+        return item
+
     def item_for(self, type_name: str) -> QTreeWidgetItem | None:
-        for index in range(self.tree.topLevelItemCount()):
-            category = self.tree.topLevelItem(index)
-            for child in range(category.childCount()):
-                if category.child(child).data(0, Qt.UserRole) == type_name:
-                    return category.child(child)
-        return None
+        found = self.tree.findItems("*", Qt.MatchWildcard | Qt.MatchRecursive)
+        return next((item for item in found if item.data(0, Qt.UserRole) == type_name), None)
 
     def _activated(self, item: QTreeWidgetItem) -> None:
         type_name = item.data(0, Qt.UserRole)

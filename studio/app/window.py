@@ -446,6 +446,8 @@ class MainWindow(QMainWindow):
 
     # -- actions -------------------------------------------------------------------------
     def _build_actions(self) -> None:
+        # action → its icon's name, so a theme change recolours the icons (legible on light too).
+        self.icon_names: dict[QAction, str] = {}
         toolbar = self.addToolBar("Main")
         toolbar.setObjectName("main-toolbar")
         menus = {name: self.menuBar().addMenu(name)
@@ -455,7 +457,8 @@ class MainWindow(QMainWindow):
         def action(menu: str, text: str, shortcut: Any, slot: Any, icon: str = "") -> QAction:
             item = QAction(text, self)
             if icon:
-                item.setIcon(qta.icon(icon, color="#dcdde0"))
+                item.setIcon(qta.icon(icon, color=theme.TEXT.name()))
+                self.icon_names[item] = icon
                 toolbar.addAction(item)
             if shortcut:
                 item.setShortcut(QKeySequence(shortcut))
@@ -477,13 +480,15 @@ class MainWindow(QMainWindow):
         action("&File", "Quit", QKeySequence.Quit, self.close)
         undo = self.undo_stack.createUndoAction(self, "Undo")
         undo.setShortcut(QKeySequence.Undo)
-        undo.setIcon(qta.icon("mdi6.undo", color="#dcdde0"))
+        undo.setIcon(qta.icon("mdi6.undo", color=theme.TEXT.name()))
+        self.icon_names[undo] = "mdi6.undo"
         redo = self.undo_stack.createRedoAction(self, "Redo")
         # Ctrl+Shift+Z (the platform's Redo) and Ctrl+Y, as most Windows and Linux programs.
         redo_keys = QKeySequence.keyBindings(QKeySequence.Redo)
         redo.setShortcuts(redo_keys + [key for key in (QKeySequence("Ctrl+Y"), QKeySequence("Ctrl+Shift+Z"))
                                        if key not in redo_keys])
-        redo.setIcon(qta.icon("mdi6.redo", color="#dcdde0"))
+        redo.setIcon(qta.icon("mdi6.redo", color=theme.TEXT.name()))
+        self.icon_names[redo] = "mdi6.redo"
         for item in (undo, redo):
             self.addAction(item)
             toolbar.addAction(item)
@@ -561,6 +566,8 @@ class MainWindow(QMainWindow):
 
     def set_theme(self, name: str) -> None:
         theme.apply(name)
+        for item, icon in self.icon_names.items():
+            item.setIcon(qta.icon(icon, color=theme.TEXT.name()))
         self.scene.setBackgroundBrush(theme.BACKGROUND)
         for item in self.scene.nodes.values():
             item.update()

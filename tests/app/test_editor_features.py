@@ -304,3 +304,16 @@ def test_the_inspector_edits_the_common_fields_of_several_nodes_at_once(window, 
     assert "width (differs)" in labels
     window.undo_stack.undo()  # both, as one step
     assert "height" not in window.workflow.nodes[a].values and "height" not in window.workflow.nodes[b].values
+
+
+def test_nested_categories_and_legible_toolbar_icons_in_the_light_theme(window):
+    tree = window.library.tree
+    top = {tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())}
+    assert "advanced" in top and "advanced/conditioning" not in top
+    assert window.library.item_for("KSampler") is not None
+    window.set_theme("light")
+    icon = window.run_action.icon().pixmap(24, 24).toImage()
+    dark_pixels = sum(1 for x in range(24) for y in range(24) if icon.pixelColor(x, y).alpha() > 128
+                      and icon.pixelColor(x, y).lightness() < 100)
+    assert dark_pixels > 20  # drawn in the light theme's dark text colour
+    window.set_theme("dark")
