@@ -104,7 +104,14 @@ class CheckpointLoaderSimple(ModelFileInput, NodeBase):
     def run(self, ctx, ckpt_name: str):
         from studio.runtime.services import model_manager
 
-        checkpoint = model_manager(ctx.services).load_checkpoint(ckpt_name)
+        from studio.runtime.transformer_models import cpu_warning
+
+        manager = model_manager(ctx.services)
+        checkpoint = manager.load_checkpoint(ckpt_name)
+        # An all-in-one FLUX/SD3.5 file on a CPU-only machine: said as UNETLoader says it.
+        warning = cpu_warning(checkpoint.model, manager.policy)
+        if warning:
+            ctx.note(warning)
         return (checkpoint.model, checkpoint.clip, checkpoint.vae)
 
 

@@ -28,6 +28,7 @@ from studio.runtime.merging import (ParameterPatch, parameter_tensor, patch_chai
                                     patched_value)
 from studio.runtime.upscale import UpscaleModel, load_upscale_model
 from studio.runtime.models import ModelFolders
+from studio.runtime.weight_storage import GROUP_OFFLOADED, TRANSIENT, offload_blocks
 
 
 def _module_bytes(module: torch.nn.Module) -> int:
@@ -125,7 +126,10 @@ class ModelManager:
             with self._lock:
                 for module in modules:
                     self._to_device(module)
-            yield
+            try:
+                yield
+            finally:
+                self._release_transient(modules)
             return
         with self._lock:
             for module in modules:
@@ -149,6 +153,7 @@ class ModelManager:
                 with torch.no_grad():
                     for tensor, original in originals.values():
                         tensor.data.copy_(original)
+                self._release_transient(modules)
 
     def patched_weights(self, module: torch.nn.Module, patches: Sequence[ParameterPatch]) -> dict[str, torch.Tensor]:
         """The state dict ``module`` has while :meth:`use` merges ``patches`` into it, bit for
@@ -158,12 +163,26 @@ class ModelManager:
         with self._lock, torch.no_grad():
             return patched_state_dict(module, patches)
 
+    def _release_transient(self, modules: Sequence[torch.nn.Module]) -> None:
+        """Send modules used once per prompt (T5-XXL: ~9 GB in 16 bits, needed only to encode)
+        back to system memory as soon as their block ends, so the denoiser has the room."""
+        with self._lock:
+            for module in modules:
+                if getattr(module, TRANSIENT, False) and id(module) in self._on_device:
+                    del self._on_device[id(module)]
+                    module.to("cpu")
+
     def _to_device(self, module: torch.nn.Module) -> None:
         identity = id(module)
+        if getattr(module, GROUP_OFFLOADED, None) is not None:
+            return  # its weights stay in system memory; hooks bring each block while it runs
         if identity in self._on_device:
             self._on_device.move_to_end(identity)
             return
         budget = self.policy.memory_budget()
+        if budget is not None and getattr(module, TRANSIENT, False) and _module_bytes(module) > budget:
+            offload_blocks(module, self.policy.device)
+            return
         if budget is not None:
             needed = _module_bytes(module)
             held = sum(_module_bytes(m) for m in self._on_device.values())

@@ -32,7 +32,7 @@ import torch
 
 from studio.runtime.checkpoints import ModelLoadError, TextEncoder, make_tokenizer
 from studio.runtime.prompts import tokenize_weighted
-from studio.runtime.weight_storage import load_into
+from studio.runtime.weight_storage import GROUP_OFFLOADED, TRANSIENT, load_into
 from studio.settings import RESOURCES_DIR
 
 T5_TOKENIZER_FILE = RESOURCES_DIR / "tokenizers" / "t5" / "tokenizer.json"
@@ -177,6 +177,11 @@ def text_encoder_for(family: str, encoders: Mapping[str, Any], key: str) -> Tran
     order = [role for role in ("clip_l", "clip_g", "t5xxl") if role in encoders]
     tokenizers = [make_t5_tokenizer() if role == "t5xxl" else make_tokenizer("!" if role == "clip_g" else
                                                                               "<|endoftext|>") for role in order]
+    if "t5xxl" in encoders:
+        # Used once per prompt and the largest module after the transformer: the model
+        # manager sends it back to system memory after each encoding, and group-offloads it
+        # when it alone exceeds the GPU budget.
+        setattr(encoders["t5xxl"], TRANSIENT, True)
     return TransformerTextEncoder(family, tokenizers, [encoders[role] for role in order], key, roles=tuple(order),
                                   t5_min_length=T5_MIN_LENGTH.get(family, 77))
 
@@ -184,7 +189,8 @@ def text_encoder_for(family: str, encoders: Mapping[str, Any], key: str) -> Tran
 # --- Encoding ------------------------------------------------------------------------------
 
 def _device(module: Any) -> torch.device:
-    return next(module.parameters()).device
+    """Where ``module`` computes: its weights' device, or the GPU it is group-offloaded to."""
+    return getattr(module, GROUP_OFFLOADED, None) or next(module.parameters()).device
 
 
 def _weighted(run, ids: torch.Tensor, weights: torch.Tensor, empty_ids: torch.Tensor) -> torch.Tensor:

@@ -196,7 +196,7 @@ def load_pipeline_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpoi
 def cpu_warning(model: DiffusionModel, policy: DevicePolicy) -> str | None:
     """A sentence for a full-size transformer about to run on the CPU, with a rough time for a
     1024² step (two multiply-adds per weight per token at ~50 GFLOP/s per core), else None."""
-    if policy.is_gpu:
+    if policy.is_gpu or model.family not in TRANSFORMER_FAMILIES:
         return None
     parameters = sum(p.numel() for p in model.unet.parameters())
     if parameters < 1e9:

@@ -17,6 +17,23 @@ from typing import Any
 
 import torch
 
+# Attribute names set on modules: used only to encode prompts (moved off the GPU after use),
+# and group-offloaded (the device they compute on; the manager never moves them whole).
+TRANSIENT = "studio_transient"
+GROUP_OFFLOADED = "studio_offloaded_to"
+
+
+def offload_blocks(module: torch.nn.Module, device: torch.device) -> None:
+    """Keep ``module``'s weights in system memory and bring them to ``device`` one block (one
+    entry of its ModuleLists) at a time while it runs: diffusers' group offloading, which
+    works on any torch module, overlapped with compute on a CUDA stream."""
+    from diffusers.hooks import apply_group_offloading
+
+    apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
+                           offload_type="block_level", num_blocks_per_group=1, use_stream=device.type == "cuda")
+    setattr(module, GROUP_OFFLOADED, device)
+
+
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 # ComfyUI's weight_dtype choices for UNETLoader, and the storage precision of each; "default"
 # keeps a file's own precision when it is fp8 (ComfyUI's behaviour), else the compute one.
