@@ -30,6 +30,9 @@ def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
     from studio.runtime.sampling import SamplingJob, sample, sample_seed_batch, seed_batch_size, seed_batchable
     from studio.runtime.services import model_manager
 
+    # What the seed batcher compares a held result with: the latent as wired in (the empty one
+    # made below is a new object at every run).
+    wired_latent = job.latent
     channels = getattr(model.unet, "latent_channels", None)  # FLUX's and SD3's 16
     samples = job.latent["samples"]
     if channels and samples.shape[1] != channels and not samples.any():
@@ -43,7 +46,7 @@ def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
         if batcher is None or not batcher.enabled or not seed_batchable(model, job):
             return sample(model, job, ctx.progress)
         # A seed batch: this job's seed with the coming jobs' (see studio.runtime.seed_batches).
-        signature = ((model, job.positive, job.negative, job.latent),
+        signature = ((model, job.positive, job.negative, wired_latent),
                      tuple(getattr(job, name) for name in SamplingJob.__dataclass_fields__
                            if name not in ("positive", "negative", "latent", "seed")))
         return batcher.sample(ctx.node_id, job.seed, signature,

@@ -694,6 +694,11 @@ def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) 
 
 # --- Seed batches: jobs that differ only in their seed, sampled as one latent batch ----------
 
+# The UNet families whose batched pictures are checked against their pictures alone; FLUX's
+# and SD3's transformers are sampled one job at a time until theirs are.
+SEED_BATCH_FAMILIES = frozenset({"sd15", "sd2", "sdxl", "sdxl_refiner"})
+
+
 def seed_batchable(model: DiffusionModel, job: SamplingJob) -> bool:
     """Whether ``job`` gives, for every seed, the same picture inside a seed batch as alone.
 
@@ -701,13 +706,14 @@ def seed_batchable(model: DiffusionModel, job: SamplingJob) -> bool:
     updates work row by row) except where something reads the batch as a whole or draws from
     the seed outside the sampler's noise: a sampler whose step sizes follow the whole batch's
     error (dpm_adaptive), unCLIP's image-embedding noise (drawn from the seed, once per call),
+    model families whose batched pictures are not yet checked (FLUX, SD3),
     conditioning with more than one row (expanded to the batch by its first), ControlNet hints
     and GLIGEN boxes (given per call). Those jobs are sampled one at a time.
     """
     spec = SAMPLERS.get(job.sampler)
     if spec is None or not spec.seed_batchable:
         return False
-    if getattr(model, "noise_augmentor", None) is not None or model.family == "sd2_unclip":
+    if model.family not in SEED_BATCH_FAMILIES or getattr(model, "noise_augmentor", None) is not None:
         return False
     for side in (job.positive, job.negative or []):
         for embedding, extras in side:

@@ -52,6 +52,9 @@ class SeedBatcher:
         self.size = size
         self._coming: dict[str, list[int]] = {}
         self._held: dict[str, _Held] = {}
+        # Nodes whose inputs changed between the jobs of their seed batch: sampled one job at a
+        # time for the rest of it (sampling ahead again at every job would repeat the work).
+        self._alone: set[str] = set()
         # What happened, for reports and tests: seeds per sampler call, and results served.
         self.calls: list[tuple[str, tuple[int, ...]]] = []
         self.served = 0
@@ -64,14 +67,19 @@ class SeedBatcher:
         """Before a job: for each sampler node, the seeds it will be run with in this job and
         the following jobs of its seed batch (this job's first). Nodes not named hold nothing
         more (what they held is dropped)."""
+        previous = self._coming
         self._coming = {node_id: [int(seed) for seed in seeds] for node_id, seeds in coming.items() if seeds}
         for node_id in list(self._held):
             if node_id not in self._coming:
                 del self._held[node_id]
+        # A node's seed batch goes on while its plan is the previous one less its first seed.
+        self._alone = {node_id for node_id in self._alone
+                       if node_id in self._coming and previous.get(node_id, [])[1:] == self._coming[node_id]}
 
     def clear(self) -> None:
         self._coming.clear()
         self._held.clear()
+        self._alone.clear()
 
     def sample(self, node_id: str, seed: int, signature: Signature, sample_many: Callable[[list[int]], list[Any]],
                auto_size: Callable[[], int] | None = None) -> Any:
@@ -84,9 +92,10 @@ class SeedBatcher:
                 self.served += 1
                 return held.results.pop(seed)
             del self._held[node_id]  # something upstream changed: those latents are not this job's
+            self._alone.add(node_id)
         coming = self._coming.get(node_id, [])
         seeds = [seed]
-        if self.enabled and coming[:1] == [seed]:
+        if self.enabled and coming[:1] == [seed] and node_id not in self._alone:
             limit = self.size if self.size is not None else (auto_size() if auto_size is not None else 1)
             for candidate in coming[1:]:
                 if len(seeds) >= max(1, limit):

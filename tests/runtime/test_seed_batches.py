@@ -3,6 +3,8 @@ job the picture it gives alone — for every sampler, with their initial and per
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -87,6 +89,7 @@ def test_what_reads_the_whole_batch_is_sampled_alone(tiny):
     assert not seed_batchable(model, _job("dpm_adaptive"))
     assert not seed_batchable(model, _job("euler", positive=[(torch.randn(2, 77, 32), {})]))
     assert not seed_batchable(model, _job("euler", positive=[(torch.randn(1, 77, 32), {"control": object()})]))
+    assert not seed_batchable(replace(model, family="flux"), _job("euler"))  # not yet checked batched
     assert seed_batchable(model, _job("euler"))
 
 
@@ -127,9 +130,15 @@ def test_held_latents_are_not_served_when_anything_else_changed():
     first = ((object(),), (20,))
     batcher.expect({"4": [1, 2]})
     assert batcher.sample("4", 1, first, sample_many, auto_size=lambda: 4) == (1, 2)
-    batcher.expect({"4": [2]})
-    # another model object (the checkpoint was reloaded): sampled again, alone
-    assert batcher.sample("4", 2, ((object(),), (20,)), sample_many, auto_size=lambda: 4) == (2, 1)
+    batcher.expect({"4": [2, 3, 4]})
+    # another model object (the checkpoint was reloaded): sampled again, and alone for the rest
+    # of this seed batch rather than ahead once more at every job
+    second = ((object(),), (20,))
+    assert batcher.sample("4", 2, second, sample_many, auto_size=lambda: 4) == (2, 1)
+    batcher.expect({"4": [3, 4]})
+    assert batcher.sample("4", 3, second, sample_many, auto_size=lambda: 4) == (3, 1)
+    batcher.expect({"4": [7, 8]})  # the next seed batch samples ahead again
+    assert batcher.sample("4", 7, second, sample_many, auto_size=lambda: 4) == (7, 2)
     off = SeedBatcher(size=1)
     off.expect({"4": [1, 2]})
     assert off.sample("4", 1, first, sample_many) == (1, 1)
