@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import shiboken6
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QImage
 
@@ -29,13 +30,13 @@ class RunController(QObject):
         self.queue = RunQueue()
         self.queue.subscribe(self._queue_changed)
         self.last_report: Any = None
-        # The cache key each node's shown result was made with (from the run that made it),
-        # and the keys of the run in progress.
-        self.result_keys: dict[str, str] = {}
+        # The keys of the run in progress (each tab keeps those of the results it shows).
         self._run_keys: dict[str, str] = {}
+        self.run_document: Any = None
 
     def run(self, workflow: Any, name: str) -> RunEntry:
         entry = self.queue.add(workflow, name)
+        entry.origin = self.window.current
         self._start_next()
         return entry
 
@@ -47,12 +48,23 @@ class RunController(QObject):
         if entry is None:
             return
         self._run_keys = window.engine.cache_keys(entry.workflow)
+        # The tab the run was queued from gets its states and pictures, whichever is shown.
+        self.run_document = getattr(entry, "origin", None) or window.current
         self.runner.engine = window.engine
         self.runner.start(entry.workflow)
-        window.scene.clear_status()
+        self.run_scene.clear_status()
         window.progress.setVisible(True)
         window.progress.setValue(0)
         window.statusBar().showMessage(f"Running #{entry.number}…")
+
+    @property
+    def run_scene(self) -> Any:
+        document = getattr(self, "run_document", None) or self.window.current
+        return document.scene if shiboken6.isValid(document.scene) else self.window.scene
+
+    @property
+    def result_keys(self) -> dict[str, str]:
+        return self.window.current.result_keys
 
     def cancel(self) -> None:
         """Esc: stop the running graph; pressed again while it stops, empty the queue too."""
@@ -88,7 +100,7 @@ class RunController(QObject):
         return weights
 
     def _on_event(self, event: Any) -> None:
-        scene = self.window.scene
+        scene = self.run_scene
         if isinstance(event, RunStarted):
             self.queue.planned(self._step_weights(list(event.planned)))
             for node_id in event.planned:
@@ -104,14 +116,14 @@ class RunController(QObject):
         elif isinstance(event, NodeFinished):
             scene.set_status(event.node_id, "cached" if event.cached else "done")
             self.queue.node_progress(event.node_id, 1.0, finished=True)
-            if event.node_id in self._run_keys:
-                self.result_keys[event.node_id] = self._run_keys[event.node_id]
+            if event.node_id in self._run_keys and self.run_document is not None:
+                self.run_document.result_keys[event.node_id] = self._run_keys[event.node_id]
         elif isinstance(event, NodeFailed):
             scene.set_status(event.node_id, "error", message=event.message)
 
     def _on_finished(self, report: Any) -> None:
         window = self.window
-        scene = window.scene
+        scene = self.run_scene
         self.last_report = report
         self.queue.finish(report)
         window.gallery.add_files([Path(path) for _, path in report.files])

@@ -65,6 +65,8 @@ class RunEntry:
     seconds: float = 0.0
     files: list[Path] = field(default_factory=list)
     message: str = ""
+    # Where it was queued from (the app's tab), for the views; the model does not read it.
+    origin: Any = None
 
     def text(self) -> str:
         if self.status is RunState.QUEUED:

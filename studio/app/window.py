@@ -14,13 +14,15 @@ from typing import Any
 import qtawesome as qta
 import shiboken6
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence, QUndoStack
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QProgressBar
+from PySide6.QtGui import QAction, QKeySequence, QUndoGroup, QUndoStack
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMessageBox, QProgressBar, QTabBar,
+                               QVBoxLayout, QWidget)
 
 from studio.app import theme
 from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
 from studio.app.preferences import Preferences, SettingsDialog
 from studio.app.canvas import CanvasScene
+from studio.app.documents import Document
 from studio.app.file_choices import FileChoices
 from studio.app.live_check import CheckResult, LiveCheck
 from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
@@ -46,14 +48,32 @@ class MainWindow(QMainWindow):
         self.engine_factory = engine_factory or (lambda changed: Engine(registry, changed))
         self.preferences = Preferences.for_settings(settings)
         theme.apply(self.preferences.theme)
-        self.undo_stack = QUndoStack(self)
-        # The view does not own its scene; the window does (see set_workflow). Every Qt
+        # One document per tab, each with its own undo stack; the group's actions follow the
+        # current one.
+        self.undo_group = QUndoGroup(self)
+        self.documents: list[Document] = []
+        self.current = self._new_document_state()
+        # The view does not own its scenes; the window does (see set_workflow). Every Qt
         # object here has a parent: one left to Python's garbage collector may be deleted on
         # the engine's worker thread, leaving its timers behind on this one.
-        self._scene = CanvasScene(Workflow(), registry, self.undo_stack)
-        self._scene.setParent(self)
-        self.view = CanvasView(self._scene)
-        self.setCentralWidget(self.view)
+        self.current.scene = CanvasScene(Workflow(), registry, self.current.undo_stack)
+        self.current.scene.setParent(self)
+        self.view = CanvasView(self.current.scene)
+        self.tab_bar = QTabBar()
+        self.tab_bar.setTabsClosable(True)
+        self.tab_bar.setMovable(False)
+        self.tab_bar.setExpanding(False)
+        self.tab_bar.setDocumentMode(True)
+        self.tab_bar.addTab("Untitled")
+        self.tab_bar.currentChanged.connect(self._tab_chosen)
+        self.tab_bar.tabCloseRequested.connect(self.close_tab)
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.tab_bar)
+        column.addWidget(self.view, 1)
+        self.setCentralWidget(central)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(240)
         self.progress.setRange(0, 1000)
@@ -61,16 +81,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.progress)
         self.live_check = LiveCheck(self, lambda: self.engine)
         self.live_check.checked.connect(self._checked)
-        # The graph came from an autosave: it has changes no file holds, whatever the undo stack says.
-        self.recovered = False
-        self.display_name = "Untitled"
-        self.path: Path | None = None
-        self.autosaver = Autosaver(settings.autosave_dir)
-        self._autosaved_index = 0
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start(AUTOSAVE_SECONDS * 1000)
-        self._unsubscribe: Any = None
         self.runs_control = RunController(self)
         self.runner = self.runs_control.runner
         self.file_choices = FileChoices(settings, self)
@@ -81,40 +94,125 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
-        # A bound slot, not a lambda: Qt drops the connection when the window is deleted.
-        self.undo_stack.cleanChanged.connect(self._clean_changed)
         self.set_workflow(workflow or Workflow(), path)
 
-    # -- documents -----------------------------------------------------------------------
+    # -- documents (tabs) ------------------------------------------------------------------
+    def _new_document_state(self) -> Document:
+        document = Document(self, self.settings.autosave_dir)
+        self.undo_group.addStack(document.undo_stack)
+        self.undo_group.setActiveStack(document.undo_stack)
+        # A bound slot, not a lambda: Qt drops the connection when the window is deleted.
+        document.undo_stack.cleanChanged.connect(self._clean_changed)
+        self.documents.append(document)
+        return document
+
     @property
     def scene(self) -> CanvasScene:
-        return self._scene
+        return self.current.scene
+
+    @property
+    def _scene(self) -> CanvasScene:
+        return self.current.scene
 
     @property
     def workflow(self) -> Workflow:
         return self.scene.workflow
 
+    @property
+    def undo_stack(self) -> QUndoStack:
+        return self.current.undo_stack
+
+    @property
+    def autosaver(self) -> Autosaver:
+        return self.current.autosaver
+
+    def _document_property(name: str) -> property:  # noqa: N805  (a helper run at class creation)
+        return property(lambda self: getattr(self.current, name),
+                        lambda self, value: setattr(self.current, name, value))
+
+    path = _document_property("path")
+    display_name = _document_property("display_name")
+    recovered = _document_property("recovered")
+    _autosaved_index = _document_property("autosaved_index")
+
+    def new_tab(self, workflow: Workflow | None = None, path: Path | None = None, name: str | None = None) -> Document:
+        """Open a workflow (an empty one by default) in a tab of its own."""
+        self.commit_edits()
+        previous = self.current
+        document = self._new_document_state()
+        document.scene = previous.scene  # replaced at once by set_workflow, which detaches it
+        self.current = document
+        self.tab_bar.blockSignals(True)
+        self.tab_bar.addTab("Untitled")
+        self.tab_bar.setCurrentIndex(len(self.documents) - 1)
+        self.tab_bar.blockSignals(False)
+        self._set_scene(CanvasScene(Workflow(), self.registry, document.undo_stack), detach=None)
+        self.set_workflow(workflow or Workflow(), path, name)
+        return document
+
+    def _tab_chosen(self, index: int) -> None:
+        if 0 <= index < len(self.documents) and self.documents[index] is not self.current:
+            self.commit_edits()
+            self.current = self.documents[index]
+            self.undo_group.setActiveStack(self.current.undo_stack)
+            self.view.setScene(self.current.scene)
+            self.inspector.show_selection(self.scene, self.scene.selected_ids())
+            self._update_title()
+            self.view.fit()
+            self.live_check.schedule(self.workflow)
+
+    def close_tab(self, index: int) -> bool:
+        """Close a tab (asking first if it has unsaved changes); the last one is replaced by
+        an empty one."""
+        self.tab_bar.setCurrentIndex(index)
+        self._tab_chosen(index)
+        if not self.maybe_save():
+            return False
+        document = self.documents.pop(index)
+        document.autosaver.discard()
+        if document.unsubscribe is not None:
+            document.unsubscribe()
+        document.scene.detach()
+        self.undo_group.removeStack(document.undo_stack)
+        self.tab_bar.blockSignals(True)
+        self.tab_bar.removeTab(index)
+        self.tab_bar.blockSignals(False)
+        if not self.documents:
+            self.current = self._new_document_state()
+            self.current.scene = document.scene
+            self.tab_bar.addTab("Untitled")
+            self.set_workflow(Workflow(), None)
+        else:
+            self.current = document  # so that _tab_chosen sees a change
+            self._tab_chosen(self.tab_bar.currentIndex())
+        document.scene.deleteLater()
+        return True
+
+    def _set_scene(self, scene: CanvasScene, detach: CanvasScene | None) -> None:
+        scene.setParent(self)
+        self.view.setScene(scene)
+        self.current.scene = scene
+        if detach is not None:
+            detach.detach()
+            detach.blockSignals(True)
+            detach.deleteLater()
+
     def set_workflow(self, workflow: Workflow, path: Path | None, name: str | None = None) -> None:
         """Show ``workflow`` (saved at ``path``, a native file; ``name`` is what to call it
         when it has no such path, e.g. an imported ComfyUI file)."""
-        previous = self._scene
-        previous.detach()
+        previous = self.current.scene
         self.undo_stack.clear()
         scene = CanvasScene(workflow, self.registry, self.undo_stack)
         # Owned by the window, and the old scene deleted only once the view has let go of it.
-        scene.setParent(self)
-        self.view.setScene(scene)
-        self._scene = scene
-        previous.blockSignals(True)
-        previous.deleteLater()
+        self._set_scene(scene, detach=previous)
         scene.selectionChanged.connect(self._selection_changed)
         scene.file_choices = self.file_choices
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        self._unsubscribe = self._scene.workflow.subscribe(self._model_changed)
-        self.inspector.show_node(self._scene, None)
+        if self.current.unsubscribe is not None:
+            self.current.unsubscribe()
+        self.current.unsubscribe = scene.workflow.subscribe(self._model_changed)
+        self.inspector.show_node(scene, None)
         self.problems.clear()
-        self.runs_control.result_keys.clear()
+        self.current.result_keys.clear()
         self.path = path
         self.display_name = path.name if path else (name or "Untitled")
         self.recovered = False
@@ -135,6 +233,8 @@ class MainWindow(QMainWindow):
         # "[*]" is where Qt shows the unsaved-changes marker.
         self.setWindowTitle(f"{self.display_name}[*] — Seed Studio")
         self.setWindowModified(self.is_modified())
+        for index, document in enumerate(self.documents):
+            self.tab_bar.setTabText(index, document.display_name + (" •" if document.modified else ""))
 
     def maybe_save(self) -> bool:
         """Before the graph is replaced or closed: if it has unsaved changes, ask Save /
@@ -152,8 +252,9 @@ class MainWindow(QMainWindow):
         return True
 
     def open_file(self, path: Path, ask: bool = True) -> bool:
-        """Open a workflow or a picture with one (asking first when there are unsaved changes)."""
-        if ask and not self.maybe_save():
+        """Open a workflow or a picture with one in this tab (asking first when it has unsaved
+        changes; an untouched new tab just takes it)."""
+        if ask and not self.current.pristine and not self.maybe_save():
             return False
         try:
             workflow, report = open_workflow(path, self.registry.spec)
@@ -171,9 +272,8 @@ class MainWindow(QMainWindow):
         return True
 
     def new_workflow(self) -> bool:
-        if not self.maybe_save():
-            return False
-        self.set_workflow(Workflow(), None)
+        """File → New: an empty workflow in a new tab (nothing open is dropped)."""
+        self.new_tab()
         return True
 
     def recover(self, workflow: Workflow, original: Path | None) -> None:
@@ -279,19 +379,28 @@ class MainWindow(QMainWindow):
 
     # -- autosave and closing ------------------------------------------------------------
     def autosave(self) -> bool:
-        """Copy the graph to the autosave folder if it changed since the last copy."""
-        if self.undo_stack.index() == self._autosaved_index or self.undo_stack.isClean():
-            return False
-        self.autosaver.save(self.workflow, self.path)
-        self._autosaved_index = self.undo_stack.index()
-        return True
+        """Copy each tab's graph to the autosave folder if it changed since its last copy."""
+        saved = False
+        for document in self.documents:
+            stack = document.undo_stack
+            if stack.index() == document.autosaved_index or stack.isClean():
+                continue
+            document.autosaver.save(document.scene.workflow, document.path)
+            document.autosaved_index = stack.index()
+            saved = True
+        return saved
 
     def closeEvent(self, event) -> None:
-        if not self.maybe_save():
-            event.ignore()
-            return
+        for index, document in enumerate(list(self.documents)):
+            if document.modified:
+                self.tab_bar.setCurrentIndex(index)
+                self._tab_chosen(index)
+                if not self.maybe_save():
+                    event.ignore()
+                    return
         self.autosave_timer.stop()
-        self.autosaver.discard()
+        for document in self.documents:
+            document.autosaver.discard()
         self.live_check.shutdown()
         event.accept()
 
@@ -468,6 +577,9 @@ class MainWindow(QMainWindow):
             return item
 
         action("&File", "New", QKeySequence.New, self.new_workflow, "mdi6.file-outline")
+        close_tab = action("&File", "Close tab", None, lambda: self.close_tab(self.tab_bar.currentIndex()))
+        close_keys = QKeySequence.keyBindings(QKeySequence.Close)
+        close_tab.setShortcuts(close_keys + [key for key in (QKeySequence("Ctrl+W"),) if key not in close_keys])
         action("&File", "Open…", QKeySequence.Open, self._open, "mdi6.folder-open-outline")
         action("&File", "Save", QKeySequence.Save, lambda: self._save(), "mdi6.content-save-outline")
         action("&File", "Save As…", QKeySequence.SaveAs, lambda: self._save(choose=True))
@@ -478,11 +590,11 @@ class MainWindow(QMainWindow):
                else "Ctrl+,", self.open_settings)
         menus["&File"].addSeparator()
         action("&File", "Quit", QKeySequence.Quit, self.close)
-        undo = self.undo_stack.createUndoAction(self, "Undo")
+        undo = self.undo_group.createUndoAction(self, "Undo")
         undo.setShortcut(QKeySequence.Undo)
         undo.setIcon(qta.icon("mdi6.undo", color=theme.TEXT.name()))
         self.icon_names[undo] = "mdi6.undo"
-        redo = self.undo_stack.createRedoAction(self, "Redo")
+        redo = self.undo_group.createRedoAction(self, "Redo")
         # Ctrl+Shift+Z (the platform's Redo) and Ctrl+Y, as most Windows and Linux programs.
         redo_keys = QKeySequence.keyBindings(QKeySequence.Redo)
         redo.setShortcuts(redo_keys + [key for key in (QKeySequence("Ctrl+Y"), QKeySequence("Ctrl+Shift+Z"))

@@ -86,7 +86,6 @@ def test_open_new_recent_and_drop_ask_before_dropping_unsaved_changes(window, qt
     asked = answer_questions(monkeypatch, QMessageBox.Cancel)
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: pytest.fail("asked for a file")))
     qtbot.keyClick(window, Qt.Key_O, Qt.ControlModifier)
-    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
     assert not window.open_file(WORKFLOWS_DIR / "default.json")  # Open Recent / drop take this path
     from PySide6.QtCore import QMimeData, QUrl
     from PySide6.QtGui import QDropEvent
@@ -94,12 +93,18 @@ def test_open_new_recent_and_drop_ask_before_dropping_unsaved_changes(window, qt
     data = QMimeData()
     data.setUrls([QUrl.fromLocalFile(str(WORKFLOWS_DIR / "default.json"))])
     window.dropEvent(QDropEvent(QPointF(10, 10), Qt.CopyAction, data, Qt.LeftButton, Qt.NoModifier))
-    assert len(asked) == 4 and dumps(window.workflow) == edited and window.isWindowModified()
+    assert len(asked) == 3 and dumps(window.workflow) == edited and window.isWindowModified()
     window.autosave()
     assert window.autosaver.path.is_file()  # cancelling keeps the autosave too
-    answer_questions(monkeypatch, QMessageBox.Discard)
+    # New opens an empty tab: the edited graph stays in its own, unsaved and asked about on close.
     qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
-    assert window.workflow.nodes == {} and not window.autosaver.path.exists()
+    assert window.workflow.nodes == {} and len(window.documents) == 2 and len(asked) == 3
+    window.tab_bar.setCurrentIndex(0)
+    assert dumps(window.workflow) == edited
+    answer_questions(monkeypatch, QMessageBox.Discard)
+    first_autosave = window.autosaver.path
+    assert window.close_tab(0)
+    assert len(window.documents) == 1 and not first_autosave.exists()
 
 
 # 3 -------------------------------------------------------------------------------------------

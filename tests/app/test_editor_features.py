@@ -317,3 +317,29 @@ def test_nested_categories_and_legible_toolbar_icons_in_the_light_theme(window):
                       and icon.pixelColor(x, y).lightness() < 100)
     assert dark_pixels > 20  # drawn in the light theme's dark text colour
     window.set_theme("dark")
+
+
+def test_tabs_keep_their_own_graph_undo_history_and_autosave(window, qtbot):
+    from studio.settings import WORKFLOWS_DIR
+
+    first = window.current
+    window.workflow.set_value("3", "seed", 1)  # not through undo: stays
+    select(window, "2")
+    qtbot.keyClick(window, Qt.Key_B, Qt.ControlModifier)  # an undoable edit in tab 1
+    qtbot.keyClick(window, Qt.Key_N, Qt.ControlModifier)
+    assert window.tab_bar.count() == 2 and window.current is not first
+    window.open_file(WORKFLOWS_DIR / "default.json")  # the empty new tab takes it
+    assert window.tab_bar.count() == 2 and "CheckpointLoaderSimple" in {n.type for n in window.workflow.nodes.values()}
+    select(window, "4")
+    qtbot.keyClick(window, Qt.Key_M, Qt.ControlModifier)  # an edit in tab 2
+    assert window.autosave() and first.autosaver.path.is_file() and window.current.autosaver.path.is_file()
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)  # undoes tab 2's edit only
+    assert window.workflow.nodes["4"].mode is NodeMode.NORMAL
+    assert first.scene.workflow.nodes["2"].mode is NodeMode.BYPASS
+    window.tab_bar.setCurrentIndex(0)
+    assert window.current is first and window.windowTitle().startswith("film_grain.json")
+    assert window.tab_bar.tabText(0).endswith("•")  # unsaved
+    qtbot.keyClick(window, Qt.Key_Z, Qt.ControlModifier)
+    assert first.scene.workflow.nodes["2"].mode is NodeMode.NORMAL
+    qtbot.keyClick(window, Qt.Key_W, Qt.ControlModifier)  # close this tab
+    assert window.tab_bar.count() == 1 and window.current is not first
