@@ -487,6 +487,17 @@ class CanvasScene(QGraphicsScene):
                                                                             rect.height())))
         return command.group.id  # type: ignore[attr-defined]
 
+    def change_group(self, group_id: str, **changes: Any) -> None:
+        """Retitle, recolour or resize a group, as one undoable step."""
+        push(self.undo_stack, cmd.ChangeGroup(self.workflow, group_id, **changes))
+
+    def group_at(self, point: QPointF) -> str | None:
+        """The group whose title band (or resize grip) is under a scene point."""
+        for item in self.items(point):
+            if isinstance(item, GroupItem):
+                return item.group_id
+        return None
+
     def inside_group(self, group_id: str) -> tuple[list[str], list[str]]:
         """The nodes and the other groups wholly inside a group's frame (they move with it)."""
         x, y, width, height = self.workflow.groups[group_id].bounds

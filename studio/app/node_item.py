@@ -323,14 +323,26 @@ class GroupItem(QGraphicsItem):
         self._drag: tuple[QPointF, list[str], list[str], dict[Any, QPointF]] | None = None
         self.refresh()
 
+    GRIP = 16.0
+
+    def grip(self) -> QRectF:
+        """The bottom-right corner that resizes the group when dragged."""
+        _, _, width, height = self.group.bounds
+        return QRectF(width - self.GRIP, height - self.GRIP, self.GRIP, self.GRIP)
+
     def shape(self) -> QPainterPath:
         path = QPainterPath()
         path.addRect(QRectF(0, 0, self.group.bounds[2], self.BAND))
+        path.addRect(self.grip())
         return path
 
     def mousePressEvent(self, event: QGraphicsSceneMouseEvent) -> None:
         if event.button() != Qt.LeftButton:
             event.ignore()
+            return
+        if self.grip().contains(event.pos()):
+            self._resizing = (event.scenePos(), self.group.bounds)
+            event.accept()
             return
         nodes, groups = self.canvas.inside_group(self.group_id)
         items: list[Any] = [self] + [self.canvas.nodes[n] for n in nodes] + [self.canvas.groups[g] for g in groups]
@@ -338,6 +350,13 @@ class GroupItem(QGraphicsItem):
         event.accept()
 
     def mouseMoveEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if getattr(self, "_resizing", None) is not None:
+            start, (x, y, width, height) = self._resizing
+            delta = event.scenePos() - start
+            self.prepareGeometryChange()
+            self._preview_size = (max(120.0, width + delta.x()), max(60.0, height + delta.y()))
+            self.update()
+            return
         if self._drag is None:
             return
         start, _, _, origins = self._drag
@@ -346,6 +365,13 @@ class GroupItem(QGraphicsItem):
             item.setPos(origin + delta)
 
     def mouseReleaseEvent(self, event: QGraphicsSceneMouseEvent) -> None:
+        if getattr(self, "_resizing", None) is not None:
+            _, (x, y, width, height) = self._resizing
+            size = getattr(self, "_preview_size", None)
+            self._resizing, self._preview_size = None, None
+            if size is not None and size != (width, height):
+                self.canvas.change_group(self.group_id, bounds=(x, y, *size))
+            return
         if self._drag is None:
             return
         start, nodes, groups, origins = self._drag
@@ -368,12 +394,16 @@ class GroupItem(QGraphicsItem):
 
     def boundingRect(self) -> QRectF:
         _, _, width, height = self.group.bounds
+        preview = getattr(self, "_preview_size", None)
+        if preview is not None:
+            width, height = max(width, preview[0]), max(height, preview[1])
         return QRectF(0, 0, width, height)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         group = self.group
         colour = QColor(group.color or "#8a8f99")
-        rect = self.boundingRect()
+        preview = getattr(self, "_preview_size", None)
+        rect = QRectF(0, 0, *preview) if preview is not None else QRectF(0, 0, group.bounds[2], group.bounds[3])
         fill = QColor(colour)
         fill.setAlpha(40)
         painter.setPen(QPen(colour, 1.5))
@@ -387,6 +417,10 @@ class GroupItem(QGraphicsItem):
         painter.setPen(theme.TEXT)
         painter.setFont(font(True, 12))
         painter.drawText(QRectF(10, 0, rect.width() - 20, 30), Qt.AlignVCenter | Qt.AlignLeft, group.title)
+        painter.setPen(QPen(colour, 1.5))  # the resize grip
+        corner = rect.bottomRight()
+        for offset in (5.0, 10.0):
+            painter.drawLine(corner - QPointF(offset, 2), corner - QPointF(2, offset))
 
 
 class RerouteItem(QGraphicsItem):

@@ -197,6 +197,17 @@ class CanvasView(QGraphicsView):
             menu.addAction("Duplicate", window.duplicate)
             menu.addAction("Delete", scene.delete_selected)
             return menu
+        group_id = scene.group_at(point)
+        if group_id is not None:
+            menu.addAction("Rename group…", lambda: window.rename_group(group_id))
+            colours = menu.addMenu("Group colour")
+            from studio.app.window import GROUP_COLOURS
+
+            for name, colour in GROUP_COLOURS.items():
+                colours.addAction(name, lambda colour=colour: scene.change_group(group_id, color=colour))
+            menu.addAction("Delete group (keep its nodes)",
+                           lambda: push(scene.undo_stack, cmd.RemoveGroup(scene.workflow, group_id)))
+            return menu
         wire = scene.wire_at(point)
         if wire is not None:
             menu.addAction("Add a reroute point here", lambda: scene.add_reroute_on_wire(*wire, point))

@@ -696,6 +696,16 @@ class MainWindow(QMainWindow):
         title, ok = QInputDialog.getText(self, "Rename node", f"Title of {node.label}:", text=node.title)
         return bool(ok) and self.scene.rename_node(node.id, title.strip())
 
+    def rename_group(self, group_id: str) -> bool:
+        from PySide6.QtWidgets import QInputDialog
+
+        group = self.workflow.groups[group_id]
+        title, ok = QInputDialog.getText(self, "Rename group", "Title of the group:", text=group.title)
+        if not ok or title.strip() == group.title:
+            return False
+        self.scene.change_group(group_id, title=title.strip())
+        return True
+
     def group_selected(self) -> str | None:
         group_id = self.scene.group_selected()
         if group_id is None:
@@ -797,6 +807,9 @@ class MainWindow(QMainWindow):
 NODE_COLOURS = {"No colour": None, "Red": "#553333", "Brown": "#593930", "Green": "#335533", "Blue": "#333355",
                 "Pale blue": "#3f5159", "Cyan": "#335555", "Purple": "#553355", "Yellow": "#665533",
                 "Black": "#222222"}
+# ComfyUI's group colours.
+GROUP_COLOURS = {"Grey": None, "Red": "#b06634", "Brown": "#8a6a4f", "Green": "#4f8a4f", "Blue": "#4f6a8a",
+                 "Pale blue": "#3f789e", "Cyan": "#4f8a8a", "Purple": "#8a4f8a", "Yellow": "#b58b2a"}
 # Keys the canvas handles itself (not menu actions), for the shortcut list.
 CANVAS_KEYS = [("Add a node (search)", "Tab, or double-click the canvas"), ("Fit the graph", "Home, ."),
                ("Move the selection", "Arrows (Shift: further)"), ("Select the next node that way", "Alt+Arrows"),

@@ -343,3 +343,31 @@ def test_tabs_keep_their_own_graph_undo_history_and_autosave(window, qtbot):
     assert first.scene.workflow.nodes["2"].mode is NodeMode.NORMAL
     qtbot.keyClick(window, Qt.Key_W, Qt.ControlModifier)  # close this tab
     assert window.tab_bar.count() == 1 and window.current is not first
+
+
+def test_groups_are_titled_coloured_and_resized_undoably(window, qtbot, monkeypatch):
+    select(window, "2")
+    group_id = window.group_selected()
+    group = window.workflow.groups[group_id]
+    view = window.view
+    band = QPointF(group.bounds[0] + 30, group.bounds[1] + 10)
+    menu = view.context_menu_for(band)
+    texts = [a.text() for a in menu.actions()]
+    assert texts[0] == "Rename group…" and "Delete group (keep its nodes)" in texts
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("Upscale", True)))
+    menu.actions()[0].trigger()
+    colours = menu.actions()[1].menu()
+    colours.actions()[3].trigger()  # Green
+    assert group.title == "Upscale" and group.color == "#4f8a4f"
+    x, y, width, height = group.bounds
+    view.centerOn(x + width, y + height)
+    grip = view.mapFromScene(QPointF(x + width - 6, y + height - 6))
+    qtbot.mousePress(view.viewport(), Qt.LeftButton, pos=grip)
+    qtbot.mouseMove(view.viewport(), pos=grip + QPointF(80, 40).toPoint())
+    qtbot.mouseRelease(view.viewport(), Qt.LeftButton, pos=grip + QPointF(80, 40).toPoint())
+    grown = window.workflow.groups[group_id].bounds
+    assert grown[2] > width + 40 and grown[3] > height + 20 and grown[:2] == (x, y)
+    for _ in range(3):
+        window.undo_stack.undo()
+    restored = window.workflow.groups[group_id]
+    assert restored.bounds == (x, y, width, height) and restored.title == "Group" and restored.color is None
