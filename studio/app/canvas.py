@@ -487,6 +487,30 @@ class CanvasScene(QGraphicsScene):
                                                                             rect.height())))
         return command.group.id  # type: ignore[attr-defined]
 
+    PRIMITIVES = {"INT": ("PrimitiveInt", "INT"), "FLOAT": ("PrimitiveFloat", "FLOAT"),
+                  "STRING": ("PrimitiveString", "STRING"), "BOOLEAN": ("PrimitiveBoolean", "BOOLEAN")}
+
+    def drive_from_primitive(self, node_id: str, name: str) -> str | None:
+        """Turn a field into an input fed by a new primitive node holding its value (which
+        can then feed other fields too), as one undoable step; None for fields a primitive
+        cannot hold (choices)."""
+        node = self.workflow.nodes[node_id]
+        cls = self.registry.get(node.type)
+        spec = cls.spec().input(name) if cls else None
+        if spec is None or spec.choice_list() is not None or spec.type not in self.PRIMITIVES:
+            return None
+        type_name, output = ("Seed", "seed") if spec.seed else self.PRIMITIVES[spec.type]
+        if spec.multiline:
+            type_name = "PrimitiveStringMultiline"
+        value_name = self.registry.get(type_name).spec().inputs[0].name
+        value = node.values.get(name, spec.default)
+        x, y = node.position
+        self.undo_stack.beginMacro(f"Drive {name} from a primitive")
+        primitive = self.add_node(type_name, (x - 300.0, y), {value_name: value})
+        self.try_connect(primitive, output, node_id, name)
+        self.undo_stack.endMacro()
+        return primitive
+
     def change_group(self, group_id: str, **changes: Any) -> None:
         """Retitle, recolour or resize a group, as one undoable step."""
         push(self.undo_stack, cmd.ChangeGroup(self.workflow, group_id, **changes))

@@ -223,6 +223,17 @@ class NodeItem(QGraphicsItem):
                     painter.setBrush(colour)
                     painter.setPen(QPen(theme.BACKGROUND, 1))
                     painter.drawEllipse(centre, radius, radius)
+        if not node.collapsed:
+            # Fields take wires too (a primitive or any output can drive them): a faint dot says so.
+            for index, (name, socket_type, _) in enumerate(self.fields):
+                centre = QPointF(0, TITLE_HEIGHT + ROW_HEIGHT * (self.socket_rows + index + 0.5))
+                colour = QColor(SOCKET_COLOURS.get(socket_type, "#bdbdbd"))
+                highlighted = self.canvas.drag_type is not None and self.canvas.accepts_drag(socket_type)
+                colour.setAlpha(255 if highlighted else 70)
+                painter.setBrush(colour)
+                painter.setPen(QPen(theme.SELECTED, 2) if highlighted else Qt.NoPen)
+                radius = PORT_RADIUS * (1.4 if highlighted else 0.6)
+                painter.drawEllipse(centre, radius, radius)
         # The title, at every zoom Fit can choose.
         painter.setPen(theme.TEXT)
         painter.setFont(font(True, title_point_size(option.levelOfDetailFromTransform(painter.worldTransform()))))

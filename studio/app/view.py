@@ -185,9 +185,15 @@ class CanvasView(QGraphicsView):
         if node is not None:
             port = node.port_at(point)
             if port is not None and port[0] == "input" and port[1] in node.node.links:
-                menu.addAction(f"Disconnect {port[1]}",
+                is_field = any(n == port[1] and widget for n, _, widget in node.inputs)
+                menu.addAction(f"Disconnect {port[1]}" + (" (back to a field)" if is_field else ""),
                                lambda: push(scene.undo_stack, cmd.Disconnect(scene.workflow, node.node_id, port[1])))
                 return menu
+            field = node.field_at(point)
+            if field is not None and scene.PRIMITIVES.get(next((t for n, t, _ in node.fields if n == field), "")):
+                menu.addAction(f"Drive {field} from a primitive node",
+                               lambda: scene.drive_from_primitive(node.node_id, field))
+                menu.addSeparator()
             if not node.isSelected():
                 scene.select_only(node.node_id)
             for key in ("bypass", "mute", "collapse", "rename", "group"):

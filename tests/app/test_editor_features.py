@@ -371,3 +371,32 @@ def test_groups_are_titled_coloured_and_resized_undoably(window, qtbot, monkeypa
         window.undo_stack.undo()
     restored = window.workflow.groups[group_id]
     assert restored.bounds == (x, y, width, height) and restored.title == "Group" and restored.color is None
+
+
+def test_a_field_becomes_an_input_driven_by_a_primitive_that_can_feed_several_fields(window, qtbot):
+    from studio.graph.files import open_workflow
+    from studio.settings import WORKFLOWS_DIR
+
+    workflow, _ = open_workflow(WORKFLOWS_DIR / "tour" / "6_hires_fix.json", window.registry.spec)
+    window.set_workflow(workflow, None)
+    samplers = [n for n, node in window.workflow.nodes.items() if node.type == "KSampler"]
+    first, second = samplers[:2]
+    item = window.scene.nodes[first]
+    row = [name for name, _, _ in item.fields].index("seed")
+    point = item.mapToScene(QPointF(100, 26 + 20 * (item.socket_rows + row) + 10))
+    menu = window.view.context_menu_for(point)
+    menu.actions()[0].trigger()  # "Drive seed from a primitive node"
+    link = window.workflow.nodes[first].links["seed"]
+    primitive = window.workflow.nodes[link.node]
+    assert primitive.type == "Seed" and primitive.values["seed"] == window.workflow.nodes[first].values["seed"]
+    assert window.scene.try_connect(primitive.id, "seed", second, "seed")  # the same primitive feeds another field
+    window.workflow.set_value(primitive.id, "seed", 777)
+    problems = [p for p in window.engine.validate(window.workflow) if p.is_error]
+    assert problems == []
+    plan_values = window.engine.cache_keys(window.workflow)
+    assert first in plan_values and second in plan_values
+    socket = window.scene.nodes[first].input_position("seed")
+    back = window.view.context_menu_for(socket).actions()[0]
+    assert back.text() == "Disconnect seed (back to a field)"
+    back.trigger()
+    assert "seed" not in window.workflow.nodes[first].links and "seed" in window.workflow.nodes[first].values
