@@ -18,6 +18,12 @@ class DevicePolicy:
     low_vram: bool = False
     # Bytes of model weights the device may hold at once; None works it out from the GPU.
     budget_bytes: int | None = None
+    # Let VAEs compute in fp16 (for the fixed fp16 VAEs); by default they use bf16 or fp32,
+    # since SDXL's VAE overflows in fp16 (see studio.runtime.vae_codec).
+    fp16_vae: bool = False
+    # "fast": compile the denoiser's repeated blocks, channels-last, cuDNN autotuning on a GPU
+    # (studio.runtime.speed); "default": eager, as is.
+    speed: str = "default"
 
     @classmethod
     def detect(cls, prefer: str | None = None, low_vram: bool = False) -> DevicePolicy:
