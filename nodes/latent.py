@@ -48,23 +48,18 @@ def _crop_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:
 
 
 def vae_decode(ctx, vae: Vae, samples: torch.Tensor) -> torch.Tensor:
+    from studio.runtime import vae_codec
     from studio.runtime.services import model_manager
 
-    module = vae.vae
-    with model_manager(ctx.services).use(module), torch.no_grad():
-        decoded = module.decode(samples.to(module.device, module.dtype)).sample
-    return (decoded.float() / 2 + 0.5).clamp(0, 1).movedim(1, -1).cpu()
+    return vae_codec.decode(model_manager(ctx.services), vae.vae, samples, ctx.note)
 
 
 def vae_encode(ctx, vae: Vae, pixels: torch.Tensor) -> torch.Tensor:
+    from studio.runtime import vae_codec
     from studio.runtime.services import model_manager
 
-    module = vae.vae
-    pixels = _crop_to_multiple(pixels[..., :3], vae.downscale)
-    with model_manager(ctx.services).use(module), torch.no_grad():
-        encoded = module.encode((pixels.movedim(-1, 1) * 2 - 1).to(module.device, module.dtype))
-    # The distribution's mean, so encoding the same image twice gives the same latent.
-    return encoded.latent_dist.mean.float().cpu()
+    return vae_codec.encode(model_manager(ctx.services), vae.vae, _crop_to_multiple(pixels[..., :3], vae.downscale),
+                            ctx.note)
 
 
 class VAEDecode(NodeBase):

@@ -66,6 +66,8 @@ PHRASINGS = 8
 # its first three latent channels to each 8×8 cell's mean colour (see ``train_vae``).
 VAE_ANY_COLOUR = 0.5
 COLOUR_ANCHOR = 1.0
+# The noise added to the latents the VAE's decoder learns from, as a share of their spread.
+LATENT_NOISE = 0.05
 
 
 def log(message: str) -> None:
@@ -169,7 +171,7 @@ def shape_weights(data: torch.Tensor, scenes: list[shapes.Scene], edge: int = 0)
 
 
 def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None, decoder_only: bool = False,
-              peak_lr: float = 1e-3, edge: int = 0) -> None:
+              peak_lr: float = 1e-3, edge: int = 0, latent_noise: float = LATENT_NOISE) -> None:
     """The VAE. With ``decoder_only`` (and ``start_from``), the encoder is frozen and only the
     decoder learns: the latents, and so the base model trained on them, stay as they are, while
     the pictures drawn from them get sharper. ``edge`` weighs the background's pixels near the
@@ -221,7 +223,7 @@ def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None, 
         # diffusion model's small errors), while the encoder's own variance is driven towards
         # zero: VAEEncode's sample is then the picture's latent, not a noisy one.
         spread = mean.detach().std()
-        noisy = mean + 0.05 * spread * torch.randn(mean.shape, generator=generator)
+        noisy = mean + latent_noise * spread * torch.randn(mean.shape, generator=generator)
         y = vae.decode(noisy).sample
         error = (y - x).abs() + (y - x).pow(2)
         rec = (error * weight).sum() / (weight.sum() * 3)
@@ -612,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="base: share of captions swapped for another picture's")
     parser.add_argument("--decoder-only", action="store_true",
                         help="vae: train the decoder alone (with --start-from), keeping the latents")
+    parser.add_argument("--latent-noise", type=float, default=LATENT_NOISE,
+                        help="vae: noise on the latents the decoder learns from, a share of their spread")
     parser.add_argument("--edge", type=int, default=0,
                         help="vae: weigh the background this many pixels around the shape as the shape")
     parser.add_argument("--phrasings", type=int, default=PHRASINGS,
@@ -627,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     if args.stage == "vae":
         train_vae(args.out, args.steps or default_steps, args.seed, args.start_from, args.decoder_only, args.lr,
-                  args.edge)
+                  args.edge, args.latent_noise)
     elif args.stage == "base":
         train_base(args.out, args.steps or default_steps, args.seed, args.start_from, args.floor, args.lr,
                    args.noisiest_steps, args.mislabelled, args.phrasings, args.pictures)

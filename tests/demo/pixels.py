@@ -132,12 +132,13 @@ def outline(image) -> Outline | None:
 # The drawn shapes (64×64, either size, seen as ``outline`` sees them) measure: circles fill
 # 0.72–0.83 of their box with each corner patch 0.15–0.46 full; squares 0.99–1 with corners
 # 0.95–1; triangles (pointing up) 0.50–0.58 with the bottom corners 0.69–0.94 fuller than the
-# top ones (which are empty). The limits below lie about halfway between, so a rounded square
-# (corners two thirds full, fill near 0.9) is neither a circle nor a square.
+# top ones (which are empty). The limits below lie about halfway between (a square may have one
+# corner rounded off), so a rounded square (every corner about two thirds full, fill near 0.9)
+# is neither a circle nor a square.
 def shape_type(image) -> str | None:
     """Which of the vocabulary's shapes the picture's shape is: "triangle" (top corners of its
-    bounding box empty, bottom ones full, about half the box filled), "square" (every corner
-    full, the box filled) or "circle" (every corner mostly empty, about π/4 of a squarish box
+    bounding box empty, bottom ones full, about half the box filled), "square" (the corners
+    full, the box filled) or "circle" (the corners mostly empty, about π/4 of a squarish box
     filled); None for no shape or one that is none of these."""
     measured = outline(image)
     if measured is None:
@@ -147,9 +148,10 @@ def shape_type(image) -> str | None:
     if bottom - top >= 0.35 and measured.fill < 0.7:
         return "triangle"
     squarish = 0.8 <= measured.aspect <= 1.25
-    if squarish and min(measured.corners) >= 0.75 and measured.fill >= 0.9:
+    corners = sum(measured.corners) / 4
+    if squarish and corners >= 0.7 and min(measured.corners) >= 0.5 and measured.fill >= 0.88:
         return "square"
-    if squarish and max(measured.corners) <= 0.6 and 0.65 <= measured.fill <= 0.88:
+    if squarish and corners <= 0.5 and 0.65 <= measured.fill <= 0.86:
         return "circle"
     return None
 
@@ -163,5 +165,5 @@ def judged(image, shape: str, colour: str, background: str | None, place: str) -
     "shape" (``shape_type``)."""
     result = analyse(image)
     return {"colour": result.colour == colour and (background is None or result.background == background),
-            "place": in_region(place, result.centroid),
+            "place": bool(in_region(place, result.centroid)),
             "shape": shape_type(image) == shape}

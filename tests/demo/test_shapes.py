@@ -139,10 +139,11 @@ def test_the_held_out_phrasing_set_is_never_a_training_phrasing():
 def test_the_shape_type_measure_names_every_drawn_shape():
     pictures, scenes = shapes.batch(12, 150)
     assert all(shape_type(picture) == scene.shape for picture, scene in zip(pictures, scenes))
-    # A rounded square is neither a circle nor a square.
-    rounded = np.full((64, 64, 3), 20, np.uint8)
+    # A square with slightly rounded corners is a square; a rounder one, whose corners are a
+    # third or more of its side, is neither a circle nor a square.
     from PIL import Image, ImageDraw
 
-    picture = Image.fromarray(rounded)
-    ImageDraw.Draw(picture).rounded_rectangle((17, 17, 46, 46), radius=9, fill=(245, 135, 25))
-    assert shape_type(np.asarray(picture)) is None
+    for radius, expected in ((5, "square"), (9, None), (11, None), (15, "circle")):
+        picture = Image.new("RGB", (64, 64), (20, 20, 20))
+        ImageDraw.Draw(picture).rounded_rectangle((17, 17, 46, 46), radius=radius, fill=(245, 135, 25))
+        assert shape_type(np.asarray(picture)) == expected, radius
