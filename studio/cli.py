@@ -27,7 +27,7 @@ from studio.graph.files import open_workflow
 from studio.overrides import Override, OverrideError, parse_set, parse_sweep
 from studio.registry import Registry, build_registry
 from studio.runtime.models import ModelFolders, missing_models
-from studio.settings import Settings, SettingsError
+from studio.settings import SPEEDS, Settings, SettingsError
 from studio.startup import RuntimeImport, keep_working_folder_off_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -93,6 +93,8 @@ def _load_settings(args: argparse.Namespace) -> Settings:
         raise CommandError(str(error)) from None
     if getattr(args, "out", None):
         settings = settings.replace(output_dir=Path(args.out).expanduser())
+    if getattr(args, "speed", None):
+        settings = settings.replace(speed=args.speed)
     return settings
 
 
@@ -462,6 +464,59 @@ def _seed_batch(text: str) -> int:
     return value
 
 
+SPEED_HELP = ("fast: compile the denoiser's repeated blocks (cached on disk; the first render of a size pays "
+              "the compile), channels-last and cuDNN autotuning on a GPU; default: the settings' (eager)")
+
+
+def doctor_report(settings: Settings) -> dict:
+    """What this machine gives Seed Studio: device, number format, GPU memory, versions, the
+    speed option and the model folders with how many files each holds."""
+    import platform
+
+    import torch
+
+    from studio.runtime.device import DevicePolicy
+    from studio.runtime.models import KINDS, ModelFolders
+
+    policy = DevicePolicy.detect(low_vram=settings.low_vram)
+    report: dict = {
+        "device": str(policy.device), "dtype": str(policy.dtype).removeprefix("torch."),
+        "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cpu_threads": torch.get_num_threads(), "low_vram": settings.low_vram, "speed": settings.speed,
+    }
+    if policy.device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(policy.device)
+        report.update(gpu=torch.cuda.get_device_name(policy.device), vram_total_gb=round(total / 1024**3, 2),
+                      vram_free_gb=round(free / 1024**3, 2), bf16=torch.cuda.is_bf16_supported(),
+                      model_budget_gb=round(policy.memory_budget() / 1024**3, 2),
+                      flash_attention=torch.backends.cuda.flash_sdp_enabled())
+    elif torch.version.cuda is None:
+        report["note"] = ("this torch is a CPU build; on a machine with an NVIDIA GPU, `make` installs the CUDA build "
+                          "(see the README's GPU section)")
+    folders = ModelFolders.from_settings(settings)
+    report["model_folders"] = {
+        kind: [{"folder": str(folder), "files": sum(1 for _ in folder.iterdir()) if folder.is_dir() else None}
+               for folder in folders.folders_for(kind)] for kind in KINDS}
+    return report
+
+
+def command_doctor(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    report = doctor_report(_load_settings(args))
+    if args.json:
+        stdout.write(json.dumps(report, indent=2) + "\n")
+        return EXIT_OK
+    for key, value in report.items():
+        if key != "model_folders":
+            stdout.write(f"{key:>16}: {value}\n")
+    stdout.write("   model folders:\n")
+    for kind, entries in report["model_folders"].items():
+        for entry in entries:
+            found = "missing" if entry["files"] is None else f"{entry['files']} files"
+            stdout.write(f"  {kind:>16}: {entry['folder']} ({found})\n")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="studio", description="Seed Studio: node-graph image generation. With no command (or just a "
@@ -480,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "sweeps render every combination, reusing unchanged work")
     render.add_argument("--seed-batch", type=_seed_batch, metavar="N", help=SEED_BATCH_HELP)
     render.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    render.add_argument("--speed", choices=SPEEDS, help=SPEED_HELP)
     render.set_defaults(handler=command_render)
 
     validate_command = commands.add_parser("validate", help="list every problem in workflow files")
@@ -501,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "'local' to start one here (actors keep models loaded, one per GPU)")
     batch.add_argument("--seed-batch", type=_seed_batch, metavar="N", help=SEED_BATCH_HELP + " (one process only)")
     batch.add_argument("--json", action="store_true", help="a JSON line per finished job on stdout")
+    batch.add_argument("--speed", choices=SPEEDS, help=SPEED_HELP)
     batch.set_defaults(handler=command_batch)
 
     convert = commands.add_parser("convert", help="convert between Seed Studio and ComfyUI workflow formats")
@@ -514,6 +571,11 @@ def build_parser() -> argparse.ArgumentParser:
     nodes = commands.add_parser("nodes", help="list every node type with its inputs and outputs")
     nodes.add_argument("--json", action="store_true", help="print JSON on stdout")
     nodes.set_defaults(handler=command_nodes)
+
+    doctor = commands.add_parser("doctor", help="print the device, number format, GPU memory, torch/CUDA "
+                                 "versions and the model folders found")
+    doctor.add_argument("--json", action="store_true", help="print JSON on stdout")
+    doctor.set_defaults(handler=command_doctor)
     return parser
 
 

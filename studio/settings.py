@@ -43,6 +43,9 @@ def _data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
+SPEEDS = ("default", "fast")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Folders and limits for one session of the app or the CLI."""
@@ -64,6 +67,10 @@ class Settings:
     extra_model_paths: tuple[Path, ...] = ()
     # Keep only the model in use on the GPU (for cards with little memory).
     low_vram: bool = False
+    # "fast": compile the denoiser (regional torch.compile, cached on disk), channels-last and
+    # cuDNN autotuning on a GPU; the first render of a size pays the compile time. "default":
+    # eager. On the CPU both are the same (compiling there costs more than it saves).
+    speed: str = "default"
     # How much the engine's result cache may hold (models are held by the model manager).
     cache_bytes: int = 4 * 1024**3
 
@@ -120,6 +127,10 @@ class Settings:
                 if not isinstance(data[key], bool):
                     raise SettingsError(f"{source}: {key} must be true or false")
                 changes[key] = data[key]
+        if "speed" in data:
+            if data["speed"] not in SPEEDS:
+                raise SettingsError(f"{source}: speed must be one of {', '.join(SPEEDS)}")
+            changes["speed"] = data["speed"]
         if "cache_megabytes" in data:
             megabytes = data["cache_megabytes"]
             if isinstance(megabytes, bool) or not isinstance(megabytes, int) or megabytes < 0:

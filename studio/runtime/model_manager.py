@@ -192,6 +192,10 @@ class ModelManager:
                 evicted.to("cpu")
         module.to(self.policy.device)
         self._on_device[identity] = module
+        if self.policy.speed == "fast":
+            from studio.runtime.speed import accelerate
+
+            accelerate(module, self.policy)
 
     def free_memory(self) -> None:
         """Move every model off the GPU and drop cached allocations (after out-of-memory)."""

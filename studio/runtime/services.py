@@ -11,9 +11,14 @@ from studio.settings import Settings
 
 
 def create_services(settings: Settings, policy: DevicePolicy | None = None) -> dict[str, Any]:
-    """``{"models": ModelManager}`` for the device this machine has."""
-    return {"models": ModelManager(policy or DevicePolicy.detect(low_vram=settings.low_vram),
-                                   ModelFolders.from_settings(settings))}
+    """``{"models": ModelManager}`` for the device this machine has (or ``policy``'s), with
+    the settings' speed option."""
+    import dataclasses
+
+    policy = policy or DevicePolicy.detect(low_vram=settings.low_vram)
+    if settings.speed != "default":
+        policy = dataclasses.replace(policy, speed=settings.speed)
+    return {"models": ModelManager(policy, ModelFolders.from_settings(settings))}
 
 
 def model_manager(services: Any) -> ModelManager:
