@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import pickle
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -78,6 +78,8 @@ class DiffusionModel:
     hypernetworks: tuple[Any, ...] = ()
     # Subtracted from VAE latents before scaling (FLUX's and SD3's latent formats), added back after.
     latent_shift: float = 0.0
+    # The VAE that came with this model (its checkpoint's): live previews are fitted to it.
+    preview_vae: Any = field(default=None, repr=False, compare=False)
 
     @property
     def prediction_type(self) -> str:
@@ -134,6 +136,10 @@ class Checkpoint:
     vae: Vae
     # The image encoder an unCLIP checkpoint carries (a ClipVision), else None.
     clip_vision: Any = None
+
+    def __post_init__(self) -> None:
+        if self.model.preview_vae is None:
+            self.model.preview_vae = self.vae
 
 
 @functools.lru_cache(maxsize=4)

@@ -89,8 +89,17 @@ def initial_noise(shape: tuple[int, ...], seed: int, batch_index: Sequence[int] 
     return torch.cat([drawn[int(i)] for i in batch_index])
 
 
-def latent_preview(latent: torch.Tensor, family: str) -> torch.Tensor:
-    """A quick RGB look at a latent (1 × h × w × 3, 0..1) for progress displays."""
+def latent_preview(latent: torch.Tensor, family: str, vae: Any = None) -> torch.Tensor:
+    """A quick RGB look at a latent (1 × h × w × 3, 0..1) for progress displays: through the
+    map fitted to the model's own VAE when there is one (studio.runtime.preview), else the
+    family's fixed factors."""
+    if vae is not None:
+        try:
+            from studio.runtime.preview import vae_preview
+
+            return vae_preview(latent, vae)
+        except Exception:  # noqa: BLE001  (a preview must never stop a render: fall back)
+            pass
     factors, bias = PREVIEW_FACTORS.get(family, PREVIEW_FACTORS["sd15"])
     matrix = torch.tensor(factors, dtype=torch.float32)
     rgb = torch.einsum("chw,cr->hwr", latent[0].float().cpu(), matrix) + torch.tensor(bias)
@@ -630,7 +639,8 @@ def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.T
 
     def on_step(index: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
         last_denoised[:] = [denoised]
-        progress(min(index + 1, total), total, latent_preview(denoised / scale + shift, model.family))
+        progress(min(index + 1, total), total,
+                 latent_preview(denoised / scale + shift, model.family, getattr(model, "preview_vae", None)))
 
     context = SamplerContext(ms, seed=seed, on_step=on_step,
                              unconditional=lambda: getattr(guider, "last_unconditional", None),
