@@ -402,6 +402,9 @@ class CanvasScene(QGraphicsScene):
             self.nodes[node_id].setSelected(True)
             if len(before) == 1:
                 self.link_anchor = before[0]
+        for view in self.views():
+            if hasattr(view, "keep_minimap_clear"):
+                view.keep_minimap_clear(self.nodes[node_id].sceneBoundingRect())
         return node_id
 
     def selected_ids(self) -> list[str]:

@@ -31,6 +31,7 @@ class CanvasView(QGraphicsView):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._panning: QPointF | None = None
         self._fitted_once = False
+        self.minimap_corner = "right"
         self.fits_done = 0
         self.minimap = Minimap(self)
         self.minimap.follow()
@@ -56,7 +57,19 @@ class CanvasView(QGraphicsView):
         width = max(110, min(Minimap.SIZE[0], self.width() // 5))
         self.minimap.setFixedSize(width, int(width * Minimap.SIZE[1] / Minimap.SIZE[0]))
         self.minimap.follow()
-        self.minimap.move(self.width() - self.minimap.width() - 12, self.height() - self.minimap.height() - 12)
+        self._place_minimap()
+
+    def _place_minimap(self) -> None:
+        left = self.minimap_corner == "left"
+        x = 12 if left else self.width() - self.minimap.width() - 12
+        self.minimap.move(x, self.height() - self.minimap.height() - 12)
+
+    def keep_minimap_clear(self, scene_rect: QRectF) -> None:
+        """A node just added under the minimap: the minimap moves to the other bottom corner."""
+        shown = self.mapFromScene(scene_rect).boundingRect()
+        if self.minimap.isVisible() and self.minimap.geometry().intersects(shown):
+            self.minimap_corner = "right" if self.minimap_corner == "left" else "left"
+            self._place_minimap()
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         super().scrollContentsBy(dx, dy)

@@ -400,3 +400,14 @@ def test_a_field_becomes_an_input_driven_by_a_primitive_that_can_feed_several_fi
     assert back.text() == "Disconnect seed (back to a field)"
     back.trigger()
     assert "seed" not in window.workflow.nodes[first].links and "seed" in window.workflow.nodes[first].values
+
+
+def test_the_minimap_moves_aside_for_a_node_added_under_it(window, qtbot):
+    view = window.view
+    corner = view.minimap.geometry()
+    under = view.mapToScene(corner.center())
+    node_id = window.scene.add_node("ImageInvert", (under.x() - 60, under.y() - 30))
+    shown = view.mapFromScene(window.scene.nodes[node_id].sceneBoundingRect()).boundingRect()
+    assert corner.intersects(shown)  # the node went where the minimap was…
+    assert not view.minimap.geometry().intersects(shown)  # …and the minimap moved away
+    assert view.minimap_corner == "left"

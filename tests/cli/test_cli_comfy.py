@@ -52,7 +52,7 @@ def test_validate_names_missing_node_types_and_missing_models_with_their_folder(
     folders = f"{models / 'checkpoints'}, {DEMO_MODELS_DIR / 'checkpoints'}"
     assert (f"warning: node #11 (CheckpointLoaderSimple), input 'ckpt_name': model file "
             f"'SD15\\\\dreamshaper_8.safetensors' is not in the checkpoints folder ({folders})") in out
-    assert "note: 2 reroute node(s) became plain wires" in out
+    assert "note: 2 reroute node(s) became reroute points on the wires" in out
 
     # Unmuted, the preview makes the placeholder something a run needs: an error.
     document = json.loads((FILES / "features_ui.json").read_text())
@@ -69,7 +69,7 @@ def test_validate_names_missing_node_types_and_missing_models_with_their_folder(
     # The file is there now, so it is no longer missing; being empty, it is no checkpoint either.
     assert [(w["kind"], w["node_id"], w["input"]) for w in result["warnings"]] == [("advice", "11", "ckpt_name")]
     assert "dreamshaper_8.safetensors: damaged or not a safetensors file" in result["warnings"][0]["message"]
-    assert "2 reroute node(s) became plain wires" in result["notes"]
+    assert "2 reroute node(s) became reroute points on the wires" in result["notes"]
 
 
 def test_convert_between_all_formats(tmp_path, registry):

@@ -95,9 +95,12 @@ def test_the_sdxl_base_and_refiner_example_keeps_its_groups_and_step_ranges(regi
     assert [refiner.values[name] for name in steps] == ["disable", 25, 20, 10000, "disable"]
     assert refiner.links["latent_image"].node == "10"
 
-def test_reroutes_become_plain_wires_and_a_primitive_a_typed_primitive_node(registry):
+def test_reroutes_become_reroute_points_and_a_primitive_a_typed_primitive_node(registry):
     workflow, report = open_file(registry, "features_ui.json")
-    assert not {"2", "3"} & set(workflow.nodes)  # two reroutes
+    assert not {"2", "3"} & set(workflow.nodes)  # two Reroute nodes: now reroute points on the wires
+    assert {"2", "3"} <= set(workflow.reroutes)
+    rerouted = [link.reroute for node in workflow.nodes.values() for link in node.links.values() if link.reroute]
+    assert set(rerouted) & {"2", "3"}
     noise = workflow.nodes["4"]
     assert (noise.links["image"].node, noise.links["image"].output) == ("1", "IMAGE")
     assert workflow.nodes["8"].links["image"].node == "1"
@@ -110,7 +113,6 @@ def test_reroutes_become_plain_wires_and_a_primitive_a_typed_primitive_node(regi
     # The noise node keeps its own seed value and control word; the wire overrides the value.
     assert noise.values["seed"] == 1 and noise.values["strength"] == 0.25
     assert noise.extra["comfy"]["widget_extras"]["control_after_generate"] == "fixed"
-    assert any("reroute" in warning for warning in report.warnings)
     assert "1 primitive node(s) became PrimitiveInt node(s) wired to the fields they fed" in report.warnings
 
 

@@ -52,7 +52,7 @@ from studio.graph.comfy.definitions import (
 from studio.graph.comfy.layout import output_list, unnamed_output, widget_layout
 from studio.graph.connect import SpecLookup
 from studio.graph.format import WorkflowFormatError
-from studio.graph.model import Group, LinkSource, Node, NodeMode, Workflow
+from studio.graph.model import Group, LinkSource, Node, NodeMode, Reroute, Workflow
 from studio.graph.sockets import ANY, BOOLEAN, FLOAT, INT, STRING, InputSpec
 
 SUBGRAPH_INPUT_ID = -10
@@ -122,6 +122,8 @@ class _Link:
     target_slot: int
     type: Any = None
     link_id: Any = None
+    # The Reroute node the wire last passed through in the file (kept as a reroute point).
+    via: str | None = None
 
 
 def _fail(path: str, message: str, source: str) -> ComfyFormatError:
@@ -158,6 +160,8 @@ class _UiReader:
         self.report = ImportReport("comfy-ui")
         # Instance nodes of the top graph that were expanded, by id, as the file had them.
         self.subgraph_instances: dict[str, dict] = {}
+        # Reroute nodes of the file: id → (position, the reroute feeding it).
+        self.reroute_points: dict[str, tuple[Any, str | None]] = {}
 
     # -- structure -----------------------------------------------------------------------
     def read_links(self, raw: Any, path: str) -> list[_Link]:
@@ -340,11 +344,16 @@ class _UiReader:
                 self.report.warnings.append(f"node {link.target}: a reroute feeding it leads nowhere; "
                                             "the wire was left out")
                 continue
+            via = link.origin if link.origin in reroutes else None
             resolved.append(_Link(source.origin, source.origin_slot, link.target, link.target_slot,
-                                  source.type or link.type, link.link_id))
+                                  source.type or link.type, link.link_id, via))
+        # Reroute nodes become reroute points: where the wires bend, each naming the one before it.
         for node_id in reroutes:
+            upstream = into.get(node_id)
+            parent = upstream.origin if upstream is not None and upstream.origin in reroutes else None
+            self.reroute_points[node_id] = (_pair(nodes[node_id].get("pos"), (0.0, 0.0)), parent)
             del nodes[node_id]
-        self.report.warnings.append(f"{len(reroutes)} reroute node(s) became plain wires")
+        self.report.warnings.append(f"{len(reroutes)} reroute node(s) became reroute points on the wires")
         return resolved
 
     def resolve_primitives(self, nodes: dict[str, dict], links: list[_Link]) -> list[_Link]:
@@ -543,6 +552,11 @@ class _UiReader:
 
     def build(self, nodes: dict[str, dict], links: list[_Link], groups: Any, top: dict[str, Any]) -> Workflow:
         workflow = Workflow()
+        for reroute_id, (position, parent) in self.reroute_points.items():
+            workflow.reroutes[reroute_id] = Reroute(reroute_id, position, parent)
+        for reroute in workflow.reroutes.values():  # a parent outside this graph level: none
+            if reroute.parent is not None and reroute.parent not in workflow.reroutes:
+                reroute.parent = None
         for node_id, raw in nodes.items():
             path = f"$.nodes[id={node_id}]"
             values, extras = self.map_widgets(raw, path)
@@ -589,7 +603,8 @@ class _UiReader:
             seen_targets[(link.target, input_name)] = link
             extra = (("comfy_link_id", link.link_id),) if isinstance(link.link_id, int) else ()
             workflow.nodes[link.target].links[input_name] = LinkSource(
-                link.origin, self.output_name(nodes[link.origin], link.origin_slot), extra=extra)
+                link.origin, self.output_name(nodes[link.origin], link.origin_slot),
+                reroute=link.via if link.via in self.reroute_points else None, extra=extra)
 
         if isinstance(groups, list):
             for index, raw in enumerate(groups):
