@@ -69,11 +69,11 @@ def _render(engine, workflow, output, previews=None):
 
 
 def _sd15_everything():
-    """SD 1.5, 2 steps, a batch of two, a LoRA, a ControlNet and an inpainting mask."""
-    workflow, ids = txt2img(steps=2, batch=2)
+    """SD 1.5 at 32², 2 steps, a batch of two, a LoRA, a ControlNet and an inpainting mask."""
+    workflow, ids = txt2img(steps=2, batch=2, size=32)
     with_lora(workflow, ids, "tiny-lora.safetensors", 0.8, 0.8)
-    with_controlnet(workflow, ids)
-    mask = workflow.add_node("SolidMask", {"value": 0.7, "width": 64, "height": 64}).id
+    with_controlnet(workflow, ids, hint_size=32)
+    mask = workflow.add_node("SolidMask", {"value": 0.7, "width": 32, "height": 32}).id
     masked = workflow.add_node("SetLatentNoiseMask").id
     workflow.connect(ids["latent"], "LATENT", masked, "samples")
     workflow.connect(mask, "MASK", masked, "mask")
@@ -82,7 +82,7 @@ def _sd15_everything():
 
 
 def _sdxl():
-    workflow, ids = txt2img("tiny-sdxl-single.safetensors", steps=2)
+    workflow, ids = txt2img("tiny-sdxl-single.safetensors", steps=2, size=32)
     return workflow, ids["decode"]
 
 
