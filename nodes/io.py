@@ -24,6 +24,9 @@ torch = lazy_module("torch")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 # Characters that some file system refuses in a name; replaced so a prefix works everywhere.
 _UNSAFE_NAME_CHARACTERS = re.compile(r'[<>:"|?*\x00-\x1f]')
+# Bidirectional-text controls (and the invisible direction marks) let a name read differently
+# from what it is ("gpj.exe" shown as "exe.jpg"): removed from file names.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -158,7 +161,7 @@ def safe_output_folder(output_root: Path, prefix: str) -> tuple[Path, str]:
     """
     parts = [part for part in re.split(r"[\\/]+", prefix)
              if part not in ("", ".", "..") and not re.fullmatch(r"[A-Za-z]:", part)]
-    parts = [_UNSAFE_NAME_CHARACTERS.sub("_", part).strip(" .") for part in parts]
+    parts = [_UNSAFE_NAME_CHARACTERS.sub("_", _BIDI_CONTROLS.sub("", part)).strip(" .") for part in parts]
     parts = [part for part in parts if part]
     stem = parts.pop() if parts else "SeedStudio"
     root = output_root.expanduser().resolve()
@@ -228,9 +231,43 @@ class SaveImage(NodeBase):
         return (images,)
 
 
+# Preview files kept in the temporary folder; older ones are removed when a preview is written,
+# so previews never pile up however long the app or a server runs.
+MAX_PREVIEW_FILES = 200
+PREVIEW_MAX_AGE_SECONDS = 24 * 3600
+
+
+def prune_previews(folder: Path, keep: int = MAX_PREVIEW_FILES, max_age: float = PREVIEW_MAX_AGE_SECONDS) -> int:
+    """Remove preview files beyond the newest ``keep`` and any older than ``max_age``
+    seconds; returns how many were removed."""
+    import time
+
+    try:
+        found = []
+        for path in folder.glob("preview_*.png"):
+            try:
+                found.append((path.stat().st_mtime, path))
+            except OSError:
+                continue
+    except OSError:
+        return 0
+    found.sort(reverse=True)
+    oldest = time.time() - max_age
+    removed = 0
+    for index, (mtime, path) in enumerate(found):
+        if index >= keep or mtime < oldest:
+            try:
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
 class PreviewImage(NodeBase):
     """Shows images without keeping them: they are written to a temporary folder that is
-    not the output folder. The images pass through unchanged to the ``images`` output."""
+    not the output folder (which keeps the newest 200 previews of the last day). The images
+    pass through unchanged to the ``images`` output."""
 
     type_name = "PreviewImage"
     category = "image"
@@ -241,6 +278,7 @@ class PreviewImage(NodeBase):
 
     def run(self, ctx, images: torch.Tensor) -> tuple[torch.Tensor]:
         folder = ctx.settings.temp_dir.expanduser()
+        prune_previews(folder, keep=max(0, MAX_PREVIEW_FILES - len(images)))
         stem = "preview_" + secrets.token_hex(4)
         for path in save_images(images, folder, stem, ctx.embedded_texts, compress_level=1):
             ctx.record_file(path)

@@ -35,6 +35,13 @@ def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
     wired_latent = job.latent
     channels = getattr(model.unet, "latent_channels", None)  # FLUX's and SD3's 16
     samples = job.latent["samples"]
+    # Refused with a sentence (the engine names the node) before anything big is allocated
+    # when it cannot fit in the memory of the device it would run on.
+    from studio.runtime.memory_estimate import check_sampler_memory
+
+    policy = getattr(ctx.services.get("models") if hasattr(ctx.services, "get") else None, "policy", None)
+    check_sampler_memory("", model.unet, (samples.shape[0], channels or samples.shape[1], *samples.shape[2:]),
+                         job.cfg, device=getattr(policy, "device", None))
     if channels and samples.shape[1] != channels and not samples.any():
         # An empty latent of another model's channels (EmptyLatentImage's 4): as ComfyUI
         # does, an empty one of this model's.

@@ -24,6 +24,7 @@ import io
 import itertools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -69,8 +70,15 @@ class Job:
 
 
 def read_params(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``{"NODE.INPUT": value}`` from a CSV (text cells) or JSONL (typed values) file."""
-    text = path.read_text(encoding="utf-8")
+    """Rows of ``{"NODE.INPUT": value}`` from a CSV (text cells) or JSONL (typed values) file.
+    A byte-order mark (Excel's "CSV UTF-8") is skipped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise OverrideError(f"{path}: cannot read the params file ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise OverrideError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as "
+                            "UTF-8 (Excel: CSV UTF-8)") from None
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         rows = []
         for number, line in enumerate(text.splitlines(), start=1):
@@ -240,6 +248,34 @@ def job_outputs(folder: Path, key: str) -> list[Path]:
     return sorted(folder.rglob(f"*-{key}_*_.png"))
 
 
+_JOB_IMAGE = re.compile(r"^.*-([0-9a-f]{12})_\d+_\.png$")
+
+
+def images_of_jobs(folder: Path, keys: set[str]) -> list[Path]:
+    """Images in ``folder`` whose names carry one of the job ids ``keys`` (one pass)."""
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.rglob("*-*_.png")
+                  if (match := _JOB_IMAGE.match(path.name)) and match.group(1) in keys)
+
+
+# A hidden temporary file of a job's image (studio.fileio: ".NAME.RANDOM.tmp"), left behind
+# when the batch was killed in the middle of writing it.
+_JOB_TEMPORARY = re.compile(r"^\..*-([0-9a-f]{12})_\d+_\.png\..*\.tmp$")
+
+
+def remove_job_temporaries(folder: Path, keys: set[str]) -> list[Path]:
+    """Remove the hidden temporary files that the jobs ``keys`` left in ``folder`` when a
+    kill cut off their saves; returns them."""
+    removed = []
+    for path in folder.rglob(".*.tmp"):
+        match = _JOB_TEMPORARY.match(path.name)
+        if match and match.group(1) in keys:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def render_job(engine: Engine, workflow: Workflow, registry: Registry, job: Job,
                seed_plan: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Run one job; the manifest record of what happened (errors included, never raised).
@@ -390,7 +426,8 @@ class BatchProgress:
 def pending_jobs(jobs: list[Job], manifest: Manifest, output: Path, resume: bool) -> list[Job]:
     """The jobs still to render. On resume, finished jobs are skipped; an unfinished job's
     leftover images (the crash came between its saves and its manifest line) are removed
-    so that running it again does not leave two copies."""
+    so that running it again does not leave two copies, and so are the hidden temporary files
+    of a save that a kill cut off."""
     if not resume:
         return list(jobs)
     records = manifest.records()
@@ -402,6 +439,7 @@ def pending_jobs(jobs: list[Job], manifest: Manifest, output: Path, resume: bool
         for leftover in job_outputs(output, job.key):
             leftover.unlink()
         pending.append(job)
+    remove_job_temporaries(output, {job.key for job in pending})
     return pending
 
 

@@ -10,6 +10,7 @@ import argparse
 import gc
 import itertools
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -20,17 +21,20 @@ from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeSt
 from studio.engine.events import Event
 from studio.engine.plan import default_targets
 from studio.engine.validate import graded, no_output_problem
-from studio.fileio import atomic_write_text
+from studio.fileio import atomic_write_text, output_folder_problem
 from studio.graph import Workflow, WorkflowFormatError, dumps
 from studio.graph.comfy import to_comfy_api, to_comfy_ui
-from studio.graph.files import open_workflow
+from studio.graph.files import MAX_WORKFLOW_BYTES, open_workflow, workflow_from_bytes
 from studio.overrides import Override, OverrideError, parse_set, parse_sweep
 from studio.registry import Registry, build_registry
-from studio.runtime.models import ModelFolders, missing_models
+from studio.runtime.models import ModelFolders, ModelPathsError, missing_models
 from studio.settings import SPEEDS, Settings, SettingsError
 from studio.startup import RuntimeImport, keep_working_folder_off_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# The most jobs one render or batch enumerates (sweeps multiplied by params rows and images);
+# a larger product is refused with a sentence before any job is built.
+MAX_JOBS = 100_000
 
 
 class CommandError(Exception):
@@ -98,9 +102,56 @@ def _load_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def read_workflow(path: str | os.PathLike[str], registry: Registry) -> tuple[Workflow, Any]:
+    """:func:`open_workflow`, also for what is not a regular file (a pipe, ``/dev/stdin``,
+    ``/dev/zero``): read at most one byte more than a workflow may have, never forever."""
+    file_path = Path(path)
+    try:
+        regular = file_path.is_file() or not file_path.exists()
+    except OSError:
+        regular = True
+    if regular:
+        return open_workflow(file_path, registry.spec)
+    if file_path.is_dir():
+        raise WorkflowFormatError("$", "this is a folder, not a workflow file", str(file_path))
+    try:
+        with open(file_path, "rb") as stream:
+            raw = stream.read(MAX_WORKFLOW_BYTES + 1)
+    except OSError as error:
+        raise WorkflowFormatError("$", f"cannot read the file ({error.strerror or error})", str(file_path)) from None
+    return workflow_from_bytes(raw, registry.spec, str(file_path))
+
+
+def count_jobs(*factors: int) -> int:
+    """The number of jobs a product of sweeps (and params rows, images) makes, refused above
+    :data:`MAX_JOBS` before any is built."""
+    total = math.prod(max(1, factor) for factor in factors)
+    if total > MAX_JOBS:
+        sizes = " × ".join(str(max(1, factor)) for factor in factors if factor > 1)
+        raise CommandError(f"{sizes} = {total:,} jobs is more than the {MAX_JOBS:,} one command renders; "
+                           "split the sweeps over several commands")
+    return total
+
+
+def check_output_folder(folder: Path) -> None:
+    """An output folder that cannot take the images (no permission, a file in its place, a
+    full disk) is found before anything is sampled."""
+    problem = output_folder_problem(folder)
+    if problem is not None:
+        raise CommandError(problem)
+
+
+def _saves_files(workflow: Workflow, registry: Registry) -> bool:
+    for node in workflow.nodes.values():
+        cls = registry.get(node.type)
+        if cls is not None and cls.spec().input("filename_prefix") is not None:
+            return True
+    return False
+
+
 def _load_workflow(path: str, registry: Registry, stderr: TextIO) -> Workflow:
     try:
-        workflow, report = open_workflow(path, registry.spec)
+        workflow, report = read_workflow(path, registry)
     except WorkflowFormatError as error:
         raise CommandError(str(error)) from None
     for warning in report.warnings:
@@ -148,7 +199,10 @@ def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     workflow = _load_workflow(args.workflow, registry, stderr)
     fixed = [parse_set(workflow, registry, text) for text in args.set or []]
     sweeps = [parse_sweep(workflow, registry, text) for text in args.sweep or []]
+    count_jobs(*(len(sweep) for sweep in sweeps))
     combinations = list(itertools.product(*sweeps)) if sweeps else [()]
+    if _saves_files(workflow, registry):
+        check_output_folder(settings.output_dir)
     jobs = [[*fixed, *combination] for combination in combinations]
     # Combinations that differ only in a sampler's seed are sampled as one batch.
     plans = seed_batch_plans(workflow, registry, jobs)
@@ -206,7 +260,7 @@ def command_validate(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -
     status = EXIT_OK
     for path in args.workflows:
         try:
-            workflow, import_report = open_workflow(path, registry.spec)
+            workflow, import_report = read_workflow(path, registry)
         except WorkflowFormatError as error:
             results.append({"workflow": path, "valid": False, "error": str(error), "problems": []})
             status = EXIT_FAILED
@@ -294,6 +348,9 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
         stderr.write(f"{args.workflow} is not valid:\n  {no_output_problem(workflow, registry)}\n")
         return EXIT_FAILED
     rows = read_params(Path(args.params)) if args.params else []
+    if args.params and not rows:
+        stderr.write(f"studio batch: {args.params} has no rows (a header only?): no jobs, nothing rendered\n")
+        return EXIT_FAILED
     images: list[Path] = []
     if args.images:
         folder = Path(args.images)
@@ -304,11 +361,13 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
             raise CommandError(f"--images {folder}: no image files in it")
         # LoadImage reads only inside the input folders: this batch's folder becomes one.
         settings = settings.replace(input_dirs=(folder.resolve(), *settings.input_dirs))
+    sweeps = [parse_sweep(workflow, registry, text) for text in args.sweep or []]
+    count_jobs(len(rows), len(images), *(len(sweep) for sweep in sweeps))
     jobs = order_jobs(workflow, build_jobs(
         workflow, registry, rows, [parse_set(workflow, registry, text) for text in args.set or []],
-        [parse_sweep(workflow, registry, text) for text in args.sweep or []], images,
-        Path(args.params).name if args.params else "params"))
+        sweeps, images, Path(args.params).name if args.params else "params"))
     output = settings.output_dir
+    check_output_folder(output)
     lock = OutputFolderLock(output)
     try:
         lock.acquire()
@@ -331,12 +390,20 @@ def _run_batch(args: argparse.Namespace, settings: Settings, registry: Registry,
     import time
 
     from studio.batch import BatchProgress, Manifest, pending_jobs, render_in_worker, render_job, start_worker
-    from studio.batch import seed_batch_plans, stop_if_disk_full
+    from studio.batch import images_of_jobs, seed_batch_plans, stop_if_disk_full
 
     output = settings.output_dir
     manifest = Manifest(output)
     if manifest.path.exists() and not args.resume:
         raise CommandError(f"{manifest.path} exists: pass --resume to continue that batch, or choose another --out")
+    if not args.resume:
+        # A batch of the same jobs stopped before its first record: starting afresh would give
+        # those jobs a second image each.
+        found = images_of_jobs(output, {job.key for job in jobs})
+        if found:
+            raise CommandError(f"{output} already holds {len(found)} image(s) of this batch's jobs (e.g. "
+                               f"{found[0].name}) from a batch stopped before it recorded them: pass --resume to "
+                               "continue it, or choose another --out")
     todo = pending_jobs(jobs, manifest, output, args.resume)
     progress = BatchProgress(total=len(jobs), skipped=len(jobs) - len(todo), began=time.perf_counter())
 
@@ -431,6 +498,8 @@ def command_convert(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
     registry = _registry(settings, stderr)
     workflow = _load_workflow(args.input, registry, stderr)
     target = Path(args.output)
+    if target.is_dir():
+        raise CommandError(f"{target} is a folder; name the file to write, e.g. {target / 'workflow.json'}")
     if target.exists() and not args.force:
         raise CommandError(f"{target} exists; pass --force to replace it")
     remarks: list[str] = []
@@ -440,7 +509,10 @@ def command_convert(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) ->
         document = (to_comfy_ui(workflow, registry.spec, remarks) if args.to == "comfy"
                     else to_comfy_api(workflow, registry.spec))
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    atomic_write_text(target, text)
+    try:
+        atomic_write_text(target, text)
+    except OSError as error:
+        raise CommandError(f"cannot write {target} ({error.strerror or error})") from None
     for remark in remarks:  # subgraphs that had to be written as plain nodes, and why
         stderr.write(f"{remark}\n")
     unknown = sorted({node.type for node in workflow.nodes.values() if node.type not in registry})
@@ -604,6 +676,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         return args.handler(args, stdout, stderr)
     except (CommandError, OverrideError) as error:
         stderr.write(f"studio {args.command}: {error}\n")
+        return EXIT_USAGE
+    except ModelPathsError as error:  # an extra_model_paths file the settings name cannot be read
+        stderr.write(f"studio {args.command}: {' '.join(str(error).split())}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         stderr.write("\ninterrupted; finished images are kept\n")

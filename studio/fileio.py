@@ -74,3 +74,42 @@ def write_new_file(path: str | os.PathLike[str], data: bytes) -> bool:
         return True
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+# Less free space than this on an output folder's disk is a full disk: a picture and its
+# workflow text take a few MB.
+MIN_FREE_BYTES = 64 * 1024 * 1024
+
+
+def output_folder_problem(folder: str | os.PathLike[str], min_free: int = MIN_FREE_BYTES) -> str | None:
+    """Why ``folder`` cannot take output files (a sentence), or None when it can, so that a
+    render finds out before sampling rather than at its save. Nothing is left behind: an
+    existing folder gets a probe file, written and removed; a missing one is judged by the
+    nearest folder above it that exists (it must be a folder one may write in). A disk with
+    less than ``min_free`` bytes free is full."""
+    import shutil
+
+    target = Path(folder).expanduser()
+    existing = target
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"cannot create the output folder {target}: {existing} is a file, not a folder"
+    try:
+        if existing == target:
+            handle, probe = tempfile.mkstemp(prefix=".write-check.", suffix=".tmp", dir=target)
+            os.close(handle)
+            os.unlink(probe)
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as error:
+        verb = "write in" if existing == target else "create"
+        return f"cannot {verb} the output folder {target} ({error.strerror or error})"
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return None
+    if free < min_free:
+        return (f"the disk holding the output folder {target} is full ({free // 2**20} MB free); "
+                "free some space or choose another folder (--out)")
+    return None

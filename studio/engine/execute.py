@@ -101,12 +101,29 @@ class RunReport:
         }
 
 
+OUT_OF_MEMORY_ADVICE = "lower the resolution or batch size"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Running out of memory on a GPU (torch's OutOfMemoryError, "CUDA out of memory") or on
+    the CPU (MemoryError; torch's "DefaultCPUAllocator: not enough memory" / "can't allocate
+    memory"). The one place that tells."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    text = str(error).lower()
+    return any(sign in text for sign in ("out of memory", "not enough memory", "defaultcpuallocator",
+                                         "can't allocate memory", "cannot allocate memory"))
+
+
 def describe_exception(error: BaseException) -> str:
-    """A sentence for the artist. Out-of-memory gets advice rather than a raw message."""
+    """A sentence for the artist. Out-of-memory, on a GPU or on the CPU, gets advice rather
+    than a raw message."""
     name = type(error).__name__
-    if name == "OutOfMemoryError" or "out of memory" in str(error).lower():
-        return ("ran out of GPU memory; lower the resolution or batch size, or switch on "
-                "low-VRAM mode in the settings")
+    if is_out_of_memory(error):
+        text = str(error).lower()
+        if name == "OutOfMemoryError" or any(sign in text for sign in ("cuda", "gpu", "mps")):
+            return f"ran out of GPU memory; {OUT_OF_MEMORY_ADVICE}, or switch on low-VRAM mode in the settings"
+        return f"ran out of memory; {OUT_OF_MEMORY_ADVICE}, or close other programs"
     message = str(error).strip()
     return message if message else name
 
@@ -332,7 +349,7 @@ class Engine:
     def _free_memory_after(self, error: BaseException) -> None:
         # Out of memory: drop cached results so the next attempt has room; the services
         # (the model manager) may free more.
-        if describe_exception(error).startswith("ran out of GPU memory"):
+        if is_out_of_memory(error):
             self.cache.clear()
             free = getattr(self.services.get("models"), "free_memory", None)
             if callable(free):
