@@ -61,6 +61,8 @@ class ImageUpscaleWithModel(NodeBase):
                 except torch.OutOfMemoryError:
                     if tile_size <= 64:
                         raise
-                    tile_size //= 2  # as ComfyUI does: retry with smaller tiles
+                    # Make room (other models leave the GPU), then retry with smaller tiles,
+                    # as ComfyUI does.
+                    manager.free_memory(keep=(upscale_model.descriptor.model,))
+                    tile_size //= 2
                     overlap = min(overlap, tile_size // 4)
-                    torch.cuda.empty_cache()

@@ -197,12 +197,16 @@ class ModelManager:
 
             accelerate(module, self.policy)
 
-    def free_memory(self) -> None:
-        """Move every model off the GPU and drop cached allocations (after out-of-memory)."""
+    def free_memory(self, keep: Sequence[torch.nn.Module] = ()) -> None:
+        """Move every model off the GPU (but those in ``keep``, which a node is using) and drop
+        cached allocations (after out-of-memory)."""
+        kept = {id(module) for module in keep}
         with self._lock:
-            if self.policy.is_gpu:
-                for module in self._on_device.values():
+            for identity, module in list(self._on_device.items()):
+                if identity in kept:
+                    continue
+                if self.policy.is_gpu:
                     module.to("cpu")
-            self._on_device.clear()
+                del self._on_device[identity]
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -102,3 +102,35 @@ def test_out_of_memory_in_a_node_leaves_the_engine_usable(registry, model_settin
     assert error.node_id == ids["sampler"] and error.message.startswith("ran out of GPU memory; lower the resolution")
     again = engine.run(workflow, [ids["decode"]])
     assert again.ok and torch.isfinite(again.results[ids["decode"]][0]).all()
+
+
+def test_out_of_memory_in_the_upscaler_frees_the_other_models_and_retries_in_smaller_tiles(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    import nodes.upscale
+    import studio.runtime.upscale
+    from studio.runtime.upscale import load_upscale_model
+    from tests.nodes.test_upscale import tiny_compact
+
+    save_file(tiny_compact(), str(tmp_path / "compact.safetensors"))
+    models = manager(torch.float32)
+    upscaler = load_upscale_model(tmp_path / "compact.safetensors", models.policy, "key")
+    other = torch.nn.Linear(2, 2)
+    with models.use(other):
+        pass
+    original = studio.runtime.upscale.upscale_tiled
+    tiles = []
+
+    def tiled_needing_small_tiles(model, image, tile, overlap, progress):
+        tiles.append(tile)
+        if tile > nodes.upscale.TILE_SIZE // 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        assert id(other) not in models._on_device and id(upscaler.descriptor.model) in models._on_device
+        return original(model, image, tile, overlap, progress)
+
+    monkeypatch.setattr(studio.runtime.upscale, "upscale_tiled", tiled_needing_small_tiles)
+    ctx = SimpleNamespace(services={"models": models}, progress=lambda done, total: None)
+    (image,) = nodes.upscale.ImageUpscaleWithModel().run(ctx, upscaler, torch.rand(1, 16, 24, 3))
+    assert tiles == [nodes.upscale.TILE_SIZE, nodes.upscale.TILE_SIZE // 2] and image.shape == (1, 32, 48, 3)
