@@ -246,12 +246,17 @@ class _ZoomView(QGraphicsView):
         self.setBackgroundBrush(QColor("#1e1f22"))
 
     def fit(self) -> None:
+        """The whole picture as large as the view allows (small ones enlarged, pixels kept sharp)."""
         self.resetTransform()
         rect = self.scene().itemsBoundingRect()
-        if rect.width() <= self.viewport().width() and rect.height() <= self.viewport().height():
-            self.centerOn(rect.center())  # small pictures at 1:1
-        else:
-            self.fitInView(rect, Qt.KeepAspectRatio)
+        self.fitInView(rect, Qt.KeepAspectRatio)
+        self._sharpen()
+
+    def _sharpen(self) -> None:
+        # Enlarged several times, a picture is shown in crisp pixels, not a blur.
+        for item in self.scene().items():
+            if hasattr(item, "setTransformationMode"):
+                item.setTransformationMode(Qt.FastTransformation if self.zoom > 2 else Qt.SmoothTransformation)
 
     @property
     def zoom(self) -> float:
@@ -259,12 +264,14 @@ class _ZoomView(QGraphicsView):
 
     def wheelEvent(self, event: Any) -> None:
         factor = 1.25 if event.angleDelta().y() > 0 else 0.8
-        if 0.02 <= self.zoom * factor <= 32:
+        if 0.02 <= self.zoom * factor <= 64:
             self.scale(factor, factor)
+            self._sharpen()
 
     def mouseDoubleClickEvent(self, event: Any) -> None:
         if abs(self.zoom - 1.0) > 1e-3:
             self.resetTransform()
+            self._sharpen()
         else:
             self.fit()
 

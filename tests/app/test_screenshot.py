@@ -7,6 +7,7 @@ project (ignored by git) for a person to look at.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -93,3 +94,28 @@ def test_first_show_screenshots_of_three_graphs_at_two_window_sizes(display):
         assert image.size == size
         colours = image.resize((160, 100)).getcolors(160 * 100)
         assert len(colours) > 60, f"{target.name}: looks blank"
+
+
+def test_screenshots_of_the_editing_features(display, tmp_path):
+    """Popups and dialogs included (taken from the X screen): an imported ComfyUI file with
+    groups, bypassed and muted nodes and reroute points; a wire dropped on empty canvas with
+    the filtered search open; a model drop-down open; the gallery viewer; the value diff of
+    two pictures. Written to output/test-screenshots/editor-*.png for a person to look at."""
+    if display is None:
+        pytest.skip("needs Xvfb: popups are only on a real screen")
+    names = ["editor-comfy-groups-bypass-mute-reroutes.png", "editor-wire-dropped-search.png",
+             "editor-model-drop-down.png", "editor-gallery-viewer.png", "editor-value-diff.png"]
+    for name in names:
+        (SCREENSHOT_DIR / name).unlink(missing_ok=True)
+    # Its renders and autosaves go to a folder of the test's, not the user's.
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"output_dir": str(tmp_path / "output"), "autosave_dir": str(tmp_path / "autosave"),
+                                  "temp_dir": str(tmp_path / "temp")}))
+    env = dict(os.environ, DISPLAY=display, QT_QPA_PLATFORM="xcb", SEED_STUDIO_CONFIG=str(config))
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "tests" / "app" / "editor_screenshots.py"),
+                             str(SCREENSHOT_DIR)], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in names:
+        image = Image.open(SCREENSHOT_DIR / name).convert("RGB")
+        assert len(image.resize((192, 120)).getcolors(192 * 120)) > 60, f"{name}: looks blank"
