@@ -297,12 +297,13 @@ def batch_row(root: Path, name: str, size: int, steps: int) -> None:
     path.write_text(dumps(workflow))
     config = root / "settings.json"
     config.write_text(json.dumps({"model_roots": [str(root)], "output_dir": str(root / "output")}))
+    out = Path(tempfile.mkdtemp(prefix="batch-", dir=root))  # a fresh folder: a batch never starts over another
     began = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "studio.cli", "--config", str(config), "batch", str(path),
-                           "--sweep", f"{ids['sampler']}.seed=1..8", "--workers", "1", "--out",
-                           str(root / "batch-out")], cwd=ROOT, capture_output=True, text=True, timeout=400)
+                           "--sweep", f"{ids['sampler']}.seed=1..8", "--workers", "1", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=400)
     seconds = time.perf_counter() - began
-    images = len(list((root / "batch-out").rglob("*.png")))
+    images = len(list(out.rglob("*.png")))
     row("batch_workers1", "ok" if done.returncode == 0 and images == 8 else "FAIL",
         f"8 seeds with --workers 1: {images} images in {seconds:.1f} s"
         + ("" if done.returncode == 0 else f"; {done.stderr.strip()[-300:]}"), seconds=seconds, images=images)
