@@ -300,7 +300,8 @@ class CanvasScene(QGraphicsScene):
         for reroute_id, before in getattr(self, "press_reroutes", {}).items():
             item = self.reroutes.get(reroute_id)
             if item is not None and (item.pos().x(), item.pos().y()) != before:
-                push(self.undo_stack, cmd.MoveReroute(self.workflow, reroute_id, before, (item.pos().x(), item.pos().y())))
+                after = (item.pos().x(), item.pos().y())
+                push(self.undo_stack, cmd.MoveReroute(self.workflow, reroute_id, before, after))
         self.press_reroutes = {}
 
     def mouseDoubleClickEvent(self, event: QGraphicsSceneMouseEvent) -> None:

@@ -154,7 +154,8 @@ class RerouteMoved:
 
 GraphEvent = (NodeAdded | NodeRemoved | LinkAdded | LinkRemoved | LinkRerouted | ValueChanged | ValueUnset
               | ModeChanged | TitleChanged | NodeMoved | NodeResized | NodeColorChanged | NodeCollapsed
-              | SeedControlChanged | GroupAdded | GroupRemoved | GroupChanged | RerouteAdded | RerouteRemoved | RerouteMoved)
+              | SeedControlChanged | GroupAdded | GroupRemoved | GroupChanged | RerouteAdded | RerouteRemoved
+              | RerouteMoved)
 Listener = Callable[[GraphEvent], None]
 
 # Events that change what the engine would compute (the others are layout only).

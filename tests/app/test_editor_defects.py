@@ -9,14 +9,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from studio.app.editors import BigIntSpinBox
 from studio.app.node_item import MIN_FIT_ZOOM, title_point_size
 from studio.app.run_queue import RunState
 from studio.graph import dumps
-from studio.graph.layout import overlaps
 from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
 from tests.app.test_canvas import window  # noqa: F401  (the fixture)
 

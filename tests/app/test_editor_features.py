@@ -243,7 +243,7 @@ def test_gallery_viewer_zooms_and_the_compare_lists_what_differs_between_the_two
     gallery.list.selectAll()
     dialog = gallery.compare_selected()
     table = dialog.differences
-    rows = [(table.item(r, 1).text(), table.item(r, 2).text(), table.item(r, 3).text()) for r in range(table.rowCount())]
+    rows = [tuple(table.item(r, column).text() for column in (1, 2, 3)) for r in range(table.rowCount())]
     assert sorted(rows[0][1:]) == ["42", "4321"] and rows[0][0] == "seed" and len(rows) == 1
     dialog.close()
 
