@@ -80,7 +80,8 @@ def test_rendered_pictures_have_the_prompted_colours_and_place(demo_engine):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 23's goal, not met by the shipped base model yet: see its card's Metrics")
+@pytest.mark.xfail(strict=True, reason="issue 23's goal, not met yet (place is; colour and shape type are not): "
+                                       "see the base model's card")
 def test_prompts_phrased_as_never_trained_get_their_colours_place_and_shape(demo_engine):
     """A seeded 50 of the held-out phrasing set (``tests/demo/held_out_phrasings.tsv``: word
     orders, prepositions and requests the models never trained on, a fifth of them in held-out
