@@ -109,7 +109,7 @@ def _address_space_left() -> int | None:
 def free_bytes(device: Any) -> int:
     """Bytes free on ``device``: the GPU's free memory plus what torch holds there; on
     the CPU the machine's available memory (``MemAvailable``), within any address-space limit."""
-    kind = getattr(device, "type", str(device))
+    kind = getattr(device, "type", str(device).split(":")[0])
     if kind == "cuda":
         import torch
 
@@ -144,17 +144,20 @@ def _size(count: int) -> str:
 
 
 def check_sampler_memory(node: str, unet: Any, latent_shape: Sequence[int], cfg: float = 2.0,
-                         spatial_scale: int = 8, device: Any = None) -> SamplerEstimate:
+                         spatial_scale: int = 8, device: Any = None) -> SamplerEstimate | None:
     """Raise :class:`MemoryEstimateError` with a sentence when sampling this latent cannot fit
     in ``device``'s free memory (the UNet's device by default). ``node`` (a title, or "")
     starts the sentence where the caller does not name the node itself."""
     node_type = f"{node}: " if node else ""
-    estimate = estimate_sampler(unet, latent_shape, cfg, spatial_scale)
+    try:
+        estimate = estimate_sampler(unet, latent_shape, cfg, spatial_scale)
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None  # a denoiser the estimate cannot read: no figure, no refusal
     device = device if device is not None else getattr(unet, "device", "cpu")
     free = free_bytes(device)
     if estimate.total > free:
         rows, _channels, height, width = (list(estimate.latent_shape) + [1, 1, 1, 1])[:4]
-        where = "the GPU" if getattr(device, "type", str(device)) == "cuda" else "this machine"
+        where = "the GPU" if getattr(device, "type", str(device).split(":")[0]) == "cuda" else "this machine"
         raise MemoryEstimateError(
             f"{node_type}sampling a {width}×{height} latent ({estimate.picture[1]}×{estimate.picture[0]} pixels) "
             f"× batch {rows} needs about {_size(estimate.total)} (denoiser {_size(estimate.denoiser)}, latents "
