@@ -35,7 +35,10 @@ from studio.cli import main
 huge = main(["render", {workflow!r}, "--out", {out!r}, "--set", "7.width=16384", "--set", "7.height=16384",
              "--set", "4.steps=1"])
 small = main(["render", {workflow!r}, "--out", {out!r}, "--set", "4.steps=2"])
-print(json.dumps([huge, small]))
+# 4096 latents of 2048²: 256 GB asked of the allocator in EmptyLatentImage itself
+allocation = main(["render", {workflow!r}, "--out", {out!r}, "--set", "7.width=16384", "--set", "7.height=16384",
+                   "--set", "7.batch_size=4096"])
+print(json.dumps([huge, small, allocation]))
 """
 
 
@@ -44,10 +47,12 @@ def test_a_16384_square_latent_is_refused_before_sampling_under_a_memory_cap(tmp
     # would not; the refusal must come before the allocations, naming the node and the sizes.
     result = run_with_memory_limit(HUGE_LATENT.format(workflow=DEFAULT, out=str(tmp_path)), 3072, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.splitlines()[-1]) == [1, 0]  # refused; a small render still works
+    # refused; a small render still works; the allocator's refusal gets the out-of-memory advice
+    assert json.loads(result.stdout.splitlines()[-1]) == [1, 0, 1]
     assert "node #4 (KSampler)" in result.stderr
     assert "sampling a 2048×2048 latent (16384×16384 pixels) × batch 1 needs about" in result.stderr
     assert "lower the width, height or batch size" in result.stderr
+    assert "node #7 (EmptyLatentImage) failed: ran out of memory; lower the resolution or batch size" in result.stderr
     assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
 
 
