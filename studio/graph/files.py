@@ -91,7 +91,10 @@ def open_workflow(path: str | os.PathLike[str], spec_of: SpecLookup) -> tuple[Wo
         size = file_path.stat().st_size
         if size > MAX_WORKFLOW_BYTES:
             raise WorkflowFormatError("$", f"{size // 2**20} MB is too large to be a workflow", str(file_path))
-        raw = file_path.read_bytes()
+        # A device or a pipe reports size 0 and may never end (/dev/zero): read one byte past
+        # the limit at most.
+        with open(file_path, "rb") as stream:
+            raw = stream.read(MAX_WORKFLOW_BYTES + 1)
     except OSError as error:
         raise WorkflowFormatError("$", f"cannot read the file ({error.strerror or error})", str(file_path)) from None
     return workflow_from_bytes(raw, spec_of, str(file_path))

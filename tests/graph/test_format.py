@@ -192,3 +192,18 @@ def test_a_workflow_nested_to_the_limit_still_saves_and_exports(registry):
     deep = "[" * 95 + "]" * 95
     workflow = loads(NATIVE.replace("VALUE", deep))
     assert loads(dumps(workflow)).nodes["1"].values == workflow.nodes["1"].values
+
+
+def test_a_device_that_never_ends_is_refused_not_read_forever():
+    """/dev/zero dropped on the app or opened: refused after a bounded read, under a memory cap."""
+    from tests.hostile import run_with_memory_limit
+
+    result = run_with_memory_limit(
+        "from studio.graph import WorkflowFormatError\n"
+        "from studio.graph.files import open_workflow\n"
+        "try:\n"
+        "    open_workflow('/dev/zero', lambda t: None)\n"
+        "except WorkflowFormatError as error:\n"
+        "    print('refused:', error)\n", megabytes=1500, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "refused:" in result.stdout and "too large" in result.stdout
