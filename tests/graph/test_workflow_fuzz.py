@@ -16,7 +16,7 @@ from studio.graph.files import workflow_from_bytes
 from studio.graph.format import FORMAT_NAME
 from studio.graph.png import PNG_SIGNATURE, WORKFLOW_TEXT_KEYS, PngTextError, read_png_text
 
-FUZZ = settings(max_examples=500, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 
 # Text with everything JSON can carry, lone surrogates included (which no file can store).
 any_text = st.text(st.characters(codec=None, categories=None), max_size=8)
