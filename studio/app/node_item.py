@@ -122,6 +122,8 @@ class NodeItem(QGraphicsItem):
             width, height = self.preview.width() * scale, self.preview.height() * scale
             self.preview_rect = QRectF((NODE_WIDTH - width) / 2, self.height - 4, width, height)
             self.height += height + 6
+        grown = PORT_RADIUS * 1.6 + 2  # room for a highlighted socket
+        self._bounds = QRectF(-grown, -1, NODE_WIDTH + 2 * grown, self.height + 2)
         if (self.pos().x(), self.pos().y()) != tuple(node.position):
             self.setPos(*node.position)
         self._tooltip()
@@ -135,8 +137,8 @@ class NodeItem(QGraphicsItem):
         self.setToolTip(text)
 
     def boundingRect(self) -> QRectF:
-        grown = PORT_RADIUS * 1.6 + 2  # room for a highlighted socket
-        return QRectF(-grown, -1, NODE_WIDTH + 2 * grown, self.height + 2)
+        # Asked for thousands of times a repaint: made once per layout (in refresh).
+        return self._bounds
 
     def input_row(self, name: str) -> int:
         sockets = [row[0] for row in self.sockets]

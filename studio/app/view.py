@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QPainter, QPen
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QMenu, QToolTip, QWidget
 
@@ -115,14 +115,15 @@ class CanvasView(QGraphicsView):
     def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
         painter.fillRect(rect, theme.BACKGROUND)
         step = 40
-        if self.transform().m11() * step < 8:
-            return  # too dense to help
+        while self.transform().m11() * step < 20:
+            step *= 2  # zoomed out: every other line, so the grid stays as sparse on screen
+        if step > 320:
+            return
         painter.setPen(QPen(theme.GRID, 1))
         left, top = int(rect.left()) - int(rect.left()) % step, int(rect.top()) - int(rect.top()) % step
-        for x in range(left, int(rect.right()), step):
-            painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
-        for y in range(top, int(rect.bottom()), step):
-            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+        lines = [QLineF(x, rect.top(), x, rect.bottom()) for x in range(left, int(rect.right()), step)]
+        lines += [QLineF(rect.left(), y, rect.right(), y) for y in range(top, int(rect.bottom()), step)]
+        painter.drawLines(lines)
 
     def wheelEvent(self, event) -> None:
         factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
