@@ -8,12 +8,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QFileSystemWatcher, QObject, Signal
 
+from nodes.io import IMAGE_SUFFIXES
 from studio.graph.comfy.definitions import MODEL_INPUTS
 from studio.runtime.models import ModelFolders
 from studio.settings import Settings
 
 IMAGE_INPUTS = {("LoadImage", "image"), ("LoadImageMask", "image")}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# IMAGE_SUFFIXES (re-exported): the pictures LoadImage reads; the app lists, picks and accepts
+# dropped files by the same rule.
 
 
 class FileChoices(QObject):

@@ -11,6 +11,7 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (QDialog, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
                                QGraphicsView, QSlider, QVBoxLayout, QWidget)
 
+from studio.app.file_choices import IMAGE_SUFFIXES
 from studio.app.run_queue import RunQueue, RunState
 
 
@@ -89,10 +90,11 @@ class Gallery(QWidget):
     # How many earlier pictures are listed at start-up (the newest ones).
     EARLIER = 300
 
-    def __init__(self, graph_of: Any = None) -> None:
+    def __init__(self, graph_of: Any = None, defaults_of: Any = None) -> None:
         super().__init__()
-        # graph_of(path) -> Workflow | None: the graph embedded in a picture (for the diff).
-        self.graph_of = graph_of
+        # graph_of(path) -> Workflow | None: the graph embedded in a picture (for the diff);
+        # defaults_of(type) -> {input: default}, so a value left at its default equals it written out.
+        self.graph_of, self.defaults_of = graph_of, defaults_of
         self.list = QListWidget()
         self.list.setViewMode(QListWidget.IconMode)
         self.list.setIconSize(QSize(96, 96))
@@ -131,7 +133,7 @@ class Gallery(QWidget):
             return 0
         found = []
         for path in folder.rglob("*"):
-            if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp") and path.is_file() \
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() \
                     and not any(part.startswith(".") for part in path.relative_to(folder).parts):
                 found.append((path.stat().st_mtime, path))
         newest = [path for _, path in sorted(found)[-self.EARLIER:]]
@@ -140,7 +142,7 @@ class Gallery(QWidget):
 
     def add_files(self, paths: list[Path]) -> None:
         for path in paths:
-            if Path(path).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+            if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             item = QListWidgetItem(thumbnail(Path(path)), Path(path).name)
             item.setData(Qt.UserRole, str(path))
@@ -188,7 +190,7 @@ class Gallery(QWidget):
             label = QLabel("One of the pictures carries no graph, so their values cannot be compared.")
             label.setWordWrap(True)
             return label
-        found = differences(graphs[0], graphs[1], getattr(self, "defaults_of", None))
+        found = differences(graphs[0], graphs[1], self.defaults_of)
         table = QTableWidget(len(found), 4)
         table.setHorizontalHeaderLabels(["Node", "Value", "A", "B"])
         for row, difference in enumerate(found):

@@ -23,7 +23,7 @@ from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
 from studio.app.preferences import Preferences, SettingsDialog
 from studio.app.canvas import CanvasScene
 from studio.app.documents import Document
-from studio.app.file_choices import FileChoices
+from studio.app.file_choices import IMAGE_SUFFIXES, FileChoices
 from studio.app.live_check import CheckResult, LiveCheck
 from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
 from studio.app.run_queue import RunEntry, RunQueue
@@ -405,7 +405,7 @@ class MainWindow(QMainWindow):
         event.accept()
 
     # -- drag and drop: a workflow file or a rendered PNG opens; a picture adds a LoadImage --
-    PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+    PICTURE_SUFFIXES = IMAGE_SUFFIXES
 
     def dragEnterEvent(self, event) -> None:
         if any(url.toLocalFile().lower().endswith((".json", *self.PICTURE_SUFFIXES))
@@ -453,6 +453,10 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Copied {path.name} into the input folder {target_dir}", 5000)
         return target.name
 
+    def defaults_of(self, type_name: str) -> dict[str, Any]:
+        cls = self.registry.get(type_name)
+        return {spec.name: spec.default for spec in cls.spec().inputs} if cls else {}
+
     def graph_of_picture(self, path: Path) -> Workflow | None:
         try:
             workflow, _ = open_workflow(path, self.registry.spec)
@@ -477,9 +481,7 @@ class MainWindow(QMainWindow):
         self.queue_panel = RunQueuePanel()
         self.queue_panel.cancel_current.connect(self.cancel)
         self.queue_panel.remove_queued.connect(self.cancel_queued)
-        self.gallery = Gallery(graph_of=self.graph_of_picture)
-        self.gallery.defaults_of = lambda type_name: ({spec.name: spec.default for spec in self.registry.get(
-            type_name).spec().inputs} if self.registry.get(type_name) else {})
+        self.gallery = Gallery(graph_of=self.graph_of_picture, defaults_of=self.defaults_of)
         self.gallery.open_graph_requested.connect(lambda path: self.open_file(path))
         self.gallery.load_folder(self.settings.output_dir)
         docks = {}
