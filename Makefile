@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_VARIANT ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cu128 || echo cpu)
 TORCH_INDEX := $(if $(filter cpu,$(TORCH_VARIANT)),,--index-url https://download.pytorch.org/whl/$(TORCH_VARIANT))
 
-.PHONY: run render test bench gpu-check clean
+.PHONY: run render test lint bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 2; }
@@ -31,6 +31,11 @@ render: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+# ruff over the whole tree, mypy (strict) over the files pyproject.toml's [tool.mypy] names.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine_bench.py
