@@ -20,7 +20,6 @@ brought forward by the functions in :data:`MIGRATIONS`. A malformed document rai
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 
 from studio.fileio import atomic_write_text
 from studio.graph.model import Group, LinkSource, Node, NodeMode, Reroute, Workflow
+from studio.graph.numbers import is_finite_number
 
 FORMAT_NAME = "seed-studio-workflow"
 CURRENT_VERSION = 1
@@ -84,7 +84,7 @@ class _Reader:
         if not isinstance(value, list) or len(value) != count:
             raise self.fail(path, f"expected a list of {count} numbers")
         for index, item in enumerate(value):
-            if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            if not is_finite_number(item):
                 raise self.fail(f"{path}[{index}]", f"expected a finite number, found {_type_name(item)}")
         return tuple(float(item) if isinstance(item, float) else item for item in value)
 
@@ -329,7 +329,7 @@ def check_json_values(data: Any, source: str = "") -> None:
             if _LONE_SURROGATE.search(value):
                 raise WorkflowFormatError(_trail_path(trail), "the text holds half of a UTF-16 surrogate pair "
                                           "(a \\ud800-style escape on its own), which no file can store", source)
-        elif isinstance(value, float) and not math.isfinite(value):
+        elif isinstance(value, float) and not is_finite_number(value):
             raise WorkflowFormatError(_trail_path(trail), f"{value} is not a number a workflow can hold "
                                       "(1e999 and the like read as infinity)", source)
 

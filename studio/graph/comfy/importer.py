@@ -32,7 +32,6 @@ original ComfyUI fields (``extra["comfy"]``), so saving and exporting lose nothi
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +52,7 @@ from studio.graph.comfy.layout import output_list, unnamed_output, widget_layout
 from studio.graph.connect import SpecLookup
 from studio.graph.format import WorkflowFormatError
 from studio.graph.model import Group, LinkSource, Node, NodeMode, Reroute, Workflow
+from studio.graph.numbers import is_finite_number, is_finite_pair
 from studio.graph.sockets import ANY, BOOLEAN, FLOAT, INT, STRING, InputSpec
 
 SUBGRAPH_INPUT_ID = -10
@@ -80,7 +80,7 @@ def _value_misfit(kind: str, value: Any, spec: InputSpec | None) -> str | None:
     """Why a typed primitive of socket type ``kind`` would refuse ``value``, or None."""
     if kind == INT and (isinstance(value, bool) or not isinstance(value, int)):
         return f"{value!r:.40} is not a whole number"
-    if kind == FLOAT and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+    if kind == FLOAT and not is_finite_number(value):
         return f"{value!r:.40} is not a finite number"
     if kind == STRING and not isinstance(value, str):
         return f"{value!r:.40} is not text"
@@ -145,11 +145,8 @@ def _slot(value: Any, path: str, source: str) -> int:
 def _pair(value: Any, default: tuple[float, float] | None) -> tuple[float, float] | None:
     if isinstance(value, dict):  # old litegraph: {"0": x, "1": y}
         value = [value.get("0"), value.get("1")]
-    if isinstance(value, (list, tuple)) and len(value) >= 2:
-        x, y = value[0], value[1]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-               and abs(v) <= MAX_COORDINATE for v in (x, y)):
-            return (float(x), float(y))
+    if isinstance(value, (list, tuple)) and is_finite_pair(value[:2], MAX_COORDINATE):
+        return (float(value[0]), float(value[1]))
     return default
 
 
@@ -613,8 +610,7 @@ class _UiReader:
                 bounding = raw.get("bounding")
                 bounds = (0.0, 0.0, 400.0, 300.0)
                 if isinstance(bounding, list) and len(bounding) == 4 and all(
-                        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                        and abs(v) <= MAX_COORDINATE for v in bounding):
+                        is_finite_number(v, MAX_COORDINATE) for v in bounding):
                     bounds = tuple(float(v) for v in bounding)  # type: ignore[assignment]
                 group_id = f"g{raw['id']}" if isinstance(raw.get("id"), int) else f"g{index + 1}"
                 title = raw.get("title") if isinstance(raw.get("title"), str) else "Group"
