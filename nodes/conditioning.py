@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from studio.fileinfo import file_identity
 from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, MASK, STRING
 from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
@@ -117,8 +118,7 @@ class CLIPTextEncode(NodeBase):
         found = []
         for name in names:
             try:
-                stat = library.find(name).stat()
-                found.append([name, stat.st_size, stat.st_mtime_ns])
+                found.append([name, *file_identity(library.find(name))])
             except ModelLoadError:
                 found.append([name, None])
         return found

@@ -12,6 +12,7 @@ from typing import Any
 from PIL import Image, ImageSequence, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from studio.fileinfo import file_identity
 from studio.fileio import write_new_file
 from studio.graph.sockets import IMAGE, MASK, STRING
 from studio.lazy import lazy_module
@@ -80,16 +81,6 @@ def input_image_problem(name: str, settings: Settings) -> str | None:
     return f"image file {name!r} not found (looked in {folders})"
 
 
-def list_input_images(settings: Settings) -> list[str]:
-    """Image files in the input folders, as LoadImage would name them."""
-    names: set[str] = set()
-    for folder in settings.image_search_dirs:
-        if folder.is_dir():
-            names.update(path.relative_to(folder).as_posix() for path in folder.rglob("*")
-                         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
-    return sorted(names)
-
-
 # The most pixels (all frames together) LoadImage decodes: 64 megapixels, e.g. 8192×8192, or a
 # 60-frame animation at 1024², take about 1 GB as float pictures with their masks.
 MAX_LOADED_PIXELS = 64 * 1024 * 1024
@@ -120,8 +111,7 @@ class LoadImage(NodeBase):
         path = find_input_image(values.get("image") or "", settings)
         if path is None:
             return None
-        stat = path.stat()
-        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+        return file_identity(path)
 
     def run(self, ctx, image: str) -> tuple[torch.Tensor, torch.Tensor]:
         from studio.runtime.images import pil_to_tensors

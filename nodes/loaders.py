@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from studio.fileinfo import file_identity
 from studio.graph.sockets import CLIP, CLIP_VISION, MODEL, STRING, STYLE_MODEL, VAE
 from studio.node_api import Input, NodeBase, Output
 from studio.runtime.model_headers import inspect_model_header
@@ -29,8 +30,7 @@ def model_file_fingerprint(kind: str, name: str, settings: Settings) -> Any:
     path = ModelFolders.from_settings(settings).find(kind, name or "")
     if path is None:
         return None
-    stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    return file_identity(path)
 
 
 class ModelFileInput:
@@ -64,18 +64,17 @@ class ModelFileInput:
         return [] if reason is None else [(cls.model_input, f"{reason}; loading it would fail")]
 
 
-# What the header check said, by (kind, path, modification time, size): validation runs often
+# What the header check said, by kind and file identity (path, size, modification time): validation runs often
 # (the app's Problems panel re-checks on every edit) and a checkpoint's header holds thousands
 # of names, so each file version is read once.
-_HEADER_VERDICTS: dict[tuple[str, str, int, int], str | None] = {}
+_HEADER_VERDICTS: dict[tuple[str | int, ...], str | None] = {}
 _HEADER_VERDICTS_KEPT = 256
 
 
 def header_verdict(kind: str, path: Path) -> str | None:
     """Why the loader of ``kind`` would refuse ``path`` (see :func:`inspect_model_header`), or
     None; remembered for as long as the file is unchanged."""
-    stat = path.stat()
-    key = (kind, str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    key = (kind, *file_identity(path))
     if key not in _HEADER_VERDICTS:
         if len(_HEADER_VERDICTS) >= _HEADER_VERDICTS_KEPT:
             _HEADER_VERDICTS.clear()

@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from nodes.io import find_input_image
+from studio.fileinfo import file_identity
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING
 from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
@@ -288,8 +289,7 @@ class LoadImageMask(NodeBase):
         path = find_mask_image(values.get("image") or "", settings)
         if path is None:
             return None
-        stat = path.stat()
-        return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+        return file_identity(path)
 
     def run(self, ctx, image: str, channel: str):
         from studio.runtime.images import pil_to_tensors

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nodes.io import LoadImage, PreviewImage, SaveImage, list_input_images, safe_output_folder
+from nodes.io import LoadImage, PreviewImage, SaveImage, find_input_image, safe_output_folder
 from studio.graph.png import WORKFLOW_TEXT_KEY, read_png_text
 from studio.settings import Settings
 
@@ -36,7 +36,7 @@ def test_load_image_reads_every_frame_of_an_animation(ctx, settings):
 
 def test_load_image_checks_the_file_before_the_run(settings):
     assert LoadImage.check({"image": "nope.png"}, settings)[0][0] == "image"
-    assert "seed_sample.png" in list_input_images(settings)
+    assert find_input_image("seed_sample.png", settings) is not None
     assert LoadImage.check({"image": "seed_sample.png"}, settings) == []
 
 
