@@ -20,15 +20,40 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
 APP_NAME = "seed-studio"
+# The folder that holds the ``studio`` package: the repository's root in a checkout (what the
+# tests and tools start their subprocesses in). Installed from a wheel it is site-packages, so
+# nothing Seed Studio ships is looked up from it: see :func:`package_folder`.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESOURCES_DIR = PROJECT_ROOT / "resources"
-WORKFLOWS_DIR = PROJECT_ROOT / "workflows"
+# The repository's top-level resources/ and workflows/ folders, installed as packages of these
+# names (pyproject.toml maps them), so that a wheel carries them as an editable install does.
+RESOURCES_PACKAGE = "seed_studio_resources"
+WORKFLOWS_PACKAGE = "seed_studio_workflows"
+
+
+def package_folder(package: str) -> Path:
+    """Where an installed data package (:data:`RESOURCES_PACKAGE`, :data:`WORKFLOWS_PACKAGE`)
+    lies on disk, found through ``importlib.resources`` wherever Seed Studio is installed.
+    It must be a real folder: the model libraries open configs and weights by path."""
+    try:
+        folder = files(package)
+    except ModuleNotFoundError:
+        raise RuntimeError(f"Seed Studio's data package {package!r} is not installed: install the project "
+                           "(`make`, or `pip install .`) rather than running it from a copy of the sources") from None
+    if not isinstance(folder, Path):
+        raise RuntimeError(f"Seed Studio's data package {package!r} is not a folder on disk ({folder}); "
+                           "install Seed Studio unzipped")
+    return folder
+
+
+RESOURCES_DIR = package_folder(RESOURCES_PACKAGE)
+WORKFLOWS_DIR = package_folder(WORKFLOWS_PACKAGE)
 # Sample images shipped with the project; always searched after the user's input folders.
 SAMPLE_IMAGES_DIR = RESOURCES_DIR / "images"
 # The embedded demo models, in ComfyUI's folder layout; always searched after the user's roots.
