@@ -78,7 +78,7 @@ def main() -> None:
     fitted = statistics.median(repaint(view) for _ in range(5))
     item = scene.nodes["250"]
     steps = []
-    for step in range(20):
+    for _ in range(20):
         began = time.perf_counter()
         item.setPos(item.pos() + QPointF(3, 2))
         app.processEvents()
@@ -101,7 +101,8 @@ def main() -> None:
     print(f"500 nodes, 600 wires, 5 groups, 40 reroutes: load {load * 1000:.0f} ms; "
           f"repaint 1:1 {one_to_one * 1000:.1f} ms; repaint fitted {fitted * 1000:.1f} ms "
           f"(zoom {view.transform().m11():.2f}); drag step {statistics.median(steps) * 1000:.2f} ms; "
-          f"paste 100 nodes {statistics.median(pastes) * 1000:.0f} ms; its undo {statistics.median(undos) * 1000:.0f} ms")
+          f"paste 100 nodes {statistics.median(pastes) * 1000:.0f} ms; "
+          f"its undo {statistics.median(undos) * 1000:.0f} ms")
     QApplication.instance().quit()
 
 

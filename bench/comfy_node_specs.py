@@ -53,7 +53,7 @@ def describe(cls) -> dict:
                 entry["control_after_generate"] = True
             inputs.append(entry)
     names = getattr(cls, "RETURN_NAMES", None) or getattr(cls, "RETURN_TYPES", ())
-    outputs = [{"name": str(n), "type": str(t)} for n, t in zip(names, getattr(cls, "RETURN_TYPES", ()))]
+    outputs = [{"name": str(n), "type": str(t)} for n, t in zip(names, getattr(cls, "RETURN_TYPES", ()), strict=True)]
     return {"inputs": inputs, "outputs": outputs}
 
 
@@ -67,6 +67,7 @@ def main() -> int:
     # path, after which `utils` would resolve to comfy/utils.py and the server's imports fail.
     import utils.install_util  # noqa: F401
 
+    # isort: split
     import comfy.options
 
     comfy.options.enable_args_parsing()

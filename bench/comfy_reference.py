@@ -205,14 +205,14 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # The project's tests package first: ComfyUI has a regular package named tests too.
     sys.path.insert(0, str(ROOT))
-    import tests.ldm_layout  # noqa: F401
-    import tests.tiny_models  # noqa: F401
-    from tests import parity_model as pm
-
     import numpy as np
     import torch
     from PIL import Image
     from safetensors.torch import save_file
+
+    import tests.ldm_layout  # noqa: F401
+    import tests.tiny_models  # noqa: F401
+    from tests import parity_model as pm
 
     temp = tempfile.TemporaryDirectory()
     if options.checkpoint is None:
@@ -236,6 +236,7 @@ def main() -> int:
     import comfy.sd
     import comfy.supported_models
     import comfy.utils
+
     import nodes
 
     comfy.utils.PROGRESS_BAR_ENABLED = False
@@ -445,8 +446,9 @@ def main() -> int:
         if not keys:
             continue
         per_step = [runs[k]["seconds"] / pm.STEPS for k in keys]
+        normal = runs.get(f"txt2img/{sampler}/normal", {})
         per_sampler[sampler] = {"seconds_per_step_median": round(statistics.median(per_step), 5),
-                                "unet_calls_txt2img_normal": runs.get(f"txt2img/{sampler}/normal", {}).get("unet_calls"),
+                                "unet_calls_txt2img_normal": normal.get("unet_calls"),
                                 "runs": len([k for k in runs if k.split("/")[1] == sampler])}
 
     import platform

@@ -158,7 +158,8 @@ def controlnet_figures(engine: Engine, inputs: Path, node: str, count: int) -> s
         workflow.add_node("ControlNetApply", {"strength": 1.0}, node_id="10")
         for source, output, target, input_name in [("2", "CONDITIONING", "10", "conditioning"),
                                                    ("8", "CONTROL_NET", "10", "control_net"),
-                                                   ("9", "IMAGE", "10", "image"), ("10", "CONDITIONING", "4", "positive"),
+                                                   ("9", "IMAGE", "10", "image"),
+                                                   ("10", "CONDITIONING", "4", "positive"),
                                                    ("3", "CONDITIONING", "4", "negative")]:
             workflow.connect(source, output, target, input_name)
     inputs.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,7 @@ def vae_shapes(count: int = 300) -> str:
         decoded = torch.cat([vae.decode(vae.encode(chunk).latent_dist.mean).sample for chunk in x.split(100)])
     images = ((decoded.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
     right = {(shape, size): [0, 0] for shape in shapes.SHAPES for size in shapes.SIZES}
-    for image, scene in zip(images, scenes):
+    for image, scene in zip(images, scenes, strict=True):
         right[scene.shape, scene.size][0] += shape_type(image) == scene.shape
         right[scene.shape, scene.size][1] += 1
     total = sum(done for done, _ in right.values())

@@ -91,12 +91,13 @@ def main() -> None:
     engine = Engine(build_registry(), settings, services=services)
     checkpoint = services["models"].load_checkpoint("sd15-random")
 
-    from diffusers import StableDiffusionPipeline
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
     # The pipeline gets the very same modules the graph uses: same weights, same device.
     pipeline = StableDiffusionPipeline(unet=checkpoint.model.unet, vae=checkpoint.vae.vae,
-                                       text_encoder=checkpoint.clip.encoders[0], tokenizer=checkpoint.clip.tokenizers[0],
-                                       scheduler=__import__("diffusers").EulerDiscreteScheduler.from_config(
+                                       text_encoder=checkpoint.clip.encoders[0],
+                                       tokenizer=checkpoint.clip.tokenizers[0],
+                                       scheduler=EulerDiscreteScheduler.from_config(
                                            checkpoint.model.scheduler_config),
                                        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipeline.to(policy.device)

@@ -93,7 +93,8 @@ def graph(size: int, steps: int, seed: int, weight_dtype: str):
                                              "scheduler": "simple", "denoise": 1.0}).id
     for source, output, target, name in [(clip, "CLIP", prompt, "clip"), (clip, "CLIP", negative, "clip"),
                                          (prompt, "CONDITIONING", guided, "conditioning"),
-                                         (unet, "MODEL", sampler, "model"), (guided, "CONDITIONING", sampler, "positive"),
+                                         (unet, "MODEL", sampler, "model"),
+                                         (guided, "CONDITIONING", sampler, "positive"),
                                          (negative, "CONDITIONING", sampler, "negative"),
                                          (latent, "LATENT", sampler, "latent_image")]:
         workflow.connect(source, output, target, name)
@@ -224,7 +225,8 @@ def main() -> None:
               f"{result['load_seconds']:.1f} s")
         if scale > 1.01:
             print(f"  the full {FULL_DOUBLE} + {FULL_SINGLE}-block model would take about "
-                  f"{result['graph_step'] * scale:.0f} s per step here (×{scale:.1f}, by the blocks' share of the work)")
+                  f"{result['graph_step'] * scale:.0f} s per step here "
+                  f"(×{scale:.1f}, by the blocks' share of the work)")
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ def build_full(kind: str, folder: Path, dtype: torch.dtype, device: torch.device
     torch.manual_seed(0)
     with torch.device(device):
         parts = dict(
-            unet=diffusers.UNet2DConditionModel.from_config(diffusers.UNet2DConditionModel.load_config(config / "unet")),
+            unet=diffusers.UNet2DConditionModel.from_config(
+                diffusers.UNet2DConditionModel.load_config(config / "unet")),
             vae=diffusers.AutoencoderKL.from_config(diffusers.AutoencoderKL.load_config(config / "vae")),
             text_encoder=CLIPTextModel(CLIPTextConfig.from_pretrained(config / "text_encoder")),
             tokenizer=make_tokenizer(),
@@ -244,7 +245,10 @@ def graph_vs_direct(kind: str, root: Path, name: str, policy, size: int, steps: 
     row(f"{kind}_fast", status,
         f"eager/fast {speedup:.2f}× (goal on a GPU ≥ {goal}×; on the CPU: no slower), first render with compile "
         f"{compile_s:.2f} s (an eager render {eager:.2f} s)", speedup=speedup, compile_s=compile_s, fast_s=fast)
-    del pipeline, checkpoint
+    # Not `del pipeline`: direct() closes over it, and a deleted closure variable reads as undefined.
+    # Rebinding drops the reference all the same (direct() is not called again).
+    pipeline = None
+    del checkpoint
     manager.free_memory()
     manager._loaded.clear()
     gc.collect()

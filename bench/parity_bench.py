@@ -75,8 +75,12 @@ def main() -> int:
     measured = [row for row in rows if not row.get("missing")]
     pictures = [row["psnr_db"] for row in measured if row["psnr_db"] is not None]
     if measured:
-        print(f"\n{len(measured)} cases; worst latent difference {max(r['latent_relative_difference'] for r in measured):.2e}"
-              f"; worst PSNR {min(pictures):.1f} dB over {len(pictures)} pictures" if pictures else "")
+        worst_latent = max(row["latent_relative_difference"] for row in measured)
+        summary = f"\n{len(measured)} cases; worst latent difference {worst_latent:.2e}"
+        # The PSNR part only when some case decoded pictures (the latent line is printed either way).
+        if pictures:
+            summary += f"; worst PSNR {min(pictures):.1f} dB over {len(pictures)} pictures"
+        print(summary)
     missing = sorted({row["sampler"] for row in rows if row.get("missing")})
     if missing:
         print("not implemented:", ", ".join(missing))

@@ -9,9 +9,6 @@ import textwrap
 from studio.app.autosave import load_recovered, recoverable
 from studio.settings import PROJECT_ROOT
 
-from tests.app.test_canvas import window  # noqa: F401 - the fixture
-
-
 EDIT_THEN_CRASH = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
@@ -64,9 +61,9 @@ def test_a_clean_close_leaves_nothing_to_recover(window, settings):  # noqa: F81
 def test_recovery_is_offered_on_start_and_opens_the_copy(window, settings, monkeypatch):  # noqa: F811
     from PySide6.QtWidgets import QMessageBox
 
+    from studio.app.main import offer_recovery
     from studio.app.undo import UndoAdapter
     from studio.graph.commands import SetValue
-    from studio.app.main import offer_recovery
 
     window.undo_stack.push(UndoAdapter(SetValue(window.workflow, "3", "seed", 4242)))
     window.autosave()

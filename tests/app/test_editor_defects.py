@@ -17,7 +17,6 @@ from studio.app.node_item import MIN_FIT_ZOOM, title_point_size
 from studio.app.run_queue import RunState
 from studio.graph import dumps
 from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
-from tests.app.test_canvas import window  # noqa: F401  (the fixture)
 
 COMFY_FILES = PROJECT_ROOT / "tests" / "graph" / "comfy_files"
 

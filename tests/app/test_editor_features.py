@@ -8,7 +8,6 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QInputDialog
 
 from studio.graph import NodeMode, dumps
-from tests.app.test_canvas import window  # noqa: F401  (the fixture)
 
 
 def select(window, *node_ids):

@@ -7,7 +7,6 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from studio.graph import dumps
-from tests.app.test_canvas import window  # noqa: F401  (the fixture)
 
 
 def answer_search(qtbot, text: str) -> None:

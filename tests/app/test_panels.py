@@ -7,9 +7,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QComboBox, QDoubleSpinBox
 
 from studio.app.editors import BigIntSpinBox
-
 from studio.graph import dumps
-from tests.app.test_canvas import window  # noqa: F401  (the fixture)
 
 
 def drop_from_library(window, type_name: str, at: QPoint) -> None:

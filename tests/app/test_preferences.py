@@ -9,7 +9,6 @@ from PySide6.QtGui import QColor
 from studio.app import theme
 from studio.app.preferences import Preferences
 from studio.settings import WORKFLOWS_DIR
-from tests.app.test_canvas import window  # noqa: F401  (the fixture)
 
 
 def test_settings_dialog_changes_folders_vram_and_theme_and_they_persist(window, tmp_path):
@@ -23,7 +22,7 @@ def test_settings_dialog_changes_folders_vram_and_theme_and_they_persist(window,
     assert window.settings.model_roots == (tmp_path / "models-a", tmp_path / "models-b")
     assert window.settings.output_dir == tmp_path / "renders" and window.settings.low_vram
     assert window.engine is not old_engine and window.engine.settings == window.settings
-    assert theme.current == "light" and theme.BACKGROUND == QColor("#f3f4f6")
+    assert theme.current == "light" and QColor("#f3f4f6") == theme.BACKGROUND
     # The canvas repaints in the light colours.
     image = window.view.viewport().grab().toImage()
     corner = QColor(image.pixel(3, 3))

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from tests.app.test_canvas import window  # noqa: F401  (the fixture)
-
 
 def wait_idle(window, qtbot):
     qtbot.waitUntil(lambda: not window.runner.busy and all(e.status not in ("queued", "running")

@@ -89,7 +89,7 @@ def test_first_show_screenshots_of_three_graphs_at_two_window_sizes(display):
     result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=300, env=env)
     assert result.returncode == 0, result.stderr
-    for (name, size), target in targets.items():
+    for (_, size), target in targets.items():
         image = Image.open(target).convert("RGB")
         assert image.size == size
         colours = image.resize((160, 100)).getcolors(160 * 100)
