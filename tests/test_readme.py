@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-from studio.settings import PROJECT_ROOT
+# The README is the repository's, not the installed package's: found from this file's place.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_test_the_readme_promises_name_exists():

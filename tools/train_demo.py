@@ -1,6 +1,6 @@
 """Training the embedded demo models on the shapes data (``studio.demo.shapes``).
 
-    python -m studio.demo.train vae|base|lora|controlnet|upscaler [--steps N] [--out DIR]
+    python tools/train_demo.py vae|base|lora|controlnet|upscaler [--steps N] [--out DIR]
 
 Each stage is seeded and writes its model in the layout artists' models come in, under
 ``resources/models`` (or ``--out``): a diffusers pipeline folder for the base model, a kohya
@@ -11,6 +11,9 @@ cards in ``resources/models`` give each stage's time on the 2-core CPU it was tr
 The models are small on purpose (64×64 pictures, an 8×8×4 latent, a 64-wide text encoder):
 big enough to learn what the captions say, small enough to train in minutes on a CPU and to
 ship in the repository.
+
+A tool of the repository, not part of the installed app: it writes into the checkout's
+``resources/models`` (the files the wheel then ships), found from this file's place.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from studio.demo import shapes
-from studio.settings import RESOURCES_DIR
 
+RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 MODELS_DIR = RESOURCES_DIR / "models"
 BASE_NAME = "seed-shapes"
 BASE_DIR = Path("checkpoints") / BASE_NAME
@@ -598,7 +601,7 @@ def train_upscaler(out: Path, steps: int, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m studio.demo.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python tools/train_demo.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", choices=["vae", "base", "lora", "controlnet", "upscaler"])
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
