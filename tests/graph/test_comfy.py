@@ -356,6 +356,26 @@ def test_a_subgraph_that_contains_itself_is_refused(registry):
         workflow_from_bytes(json.dumps(document).encode(), registry.spec, "loop.json")
 
 
+def test_fields_named_like_the_importers_bookkeeping_are_the_files_own_fields(registry):
+    """What the importer learns about a node (where a subgraph node came from, values a
+    primitive or an instance gives it) is kept beside the file's node objects, so a file whose
+    nodes carry fields of those names neither crashes the import nor steers it."""
+    plain, _ = open_file(registry, "subgraph_ui.json")
+    document = read("subgraph_ui.json")
+    look_alikes = {"comfy_subgraph": {"instance": "1"}, "__primitive_values__": {"filename_prefix": "smuggled"},
+                   "__primitive_controls__": {"seed": "randomize"}, "__promoted_values__": {"blend_factor": 1.0},
+                   "__index__": 7}
+    document["nodes"][2].update(look_alikes)  # SaveImage
+    document["definitions"]["subgraphs"][0]["nodes"][1].update(look_alikes)  # ImageBlend, inside the subgraph
+    workflow, _ = workflow_from_bytes(json.dumps(document).encode(), registry.spec, "look-alikes.json")
+    assert effective_graph(workflow, registry) == effective_graph(plain, registry)
+    assert workflow.nodes["12:2"].extra["comfy_subgraph"] == plain.nodes["12:2"].extra["comfy_subgraph"]
+    assert "comfy_subgraph" not in workflow.nodes["3"].extra
+    for node_id in ("3", "12:2"):
+        kept = workflow.nodes[node_id].extra["comfy"]
+        assert {key: kept[key] for key in look_alikes} == look_alikes  # kept, as any unknown field
+
+
 def test_huge_strings_and_numbers_and_deep_nesting_do_not_break_the_importer(registry):
     big = {"nodes": [{"id": 1, "type": "PrimitiveString", "widgets_values": ["x" * (100 * 1024 * 1024)],
                       "pos": [1e308, -1e308], "size": [1e300, 5]}], "links": []}

@@ -126,6 +126,23 @@ class _Link:
     via: str | None = None
 
 
+@dataclass(frozen=True)
+class SubgraphDefinition:
+    """One entry of the file's ``definitions.subgraphs``, as the file has it, and its place in
+    that list (the JSON path errors about it name)."""
+
+    raw: dict[str, Any]
+    index: int
+
+    @property
+    def path(self) -> str:
+        return f"$.definitions.subgraphs[{self.index}]"
+
+
+# Where an expanded node came from (see _UiReader.member_record), by node id.
+MemberRecords = dict[str, dict[str, Any]]
+
+
 def _fail(path: str, message: str, source: str) -> ComfyFormatError:
     return ComfyFormatError(path, message, source)
 
@@ -159,6 +176,14 @@ class _UiReader:
         self.subgraph_instances: dict[str, dict] = {}
         # Reroute nodes of the file: id → (position, the reroute feeding it).
         self.reroute_points: dict[str, tuple[Any, str | None]] = {}
+        # What the reader learns about a node beyond the file's own fields is kept here, by
+        # node id, never written into the file's node objects (whose fields are all kept):
+        # where each expanded node of the top graph came from,
+        self.member_records: MemberRecords = {}
+        # the values an instance shows for the inner fields it exposes (input name → value),
+        self.exposed_values: dict[str, dict[str, Any]] = {}
+        # and the value (and control word) a PrimitiveNode copied into a field, by input name.
+        self.copied_primitives: dict[str, dict[str, tuple[Any, str | None]]] = {}
 
     # -- structure -----------------------------------------------------------------------
     def read_links(self, raw: Any, path: str) -> list[_Link]:
@@ -208,8 +233,11 @@ class _UiReader:
         return nodes
 
     # -- subgraphs -----------------------------------------------------------------------
-    def expand_subgraphs(self, nodes: dict[str, dict], links: list[_Link], definitions: dict[str, dict],
-                         depth: int = 0, active: tuple[str, ...] = ()) -> tuple[dict[str, dict], list[_Link]]:
+    def expand_subgraphs(self, nodes: dict[str, dict], links: list[_Link],
+                         definitions: dict[str, SubgraphDefinition], records: MemberRecords, depth: int = 0,
+                         active: tuple[str, ...] = ()) -> tuple[dict[str, dict], list[_Link]]:
+        """Expand the instances among ``nodes`` (one graph level), recording in ``records``
+        where each node they became came from, by its id at this level."""
         instances = [node_id for node_id, node in nodes.items() if node["type"] in definitions]
         if not instances:
             return nodes, links
@@ -220,18 +248,20 @@ class _UiReader:
             subgraph_id = instance["type"]
             if subgraph_id in active:
                 raise _fail("$.definitions.subgraphs", f"subgraph {subgraph_id} contains itself", self.source)
-            definition = definitions[subgraph_id]
-            path = f"$.definitions.subgraphs[{definition.get('__index__', '?')}]"
+            definition = definitions[subgraph_id].raw
+            path = definitions[subgraph_id].path
             inner_nodes = self.read_nodes(definition.get("nodes", []), f"{path}.nodes")
             inner_links = self.read_links(definition.get("links", []), f"{path}.links")
-            inner_nodes, inner_links = self.expand_subgraphs(inner_nodes, inner_links, definitions, depth + 1,
-                                                             (*active, subgraph_id))
+            inner_records: MemberRecords = {}
+            inner_nodes, inner_links = self.expand_subgraphs(inner_nodes, inner_links, definitions, inner_records,
+                                                             depth + 1, (*active, subgraph_id))
             prefix = f"{instance_id}:"
             name = definition.get("name") if isinstance(definition.get("name"), str) else subgraph_id
             for inner_id, inner in inner_nodes.items():
+                # A copy: another instance of the same definition expands the same node objects.
                 copy = dict(inner)
                 copy["id"] = prefix + inner_id
-                copy["comfy_subgraph"] = self.member_record(instance_id, name, inner)
+                records[prefix + inner_id] = self.member_record(instance_id, name, inner, inner_records.get(inner_id))
                 nodes[prefix + inner_id] = copy
             if depth == 0:
                 self.subgraph_instances[instance_id] = instance
@@ -259,7 +289,8 @@ class _UiReader:
                     source = feeding.get(link.origin_slot)
                     if source is None:
                         # The inner field keeps its own value, or the one the instance shows.
-                        self.promote(nodes.get(prefix + link.target), link.target_slot, promoted, link.origin_slot)
+                        self.promote(prefix + link.target, nodes, records, link.target_slot, promoted,
+                                     link.origin_slot)
                         continue
                     origin_id, origin_slot, link_id = source.origin, source.origin_slot, source.link_id
                 else:
@@ -277,12 +308,12 @@ class _UiReader:
         return nodes, links
 
     @staticmethod
-    def member_record(instance_id: str, name: str, inner: dict) -> dict[str, Any]:
+    def member_record(instance_id: str, name: str, inner: dict, nested: dict[str, Any] | None) -> dict[str, Any]:
         """Where an expanded node came from: the instance in the top graph, the subgraph's
-        name, the node's id inside its definition and, for a node of a nested subgraph, the
-        ids of the instance nodes between (outermost first)."""
-        nested = inner.get("comfy_subgraph")
-        if isinstance(nested, dict):
+        name, the node's id inside its definition and, for a node of a nested subgraph (whose
+        record inside that subgraph is ``nested``), the ids of the instance nodes between
+        (outermost first)."""
+        if nested is not None:
             return {"instance": instance_id, "name": name, "node": nested["node"],
                     "path": [nested["instance"], *nested.get("path", [])]}
         return {"instance": instance_id, "name": name, "node": inner.get("id")}
@@ -305,14 +336,16 @@ class _UiReader:
                     break
         return promoted
 
-    def promote(self, member: dict | None, target_slot: int, promoted: dict[int, Any], slot: int) -> None:
+    def promote(self, member_id: str, nodes: dict[str, dict], records: MemberRecords, target_slot: int,
+                promoted: dict[int, Any], slot: int) -> None:
         """Give a field fed by the instance's widget that value; its record keeps the value
         the definition holds, which an export writes back there."""
-        if member is None or slot not in promoted or member["comfy_subgraph"].get("path"):
+        member, record = nodes.get(member_id), records.get(member_id)
+        if member is None or record is None or slot not in promoted or record.get("path"):
             return
         input_name = self.input_name(member, target_slot)
         if input_name is not None:
-            member.setdefault("__promoted_values__", {})[input_name] = promoted[slot]
+            self.exposed_values.setdefault(member_id, {})[input_name] = promoted[slot]
 
     # -- front-end helpers ---------------------------------------------------------------
     def resolve_reroutes(self, nodes: dict[str, dict], links: list[_Link]) -> list[_Link]:
@@ -467,12 +500,9 @@ class _UiReader:
     def copy_into_fields(self, nodes: dict[str, dict], feeds: list[_Link], values: list) -> None:
         control = _control_word(values[1]) if len(values) > 1 else None
         for link in feeds:
-            target = nodes[link.target]
-            input_name = self.input_name(target, link.target_slot)
+            input_name = self.input_name(nodes[link.target], link.target_slot)
             if input_name is not None:
-                target.setdefault("__primitive_values__", {})[input_name] = values[0]
-                if control is not None:
-                    target.setdefault("__primitive_controls__", {})[input_name] = control
+                self.copied_primitives.setdefault(link.target, {})[input_name] = (values[0], control)
 
     # -- nodes ---------------------------------------------------------------------------
     def input_name(self, node: dict, slot: int) -> str | None:
@@ -496,7 +526,7 @@ class _UiReader:
             return outputs[slot]["name"]
         return unnamed_output(slot)
 
-    def map_widgets(self, node: dict, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def map_widgets(self, node_id: str, node: dict, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Field values by name, and what the file holds beyond them (control values, …)."""
         raw = node.get("widgets_values")
         layout = widget_layout(node["type"], self.spec_of)
@@ -537,13 +567,13 @@ class _UiReader:
                 index += 1
             if index < len(raw):
                 extras["widgets_overflow"] = raw[index:]
-        values.update(node.pop("__primitive_values__", {}))
-        controls = node.pop("__primitive_controls__", {})
+        copied = self.copied_primitives.get(node_id, {})
+        values.update((name, value) for name, (value, _) in copied.items())
         # A primitive copied into the seed field that the node's control slot follows drove
         # that seed, so its control (randomize, …) is the seed's; other fields have none.
         seeded = [name for name, after in zip(layout or (), (layout or ())[1:]) if after == CONTROL]
-        for name, control in controls.items():
-            if name in seeded:
+        for name, (_, control) in copied.items():
+            if name in seeded and control is not None:
                 extras[CONTROL] = control
         return values, extras
 
@@ -556,7 +586,7 @@ class _UiReader:
                 reroute.parent = None
         for node_id, raw in nodes.items():
             path = f"$.nodes[id={node_id}]"
-            values, extras = self.map_widgets(raw, path)
+            values, extras = self.map_widgets(node_id, raw, path)
             node = Node(node_id, raw["type"], values)
             if isinstance(raw.get("title"), str):
                 node.title = raw["title"]
@@ -568,14 +598,13 @@ class _UiReader:
                 node.color = raw["color"]
             flags = raw.get("flags")
             node.collapsed = bool(isinstance(flags, dict) and flags.get("collapsed") is True)
-            kept = {key: value for key, value in raw.items() if key not in _MAPPED_NODE_FIELDS
-                    and key not in ("comfy_subgraph", "__promoted_values__")}
+            kept = {key: value for key, value in raw.items() if key not in _MAPPED_NODE_FIELDS}
             if extras:
                 kept["widget_extras"] = extras
             node.extra["comfy"] = kept
-            if raw.get("comfy_subgraph"):
-                record = dict(raw["comfy_subgraph"])
-                promoted = raw.get("__promoted_values__") or {}
+            if node_id in self.member_records:
+                record = dict(self.member_records[node_id])
+                promoted = self.exposed_values.get(node_id, {})
                 if promoted:
                     # What the definition holds for each field the instance shows a value for.
                     record["exposed"] = {name: node.values.get(name) for name in promoted}
@@ -630,7 +659,8 @@ class _UiReader:
         return workflow
 
 
-def check_expanded_size(nodes: dict[str, dict], links: list, definitions: dict[str, dict], source: str) -> None:
+def check_expanded_size(nodes: dict[str, dict], links: list, definitions: dict[str, SubgraphDefinition],
+                        source: str) -> None:
     """Refuse a document whose subgraphs would expand beyond the limits, from the definitions
     alone (each definition's expanded size is counted once), naming the subgraph that grows
     it most; a subgraph that contains itself is left for the expansion to report."""
@@ -639,7 +669,7 @@ def check_expanded_size(nodes: dict[str, dict], links: list, definitions: dict[s
     def size(subgraph_id: str, active: tuple[str, ...]) -> tuple[int, int]:
         if subgraph_id in sizes:
             return sizes[subgraph_id]
-        definition = definitions[subgraph_id]
+        definition = definitions[subgraph_id].raw
         inner = definition.get("nodes") if isinstance(definition.get("nodes"), list) else []
         inner_links = definition.get("links") if isinstance(definition.get("links"), list) else []
         total_nodes, total_links = 0, len(inner_links)
@@ -669,8 +699,7 @@ def check_expanded_size(nodes: dict[str, dict], links: list, definitions: dict[s
             total_nodes += 1
         if total_nodes > MAX_EXPANDED_NODES or total_links > MAX_EXPANDED_LINKS:
             largest = max(growth, key=growth.get)
-            index = definitions[largest].get("__index__", "?")
-            raise _fail(f"$.definitions.subgraphs[{index}]",
+            raise _fail(definitions[largest].path,
                         f"its subgraphs would expand to more than {MAX_EXPANDED_NODES:,} nodes or "
                         f"{MAX_EXPANDED_LINKS:,} links (subgraph {largest!r} alone gives {growth[largest]:,} "
                         f"nodes); no real workflow is that large", source)
@@ -683,7 +712,7 @@ def import_ui(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflo
     reader = _UiReader(spec_of, source)
     nodes = reader.read_nodes(data.get("nodes"), "$.nodes")
     links = reader.read_links(data.get("links"), "$.links")
-    definitions: dict[str, dict] = {}
+    definitions: dict[str, SubgraphDefinition] = {}
     raw_definitions = data.get("definitions")
     if isinstance(raw_definitions, dict) and raw_definitions.get("subgraphs") is not None:
         subgraphs = raw_definitions["subgraphs"]
@@ -692,9 +721,9 @@ def import_ui(data: Any, spec_of: SpecLookup, source: str = "") -> tuple[Workflo
         for index, definition in enumerate(subgraphs):
             if not isinstance(definition, dict) or not isinstance(definition.get("id"), str):
                 raise _fail(f"$.definitions.subgraphs[{index}]", "expected a subgraph with an id", source)
-            definitions[definition["id"]] = {**definition, "__index__": index}
+            definitions[definition["id"]] = SubgraphDefinition(definition, index)
     check_expanded_size(nodes, links, definitions, source)
-    nodes, links = reader.expand_subgraphs(nodes, links, definitions)
+    nodes, links = reader.expand_subgraphs(nodes, links, definitions, reader.member_records)
     links = reader.resolve_reroutes(nodes, links)
     links = reader.resolve_primitives(nodes, links)
     workflow = reader.build(nodes, links, data.get("groups"), data)
