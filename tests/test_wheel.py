@@ -25,7 +25,7 @@ from studio.settings import PROJECT_ROOT
 
 # What the build reads from the checkout.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "studio", "nodes", "resources", "workflows")
-# The scripts that made the shipped files are tooling; the wheel leaves them out.
+# The checkout's data folders and the packages they are installed as.
 DATA_FOLDERS = {"resources": "seed_studio_resources", "workflows": "seed_studio_workflows"}
 
 WHERE_THINGS_ARE = """
@@ -64,7 +64,9 @@ def _expected_files() -> set[str]:
     for folder, package in DATA_FOLDERS.items():
         root = PROJECT_ROOT / folder
         for path in root.rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts and (path.suffix != ".py" or path.name == "__init__.py"):
+            # The scripts that made the shipped files are tooling; the wheel leaves them out.
+            script = path.suffix == ".py" and path.name != "__init__.py"
+            if path.is_file() and "__pycache__" not in path.parts and not script:
                 expected.add(f"{package}/{path.relative_to(root).as_posix()}")
     return expected
 

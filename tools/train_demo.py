@@ -157,7 +157,7 @@ class Ema:
     @torch.no_grad()
     def update(self, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
-        for average, current in zip(self.shadow.parameters(), self.module.parameters()):
+        for average, current in zip(self.shadow.parameters(), self.module.parameters(), strict=True):
             average.lerp_(current, 1 - decay)
 
 
@@ -539,7 +539,8 @@ def train_controlnet(out: Path, steps: int, seed: int) -> None:
             context = text_encoder(batch_ids).last_hidden_state
         hint = hints[index].float() / 255
 
-        def controlled(noisy: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        def controlled(noisy: torch.Tensor, t: torch.Tensor, ctx: torch.Tensor,
+                       hint: torch.Tensor = hint) -> torch.Tensor:  # this step's hint, bound now
             down, mid = controlnet(noisy, t, encoder_hidden_states=ctx, controlnet_cond=hint, return_dict=False)
             return unet(noisy, t, ctx, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
 
