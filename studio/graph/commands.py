@@ -205,15 +205,6 @@ class SetSeedControl(_PerNode):
         return self.workflow.set_seed_control(node_id, value)
 
 
-class ResizeNode(_PerNode):
-    def __init__(self, workflow: Workflow, node_id: str, size: tuple[float, float] | None) -> None:
-        super().__init__(workflow, [node_id], size)
-        self.text = "Resize node"
-
-    def apply(self, node_id: str, value: Any) -> Any:
-        return self.workflow.resize_node(node_id, value)
-
-
 # -- values ------------------------------------------------------------------------------
 class SetValue(Command):
     """Set a field; undoing the first edit of a field takes its own value away again (it
@@ -236,26 +227,6 @@ class SetValue(Command):
             self.workflow.set_value(self.node_id, self.input_name, self.previous)
         else:
             self.workflow.unset_value(self.node_id, self.input_name)
-
-
-class ResetValue(Command):
-    """Take a field's own value away, so it runs with its declared default."""
-
-    def __init__(self, workflow: Workflow, node_id: str, input_name: str) -> None:
-        super().__init__(workflow)
-        self.node_id, self.input_name = node_id, input_name
-        self.text = f"Reset {input_name}"
-        self.previous: Any = None
-        self.index: int | None = None
-
-    def do(self) -> None:
-        values = self.workflow.node(self.node_id).values
-        self.index = list(values).index(self.input_name) if self.input_name in values else None
-        self.previous = self.workflow.unset_value(self.node_id, self.input_name)
-
-    def undo(self) -> None:
-        if self.index is not None:
-            self.workflow.set_value(self.node_id, self.input_name, self.previous, self.index)
 
 
 # -- wires -------------------------------------------------------------------------------
@@ -392,33 +363,6 @@ class MoveReroute(Command):
 
     def undo(self) -> None:
         self.workflow.move_reroute(self.reroute_id, self.before)
-
-
-class RemoveReroute(Command):
-    """Remove a reroute point; the wires through it go straight (to its parent, if any)."""
-
-    def __init__(self, workflow: Workflow, reroute_id: str) -> None:
-        super().__init__(workflow)
-        self.reroute_id = reroute_id
-        self.text = "Delete reroute"
-        self.reroute: Reroute | None = None
-        self.index = 0
-        self.wires: list[tuple[str, str]] = []
-
-    def do(self) -> None:
-        self.reroute = self.workflow.reroute(self.reroute_id)
-        self.index = list(self.workflow.reroutes).index(self.reroute_id)
-        self.wires = [(node.id, name) for node in self.workflow.nodes.values()
-                      for name, link in node.links.items() if link.reroute == self.reroute_id]
-        for target, name in self.wires:
-            self.workflow.set_link_reroute(target, name, self.reroute.parent)
-        self.workflow.remove_reroute(self.reroute_id)
-
-    def undo(self) -> None:
-        assert self.reroute is not None
-        self.workflow.insert_reroute(self.reroute, self.index)
-        for target, name in self.wires:
-            self.workflow.set_link_reroute(target, name, self.reroute_id)
 
 
 # -- clipboard ---------------------------------------------------------------------------

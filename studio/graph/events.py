@@ -91,13 +91,6 @@ class NodeMoved:
 
 
 @dataclass(frozen=True)
-class NodeResized:
-    node_id: str
-    size: tuple[float, float] | None
-    previous: tuple[float, float] | None
-
-
-@dataclass(frozen=True)
 class NodeColorChanged:
     node_id: str
     color: str | None
@@ -153,7 +146,7 @@ class RerouteMoved:
 
 
 GraphEvent = (NodeAdded | NodeRemoved | LinkAdded | LinkRemoved | LinkRerouted | ValueChanged | ValueUnset
-              | ModeChanged | TitleChanged | NodeMoved | NodeResized | NodeColorChanged | NodeCollapsed
+              | ModeChanged | TitleChanged | NodeMoved | NodeColorChanged | NodeCollapsed
               | SeedControlChanged | GroupAdded | GroupRemoved | GroupChanged | RerouteAdded | RerouteRemoved
               | RerouteMoved)
 Listener = Callable[[GraphEvent], None]

@@ -234,12 +234,12 @@ class Workflow:
         self._emit(ev.NodeRemoved(node, tuple(outgoing)))
         return node, outgoing
 
-    def set_value(self, node_id: str, input_name: str, value: Any, index: int | None = None) -> Any:
+    def set_value(self, node_id: str, input_name: str, value: Any) -> Any:
         """Set a field value; returns the old one (``None`` if it had none)."""
         node = self.node(node_id)
         had_previous = input_name in node.values
         previous = node.values.get(input_name)
-        _put(node.values, input_name, value, index)
+        node.values[input_name] = value
         self._emit(ev.ValueChanged(node_id, input_name, value, previous, had_previous))
         return previous
 
@@ -269,13 +269,6 @@ class Workflow:
         node = self.node(node_id)
         previous, node.position = node.position, (float(position[0]), float(position[1]))
         self._emit(ev.NodeMoved(node_id, node.position, previous))
-        return previous
-
-    def resize_node(self, node_id: str, size: tuple[float, float] | None) -> tuple[float, float] | None:
-        node = self.node(node_id)
-        previous = node.size
-        node.size = None if size is None else (float(size[0]), float(size[1]))
-        self._emit(ev.NodeResized(node_id, node.size, previous))
         return previous
 
     def set_color(self, node_id: str, color: str | None) -> str | None:
