@@ -256,7 +256,8 @@ class _UiReader:
             inner_nodes, inner_links = self.expand_subgraphs(inner_nodes, inner_links, definitions, inner_records,
                                                              depth + 1, (*active, subgraph_id))
             prefix = f"{instance_id}:"
-            name = definition.get("name") if isinstance(definition.get("name"), str) else subgraph_id
+            stored_name = definition.get("name")
+            name = stored_name if isinstance(stored_name, str) else subgraph_id
             for inner_id, inner in inner_nodes.items():
                 # A copy: another instance of the same definition expands the same node objects.
                 copy = dict(inner)
@@ -267,7 +268,8 @@ class _UiReader:
                 self.subgraph_instances[instance_id] = instance
 
             # What feeds each of the instance's inputs, by the subgraph input's slot.
-            declared_inputs = definition.get("inputs") if isinstance(definition.get("inputs"), list) else []
+            stored_inputs = definition.get("inputs")
+            declared_inputs = stored_inputs if isinstance(stored_inputs, list) else []
             instance_inputs = instance.get("inputs") or []
             feeding: dict[int, _Link] = {}
             for link in links:
@@ -670,8 +672,9 @@ def check_expanded_size(nodes: dict[str, dict], links: list, definitions: dict[s
         if subgraph_id in sizes:
             return sizes[subgraph_id]
         definition = definitions[subgraph_id].raw
-        inner = definition.get("nodes") if isinstance(definition.get("nodes"), list) else []
-        inner_links = definition.get("links") if isinstance(definition.get("links"), list) else []
+        stored_nodes, stored_links = definition.get("nodes"), definition.get("links")
+        inner = stored_nodes if isinstance(stored_nodes, list) else []
+        inner_links = stored_links if isinstance(stored_links, list) else []
         total_nodes, total_links = 0, len(inner_links)
         for node in inner:
             kind = node.get("type") if isinstance(node, dict) else None
