@@ -138,7 +138,7 @@ class Registry:
             name = f"{package_name}.{info.name}"
             try:
                 module = importlib.import_module(name)
-            except Exception as error:  # one broken module must not hide the others
+            except Exception as error:  # noqa: BLE001 - one broken module must not hide the others
                 self.problems.append(PluginProblem(name, f"{type(error).__name__}: {error}"))
                 continue
             self.register_module(module, name)
@@ -175,7 +175,7 @@ class Registry:
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
             return module
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - a plugin's own code can raise anything; it becomes a problem
             sys.modules.pop(module_name, None)
             last = traceback.extract_tb(error.__traceback__)[-1:] or None
             where = f" (line {last[0].lineno})" if last else ""

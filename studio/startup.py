@@ -87,7 +87,7 @@ class RuntimeImport:
                     if name == "torch":
                         raise
                     # An optional library's layout changed: the loader imports what it needs itself.
-        except BaseException as error:  # reported to the caller by wait()
+        except BaseException as error:  # noqa: BLE001 - the background thread hands any failure to wait()
             self.error = error
         finally:
             self.seconds = time.perf_counter() - self.began

@@ -226,7 +226,7 @@ def tiny_sd3(seed: int) -> Any:
                                   pooled_projection_dim=CLIP_WIDTH + SD3_G_WIDTH, out_channels=16,
                                   pos_embed_max_size=16, dual_attention_layers=(0,), qk_norm="rms_norm")
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for parameter in model.parameters():
             parameter.normal_(0, 0.2)
     return model.eval()
 

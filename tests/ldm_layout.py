@@ -11,8 +11,16 @@ from pathlib import Path
 
 import torch
 
-from studio.runtime.ldm_export import (UNET_PREFIX, VAE_PREFIX, checkpoint_to_ldm, clip_to_ldm,  # noqa: F401
-                                       open_clip_resblocks, open_clip_to_ldm, unet_to_ldm, vae_to_ldm)
+from studio.runtime.ldm_export import (  # noqa: F401
+    UNET_PREFIX,
+    VAE_PREFIX,
+    checkpoint_to_ldm,
+    clip_to_ldm,
+    open_clip_resblocks,
+    open_clip_to_ldm,
+    unet_to_ldm,
+    vae_to_ldm,
+)
 from studio.runtime.ldm_names import unet_ldm_name
 
 UNET = UNET_PREFIX

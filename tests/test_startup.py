@@ -24,7 +24,8 @@ def console_script() -> Path | None:
 
 STARTS = {
     "python -m studio": lambda: [sys.executable, "-m", "studio", "nodes", "--json"],
-    "python -c": lambda: [sys.executable, "-c", "from studio.cli import main; raise SystemExit(main(['nodes', '--json']))"],
+    "python -c": lambda: [sys.executable, "-c",
+                          "from studio.cli import main; raise SystemExit(main(['nodes', '--json']))"],
     "console script": lambda: [str(console_script()), "nodes", "--json"],
 }
 

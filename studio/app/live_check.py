@@ -59,7 +59,7 @@ class LiveCheck(QObject):
     def _check(self, engine: Any, workflow: Workflow, generation: int) -> None:
         try:
             result = CheckResult(generation, engine.validate(workflow), engine.cache_keys(workflow))
-        except Exception as error:  # a check must never take the app down; say it failed
+        except Exception as error:  # noqa: BLE001 - a check must never take the app down; say it failed
             result = CheckResult(generation, failure=f"the graph could not be checked: {error}")
         self._results.emit(result)
 

@@ -13,9 +13,9 @@ from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QMenu, QToolTip, QW
 
 from studio.app import theme
 from studio.app.canvas import CanvasScene
+from studio.app.node_item import MIN_FIT_ZOOM, NodeItem
 from studio.app.undo import push
 from studio.graph import commands as cmd
-from studio.app.node_item import MIN_FIT_ZOOM, NodeItem
 
 
 class CanvasView(QGraphicsView):

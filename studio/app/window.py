@@ -15,26 +15,34 @@ import qtawesome as qta
 import shiboken6
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QUndoGroup, QUndoStack
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QMainWindow, QMessageBox, QProgressBar, QTabBar,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QTabBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.app import theme
 from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
-from studio.app.preferences import Preferences, SettingsDialog
 from studio.app.canvas import CanvasScene
 from studio.app.documents import Document
 from studio.app.file_choices import IMAGE_SUFFIXES, FileChoices
 from studio.app.live_check import CheckResult, LiveCheck
 from studio.app.panels import Inspector, NodeLibrary, ProblemsPanel
+from studio.app.preferences import Preferences, SettingsDialog
+from studio.app.run_controller import RunController
 from studio.app.run_queue import RunEntry, RunQueue
 from studio.app.runs import Gallery, RunQueuePanel
-from studio.app.run_controller import RunController
 from studio.app.view import CanvasView
 from studio.engine import Engine
 from studio.graph import Workflow, WorkflowFormatError, save
 from studio.graph import events as ev
-from studio.graph.model import NodeMode
 from studio.graph.files import open_workflow
+from studio.graph.model import NodeMode
 from studio.registry import Registry
 from studio.settings import Settings
 

@@ -33,8 +33,8 @@ def node_rows(node: Node, spec: NodeSpec | None, outgoing: Iterable[str] = ()) -
         outputs = list(dict.fromkeys(outgoing))
         return max(len(inputs), len(outputs)), len(fields)
     sockets = [s for s in spec.inputs if not s.has_widget or s.name in node.links]
-    fields = [s for s in spec.inputs if s.has_widget and s.name not in node.links]
-    return max(len(sockets), len(spec.outputs)), len(fields)
+    unwired = [s for s in spec.inputs if s.has_widget and s.name not in node.links]
+    return max(len(sockets), len(spec.outputs)), len(unwired)
 
 
 def node_height(node: Node, spec: NodeSpec | None, outgoing: Iterable[str] = ()) -> float:

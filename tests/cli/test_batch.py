@@ -19,7 +19,6 @@ from studio.batch import Job, build_jobs, order_jobs
 from studio.graph import load
 from studio.overrides import Override
 from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
-
 from tests.cli.test_cli import studio
 
 DEFAULT = str(WORKFLOWS_DIR / "film_grain.json")

@@ -12,7 +12,6 @@ from studio.batch import build_jobs, order_jobs, render_job, run_on_ray
 from studio.engine import Engine
 from studio.graph import dumps, load
 from studio.overrides import parse_set, parse_sweep
-
 from tests.cli.test_batch import DEFAULT, digest, manifest
 from tests.cli.test_cli import studio
 
@@ -42,8 +41,9 @@ def allow_local_sockets(monkeypatch):
 
 
 def jobs_for(workflow, registry):
-    return order_jobs(workflow, build_jobs(workflow, registry, fixed=[parse_set(workflow, registry, "Enlarge.scale_by=0.25")],
-                                           sweeps=[parse_sweep(workflow, registry, "Film grain.seed=1..4")]))
+    fixed = [parse_set(workflow, registry, "Enlarge.scale_by=0.25")]
+    sweeps = [parse_sweep(workflow, registry, "Film grain.seed=1..4")]
+    return order_jobs(workflow, build_jobs(workflow, registry, fixed=fixed, sweeps=sweeps))
 
 
 def single_process(registry, settings, workflow, jobs):

@@ -10,8 +10,8 @@ import pytest
 
 from studio.cli import main
 from studio.graph import Workflow, dumps, load, save
-from studio.graph.model import NodeMode
 from studio.graph.files import open_workflow
+from studio.graph.model import NodeMode
 from studio.graph.png import WORKFLOW_TEXT_KEY, read_png_text
 from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
 
@@ -234,7 +234,8 @@ def test_validate_warns_of_a_checkpoint_file_the_loader_would_refuse(tmp_path):
 def test_validate_warns_of_a_checkpoint_in_the_loras_folder(tmp_path):
     loras = tmp_path / "models" / "loras"
     loras.mkdir(parents=True)
-    write_header_file(loras / "not-a-lora.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)})
+    write_header_file(loras / "not-a-lora.safetensors",
+                      {"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3)})
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"model_roots": [str(tmp_path / "models")]}))
     workflow = load(WORKFLOWS_DIR / "lora.json")
@@ -243,7 +244,7 @@ def test_validate_warns_of_a_checkpoint_in_the_loras_folder(tmp_path):
     path = tmp_path / "lora.json"
     save(workflow, path)
     code, out, _ = studio("--config", str(config), "validate", str(path))
-    assert (f"input 'lora_name': not-a-lora.safetensors: holds no LoRA weights (no *.lora_down / lora_A / LoHa / "
+    assert ("input 'lora_name': not-a-lora.safetensors: holds no LoRA weights (no *.lora_down / lora_A / LoHa / "
             "LoKr tensors); it looks like a Stable Diffusion checkpoint (it belongs in the checkpoints folder); "
             "loading it would fail") in out
 

@@ -9,7 +9,6 @@ from studio.graph.files import open_workflow, workflow_from_bytes
 from studio.graph.png import read_png_text
 from studio.runtime.models import ModelFolders
 from studio.settings import DEMO_MODELS_DIR
-
 from tests.cli.test_cli import studio
 from tests.graph.test_comfy import png_carrying
 

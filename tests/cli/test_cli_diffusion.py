@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR
-
 from tests.cli.test_cli import studio
 
 

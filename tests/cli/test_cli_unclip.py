@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from studio.settings import WORKFLOWS_DIR
-
 from tests.cli.test_cli import studio
 from tests.unclip_models import CHECKPOINT, unclip_model_root
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from studio.settings import WORKFLOWS_DIR
-
 from tests.cli.test_cli import studio
 
 README_PROMPT = "Prompt.text=flowers melting into a cosmic black hole swirling around the cosmos like stars, fantasy"

@@ -16,7 +16,6 @@ import studio.fileio as fileio_module
 from studio.batch import read_params
 from studio.engine.execute import describe_exception, is_out_of_memory
 from studio.settings import WORKFLOWS_DIR
-
 from tests.cli.test_cli import studio
 from tests.hostile import run_with_memory_limit
 

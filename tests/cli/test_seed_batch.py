@@ -21,7 +21,6 @@ from studio.batch import build_jobs, order_jobs, seed_batch_plans
 from studio.graph import load
 from studio.overrides import parse_set, parse_sweep
 from studio.settings import PROJECT_ROOT, WORKFLOWS_DIR
-
 from tests.cli.test_cli import studio
 
 DEFAULT = str(WORKFLOWS_DIR / "default.json")
@@ -64,7 +63,7 @@ def test_a_render_sweep_gives_the_same_pictures_batched_and_one_by_one(tmp_path)
         paths = out.split()
         assert len(paths) == 5
         results[size] = [pixels(path) for path in paths]
-    for alone, batched in zip(results["1"], results["3"]):
+    for alone, batched in zip(results["1"], results["3"], strict=True):
         assert np.abs(alone - batched).max() < 1.5 / 255  # one 8-bit level at most (1e-4 at a step)
     assert np.abs(results["1"][0] - results["1"][1]).max() > 0.05  # seeds do differ
 

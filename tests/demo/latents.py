@@ -28,7 +28,8 @@ def shape_code_distances(vae) -> tuple[float, float]:
     pictures = np.stack([np.asarray(shapes.draw(shapes.Scene("square", c, b, "centre", "large"))) for c, b in pairs])
     with torch.no_grad():
         latents = vae.encode(torch.from_numpy(pictures).permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist.mean
-    codes = dict(zip(pairs, (latents[:, :, 3:5, 3:5].mean(dim=(2, 3)) * vae.config.scaling_factor).numpy()))
+    centres = (latents[:, :, 3:5, 3:5].mean(dim=(2, 3)) * vae.config.scaling_factor).numpy()
+    codes = dict(zip(pairs, centres, strict=True))
     distance = lambda a, b: float(np.linalg.norm(codes[a] - codes[b]))  # noqa: E731
     same_colour = np.mean([distance(a, b) for a in pairs for b in pairs if a[0] == b[0] and a != b])
     same_background = np.mean([distance(a, b) for a in pairs for b in pairs if a[1] == b[1] and a != b])

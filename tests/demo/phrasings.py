@@ -24,7 +24,8 @@ def held_out_phrasings() -> list[Asked]:
              if line and not line.startswith("#")]
     header, *rows = (line.split("\t") for line in lines)
     assert header == ["prompt", "shape", "colour", "background", "place"], header
-    return [Asked(prompt, shape, colour, background or None, place) for prompt, shape, colour, background, place in rows]
+    return [Asked(prompt, shape, colour, background or None, place)
+            for prompt, shape, colour, background, place in rows]
 
 
 def sample(count: int, seed: int) -> list[tuple[int, Asked]]:

@@ -1,7 +1,8 @@
 """The embedded demo models, on their shipped weights, measured with the pixel analysis in
 ``tests/demo/pixels.py``: the prompt's colours, place and shape are followed (held-out colour
-pairs too, and prompts phrased in ways never trained on), cfg and negative prompts steer, the LoRA stripes more as its strength rises, the
-ControlNet puts the shape on its hint, the upscaler beats bicubic, every tour workflow renders."""
+pairs too, and prompts phrased in ways never trained on), cfg and negative prompts steer, the
+LoRA stripes more as its strength rises, the ControlNet puts the shape on its hint, the
+upscaler beats bicubic, every tour workflow renders."""
 
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ def test_the_vae_codes_a_shape_by_its_own_colour_and_draws_every_colour_pair():
     with torch.no_grad():
         decoded = vae.decode(vae.encode(pictures.float() / 127.5 - 1).latent_dist.mean).sample
     images = ((decoded.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
-    wrong = [s for s, image in zip(scenes, images) if not follows(analyse(image), s.colour, s.background, s.position)]
+    wrong = [s for s, image in zip(scenes, images, strict=True)
+             if not follows(analyse(image), s.colour, s.background, s.position)]
     assert not wrong
     same_colour, same_background = shape_code_distances(vae)
     assert same_colour < 0.25 * same_background, (same_colour, same_background)
@@ -201,8 +203,8 @@ def test_the_controlnet_puts_the_shape_on_its_hint_in_the_prompts_colours(demo_e
         placed = shapes.moved_anywhere(scene, rng)
         shapes.hint(placed).save(inputs / f"hint-{index}.png")
         wanted = analyse(np.asarray(shapes.hint(placed))).centroid
-        result = analyse(render(demo_engine, workflow, **{"9.image": f"hint-{index}.png", "2.text": scene.caption(index),
-                                                          "4.seed": 90 + index})[0])
+        overrides = {"9.image": f"hint-{index}.png", "2.text": scene.caption(index), "4.seed": 90 + index}
+        result = analyse(render(demo_engine, workflow, **overrides)[0])
         got = result.centroid or (0.5, 0.5)
         errors.append(float(np.hypot(got[0] - wanted[0], got[1] - wanted[1])))
         if (result.colour, result.background) == (scene.colour, scene.background):
@@ -248,7 +250,7 @@ def test_the_upscaler_beats_bicubic_on_held_out_pictures(demo_engine):
         bicubic_psnr.append(psnr(bicubic, large[index]))
     print(f"PSNR upscaler {np.mean(model_psnr):.2f} dB, bicubic {np.mean(bicubic_psnr):.2f} dB")
     assert np.mean(model_psnr) > np.mean(bicubic_psnr) + 1.0
-    assert sum(m > b for m, b in zip(model_psnr, bicubic_psnr)) >= 11
+    assert sum(m > b for m, b in zip(model_psnr, bicubic_psnr, strict=True)) >= 11
 
 
 @pytest.mark.slow

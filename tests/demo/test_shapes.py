@@ -34,7 +34,7 @@ def test_training_scenes_never_use_a_held_out_colour_pair_and_held_out_scenes_on
 
 def test_pictures_show_the_captioned_colours_and_place():
     pictures, scenes = shapes.batch(3, 60)
-    for picture, scene in zip(pictures, scenes):
+    for picture, scene in zip(pictures, scenes, strict=True):
         result = analyse(picture)
         assert (result.colour, result.background) == (scene.colour, scene.background), scene
         assert in_region(scene.position, result.centroid), (scene, result.centroid)
@@ -138,7 +138,7 @@ def test_the_held_out_phrasing_set_is_never_a_training_phrasing():
 
 def test_the_shape_type_measure_names_every_drawn_shape():
     pictures, scenes = shapes.batch(12, 150)
-    assert all(shape_type(picture) == scene.shape for picture, scene in zip(pictures, scenes))
+    assert all(shape_type(picture) == scene.shape for picture, scene in zip(pictures, scenes, strict=True))
     # A square with slightly rounded corners is a square; a rounder one, whose corners are a
     # third or more of its side, is neither a circle nor a square.
     from PIL import Image, ImageDraw

@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from studio.graph import CURRENT_VERSION, FORMAT_NAME, NodeMode, Workflow, WorkflowFormatError
-from studio.graph import dumps, load, loads, save
+from studio.graph import CURRENT_VERSION, FORMAT_NAME, NodeMode, Workflow, WorkflowFormatError, dumps, load, loads, save
 from studio.graph import format as workflow_format
 from studio.graph.files import workflow_from_bytes
 from studio.settings import WORKFLOWS_DIR
@@ -129,7 +128,8 @@ MALFORMED = [
      '$.nodes["1"].values', "expected an object"),
     ('{"format": "seed-studio-workflow", "version": 1, "nodes": {"1": {"type": "A", "links": {"x": {"node": "1"}}}}}',
      '$.nodes["1"].links.x', "no 'output'"),
-    ('{"format": "seed-studio-workflow", "version": 1, "nodes": {"1": {"type": "A", "links": {"x": {"node": "9", "output": "O"}}}}}',
+    ('{"format": "seed-studio-workflow", "version": 1, '
+     '"nodes": {"1": {"type": "A", "links": {"x": {"node": "9", "output": "O"}}}}}',
      '$.nodes["1"].links.x.node', "not in the file"),
     ('{"format": "seed-studio-workflow", "version": 1, "nodes": {"1": {"type": "A", "values": {"v": NaN}}}}',
      "$", "NaN"),

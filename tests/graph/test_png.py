@@ -11,7 +11,6 @@ from PIL.PngImagePlugin import PngInfo
 from studio.graph import WorkflowFormatError, files
 from studio.graph.files import workflow_from_bytes
 from studio.graph.png import PNG_SIGNATURE, WORKFLOW_TEXT_KEYS, PngTextError, read_png_text
-
 from tests.hostile import run_with_memory_limit
 
 

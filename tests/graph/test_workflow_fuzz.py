@@ -4,6 +4,7 @@ opens can be saved and read back unchanged. About 1,500 inputs per run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import zlib
@@ -110,8 +111,6 @@ pngs = st.tuples(st.lists(text_chunks, max_size=5), st.integers(0, 200), st.bool
 def test_fuzzed_pngs(registry, png):
     data, cut = png
     data = data[:len(data) - cut % (len(data) - len(PNG_SIGNATURE) + 1)]
-    try:
+    with contextlib.suppress(PngTextError):
         read_png_text(data)
-    except PngTextError:
-        pass
     opens_cleanly_or_says_why(registry, data)

@@ -46,8 +46,8 @@ def _numeric_ids(workflow: Workflow, subgraphs: SubgraphExport) -> dict[Hashable
         else:
             waiting.append(key)
     next_free = max(used, default=0) + 1
-    for key in waiting:
-        ids[key] = next_free
+    for waiting_key in waiting:
+        ids[waiting_key] = next_free
         next_free += 1
     return ids
 
@@ -71,7 +71,8 @@ def to_comfy_ui(workflow: Workflow, spec_of: SpecLookup, remarks: list[str] | No
 
     groups = []
     for group in workflow.groups.values():
-        stored = group.extra.get("comfy") if isinstance(group.extra.get("comfy"), dict) else {}
+        stored_group = group.extra.get("comfy")
+        stored = stored_group if isinstance(stored_group, dict) else {}
         entry = {**stored, "title": group.title, "bounding": list(group.bounds)}
         if group.color:
             entry["color"] = group.color

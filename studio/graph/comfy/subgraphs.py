@@ -72,7 +72,8 @@ class _Definition:
     @classmethod
     def read(cls, raw: dict[str, Any]) -> _Definition:
         definition = cls(raw)
-        nodes = raw.get("nodes") if isinstance(raw.get("nodes"), list) else []
+        stored_nodes = raw.get("nodes")
+        nodes = stored_nodes if isinstance(stored_nodes, list) else []
         definition.nodes = {str(node.get("id")): node for node in nodes if isinstance(node, dict)}
         definition.links = [link for link in raw.get("links") or [] if _link_ends(link) is not None] \
             if isinstance(raw.get("links"), list) else []
@@ -282,7 +283,8 @@ class _Planner:
         target_scope = self.scope_of(target.id) if target.id in members else ()
         level: Scope = ()
         if source.id in members and target.id in members:
-            for a, b in zip(source_scope, target_scope):
+            # The scopes' common prefix: they may be of different depths, so zip stops at the shorter.
+            for a, b in zip(source_scope, target_scope, strict=False):
                 if a != b:
                     break
                 level = (*level, a)
@@ -351,7 +353,8 @@ class _Planner:
             elif (scope, inner) in member_at:
                 node = self.workflow.nodes[member_at[(scope, inner)]]
                 record = self.records[node.id]
-                exposed = record.get("exposed") if isinstance(record.get("exposed"), dict) else {}
+                stored_exposed = record.get("exposed")
+                exposed = stored_exposed if isinstance(stored_exposed, dict) else {}
                 own = {name: value for name, value in exposed.items() if value is not None}
                 items[node.id] = LevelItem(record["node"], node=node, values={**node.values, **own} if own else None)
         nodes, links, used = write_level(items, wires, self.spec_of, fixed=tuple(definition.boundary),
@@ -375,8 +378,9 @@ class _Planner:
         """The instance node as the file had it, with as many outputs as its definition and
         the current values of the inner fields it shows."""
         data = dict(self.instances[scope[0]]["node"])
-        outputs = list(data.get("outputs")) if isinstance(data.get("outputs"), list) else []
-        declared = definition.raw.get("outputs") if isinstance(definition.raw.get("outputs"), list) else []
+        stored_outputs, stored_declared = data.get("outputs"), definition.raw.get("outputs")
+        outputs = list(stored_outputs) if isinstance(stored_outputs, list) else []
+        declared = stored_declared if isinstance(stored_declared, list) else []
         for slot in range(len(outputs), len(declared)):
             entry = declared[slot] if isinstance(declared[slot], dict) else {}
             outputs.append({"name": entry.get("name", f"#{slot}"), "type": entry.get("type", "*")})

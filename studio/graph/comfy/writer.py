@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from studio.graph.comfy.definitions import CONTROL, UPLOAD
-from studio.graph.seeds import seed_control
 from studio.graph.comfy.layout import input_list, output_list, slot_of_unnamed, widget_layout
 from studio.graph.connect import SpecLookup
 from studio.graph.model import Node, NodeMode
+from studio.graph.seeds import seed_control
 
 MODE_NUMBERS = {NodeMode.NORMAL: 0, NodeMode.MUTE: 2, NodeMode.BYPASS: 4}
 # Key order of litegraph's node serialisation (LGraphNode.serialize); kept fields the file
@@ -126,7 +126,7 @@ def _link_fields(item: Any) -> tuple[Any, ...] | None:
 
 def write_level(items: dict[Hashable, LevelItem], wires: list[Wire], spec_of: SpecLookup, *,
                 fixed: tuple[Any, ...] = (), stored: tuple[Any, ...] = (),
-                link_objects: bool = False, by_id: bool = True) -> tuple[list[dict], list[Any], set[int]]:
+                link_objects: bool = False, by_id: bool = True) -> tuple[list[dict[str, Any]], list[Any], set[int]]:
     """The nodes and links of one level, and the link ids used.
 
     ``fixed`` are links written as they are (a subgraph's links from its input side or to
@@ -229,8 +229,13 @@ def write_level(items: dict[Hashable, LevelItem], wires: list[Wire], spec_of: Sp
             rows.append((link_id, list(ends)))
             continue
         previous = stored_by_id.get(link_id)
-        same = previous is not None and [str(v) for v in _link_fields(previous)[:5]] == [str(v) for v in ends[:5]]
-        rows.append((link_id, {**previous, "type": kind} if same else dict(zip(_LINK_KEYS, ends))))
+        # A stored link object that still joins the same ends keeps its other keys; anything else (a
+        # link stored as a list included: it has no keys to keep) is written as a new object.
+        if isinstance(previous, dict) and [str(previous.get(key)) for key in _LINK_KEYS[:5]] == [
+                str(value) for value in ends[:5]]:
+            rows.append((link_id, {**previous, "type": kind}))
+        else:
+            rows.append((link_id, dict(zip(_LINK_KEYS, ends, strict=True))))
     for item, fields in fixed_rows:
         link_id, origin, origin_slot, target, target_slot, _kind = fields
         if str(origin) in by_file_id and isinstance(origin_slot, int):
