@@ -74,12 +74,11 @@ class LazyServices(Mapping):
 def _window(workflow_path: Path | None, strict: bool = False):
     """The main window on a workflow. ``strict`` (no one to answer a dialog): a workflow that
     cannot be opened raises WorkflowFormatError instead of showing a message box."""
+    from studio.app.preferences import Preferences
     from studio.app.window import MainWindow
     from studio.engine import Engine
     from studio.registry import build_registry
     from studio.settings import Settings
-
-    from studio.app.preferences import Preferences
 
     settings = Settings.load()
     settings = Preferences.for_settings(settings).apply(settings)

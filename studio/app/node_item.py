@@ -8,12 +8,18 @@ left out only when zoomed out further than that.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import (QGraphicsItem, QGraphicsPathItem, QGraphicsSceneMouseEvent,
-                               QStyleOptionGraphicsItem, QWidget)
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsSceneMouseEvent,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
 
 from studio.app import theme
 from studio.app.editors import help_text
@@ -227,7 +233,7 @@ class NodeItem(QGraphicsItem):
                     painter.drawEllipse(centre, radius, radius)
         if not node.collapsed:
             # Fields take wires too (a primitive or any output can drive them): a faint dot says so.
-            for index, (name, socket_type, _) in enumerate(self.fields):
+            for index, (_, socket_type, _) in enumerate(self.fields):
                 centre = QPointF(0, TITLE_HEIGHT + ROW_HEIGHT * (self.socket_rows + index + 0.5))
                 colour = QColor(SOCKET_COLOURS.get(socket_type, "#bdbdbd"))
                 highlighted = self.canvas.drag_type is not None and self.canvas.accepts_drag(socket_type)
@@ -315,7 +321,7 @@ class WireItem(QGraphicsPathItem):
     def set_ends(self, start: QPointF, end: QPointF, via: list[QPointF] | None = None) -> None:
         points = [start, *(via or []), end]
         path = QPainterPath(points[0])
-        for a, b in zip(points, points[1:]):
+        for a, b in pairwise(points):
             bend = max(40.0, abs(b.x() - a.x()) * 0.5)
             path.cubicTo(a + QPointF(bend, 0), b - QPointF(bend, 0), b)
         self.setPath(path)
