@@ -7,13 +7,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, MODEL, STRING
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
+from studio.runtime.families import ModelFamily
 from studio.settings import Settings
 
 from nodes.loaders import ModelFileInput, check_model_file, model_file_fingerprint
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import DiffusionModel, TextEncoder
+    from studio.runtime.text_encoders import TransformerTextEncoder
 
 # ComfyUI's choices; the types Seed Studio loads are LOADED_CLIP_TYPES (others are refused
 # with a sentence when the graph is checked).
@@ -102,10 +107,8 @@ class UNETLoader(ModelFileInput, NodeBase):
               Input("weight_dtype", STRING, default="default", choices=WEIGHT_DTYPE_NAMES))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, unet_name: str, weight_dtype: str):
-        from studio.runtime.transformer_models import load_diffusion_model
-
-        from studio.runtime.transformer_models import cpu_warning
+    def run(self, ctx, unet_name: str, weight_dtype: str) -> tuple:
+        from studio.runtime.transformer_models import cpu_warning, load_diffusion_model
 
         manager = model_manager(ctx.services)
         path = manager.resolve("diffusion_models", unet_name)
@@ -131,7 +134,8 @@ class CLIPLoader(_TextEncoderFiles):
               Input("device", STRING, default="default", choices=DEVICES, optional=True))
     outputs = (Output("CLIP", CLIP),)
 
-    def run(self, ctx, clip_name: str, type: str, device: str = "default"):  # noqa: A002 (ComfyUI's name)
+    def run(self, ctx, clip_name: str, type: str,  # noqa: A002 (ComfyUI's name)
+            device: str = "default") -> tuple:
         return (load_text_encoder_files(ctx, [clip_name], type),)
 
 
@@ -150,13 +154,16 @@ class DualCLIPLoader(_TextEncoderFiles):
               Input("device", STRING, default="default", choices=DEVICES, optional=True))
     outputs = (Output("CLIP", CLIP),)
 
-    def run(self, ctx, clip_name1: str, clip_name2: str, type: str, device: str = "default"):  # noqa: A002
+    def run(self, ctx, clip_name1: str, clip_name2: str, type: str,  # noqa: A002 (ComfyUI's name)
+            device: str = "default") -> tuple:
         return (load_text_encoder_files(ctx, [clip_name1, clip_name2], type),)
 
 
-def _flux_clip(clip: Any) -> Any:
-    if getattr(clip, "roles", None) is None or clip.family != "flux":
-        raise ValueError(f"this node needs FLUX's text encoders (CLIP-L and T5-XXL); the CLIP wired in is "
+def require_transformer_clip(clip: Any, family: ModelFamily, needed: str) -> TransformerTextEncoder:
+    """``clip`` when it is ``family``'s text encoders (CLIP-L, CLIP-G, T5-XXL by role), else a
+    sentence saying what the node needs (``needed``) and what is wired in."""
+    if getattr(clip, "roles", None) is None or clip.family != family:
+        raise ValueError(f"this node needs {needed}; the CLIP wired in is "
                          f"{getattr(clip, 'family', type(clip).__name__)}")
     return clip
 
@@ -174,10 +181,10 @@ class CLIPTextEncodeFlux(NodeBase):
               Input("guidance", FLOAT, default=3.5, min=0.0, max=100.0, step=0.1))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, clip, clip_l: str, t5xxl: str, guidance: float):
+    def run(self, ctx, clip: TextEncoder, clip_l: str, t5xxl: str, guidance: float) -> tuple:
         from studio.runtime.text_encoders import encode_flux
 
-        clip = _flux_clip(clip)
+        clip = require_transformer_clip(clip, ModelFamily.FLUX, "FLUX's text encoders (CLIP-L and T5-XXL)")
         with model_manager(ctx.services).use(*clip.encoders, patches=clip.patched_modules()):
             hidden, extras = encode_flux(clip, clip_l, t5xxl)
         return ([(hidden, {**extras, "guidance": float(guidance)})],)
@@ -193,7 +200,7 @@ class FluxGuidance(NodeBase):
     inputs = (Input("conditioning", CONDITIONING), Input("guidance", FLOAT, default=3.5, min=0.0, max=100.0, step=0.1))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list, guidance: float):
+    def run(self, ctx, conditioning: list, guidance: float) -> tuple:
         return ([(embedding, {**extras, "guidance": float(guidance)}) for embedding, extras in conditioning],)
 
 
@@ -210,7 +217,8 @@ class ModelSamplingFlux(NodeBase):
               Input("height", INT, default=1024, min=16, max=MAX_RESOLUTION, step=8))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, model, max_shift: float, base_shift: float, width: int, height: int):
+    def run(self, ctx, model: DiffusionModel, max_shift: float, base_shift: float, width: int,
+            height: int) -> tuple:
         from studio.runtime.flux import FluxModelSampling
 
         slope = (max_shift - base_shift) / (4096 - 256)

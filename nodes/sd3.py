@@ -5,11 +5,16 @@ ModelSamplingAuraFlow."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, LATENT, MODEL, STRING
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
+from studio.runtime.families import ModelFamily
 
-from nodes.flux import _TextEncoderFiles, load_text_encoder_files, model_manager
+from nodes.flux import _TextEncoderFiles, load_text_encoder_files, model_manager, require_transformer_clip
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import DiffusionModel, TextEncoder
 
 
 class TripleCLIPLoader(_TextEncoderFiles):
@@ -23,7 +28,7 @@ class TripleCLIPLoader(_TextEncoderFiles):
     inputs = tuple(Input(name, STRING, default="", tooltip="file in the text_encoders folder") for name in file_inputs)
     outputs = (Output("CLIP", CLIP),)
 
-    def run(self, ctx, clip_name1: str, clip_name2: str, clip_name3: str):
+    def run(self, ctx, clip_name1: str, clip_name2: str, clip_name3: str) -> tuple:
         return (load_text_encoder_files(ctx, [clip_name1, clip_name2, clip_name3], "sd3"),)
 
 
@@ -40,12 +45,12 @@ class CLIPTextEncodeSD3(NodeBase):
               Input("empty_padding", STRING, default="none", choices=("none", "empty_prompt")))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, clip, clip_l: str, clip_g: str, t5xxl: str, empty_padding: str):
+    def run(self, ctx, clip: TextEncoder, clip_l: str, clip_g: str, t5xxl: str,
+            empty_padding: str) -> tuple:
         from studio.runtime.text_encoders import encode_sd3
 
-        if getattr(clip, "roles", None) is None or clip.family != "sd3":
-            raise ValueError("this node needs SD3's text encoders (TripleCLIPLoader, or an SD3.5 checkpoint); the "
-                             f"CLIP wired in is {getattr(clip, 'family', type(clip).__name__)}")
+        clip = require_transformer_clip(clip, ModelFamily.SD3,
+                                        "SD3's text encoders (TripleCLIPLoader, or an SD3.5 checkpoint)")
         with model_manager(ctx.services).use(*clip.encoders, patches=clip.patched_modules()):
             hidden, extras = encode_sd3(clip, clip_l, clip_g, t5xxl, empty_padding)
         return ([(hidden, extras)],)
@@ -62,7 +67,7 @@ class EmptySD3LatentImage(NodeBase):
               Input("batch_size", INT, default=1, min=1, max=4096))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, width: int, height: int, batch_size: int):
+    def run(self, ctx, width: int, height: int, batch_size: int) -> tuple:
         import torch
 
         return ({"samples": torch.zeros(batch_size, 16, height // 8, width // 8)},)
@@ -79,7 +84,7 @@ class ModelSamplingSD3(NodeBase):
     outputs = (Output("MODEL", MODEL),)
     multiplier = 1000.0
 
-    def run(self, ctx, model, shift: float):
+    def run(self, ctx, model: DiffusionModel, shift: float) -> tuple:
         from studio.runtime.schedules import FlowModelSampling
 
         return (replace(model, sampling=FlowModelSampling(shift=float(shift), multiplier=self.multiplier)),)

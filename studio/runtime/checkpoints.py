@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from studio.runtime.device import DevicePolicy
+from studio.runtime.families import FAMILY_NAMES, TRANSFORMER_FAMILIES, ModelFamily
 from studio.runtime.model_errors import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelLoadError  # noqa: F401
 from studio.settings import RESOURCES_DIR
 
@@ -32,15 +33,15 @@ CONFIGS_DIR = RESOURCES_DIR / "configs"
 TOKENIZER_DIR = RESOURCES_DIR / "tokenizers" / "clip"
 # diffusers' names for checkpoint families, and the config folder we ship for each. The
 # inpainting models share their family's architecture but for the UNet's input channels.
-FAMILY_OF_MODEL_TYPE = {"v1": "sd15", "v2": "sd2", "xl_base": "sdxl", "xl_refiner": "sdxl_refiner",
-                        "inpainting": "sd15", "inpainting_v2": "sd2", "xl_inpaint": "sdxl",
-                        "instruct-pix2pix": "sd15"}
-FAMILY_NAMES = {"sd15": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL", "sdxl_refiner": "SDXL refiner",
-                "sd2_unclip": "SD 2.1 unCLIP", "flux": "FLUX.1", "sd3": "SD3.5"}
+FAMILY_OF_MODEL_TYPE = {"v1": ModelFamily.SD15, "v2": ModelFamily.SD2, "xl_base": ModelFamily.SDXL,
+                        "xl_refiner": ModelFamily.SDXL_REFINER, "inpainting": ModelFamily.SD15,
+                        "inpainting_v2": ModelFamily.SD2, "xl_inpaint": ModelFamily.SDXL,
+                        "instruct-pix2pix": ModelFamily.SD15}
 # The tokenizer of each text encoder, by family: OpenCLIP's encoders (SD2's, SDXL's second
 # and the refiner's only one) pad with "!", OpenAI's CLIP with the end-of-text token.
-TOKENIZER_PADDING = {"sd15": ("<|endoftext|>",), "sd2": ("!",), "sdxl": ("<|endoftext|>", "!"),
-                     "sdxl_refiner": ("!",), "sd2_unclip": ("!",)}
+TOKENIZER_PADDING = {ModelFamily.SD15: ("<|endoftext|>",), ModelFamily.SD2: ("!",),
+                     ModelFamily.SDXL: ("<|endoftext|>", "!"), ModelFamily.SDXL_REFINER: ("!",),
+                     ModelFamily.SD2_UNCLIP: ("!",)}
 UNET_INPUT_KEY = "model.diffusion_model.input_blocks.0.0.weight"
 # SD 2.1 unCLIP: the UNet's class ("adm") input, an image embedding and its noise level's
 # embedding side by side (1536 for unCLIP L's ViT-L/14, 2048 for unCLIP H's ViT-H/14), and
@@ -58,7 +59,7 @@ class DiffusionModel:
     """What flows through a MODEL socket: the denoising UNet and how it was trained."""
 
     unet: Any
-    family: str
+    family: ModelFamily
     scheduler_config: dict[str, Any]
     key: str
     # How latents are scaled for this UNet; a property of the model family (its own VAE's
@@ -81,6 +82,9 @@ class DiffusionModel:
     # The VAE that came with this model (its checkpoint's): live previews are fitted to it.
     preview_vae: Any = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        self.family = ModelFamily(self.family)  # a plain family string is taken too
+
     @property
     def prediction_type(self) -> str:
         return self.scheduler_config.get("prediction_type", "epsilon")
@@ -97,7 +101,7 @@ class TextEncoder:
     """What flows through a CLIP socket: one or two CLIP text models with their tokenizers
     (the SDXL refiner's one is SDXL's second encoder, OpenCLIP ViT-bigG, with its projection)."""
 
-    family: str
+    family: ModelFamily
     tokenizers: list[Any]
     encoders: list[Any]
     key: str
@@ -105,6 +109,9 @@ class TextEncoder:
     stop_at_layer: int = -1
     # LoRA patches to merge while encoding (target "clip0" / "clip1" names the encoder).
     patches: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.family = ModelFamily(self.family)  # a plain family string is taken too
 
     def with_last_layer(self, layer: int) -> TextEncoder:
         return replace(self, stop_at_layer=layer)
@@ -191,7 +198,7 @@ def read_state_dict(path: Path, wrappers: tuple[str, ...] = ("state_dict",)) -> 
     raise ModelLoadError(path, f"unknown kind of weights file {suffix!r} (expected .safetensors or .ckpt)")
 
 
-def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
+def detect_family(path: Path, state_dict: Mapping[str, Any]) -> ModelFamily:
     """Which shipped config fits a single-file checkpoint, from its keys and shapes.
 
     Only names and shapes are read, so ``state_dict`` may hold empty "meta" tensors made from
@@ -204,7 +211,7 @@ def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
                              "weights; a LoRA, VAE or ControlNet goes in its own folder)")
     if is_unclip(state_dict):
         unet_input_channels(path, state_dict)
-        return "sd2_unclip"
+        return ModelFamily.SD2_UNCLIP
     from studio.runtime.transformer_models import transformer_family
 
     transformer = transformer_family(state_dict)  # FLUX.1 / SD3.5 all-in-one files
@@ -217,7 +224,7 @@ def detect_family(path: Path, state_dict: Mapping[str, Any]) -> str:
                              f"(it loads {', '.join(FAMILY_NAMES.values())}, their inpainting models and "
                              "InstructPix2Pix)")
     unet_input_channels(path, state_dict)
-    if family == "sdxl_refiner" and "conditioner.embedders.0.model.text_projection" not in state_dict:
+    if family == ModelFamily.SDXL_REFINER and "conditioner.embedders.0.model.text_projection" not in state_dict:
         raise ModelLoadError(path, "looks like the SDXL refiner but has no text projection for its text encoder "
                              "(conditioner.embedders.0.model.text_projection); the file is incomplete")
     return family
@@ -290,11 +297,11 @@ def inspect_checkpoint_header(path: Path) -> str | None:
     return None
 
 
-def _config_folder(path: Path, family: str, state_dict: Mapping[str, Any] | None = None) -> Path:
+def _config_folder(path: Path, family: ModelFamily, state_dict: Mapping[str, Any] | None = None) -> Path:
     sidecar = path.with_suffix("")
     if (sidecar / "model_index.json").is_file():
         return sidecar
-    if family == "sd2_unclip":
+    if family == ModelFamily.SD2_UNCLIP:
         inputs = int(state_dict[UNCLIP_LABEL_KEY].shape[1])
         if inputs not in UNCLIP_CONFIGS:
             raise ModelLoadError(path, f"is an unCLIP checkpoint whose UNet reads {inputs} image values, which Seed "
@@ -319,7 +326,7 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
 
     state_dict = read_state_dict(path)
     family = detect_family(path, state_dict)
-    if family in ("flux", "sd3"):
+    if family in TRANSFORMER_FAMILIES:
         from studio.runtime.transformer_models import load_transformer_checkpoint
 
         return load_transformer_checkpoint(path, state_dict, policy, key)
@@ -335,7 +342,7 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
                                  policy.dtype, path, "UNet", in_channels=in_channels)
         vae = single_file_model(AutoencoderKL, convert_ldm_vae_checkpoint, state_dict, folder / "vae", policy.dtype,
                                 path, "VAE")
-        if family == "sdxl_refiner":
+        if family == ModelFamily.SDXL_REFINER:
             # The refiner has only SDXL's second encoder (diffusers' text_encoder_2), stored
             # first: conditioner.embedders.0 is OpenCLIP ViT-bigG.
             encoders = [create_diffusers_clip_model_from_ldm(
@@ -343,7 +350,7 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
         else:
             encoders = [create_diffusers_clip_model_from_ldm(CLIPTextModel, state_dict, subfolder="text_encoder",
                                                              **options)]
-        if family == "sdxl":
+        if family == ModelFamily.SDXL:
             encoders.append(create_diffusers_clip_model_from_ldm(
                 CLIPTextModelWithProjection, state_dict, subfolder="text_encoder_2", **options))
     except (ValueError, RuntimeError, KeyError) as error:
@@ -351,12 +358,12 @@ def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
                              f"architecture ({str(error).splitlines()[0][:300]})") from None
     tokenizers = [make_tokenizer(pad) for pad in TOKENIZER_PADDING[family]]
     scheduler_config = _scheduler_config(folder)
-    if family == "sd2" and in_channels == 9:
+    if family == ModelFamily.SD2 and in_channels == 9:
         # SD 2's inpainting model (512-inpainting-ema) predicts the noise, unlike the 768-v
         # model the shipped SD 2 configs describe; ComfyUI reads it the same way.
         scheduler_config = {**scheduler_config, "prediction_type": "epsilon"}
     checkpoint = _assemble(family, unet, encoders, tokenizers, vae, scheduler_config, key)
-    if family == "sd2_unclip":
+    if family == ModelFamily.SD2_UNCLIP:
         _add_unclip_parts(path, state_dict, folder, checkpoint, policy, key)
     return checkpoint
 
@@ -369,7 +376,7 @@ def _add_unclip_parts(path: Path, state_dict: Mapping[str, Any], folder: Path, c
     width = unclip_embedding_width(path, state_dict)
     checkpoint.model.noise_augmentor = EmbeddingNoiseAugmentor(width)
     # Its text encoder is SD 2's own: prompts, LoRAs and merges treat it as SD 2's.
-    checkpoint.clip.family = "sd2"
+    checkpoint.clip.family = ModelFamily.SD2
     if any(name.startswith(UNCLIP_EMBEDDER_PREFIX + "visual.") for name in state_dict):
         weights = vision_tower_weights(path, state_dict, UNCLIP_EMBEDDER_PREFIX)
         checkpoint.clip_vision = clip_vision_from_weights(path, weights, policy, key, folder / "image_encoder")
@@ -404,9 +411,11 @@ def load_diffusers_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpo
         raise ModelLoadError(path, f"cannot be loaded as a diffusers model ({str(error).splitlines()[0][:300]})") \
             from None
     if refiner:
-        family = "sdxl_refiner"
+        family = ModelFamily.SDXL_REFINER
+    elif len(encoders) == 2:
+        family = ModelFamily.SDXL
     else:
-        family = "sdxl" if len(encoders) == 2 else "sd2" if unet.config.cross_attention_dim == 1024 else "sd15"
+        family = ModelFamily.SD2 if unet.config.cross_attention_dim == 1024 else ModelFamily.SD15
     tokenizers = []
     names = ("tokenizer_2",) if refiner else ("tokenizer", "tokenizer_2")[:len(encoders)]
     for name, pad in zip(names, TOKENIZER_PADDING[family]):
@@ -417,7 +426,7 @@ def load_diffusers_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpo
     return _assemble(family, unet, encoders, tokenizers, vae, _scheduler_config(path), key)
 
 
-def _assemble(family: str, unet: Any, encoders: list[Any], tokenizers: list[Any], vae: Any,
+def _assemble(family: ModelFamily, unet: Any, encoders: list[Any], tokenizers: list[Any], vae: Any,
               scheduler_config: dict[str, Any], key: str) -> Checkpoint:
     for name, module in (("UNet", unet), ("VAE", vae), *((f"text encoder {i + 1}", e) for i, e in enumerate(encoders))):
         # Weights the file did not provide stay as empty "meta" tensors; refuse them here
@@ -431,7 +440,7 @@ def _assemble(family: str, unet: Any, encoders: list[Any], tokenizers: list[Any]
                       TextEncoder(family, tokenizers, encoders, key), Vae(vae, key))
 
 
-def load_vae_file(path: Path, policy: DevicePolicy, key: str, family: str = "sd15") -> Vae:
+def load_vae_file(path: Path, policy: DevicePolicy, key: str, family: ModelFamily = ModelFamily.SD15) -> Vae:
     """A separate VAE: a diffusers VAE folder, or a single file in either key layout."""
     from diffusers import AutoencoderKL
 

@@ -20,6 +20,7 @@ import torch
 
 from studio.runtime.checkpoints import CONFIGS_DIR, ModelLoadError, read_state_dict
 from studio.runtime.device import DevicePolicy
+from studio.runtime.families import ModelFamily
 from studio.runtime.images import center_crop_to_aspect, resize_image
 
 
@@ -45,11 +46,12 @@ class ControlHint:
         return self.strength != 0 and self.start <= fraction < self.end
 
 
-def _family(state_dict: dict[str, torch.Tensor]) -> str | None:
+def _family(state_dict: dict[str, torch.Tensor]) -> ModelFamily | None:
     """Which base model an LDM-layout ControlNet was trained for, from its cross-attention
     width (768 SD 1.x, 1024 SD 2.x, 2048 SDXL)."""
     widths = {value.shape[-1] for key, value in state_dict.items() if key.endswith("attn2.to_k.weight")}
-    return {768: "sd15", 1024: "sd2", 2048: "sdxl"}.get(max(widths)) if widths else None
+    by_width = {768: ModelFamily.SD15, 1024: ModelFamily.SD2, 2048: ModelFamily.SDXL}
+    return by_width.get(max(widths)) if widths else None
 
 
 def _looks_like_controlnet(state_dict: dict[str, torch.Tensor]) -> bool:
@@ -234,7 +236,7 @@ def load_controlnet(path: Path, policy: DevicePolicy, key: str, base_unet: Any =
     family = _family(state_dict)
     if (sidecar / "config.json").is_file():
         config = sidecar
-    elif family in ("sd15", "sdxl"):
+    elif family in (ModelFamily.SD15, ModelFamily.SDXL):
         config = CONFIGS_DIR / f"controlnet-{family}"
     else:
         raise ModelLoadError(path, f"is a ControlNet for a model Seed Studio ships no config for; put its "

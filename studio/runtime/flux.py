@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from studio.runtime.checkpoints import DiffusionModel, ModelLoadError, Vae
+from studio.runtime.families import ModelFamily
 from studio.runtime.schedules import FlowModelSampling
 from studio.runtime.weight_storage import compute_dtype, load_into
 
@@ -224,7 +225,8 @@ def flux_model(transformer: torch.nn.Module, key: str, offloaded_to: torch.devic
     """The MODEL socket's value for a FLUX transformer (dev if it reads guidance, else schnell)."""
     dev = bool(transformer.config.guidance_embeds)
     sampling = FluxModelSampling() if dev else schnell_sampling()
-    return DiffusionModel(FluxDenoiser(transformer, offloaded_to), "flux", {"prediction_type": "flow"}, key, FLUX_SCALE,
+    return DiffusionModel(FluxDenoiser(transformer, offloaded_to), ModelFamily.FLUX, {"prediction_type": "flow"}, key,
+                          FLUX_SCALE,
                           sampling=sampling, latent_shift=FLUX_SHIFT)
 
 

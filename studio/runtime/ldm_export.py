@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from studio.runtime.families import ModelFamily
 from studio.runtime.ldm_names import unet_layout, unet_ldm_name
 
 UNET_PREFIX = "model.diffusion_model."
@@ -24,14 +25,16 @@ VAE_PREFIX = "first_stage_model."
 # Where each family's text encoders live in a single file, in the order of TextEncoder.encoders,
 # and in which layout: OpenAI's CLIP as Hugging Face names it, or OpenCLIP's own.
 TEXT_ENCODER_LAYOUT = {
-    "sd15": (("clip", "cond_stage_model.transformer."),),
-    "sd2": (("open_clip", "cond_stage_model.model."),),
-    "sdxl": (("clip", "conditioner.embedders.0.transformer."), ("open_clip", "conditioner.embedders.1.model.")),
-    "sdxl_refiner": (("open_clip", "conditioner.embedders.0.model."),),
+    ModelFamily.SD15: (("clip", "cond_stage_model.transformer."),),
+    ModelFamily.SD2: (("open_clip", "cond_stage_model.model."),),
+    ModelFamily.SDXL: (("clip", "conditioner.embedders.0.transformer."),
+                       ("open_clip", "conditioner.embedders.1.model.")),
+    ModelFamily.SDXL_REFINER: (("open_clip", "conditioner.embedders.0.model."),),
 }
 # The diffusers sub-folder of each text encoder, by family (for a config folder beside a file).
-TEXT_ENCODER_FOLDERS = {"sd15": ("text_encoder",), "sd2": ("text_encoder",),
-                        "sdxl": ("text_encoder", "text_encoder_2"), "sdxl_refiner": ("text_encoder_2",)}
+TEXT_ENCODER_FOLDERS = {ModelFamily.SD15: ("text_encoder",), ModelFamily.SD2: ("text_encoder",),
+                        ModelFamily.SDXL: ("text_encoder", "text_encoder_2"),
+                        ModelFamily.SDXL_REFINER: ("text_encoder_2",)}
 
 
 def unet_to_ldm(unet: Any, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
@@ -122,7 +125,7 @@ def open_clip_resblocks(state: dict[str, torch.Tensor], layers: int, prefix: str
     return out
 
 
-def checkpoint_to_ldm(family: str, unet: Any, vae: Any, encoders: list[Any],
+def checkpoint_to_ldm(family: ModelFamily, unet: Any, vae: Any, encoders: list[Any],
                       unet_state: dict[str, torch.Tensor] | None = None,
                       vae_state: dict[str, torch.Tensor] | None = None,
                       encoder_states: list[dict[str, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
@@ -157,7 +160,7 @@ def same_architecture(module: Any, shipped: Path) -> bool:
                if not key.startswith("_") and key not in _BOOKKEEPING and key in actual)
 
 
-def needs_config_folder(family: str, unet: Any, vae: Any, encoders: list[Any], configs: Path) -> bool:
+def needs_config_folder(family: ModelFamily, unet: Any, vae: Any, encoders: list[Any], configs: Path) -> bool:
     """Whether a checkpoint file of these modules needs its own config folder beside it to load
     back (an architecture other than the one ``configs``/<family> describes)."""
     folder = configs / family
@@ -167,7 +170,7 @@ def needs_config_folder(family: str, unet: Any, vae: Any, encoders: list[Any], c
     return not all(same_architecture(module, path) for module, path in pairs)
 
 
-def write_config_folder(folder: Path, family: str, unet: Any, vae: Any, encoders: list[Any],
+def write_config_folder(folder: Path, family: ModelFamily, unet: Any, vae: Any, encoders: list[Any],
                         scheduler_config: dict[str, Any], model_index: Path) -> None:
     """The diffusers configs (no weights) that give a single file its architecture: the
     folder the checkpoint loader looks for beside a file of the same name."""

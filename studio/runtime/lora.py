@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from studio.runtime.families import MULTI_ENCODER_FAMILIES, ModelFamily
 from studio.runtime.ldm_names import unet_layout, unet_ldm_name
 
 _SUFFIXES = {
@@ -107,9 +108,9 @@ def _unet_aliases(unet: torch.nn.Module) -> dict[str, str]:
     return aliases
 
 
-def _text_aliases(encoder: torch.nn.Module, index: int, family: str) -> dict[str, str]:
+def _text_aliases(encoder: torch.nn.Module, index: int, family: ModelFamily) -> dict[str, str]:
     aliases: dict[str, str] = {}
-    several = family in ("sdxl", "flux", "sd3")  # their encoders are te1, te2 (, te3)
+    several = family in MULTI_ENCODER_FAMILIES  # their encoders are te1, te2 (, te3)
     kohya = f"lora_te{index + 1}_" if several else "lora_te_"
     peft = ("text_encoder.", "text_encoder_2.", "text_encoder_3.")[index]
     clip = "CLIP" in type(encoder).__name__
@@ -123,7 +124,7 @@ def _text_aliases(encoder: torch.nn.Module, index: int, family: str) -> dict[str
 
 
 def read_patches(state_dict: dict[str, torch.Tensor], unet: torch.nn.Module | None,
-                 encoders: list[torch.nn.Module], family: str, strength_model: float,
+                 encoders: list[torch.nn.Module], family: ModelFamily, strength_model: float,
                  strength_clip: float) -> tuple[list[WeightPatch], LoraReport]:
     """The patches a LoRA file makes to this model, and what in it did not apply."""
     targets: dict[str, dict[str, str]] = {}

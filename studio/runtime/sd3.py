@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from studio.runtime.checkpoints import DiffusionModel, ModelLoadError
+from studio.runtime.families import ModelFamily
 from studio.runtime.schedules import FlowModelSampling
 from studio.runtime.weight_storage import compute_dtype, load_into
 
@@ -138,5 +139,6 @@ class SD3Denoiser(torch.nn.Module):
 
 def sd3_model(transformer: torch.nn.Module, key: str, offloaded_to: torch.device | None = None) -> DiffusionModel:
     """The MODEL socket's value for an SD3 MMDiT."""
-    return DiffusionModel(SD3Denoiser(transformer, offloaded_to), "sd3", {"prediction_type": "flow"}, key, SD3_SCALE,
+    return DiffusionModel(SD3Denoiser(transformer, offloaded_to), ModelFamily.SD3, {"prediction_type": "flow"}, key,
+                          SD3_SCALE,
                           sampling=FlowModelSampling(shift=DEFAULT_SHIFT, multiplier=1000.0), latent_shift=SD3_SHIFT)

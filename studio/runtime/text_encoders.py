@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from studio.runtime.checkpoints import ModelLoadError, TextEncoder, make_tokenizer
+from studio.runtime.families import ModelFamily
 from studio.runtime.prompts import tokenize_weighted
 from studio.runtime.weight_storage import GROUP_OFFLOADED, TRANSIENT, load_into
 from studio.settings import RESOURCES_DIR
@@ -43,7 +44,7 @@ EMBEDDED_PREFIXES = {"clip_l": ("text_encoders.clip_l.transformer.", "text_encod
                      "clip_g": ("text_encoders.clip_g.transformer.", "text_encoders.clip_g."),
                      "t5xxl": ("text_encoders.t5xxl.transformer.", "text_encoders.t5xxl.")}
 # Shortest T5 sequence by family (ComfyUI pads FLUX's prompts to 256 tokens, SD3's to 77).
-T5_MIN_LENGTH = {"flux": 256, "sd3": 77}
+T5_MIN_LENGTH = {ModelFamily.FLUX: 256, ModelFamily.SD3: 77}
 
 
 @functools.lru_cache(maxsize=1)
@@ -159,21 +160,21 @@ class TransformerTextEncoder(TextEncoder):
         index = self.roles.index(role)
         return self.tokenizers[index], self.encoders[index]
 
-    def with_family(self, family: str) -> TransformerTextEncoder:
+    def with_family(self, family: ModelFamily) -> TransformerTextEncoder:
         return replace(self, family=family, t5_min_length=T5_MIN_LENGTH.get(family, 77))
 
     def encode_text(self, manager: Any, text: str) -> list:
         """CLIPTextEncode's conditioning: the same text for every encoder."""
         with manager.use(*self.encoders, patches=self.patched_modules()):
-            if self.family == "flux":
+            if self.family == ModelFamily.FLUX:
                 hidden, extras = encode_flux(self, text, text)
             else:
                 hidden, extras = encode_sd3(self, text, text, text, "empty_prompt")
         return [(hidden, extras)]
 
 
-def text_encoder_for(family: str, encoders: Mapping[str, Any], key: str) -> TransformerTextEncoder:
-    """The CLIP socket's value for ``family`` ("flux" or "sd3") from encoders by role."""
+def text_encoder_for(family: ModelFamily, encoders: Mapping[str, Any], key: str) -> TransformerTextEncoder:
+    """The CLIP socket's value for ``family`` (FLUX or SD3) from encoders by role."""
     order = [role for role in ("clip_l", "clip_g", "t5xxl") if role in encoders]
     tokenizers = [make_t5_tokenizer() if role == "t5xxl" else make_tokenizer("!" if role == "clip_g" else
                                                                               "<|endoftext|>") for role in order]

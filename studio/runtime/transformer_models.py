@@ -18,23 +18,23 @@ import torch
 
 from studio.runtime.checkpoints import Checkpoint, DiffusionModel, ModelLoadError, TextEncoder, read_state_dict
 from studio.runtime.device import DevicePolicy
+from studio.runtime.families import TRANSFORMER_FAMILIES, ModelFamily
 from studio.runtime.flux import (FLUX_SCALE, FLUX_SHIFT, bfl_weights, flux_model, latent_channels,
                                  load_flux_transformer, load_vae16, vae_weights)
 from studio.runtime.sd3 import SD3_SCALE, SD3_SHIFT, load_sd3_transformer, mmdit_weights, sd3_model
 from studio.runtime.text_encoders import embedded_encoders, load_encoder_file, text_encoder_for
 from studio.runtime.weight_storage import file_storage_dtype, offload_if_too_big, storage_for
 
-TRANSFORMER_FAMILIES = {"flux": "FLUX.1", "sd3": "SD3.5"}
 # ComfyUI's CLIP types for the loaders, and the family each encodes for.
 CLIP_TYPES = ("stable_diffusion", "sd3", "flux", "sdxl")
 
 
-def transformer_family(state_dict: Mapping[str, Any]) -> str | None:
-    """"flux" or "sd3" for a file holding one of their transformers, else None."""
+def transformer_family(state_dict: Mapping[str, Any]) -> ModelFamily | None:
+    """FLUX or SD3 for a file holding one of their transformers, else None."""
     if bfl_weights(state_dict) is not None:
-        return "flux"
+        return ModelFamily.FLUX
     if mmdit_weights(state_dict) is not None:
-        return "sd3"
+        return ModelFamily.SD3
     return None
 
 
@@ -114,8 +114,8 @@ def load_text_encoders(paths: Sequence[Path], clip_type: str, policy: DevicePoli
         encoders[kind] = load_encoder_file(path, state_dict, policy.dtype, file_storage_dtype(state_dict), kind)[1]
     if clip_type in ("sdxl", "stable_diffusion"):
         return _clip_text_encoder(paths, clip_type, encoders, key)
-    family = "flux" if clip_type == "flux" else "sd3"
-    if family == "flux" and set(encoders) != {"clip_l", "t5xxl"}:
+    family = ModelFamily.FLUX if clip_type == "flux" else ModelFamily.SD3
+    if family == ModelFamily.FLUX and set(encoders) != {"clip_l", "t5xxl"}:
         raise ModelLoadError(paths[0], f"FLUX needs CLIP-L and T5-XXL; these files hold {', '.join(sorted(encoders))}")
     return text_encoder_for(family, encoders, key)
 
@@ -126,10 +126,11 @@ def _clip_text_encoder(paths: Sequence[Path], clip_type: str, encoders: dict[str
     if clip_type == "stable_diffusion":
         if set(encoders) != {"clip_l"}:
             raise ModelLoadError(paths[0], "type stable_diffusion takes one CLIP-L text encoder")
-        return TextEncoder("sd15", [make_tokenizer()], [encoders["clip_l"]], key)
+        return TextEncoder(ModelFamily.SD15, [make_tokenizer()], [encoders["clip_l"]], key)
     if set(encoders) != {"clip_l", "clip_g"}:
         raise ModelLoadError(paths[0], "type sdxl takes CLIP-L and CLIP-G text encoders")
-    return TextEncoder("sdxl", [make_tokenizer(), make_tokenizer("!")], [encoders["clip_l"], encoders["clip_g"]], key)
+    return TextEncoder(ModelFamily.SDXL, [make_tokenizer(), make_tokenizer("!")],
+                       [encoders["clip_l"], encoders["clip_g"]], key)
 
 
 def load_transformer_checkpoint(path: Path, state_dict: Mapping[str, torch.Tensor], policy: DevicePolicy,
@@ -142,7 +143,7 @@ def load_transformer_checkpoint(path: Path, state_dict: Mapping[str, torch.Tenso
     if weights is None:
         raise ModelLoadError(path, "holds a transformer but no VAE (first_stage_model.* / vae.*); load it with "
                              "UNETLoader from the diffusion_models folder instead")
-    scale, shift = (FLUX_SCALE, FLUX_SHIFT) if model.family == "flux" else (SD3_SCALE, SD3_SHIFT)
+    scale, shift = (FLUX_SCALE, FLUX_SHIFT) if model.family == ModelFamily.FLUX else (SD3_SCALE, SD3_SHIFT)
     vae = load_vae16(path, weights, policy.dtype, key, scale, shift, tiled=policy.is_gpu)
     encoders = {}
     for kind, encoder_weights in embedded_encoders(state_dict).items():
