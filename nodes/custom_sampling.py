@@ -14,7 +14,7 @@ from studio.runtime.names import SAMPLER_NAMES, SCHEDULER_NAMES
 
 if TYPE_CHECKING:
     from studio.runtime.checkpoints import DiffusionModel
-    from studio.runtime.sampling import SamplerChoice
+    from studio.runtime.sampling import CFGGuider, SamplerChoice
 
 # Imported on first use: listing and validating nodes needs no torch.
 torch = lazy_module("torch")
@@ -47,7 +47,7 @@ class BasicScheduler(NodeBase):
               _steps(), Input("denoise", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01))
     outputs = (Output("SIGMAS", SIGMAS),)
 
-    def run(self, ctx, model: DiffusionModel, scheduler: str, steps: int, denoise: float):
+    def run(self, ctx, model: DiffusionModel, scheduler: str, steps: int, denoise: float) -> tuple:
         from studio.runtime.sampling import model_sampling
         from studio.runtime.schedules import scheduler_sigmas
 
@@ -69,7 +69,7 @@ class KarrasScheduler(NodeBase):
               Input("rho", FLOAT, default=7.0, min=0.0, max=100.0, step=0.01))
     outputs = (Output("SIGMAS", SIGMAS),)
 
-    def run(self, ctx, steps: int, sigma_max: float, sigma_min: float, rho: float):
+    def run(self, ctx, steps: int, sigma_max: float, sigma_min: float, rho: float) -> tuple:
         from studio.runtime.schedules import karras_sigmas
 
         return (karras_sigmas(steps, sigma_min, sigma_max, rho),)
@@ -84,7 +84,7 @@ class ExponentialScheduler(NodeBase):
     inputs = (_steps(), _sigma_input("sigma_max", SIGMA_MAX), _sigma_input("sigma_min", SIGMA_MIN))
     outputs = (Output("SIGMAS", SIGMAS),)
 
-    def run(self, ctx, steps: int, sigma_max: float, sigma_min: float):
+    def run(self, ctx, steps: int, sigma_max: float, sigma_min: float) -> tuple:
         from studio.runtime.schedules import exponential_sigmas
 
         return (exponential_sigmas(steps, sigma_min, sigma_max),)
@@ -100,7 +100,7 @@ class PolyexponentialScheduler(NodeBase):
               Input("rho", FLOAT, default=1.0, min=0.0, max=100.0, step=0.01))
     outputs = (Output("SIGMAS", SIGMAS),)
 
-    def run(self, ctx, steps: int, sigma_max: float, sigma_min: float, rho: float):
+    def run(self, ctx, steps: int, sigma_max: float, sigma_min: float, rho: float) -> tuple:
         from studio.runtime.schedules import polyexponential_sigmas
 
         return (polyexponential_sigmas(steps, sigma_min, sigma_max, rho),)
@@ -116,7 +116,7 @@ class SDTurboScheduler(NodeBase):
               Input("denoise", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01))
     outputs = (Output("SIGMAS", SIGMAS),)
 
-    def run(self, ctx, model: DiffusionModel, steps: int, denoise: float):
+    def run(self, ctx, model: DiffusionModel, steps: int, denoise: float) -> tuple:
         from studio.runtime.sampling import model_sampling
 
         start = 10 - int(10 * denoise)
@@ -135,7 +135,7 @@ class BetaSamplingScheduler(NodeBase):
               Input("beta", FLOAT, default=0.6, min=0.0, max=50.0, step=0.01))
     outputs = (Output("SIGMAS", SIGMAS),)
 
-    def run(self, ctx, model: DiffusionModel, steps: int, alpha: float, beta: float):
+    def run(self, ctx, model: DiffusionModel, steps: int, alpha: float, beta: float) -> tuple:
         from studio.runtime.sampling import model_sampling
         from studio.runtime.schedules import beta_sigmas
 
@@ -152,7 +152,7 @@ class SplitSigmas(NodeBase):
     inputs = (Input("sigmas", SIGMAS), Input("step", INT, default=0, min=0, max=10000))
     outputs = (Output("high_sigmas", SIGMAS), Output("low_sigmas", SIGMAS))
 
-    def run(self, ctx, sigmas: torch.Tensor, step: int):
+    def run(self, ctx, sigmas: torch.Tensor, step: int) -> tuple:
         return (sigmas[:step + 1], sigmas[step:])
 
 
@@ -165,7 +165,7 @@ class SplitSigmasDenoise(NodeBase):
     inputs = (Input("sigmas", SIGMAS), Input("denoise", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01))
     outputs = (Output("high_sigmas", SIGMAS), Output("low_sigmas", SIGMAS))
 
-    def run(self, ctx, sigmas: torch.Tensor, denoise: float):
+    def run(self, ctx, sigmas: torch.Tensor, denoise: float) -> tuple:
         steps = max(sigmas.shape[-1] - 1, 0)
         low = round(steps * denoise)
         # ComfyUI's slicing, kept: with denoise 0 the high part is empty too
@@ -182,7 +182,7 @@ class FlipSigmas(NodeBase):
     inputs = (Input("sigmas", SIGMAS),)
     outputs = (Output("SIGMAS", SIGMAS),)
 
-    def run(self, ctx, sigmas: torch.Tensor):
+    def run(self, ctx, sigmas: torch.Tensor) -> tuple:
         if len(sigmas) == 0:
             return (sigmas,)
         flipped = sigmas.flip(0).clone()
@@ -202,7 +202,7 @@ class KSamplerSelect(NodeBase):
     inputs = (Input("sampler_name", STRING, default="euler", choices=SAMPLER_NAMES),)
     outputs = (Output("SAMPLER", SAMPLER),)
 
-    def run(self, ctx, sampler_name: str):
+    def run(self, ctx, sampler_name: str) -> tuple:
         from studio.runtime.sampling import SamplerChoice
 
         return (SamplerChoice(sampler_name),)
@@ -217,7 +217,7 @@ class SamplerEulerAncestral(NodeBase):
     inputs = (_amount("eta", 1.0), _amount("s_noise", 1.0))
     outputs = (Output("SAMPLER", SAMPLER),)
 
-    def run(self, ctx, eta: float, s_noise: float):
+    def run(self, ctx, eta: float, s_noise: float) -> tuple:
         from studio.runtime.sampling import SamplerChoice
 
         return (SamplerChoice("euler_ancestral").with_options(eta=eta, s_noise=s_noise),)
@@ -235,7 +235,7 @@ class SamplerDPMPP_2M_SDE(NodeBase):
               _amount("s_noise", 1.0), Input("noise_device", STRING, default="gpu", choices=("gpu", "cpu")))
     outputs = (Output("SAMPLER", SAMPLER),)
 
-    def run(self, ctx, solver_type: str, eta: float, s_noise: float, noise_device: str):
+    def run(self, ctx, solver_type: str, eta: float, s_noise: float, noise_device: str) -> tuple:
         from studio.runtime.sampling import SamplerChoice
 
         return (SamplerChoice("dpmpp_2m_sde").with_options(solver=solver_type, eta=eta, s_noise=s_noise),)
@@ -252,7 +252,7 @@ class SamplerDPMPP_SDE(NodeBase):
               Input("noise_device", STRING, default="gpu", choices=("gpu", "cpu")))
     outputs = (Output("SAMPLER", SAMPLER),)
 
-    def run(self, ctx, eta: float, s_noise: float, r: float, noise_device: str):
+    def run(self, ctx, eta: float, s_noise: float, r: float, noise_device: str) -> tuple:
         from studio.runtime.sampling import SamplerChoice
 
         return (SamplerChoice("dpmpp_sde").with_options(eta=eta, s_noise=s_noise, r=r),)
@@ -267,7 +267,7 @@ class SamplerLMS(NodeBase):
     inputs = (Input("order", INT, default=4, min=1, max=100),)
     outputs = (Output("SAMPLER", SAMPLER),)
 
-    def run(self, ctx, order: int):
+    def run(self, ctx, order: int) -> tuple:
         from studio.runtime.sampling import SamplerChoice
 
         return (SamplerChoice("lms").with_options(order=order),)
@@ -301,7 +301,7 @@ class RandomNoise(NodeBase):
     inputs = (Input("noise_seed", INT, default=0, min=0, max=SEED_MAX, seed=True),)
     outputs = (Output("NOISE", NOISE),)
 
-    def run(self, ctx, noise_seed: int):
+    def run(self, ctx, noise_seed: int) -> tuple:
         return (Noise(noise_seed),)
 
 
@@ -314,7 +314,7 @@ class DisableNoise(NodeBase):
     title = "DisableNoise"
     outputs = (Output("NOISE", NOISE),)
 
-    def run(self, ctx):
+    def run(self, ctx) -> tuple:
         return (Noise(enabled=False),)
 
 
@@ -330,7 +330,7 @@ class CFGGuiderNode(NodeBase):
               Input("cfg", FLOAT, default=8.0, min=0.0, max=100.0, step=0.1))
     outputs = (Output("GUIDER", GUIDER),)
 
-    def run(self, ctx, model, positive, negative, cfg: float):
+    def run(self, ctx, model: DiffusionModel, positive: list, negative: list, cfg: float) -> tuple:
         from studio.runtime.sampling import CFGGuider
 
         return (CFGGuider(model, positive, negative, cfg),)
@@ -345,7 +345,7 @@ class BasicGuider(NodeBase):
     inputs = (Input("model", MODEL), Input("conditioning", CONDITIONING))
     outputs = (Output("GUIDER", GUIDER),)
 
-    def run(self, ctx, model, conditioning):
+    def run(self, ctx, model: DiffusionModel, conditioning: list) -> tuple:
         from studio.runtime.sampling import CFGGuider
 
         return (CFGGuider(model, conditioning, None, 1.0),)
@@ -363,7 +363,8 @@ class DualCFGGuiderNode(NodeBase):
               Input("style", STRING, default="regular", choices=("regular", "nested")))
     outputs = (Output("GUIDER", GUIDER),)
 
-    def run(self, ctx, model, cond1, cond2, negative, cfg_conds: float, cfg_cond2_negative: float, style: str):
+    def run(self, ctx, model: DiffusionModel, cond1: list, cond2: list, negative: list, cfg_conds: float,
+            cfg_cond2_negative: float, style: str) -> tuple:
         from studio.runtime.sampling import DualCFGGuider
 
         return (DualCFGGuider(model, cond1, cond2, negative, cfg_conds, cfg_cond2_negative, style == "nested"),)
@@ -371,16 +372,17 @@ class DualCFGGuiderNode(NodeBase):
 
 # --- The samplers that take the parts --------------------------------------------------------
 
-def _sample(ctx, model: DiffusionModel, guider, sampler: SamplerChoice, sigmas: torch.Tensor, noise: Noise,
-            latent: dict) -> tuple[dict, dict]:
+def _sample(ctx, model: DiffusionModel, guider: CFGGuider, sampler: SamplerChoice, sigmas: torch.Tensor,
+            noise: Noise, latent: dict) -> tuple[dict, dict]:
+    """The sampled LATENT and the last clean estimate (the sampled one when no step ran)."""
     from studio.runtime.sampling import sample_latent
     from studio.runtime.services import model_manager
+    from studio.runtime.socket_values import Latent
 
-    denoised: list[dict] = []
     with model_manager(ctx.services).use(model.unet, patches=[(model.unet, patch) for patch in model.patches]):
-        out = sample_latent(model, guider, sampler, sigmas.float(), noise.generate(latent), latent,
-                            noise.seed, ctx.progress, denoised_out=denoised)
-    return out, (denoised[0] if denoised else out)
+        result = sample_latent(model, guider, sampler, sigmas.float(), noise.generate(latent),
+                               Latent.from_node(latent), noise.seed, ctx.progress)
+    return result.latent.to_node(), result.denoised.to_node()
 
 
 class SamplerCustom(NodeBase):
@@ -397,8 +399,8 @@ class SamplerCustom(NodeBase):
               Input("latent_image", LATENT))
     outputs = (Output("output", LATENT), Output("denoised_output", LATENT))
 
-    def run(self, ctx, model, add_noise: bool, noise_seed: int, cfg: float, positive, negative, sampler, sigmas,
-            latent_image):
+    def run(self, ctx, model: DiffusionModel, add_noise: bool, noise_seed: int, cfg: float, positive: list,
+            negative: list, sampler: SamplerChoice, sigmas: torch.Tensor, latent_image: dict) -> tuple:
         from studio.runtime.sampling import CFGGuider
 
         noise = Noise(noise_seed, enabled=bool(add_noise))
@@ -415,5 +417,6 @@ class SamplerCustomAdvanced(NodeBase):
               Input("latent_image", LATENT))
     outputs = (Output("output", LATENT), Output("denoised_output", LATENT))
 
-    def run(self, ctx, noise, guider, sampler, sigmas, latent_image):
+    def run(self, ctx, noise: Noise, guider: CFGGuider, sampler: SamplerChoice, sigmas: torch.Tensor,
+            latent_image: dict) -> tuple:
         return _sample(ctx, guider.model, guider, sampler, sigmas, noise, latent_image)

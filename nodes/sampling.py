@@ -39,7 +39,7 @@ def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
     # when it cannot fit in the memory of the device it would run on.
     from studio.runtime.memory_estimate import check_sampler_memory
 
-    policy = getattr(ctx.services.get("models") if hasattr(ctx.services, "get") else None, "policy", None)
+    policy = getattr(ctx.services.models, "policy", None)
     check_sampler_memory("", model.unet, (samples.shape[0], channels or samples.shape[1], *samples.shape[2:]),
                          job.cfg, device=getattr(policy, "device", None))
     if channels and samples.shape[1] != channels and not samples.any():
@@ -49,7 +49,7 @@ def _run(ctx, model: DiffusionModel, job: SamplingJob) -> dict:
         job = replace(job, latent={**job.latent, "samples": samples.new_zeros(shape)})
 
     with model_manager(ctx.services).use(model.unet, patches=[(model.unet, patch) for patch in model.patches]):
-        batcher = ctx.services.get("seed_batches") if hasattr(ctx.services, "get") else None
+        batcher = ctx.services.seed_batches
         if batcher is None or not batcher.enabled or not seed_batchable(model, job):
             return sample(model, job, ctx.progress)
         # A seed batch: this job's seed with the coming jobs' (see studio.runtime.seed_batches).
@@ -79,8 +79,8 @@ class KSampler(NodeBase):
     # Jobs that differ only in this input are sampled together (studio.runtime.seed_batches).
     batch_seed_input = "seed"
 
-    def run(self, ctx, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-            denoise):
+    def run(self, ctx, model: DiffusionModel, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str,
+            positive: list, negative: list, latent_image: dict, denoise: float) -> tuple:
         from studio.runtime.sampling import SamplingJob
 
         job = SamplingJob(positive, negative, latent_image, seed, steps, cfg, sampler_name, scheduler, denoise)
@@ -107,8 +107,9 @@ class KSamplerAdvanced(NodeBase):
     outputs = (Output("LATENT", LATENT),)
     batch_seed_input = "noise_seed"
 
-    def run(self, ctx, model, add_noise, noise_seed, steps, cfg, sampler_name, scheduler, positive, negative,
-            latent_image, start_at_step, end_at_step, return_with_leftover_noise):
+    def run(self, ctx, model: DiffusionModel, add_noise: str, noise_seed: int, steps: int, cfg: float,
+            sampler_name: str, scheduler: str, positive: list, negative: list, latent_image: dict,
+            start_at_step: int, end_at_step: int, return_with_leftover_noise: str) -> tuple:
         from studio.runtime.sampling import SamplingJob
 
         job = SamplingJob(positive, negative, latent_image, noise_seed, steps, cfg, sampler_name, scheduler,

@@ -12,13 +12,18 @@
 denoise and step range as ComfyUI does, and calls it. Inpainting keeps the unmasked area on
 the original's noise path at every model call; previews show the current clean estimate; the
 progress callback also checks for cancellation at every step.
+
+Between nodes LATENT and CONDITIONING keep ComfyUI's dict and list shapes; :func:`sample` and
+:func:`sample_seed_batch` (which take a node's :class:`SamplingJob`) convert them once, and
+everything below works on :class:`~studio.runtime.socket_values.Latent` and
+:class:`~studio.runtime.socket_values.ConditioningEntry`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,35 +33,36 @@ import torch.nn.functional as F
 from studio.runtime.checkpoints import DiffusionModel
 from studio.runtime.clip_vision import EmbeddingNoiseAugmentor, unclip_embedding
 from studio.runtime.controlnet import control_residuals
+from studio.runtime.families import SEED_BATCH_FAMILIES, SIZE_CONDITIONED, ModelFamily
 from studio.runtime.gligen import gligen_applied, gligen_per_entry
 from studio.runtime.hypernetwork import hypernetworks_applied
-from studio.runtime.samplers import SAMPLERS, SamplerContext, SamplerSpec
-from studio.runtime.schedules import SCHEDULERS, DiscreteModelSampling, ModelSampling, scheduler_sigmas
+from studio.runtime.samplers import SAMPLERS, Denoiser, SamplerContext, SamplerSpec
+from studio.runtime.schedules import DiscreteModelSampling, ModelSampling, scheduler_sigmas
+from studio.runtime.socket_values import Conditioning, ConditioningEntry, Latent, conditioning_from_node
 
 # Linear maps from latent channels to RGB, for previews without the VAE (ComfyUI's figures).
 PREVIEW_FACTORS = {
-    "sd15": ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
+    ModelFamily.SD15: ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721],
               [-0.2120, -0.2616, -0.7177]], [0.0, 0.0, 0.0]),
-    "sdxl": ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
+    ModelFamily.SDXL: ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
               [-0.3165, -0.2492, -0.2188]], [0.1084, -0.0175, -0.0011]),
 }
 # FLUX's and SD3's 16-channel latents (ComfyUI's figures).
-PREVIEW_FACTORS["flux"] = (
+PREVIEW_FACTORS[ModelFamily.FLUX] = (
     [[-0.0346, 0.0244, 0.0681], [0.0034, 0.0210, 0.0687], [0.0275, -0.0668, -0.0433], [-0.0174, 0.0160, 0.0617],
      [0.0859, 0.0721, 0.0329], [0.0004, 0.0383, 0.0115], [0.0405, 0.0861, 0.0915], [-0.0236, -0.0185, -0.0259],
      [-0.0245, 0.0250, 0.1180], [0.1008, 0.0755, -0.0421], [-0.0515, 0.0201, 0.0011], [0.0428, -0.0012, -0.0036],
      [0.0817, 0.0765, 0.0749], [-0.1264, -0.0522, -0.1103], [-0.0280, -0.0881, -0.0499], [-0.1262, -0.0982, -0.0778]],
     [-0.0329, -0.0718, -0.0851])
-PREVIEW_FACTORS["sd3"] = (
+PREVIEW_FACTORS[ModelFamily.SD3] = (
     [[-0.0922, -0.0175, 0.0749], [0.0311, 0.0633, 0.0954], [0.1994, 0.0927, 0.0458], [0.0856, 0.0339, 0.0902],
      [0.0587, 0.0272, -0.0496], [-0.0006, 0.1104, 0.0309], [0.0978, 0.0306, 0.0427], [-0.0042, 0.1038, 0.1358],
      [-0.0194, 0.0020, 0.0669], [-0.0488, 0.0130, -0.0268], [0.0922, 0.0988, 0.0951], [-0.0278, 0.0524, -0.0542],
      [0.0332, 0.0456, 0.0895], [-0.0069, -0.0030, -0.0810], [-0.0596, -0.0465, -0.0293], [-0.1448, -0.1463, -0.1189]],
     [0.2394, 0.2135, 0.1925])
-PREVIEW_FACTORS["sd2"] = PREVIEW_FACTORS["sd15"]
-PREVIEW_FACTORS["sdxl_refiner"] = PREVIEW_FACTORS["sdxl"]
+PREVIEW_FACTORS[ModelFamily.SD2] = PREVIEW_FACTORS[ModelFamily.SD2_UNCLIP] = PREVIEW_FACTORS[ModelFamily.SD15]
+PREVIEW_FACTORS[ModelFamily.SDXL_REFINER] = PREVIEW_FACTORS[ModelFamily.SDXL]
 
-Conditioning = list[tuple[torch.Tensor, dict[str, Any]]]
 ProgressCallback = Callable[[int, int, Any], None]
 
 
@@ -89,7 +95,7 @@ def initial_noise(shape: tuple[int, ...], seed: int, batch_index: Sequence[int] 
     return torch.cat([drawn[int(i)] for i in batch_index])
 
 
-def latent_preview(latent: torch.Tensor, family: str, vae: Any = None) -> torch.Tensor:
+def latent_preview(latent: torch.Tensor, family: ModelFamily, vae: Any = None) -> torch.Tensor:
     """A quick RGB look at a latent (1 × h × w × 3, 0..1) for progress displays: through the
     map fitted to the model's own VAE when there is one (studio.runtime.preview), else the
     family's fixed factors."""
@@ -100,7 +106,7 @@ def latent_preview(latent: torch.Tensor, family: str, vae: Any = None) -> torch.
             return vae_preview(latent, vae)
         except Exception:  # noqa: BLE001  (a preview must never stop a render: fall back)
             pass
-    factors, bias = PREVIEW_FACTORS.get(family, PREVIEW_FACTORS["sd15"])
+    factors, bias = PREVIEW_FACTORS.get(family, PREVIEW_FACTORS[ModelFamily.SD15])
     matrix = torch.tensor(factors, dtype=torch.float32)
     rgb = torch.einsum("chw,cr->hwr", latent[0].float().cpu(), matrix) + torch.tensor(bias)
     return ((rgb + 1) / 2).clamp(0, 1)[None]
@@ -166,16 +172,14 @@ class SamplerChoice:
 
 # --- The guider ----------------------------------------------------------------------------
 
-def _sdxl_time_ids(extras: dict[str, Any], height: int, width: int, family: str, negative: bool) -> list[float]:
+def _sdxl_time_ids(extras: Mapping[str, Any], height: int, width: int, family: ModelFamily,
+                   negative: bool) -> list[float]:
     size = [extras.get("height", height), extras.get("width", width), extras.get("crop_h", 0), extras.get("crop_w", 0)]
-    if family == "sdxl_refiner":
+    if family == ModelFamily.SDXL_REFINER:
         # The refiner is conditioned on an aesthetic score instead of a target size; ComfyUI
         # asks for 6 on the positive side and 2.5 on the negative unless the prompt says.
         return size + [extras.get("aesthetic_score", 2.5 if negative else 6.0)]
     return size + [extras.get("target_height", height), extras.get("target_width", width)]
-
-
-SIZE_CONDITIONED = ("sdxl", "sdxl_refiner")
 
 
 def _pad_to_same_length(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,12 +200,15 @@ class CFGGuider:
     clean-latent estimate ``uncond + cfg·(cond − uncond)`` (ComfyUI's formula, on clean
     estimates). Several conditioning entries on one side are averaged by their strength and
     area; ControlNet hints act in their share of the schedule. With cfg 1 the negative side
-    is not evaluated, unless the sampler asks for it (CFG++)."""
+    is not evaluated, unless the sampler asks for it (CFG++).
 
-    def __init__(self, model: DiffusionModel, positive: Conditioning, negative: Conditioning | None, cfg: float):
+    The conditioning comes as the CONDITIONING sockets carry it (lists of ``[embedding,
+    extras]`` pairs) and is kept as :class:`ConditioningEntry` objects."""
+
+    def __init__(self, model: DiffusionModel, positive: list, negative: list | None, cfg: float):
         self.model = model
-        self.positive = positive
-        self.negative = negative or []
+        self.positive: Conditioning = conditioning_from_node(positive)
+        self.negative: Conditioning = conditioning_from_node(negative)
         self.cfg = float(cfg)
         self.ms = model_sampling(model)
         self.need_unconditional = False
@@ -214,6 +221,19 @@ class CFGGuider:
         # noised (ComfyUI's seed − 10).
         self.seed: int | None = None
         self._prepared_for: tuple | None = None
+
+    def start_run(self, latent_image: torch.Tensor, denoise_mask: torch.Tensor | None, seed: int | None,
+                  need_unconditional: bool) -> None:
+        """What a sampling run tells the guider before its first step: the clean latent (in
+        the model's space) and its mask, the seed, and whether the sampler reads the unguided
+        estimate (CFG++) so that it is computed even at cfg 1."""
+        self.latent_image, self.denoise_mask = latent_image, denoise_mask
+        self.seed = seed
+        self.need_unconditional = need_unconditional
+
+    def unconditional_estimate(self) -> torch.Tensor | None:
+        """The unguided clean estimate of the last call (None when it was not computed)."""
+        return self.last_unconditional
 
     # ---- preparation for one latent shape
     def _prepare(self, x: torch.Tensor) -> None:
@@ -231,15 +251,15 @@ class CFGGuider:
         # The usual case, one plain prompt each side: one UNet call on a batch of two, as
         # diffusers' pipelines do (on a GPU that is nearly twice as fast as two calls).
         self.plain = (len(self.pos) == 1 and len(self.neg) == 1
-                      and all(self._is_plain(side[0][1]) for side in sides))
+                      and all(self._is_plain(side[0].extras) for side in sides))
         if self.plain:
-            self.both = torch.cat(_pad_to_same_length(self.neg[0][0], self.pos[0][0]))
+            self.both = torch.cat(_pad_to_same_length(self.neg[0].embedding, self.pos[0].embedding))
             self.both_extras: dict[str, Any] = _batched_added(
-                [self._added(side[0][1], negative) for side, negative in ((self.neg, True), (self.pos, False))])
+                [self._added(side[0].extras, negative) for side, negative in ((self.neg, True), (self.pos, False))])
         self._prepared_for = key
 
     @staticmethod
-    def _is_plain(extras: dict[str, Any]) -> bool:
+    def _is_plain(extras: Mapping[str, Any]) -> bool:
         return (not any(key in extras for key in ("area", "mask", "sigma_start", "sigma_end", "gligen"))
                 and not extras.get("control") and float(extras.get("strength", 1.0)) == 1.0)
 
@@ -267,7 +287,7 @@ class CFGGuider:
                 extras["sigma_start"] = self.ms.percent_to_sigma(float(extras["start_percent"]))
             if "end_percent" in extras:
                 extras["sigma_end"] = self.ms.percent_to_sigma(float(extras["end_percent"]))
-            out.append((embedding, extras))
+            out.append(ConditioningEntry(embedding, extras))
         return out
 
     def _batched(self, conditioning: Conditioning) -> Conditioning:
@@ -276,13 +296,13 @@ class CFGGuider:
             embedding = embedding.to(self.device, self.dtype)
             if embedding.shape[0] != self.batch:
                 embedding = embedding[:1].expand(self.batch, -1, -1)
-            out.append((embedding, extras))
+            out.append(ConditioningEntry(embedding, extras))
         return out
 
-    def _added(self, extras: dict[str, Any], negative: bool) -> dict[str, Any]:
+    def _added(self, extras: Mapping[str, Any], negative: bool) -> dict[str, Any]:
         """The UNet's inputs besides the latent and the prompt for one entry: SDXL's pooled
         prompt and size ids, or unCLIP's image embedding as its class input."""
-        if self.model.family == "sd2_unclip":
+        if self.model.family == ModelFamily.SD2_UNCLIP:
             return {"class_labels": self._unclip_class_labels(extras)}
         inputs = getattr(self.model.unet, "conditioning_inputs", None)
         if inputs is not None:  # transformer models (FLUX, SD3): their pooled prompt, guidance…
@@ -310,12 +330,12 @@ class CFGGuider:
         per_id = getattr(config, "addition_time_embed_dim", None)
         if not isinstance(total, int) or not isinstance(per_id, int):
             return 1280
-        return total - (5 if self.model.family == "sdxl_refiner" else 6) * per_id
+        return total - (5 if self.model.family == ModelFamily.SDXL_REFINER else 6) * per_id
 
     def _unclip_seed(self) -> int:
         return (self.seed or 0) - 10
 
-    def _unclip_class_labels(self, extras: dict[str, Any]) -> torch.Tensor:
+    def _unclip_class_labels(self, extras: Mapping[str, Any]) -> torch.Tensor:
         """unCLIP's class input for one entry (ComfyUI's unclip_adm): its pictures' noised
         embeddings; zeros where the entry has none (a text-only prompt, the negative)."""
         unet = self.model.unet
@@ -332,7 +352,7 @@ class CFGGuider:
             labels = torch.zeros(1, width)
         return labels.to(self.device, self.dtype).expand(self.batch, -1)
 
-    def _region(self, extras: dict[str, Any], x: torch.Tensor) -> tuple[tuple[int, int, int, int] | None,
+    def _region(self, extras: Mapping[str, Any], x: torch.Tensor) -> tuple[tuple[int, int, int, int] | None,
                                                                           torch.Tensor]:
         """Where an entry acts (an area, clipped to the latent, or None for all of it) and its
         weight there: its mask times the mask's strength, or its strength with the area's
@@ -364,7 +384,7 @@ class CFGGuider:
                         weight.narrow(2 + axis, size - 1 - step, 1).mul_((step + 1) / fuzz)
         return area, weight
 
-    def _concat(self, extras: dict[str, Any], like: torch.Tensor) -> torch.Tensor | None:
+    def _concat(self, extras: Mapping[str, Any], like: torch.Tensor) -> torch.Tensor | None:
         """The extra input channels some models read beside the noisy latent: an
         InstructPix2Pix model the source picture's latent (zeros when none is given); an
         inpainting model the mask (rounded) and the masked picture's latent, or with no mask
@@ -442,7 +462,7 @@ class CFGGuider:
         if guided and self.plain:
             inputs = []
             for side in (self.neg, self.pos):
-                concat = self._concat(side[0][1], x)
+                concat = self._concat(side[0].extras, x)
                 inputs.append(model_input if concat is None else torch.cat([model_input, concat], dim=1))
             both = self._unet(torch.cat(inputs), torch.cat([t, t]), self.both, **self.both_extras)
             unconditional, conditional = self.ms.denoised(
@@ -487,10 +507,10 @@ class DualCFGGuider(CFGGuider):
     from the negative by cfg_cond2_negative and adds cfg_conds·(cond1 − cond2); ``nested``
     guides cond1 from cond2 first, then the result from the negative."""
 
-    def __init__(self, model: DiffusionModel, cond1: Conditioning, cond2: Conditioning, negative: Conditioning,
+    def __init__(self, model: DiffusionModel, cond1: list, cond2: list, negative: list,
                  cfg_conds: float, cfg_cond2_negative: float, nested: bool = False):
         super().__init__(model, cond1, negative, cfg_conds)
-        self.middle = cond2
+        self.middle = conditioning_from_node(cond2)
         self.cfg2 = float(cfg_cond2_negative)
         self.nested = nested
 
@@ -535,22 +555,22 @@ def _add_opposite_areas(positive: Conditioning, negative: Conditioning) -> None:
                 continue
             smallest = None
             for candidate in other:
-                candidate_area = candidate[1].get("area")
+                candidate_area = candidate.extras.get("area")
                 if candidate_area is None:
                     smallest = smallest or candidate
                 elif _area_inside(area, candidate_area) and (
-                        smallest is None or "area" not in smallest[1]
-                        or math.prod(smallest[1]["area"][:2]) > math.prod(candidate_area[:2])):
+                        smallest is None or "area" not in smallest.extras
+                        or math.prod(smallest.extras["area"][:2]) > math.prod(candidate_area[:2])):
                     smallest = candidate
-            if smallest is None or smallest[1].get("area") == area:
+            if smallest is None or smallest.extras.get("area") == area:
                 continue
             twin = {**extras}
             for key in ("pooled_output",):
-                if key in smallest[1]:
-                    twin[key] = smallest[1][key]
+                if key in smallest.extras:
+                    twin[key] = smallest.extras[key]
                 else:
                     twin.pop(key, None)
-            other.append((smallest[0], twin))
+            other.append(ConditioningEntry(smallest.embedding, twin))
 
 
 def _batched_added(sides: list[dict[str, Any]]) -> dict[str, Any]:
@@ -573,11 +593,33 @@ def _to_batch(tensor: torch.Tensor, batch: int) -> torch.Tensor:
 
 # --- Running a sampler ---------------------------------------------------------------------
 
-def _mask_for(latent: dict[str, Any], shape: torch.Size, device: torch.device) -> torch.Tensor | None:
-    mask = latent.get("noise_mask")
-    if mask is None:
+@dataclass(frozen=True)
+class LatentSpace:
+    """How a model's latents relate to the VAE's: ``(vae_latent − shift) × scale`` (only FLUX's
+    and SD3's latent formats shift; ComfyUI's process_in and process_out)."""
+
+    scale: float
+    shift: float = 0.0
+
+    @classmethod
+    def of(cls, model: DiffusionModel) -> LatentSpace:
+        return cls(model.latent_scale, float(getattr(model, "latent_shift", 0.0)))
+
+    def to_model(self, samples: torch.Tensor, device: torch.device) -> torch.Tensor:
+        # An empty latent (all zeros) stays zeros: the sampler starts from pure noise.
+        if torch.count_nonzero(samples) > 0:
+            return (samples.to(device) - self.shift) * self.scale
+        return samples.to(device)
+
+    def to_vae(self, x: torch.Tensor) -> torch.Tensor:
+        return x / self.scale + self.shift
+
+
+def _mask_for(noise_mask: torch.Tensor | None, shape: torch.Size, device: torch.device) -> torch.Tensor | None:
+    """A LATENT's noise mask at the latent's size, channels and batch (None: no mask)."""
+    if noise_mask is None:
         return None
-    mask = mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+    mask = noise_mask.float().reshape(-1, 1, noise_mask.shape[-2], noise_mask.shape[-1])
     mask = F.interpolate(mask, size=tuple(shape[2:]), mode="bilinear")
     if mask.shape[1] < shape[1]:
         mask = mask.repeat(1, shape[1], 1, 1)[:, :shape[1]]
@@ -586,81 +628,118 @@ def _mask_for(latent: dict[str, Any], shape: torch.Size, device: torch.device) -
     return mask[:shape[0]].to(device)
 
 
-def sample_latent(model: DiffusionModel, guider: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                  sampler: str | SamplerChoice, sigmas: torch.Tensor, noise: torch.Tensor, latent: dict[str, Any],
-                  seed: int | None, progress: ProgressCallback, denoised_out: list | None = None,
-                  seed_rows: Sequence[tuple[int | None, int]] = ()) -> dict[str, Any]:
+def _inpaint_noise(like: torch.Tensor, seed: int | None, seed_rows: Sequence[tuple[int | None, int]],
+                   device: torch.device) -> torch.Tensor:
+    """The noise path the unmasked area follows for samplers that draw it anew (ComfyUI's:
+    from the seed + 1, 42 without one), per job of a seed batch."""
+    parts = []
+    for row_seed, rows in seed_rows or ((seed, like.shape[0]),):
+        generator = torch.Generator(device="cpu").manual_seed((41 if row_seed is None else row_seed) + 1)
+        parts.append(torch.randn((rows, *like.shape[1:]), generator=generator))
+    return torch.cat(parts).to(device)
+
+
+class InpaintingDenoiser:
+    """The guider with the area outside the mask held on the original latent's own noise
+    path at every model call, and its estimate there the original."""
+
+    def __init__(self, guider: Denoiser, ms: ModelSampling, clean: torch.Tensor, mask: torch.Tensor,
+                 noise: torch.Tensor) -> None:
+        self.guider, self.ms, self.clean, self.mask, self.noise = guider, ms, clean, mask, noise
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        kept = self.ms.noise_scaling(sigma.reshape([sigma.shape[0]] + [1] * (x.ndim - 1)), self.noise, self.clean)
+        x = x * self.mask + kept * (1 - self.mask)
+        return self.guider(x, sigma) * self.mask + self.clean * (1 - self.mask)
+
+
+class StepReporter:
+    """The sampler's per-step callback: progress with a preview of the current clean estimate
+    (which also checks for cancellation), and the last estimate kept for SamplerCustom's
+    denoised output."""
+
+    def __init__(self, progress: ProgressCallback, total: int, space: LatentSpace, model: DiffusionModel) -> None:
+        self.progress, self.total, self.space = progress, total, space
+        self.family, self.preview_vae = model.family, getattr(model, "preview_vae", None)
+        self.last_denoised: torch.Tensor | None = None
+
+    def __call__(self, index: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
+        self.last_denoised = denoised
+        self.progress(min(index + 1, self.total), self.total,
+                      latent_preview(self.space.to_vae(denoised), self.family, self.preview_vae))
+
+
+def _no_unconditional() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SamplingResult:
+    """What a sampler run gives: the sampled latent and the last step's clean estimate (the
+    sampled latent itself when no step ran)."""
+
+    latent: Latent
+    denoised: Latent
+
+
+def sample_latent(model: DiffusionModel, guider: Denoiser, sampler: str | SamplerChoice, sigmas: torch.Tensor,
+                  noise: torch.Tensor, latent: Latent, seed: int | None, progress: ProgressCallback,
+                  seed_rows: Sequence[tuple[int | None, int]] = ()) -> SamplingResult:
     """Run ``sampler`` down ``sigmas`` from ``latent`` noised with ``noise`` (unit Gaussian, or
-    zeros for none) and return the new LATENT (unscaled, as VAEDecode expects). With
-    ``denoised_out``, the last step's clean estimate (as a LATENT) is appended to it. With
+    zeros for none). The results are in the VAE's latent space, as VAEDecode expects. With
     ``seed_rows`` the latent is a seed batch, ``(seed, rows)`` per job in order, and each
     job's rows take their per-step noise from that job's seed."""
     if len(sigmas) == 0:
-        return {**latent}
+        return SamplingResult(latent, latent)
     choice = sampler if isinstance(sampler, SamplerChoice) else SamplerChoice(sampler)
     spec = choice.spec
     ms = getattr(guider, "ms", None) or model_sampling(model)
     device = model.unet.device
-    scale = model.latent_scale
-    samples = latent["samples"].float()
-    # FLUX's and SD3's latents are also shifted before scaling (ComfyUI's process_in).
-    shift = float(getattr(model, "latent_shift", 0.0))
-    clean = (samples.to(device) - shift) * scale if torch.count_nonzero(samples) > 0 else samples.to(device)
+    space = LatentSpace.of(model)
+
+    # 1. The σ list, and whether it starts at the model's full noise (the latent is then
+    #    scaled as pure noise is).
     sigmas = sigmas.float().to(device)
-    noise = noise.float().to(device)
-    max_sigma = float(ms.sigma_max)
     first = float(sigmas[0])
-    max_denoise = math.isclose(max_sigma, first, rel_tol=1e-05) or first > max_sigma
-    mask = _mask_for(latent, clean.shape, device)
+    max_denoise = math.isclose(float(ms.sigma_max), first, rel_tol=1e-05) or first > float(ms.sigma_max)
+    # 2. The starting latent in the model's space, and the noise.
+    clean = space.to_model(latent.samples.float(), device)
+    noise = noise.float().to(device)
+    # 3. Inpainting: the mask at the latent's size, and the noise path the kept area follows.
+    mask = _mask_for(latent.noise_mask, clean.shape, device)
     inpaint_noise = noise
     if mask is not None and spec.inpaint_random_noise:
-        parts = []
-        for row_seed, rows in seed_rows or ((seed, noise.shape[0]),):
-            generator = torch.Generator(device="cpu").manual_seed((41 if row_seed is None else row_seed) + 1)
-            parts.append(torch.randn((rows, *noise.shape[1:]), generator=generator))
-        inpaint_noise = torch.cat(parts).to(device)
-
+        inpaint_noise = _inpaint_noise(noise, seed, seed_rows, device)
+    # 4. The denoiser: the guider, told about this run, and held to the mask.
     if isinstance(guider, CFGGuider):
-        guider.need_unconditional = spec.cfg_pp
-        guider.latent_image, guider.denoise_mask = clean, mask
-        guider.seed = seed
-
-    def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        if mask is None:
-            return guider(x, sigma)
-        # Outside the mask the latent stays on the original's own noise path.
-        kept = ms.noise_scaling(sigma.reshape([sigma.shape[0]] + [1] * (x.ndim - 1)), inpaint_noise, clean)
-        x = x * mask + kept * (1 - mask)
-        return guider(x, sigma) * mask + clean * (1 - mask)
-
-    total = len(sigmas) - 1
-
-    last_denoised: list[torch.Tensor] = []
-
-    def on_step(index: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
-        last_denoised[:] = [denoised]
-        progress(min(index + 1, total), total,
-                 latent_preview(denoised / scale + shift, model.family, getattr(model, "preview_vae", None)))
-
-    context = SamplerContext(ms, seed=seed, on_step=on_step,
-                             unconditional=lambda: getattr(guider, "last_unconditional", None),
+        guider.start_run(clean, mask, seed, need_unconditional=spec.cfg_pp)
+    denoiser = guider if mask is None else InpaintingDenoiser(guider, ms, clean, mask, inpaint_noise)
+    # 5. What the algorithm may use besides it: per-step reports, its noise's seeds, and
+    #    (CFG++) the last unguided estimate.
+    reporter = StepReporter(progress, len(sigmas) - 1, space, model)
+    context = SamplerContext(ms, seed=seed, on_step=reporter,
+                             unconditional=getattr(guider, "unconditional_estimate", _no_unconditional),
                              seed_rows=tuple(seed_rows))
+    # 6. Noise the latent to the first σ and walk the σ list.
     x = ms.noise_scaling(sigmas[0], noise, clean, max_denoise)
     with torch.no_grad(), hypernetworks_applied(model.unet, getattr(model, "hypernetworks", ())):
         x = spec.function(denoiser, x, sigmas, context, **dict(choice.options))
     x = ms.inverse_noise_scaling(sigmas[-1], x)
-    if denoised_out is not None:
-        estimate = last_denoised[0] if last_denoised else x
-        denoised_out.append({**latent, "samples": (estimate.float() / scale + shift).cpu()})
-    return {**latent, "samples": (x.float() / scale + shift).cpu()}
+    # 7. Back to the VAE's space.
+    sampled = latent.with_samples(space.to_vae(x.float()).cpu())
+    if reporter.last_denoised is None:
+        return SamplingResult(sampled, sampled)
+    return SamplingResult(sampled, latent.with_samples(space.to_vae(reporter.last_denoised.float()).cpu()))
 
 
 @dataclass
 class SamplingJob:
-    """Everything one KSampler run needs besides the model."""
+    """Everything one KSampler run needs besides the model, as the node receives it: the
+    conditioning and the LATENT in ComfyUI's shapes (the seed batcher compares them by
+    identity with the next job's)."""
 
-    positive: Conditioning
-    negative: Conditioning
+    positive: list
+    negative: list
     latent: dict[str, Any]
     seed: int
     steps: int
@@ -684,30 +763,30 @@ def _job_sigmas(model: DiffusionModel, job: SamplingJob) -> torch.Tensor | None:
     return sigmas
 
 
-def _job_noise(job: SamplingJob, seed: int) -> torch.Tensor:
-    samples = job.latent["samples"]
+def _job_noise(job: SamplingJob, latent: Latent, seed: int) -> torch.Tensor:
+    shape = tuple(latent.samples.shape)
     if job.add_noise:
-        return initial_noise(tuple(samples.shape), seed, job.latent.get("batch_index"))
-    return torch.zeros(tuple(samples.shape))
+        return initial_noise(shape, seed, latent.batch_index)
+    return torch.zeros(shape)
 
 
 def sample(model: DiffusionModel, job: SamplingJob, progress: ProgressCallback) -> dict[str, Any]:
     """KSampler (and KSamplerAdvanced, with a step range): denoise ``job.latent`` and return
     the new LATENT."""
+    # 1. The σ list from steps, scheduler, denoise and step range.
     sigmas = _job_sigmas(model, job)
     if sigmas is None or len(sigmas) == 0:
         return {**job.latent}
+    # 2. The starting noise, from the seed.
+    latent = Latent.from_node(job.latent)
+    noise = _job_noise(job, latent, job.seed)
+    # 3. The guider: the model with its prompts.
     guider = CFGGuider(model, job.positive, job.negative, job.cfg)
-    return sample_latent(model, guider, job.sampler, sigmas, _job_noise(job, job.seed), job.latent, job.seed,
-                         progress)
+    # 4. The sampler.
+    return sample_latent(model, guider, job.sampler, sigmas, noise, latent, job.seed, progress).latent.to_node()
 
 
 # --- Seed batches: jobs that differ only in their seed, sampled as one latent batch ----------
-
-# The UNet families whose batched pictures are checked against their pictures alone; FLUX's
-# and SD3's transformers are sampled one job at a time until theirs are.
-SEED_BATCH_FAMILIES = frozenset({"sd15", "sd2", "sdxl", "sdxl_refiner"})
-
 
 def seed_batchable(model: DiffusionModel, job: SamplingJob) -> bool:
     """Whether ``job`` gives, for every seed, the same picture inside a seed batch as alone.
@@ -725,15 +804,14 @@ def seed_batchable(model: DiffusionModel, job: SamplingJob) -> bool:
         return False
     if model.family not in SEED_BATCH_FAMILIES or getattr(model, "noise_augmentor", None) is not None:
         return False
-    for side in (job.positive, job.negative or []):
-        for embedding, extras in side:
-            if getattr(embedding, "shape", (1,))[0] != 1:
-                return False
-            if any(extras.get(key) for key in ("control", "gligen", "unclip_conditioning")):
-                return False
-            mask = extras.get("mask")
-            if mask is not None and mask.ndim == 3 and mask.shape[0] != 1:
-                return False
+    for entry in conditioning_from_node(job.positive) + conditioning_from_node(job.negative):
+        if getattr(entry.embedding, "shape", (1,))[0] != 1:
+            return False
+        if any(entry.extras.get(key) for key in ("control", "gligen", "unclip_conditioning")):
+            return False
+        mask = entry.extras.get("mask")
+        if mask is not None and mask.ndim == 3 and mask.shape[0] != 1:
+            return False
     return True
 
 
@@ -753,23 +831,26 @@ def sample_seed_batch(model: DiffusionModel, job: SamplingJob, seeds: Sequence[i
     seeds = list(seeds)
     if len(seeds) == 1:
         return [sample(model, replace(job, seed=seeds[0]), progress)]
+    # 1. The σ list, the same for every job.
     sigmas = _job_sigmas(model, job)
     if sigmas is None or len(sigmas) == 0:
         return [{**job.latent} for _ in seeds]
-    samples = job.latent["samples"]
-    rows = samples.shape[0]
-    batched = {**job.latent, "samples": _repeat_rows(samples, rows, len(seeds))}
-    batched.pop("batch_index", None)
-    mask = job.latent.get("noise_mask")
+    # 2. One latent holding every job's rows, its mask's rows matched to each job's as the
+    #    sampler matches them to one job's latent; each job's rows start from its seed's noise.
+    latent = Latent.from_node(job.latent)
+    rows = latent.samples.shape[0]
+    mask = latent.noise_mask
     if mask is not None:
-        # The mask's rows as the sampler matches them to one job's latent, once per job.
-        flat = mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1])
-        batched["noise_mask"] = _repeat_rows(flat, rows, len(seeds))
-    noise = torch.cat([_job_noise(job, seed) for seed in seeds])
+        mask = _repeat_rows(mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1]), rows, len(seeds))
+    batched = replace(latent, samples=_repeat_rows(latent.samples, rows, len(seeds)), noise_mask=mask,
+                      batch_index=None)
+    noise = torch.cat([_job_noise(job, latent, seed) for seed in seeds])
+    # 3. The guider, as for one job.
     guider = CFGGuider(model, job.positive, job.negative, job.cfg)
-    out = sample_latent(model, guider, job.sampler, sigmas, noise, batched, seeds[0], progress,
-                        seed_rows=[(seed, rows) for seed in seeds])
-    return [{**job.latent, "samples": part} for part in out["samples"].split(rows)]
+    # 4. The sampler, once, with each job's rows seeded by its own seed.
+    result = sample_latent(model, guider, job.sampler, sigmas, noise, batched, seeds[0], progress,
+                           seed_rows=[(seed, rows) for seed in seeds])
+    return [latent.with_samples(part).to_node() for part in result.latent.samples.split(rows)]
 
 
 def seed_batch_size(model: DiffusionModel, latent_shape: Sequence[int], limit: int = 16) -> int:
