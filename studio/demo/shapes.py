@@ -131,10 +131,7 @@ class Scene:
                                                             ("background", 0.05)) if rng.random() < share)
             else:
                 omitted = leave_out
-            if rng.random() < 0.25:
-                text = self.caption(rng.randrange(4), omitted)
-            else:
-                text = self._phrase(rng, omitted)
+            text = self.caption(rng.randrange(4), omitted) if rng.random() < 0.25 else self._phrase(rng, omitted)
             if not held_out_phrasing(text):
                 return text
 
@@ -219,7 +216,7 @@ def any_colour_scene(rng: random.Random, style: str = "plain") -> Scene:
     scene = random_scene(rng, style=style)
     while True:
         colour, background = (tuple(rng.randrange(256) for _ in range(3)) for _ in range(2))
-        if sum((a - b) ** 2 for a, b in zip(colour, background)) > 120 ** 2:
+        if sum((a - b) ** 2 for a, b in zip(colour, background, strict=True)) > 120 ** 2:
             break
     return Scene(scene.shape, "#%02x%02x%02x" % colour, "#%02x%02x%02x" % background, scene.position,
                  scene.size, style, scene.dx, scene.dy)
