@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from studio.runtime.checkpoints import DiffusionModel, ModelLoadError, Vae
 from studio.runtime.families import ModelFamily
 from studio.runtime.schedules import FlowModelSampling
-from studio.runtime.weight_storage import compute_dtype, load_into
+from studio.runtime.transformer_denoiser import TransformerDenoiser
+from studio.runtime.weight_storage import load_into
 
 FLUX_SCALE, FLUX_SHIFT = 0.3611, 0.1159
 DEFAULT_MU = 1.15
@@ -144,40 +145,14 @@ def load_flux_transformer(path: Path, weights: Mapping[str, torch.Tensor], dtype
                      "the FLUX transformer")
 
 
-class FluxDenoiser(torch.nn.Module):
+class FluxDenoiser(TransformerDenoiser):
     """The FLUX transformer behind the sampler's model call: ``(latent B×16×h×w, timestep,
     encoder_hidden_states=T5 states, pooled_projections=…, guidance=…) → (velocity,)``."""
-
-    def __init__(self, transformer: torch.nn.Module, offloaded_to: torch.device | None = None) -> None:
-        super().__init__()
-        self.transformer = transformer
-        # Set when the transformer is group-offloaded: it computes there, block by block, and
-        # the model manager's moves leave it alone.
-        self.offloaded_to = offloaded_to
-
-    def to(self, *args: Any, **kwargs: Any) -> torch.nn.Module:
-        if self.offloaded_to is not None:
-            return self
-        return super().to(*args, **kwargs)
-
-    @property
-    def config(self) -> Any:
-        return self.transformer.config
 
     @property
     def latent_channels(self) -> int:
         """The VAE latent's channels this model denoises (16)."""
         return int(self.config.in_channels) // 4  # 2×2 patches of the latent
-
-    @property
-    def device(self) -> torch.device:
-        if self.offloaded_to is not None:
-            return self.offloaded_to
-        return next(self.transformer.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return compute_dtype(self.transformer)
 
     def read_lora(self, state_dict: Mapping[str, torch.Tensor], strength: float) -> tuple[list[Any], set[str], int]:
         """Patches for the LoRA keys that name layers the BFL way (see :func:`read_bfl_lora`);
@@ -189,10 +164,7 @@ class FluxDenoiser(torch.nn.Module):
                             dtype: torch.dtype) -> dict[str, Any]:
         """The transformer's inputs besides the latent and T5's states for one conditioning
         entry: CLIP-L's pooled prompt, and the distilled guidance (FluxGuidance; 3.5 unset)."""
-        width = int(self.config.pooled_projection_dim)
-        pooled = extras.get("pooled_output")
-        pooled = pooled if pooled is not None else torch.zeros(1, width)
-        inputs = {"pooled_projections": pooled[:1].to(device, dtype).expand(batch, -1)}
+        inputs = {"pooled_projections": self.pooled_projections(extras, batch, device, dtype)}
         if self.config.guidance_embeds:
             guidance = extras.get("guidance")
             guidance = 3.5 if guidance is None else float(guidance)
@@ -212,7 +184,7 @@ class FluxDenoiser(torch.nn.Module):
         image_ids[..., 2] += torch.arange(columns)[None, :]
         image_ids = image_ids.reshape(rows * columns, 3).to(latent.device, latent.dtype)
         text_ids = torch.zeros(encoder_hidden_states.shape[1], 3, device=latent.device, dtype=latent.dtype)
-        timestep = timestep.reshape(-1).expand(batch) if timestep.numel() == 1 else timestep.reshape(-1)
+        timestep = self.timesteps(timestep, batch)
         out = self.transformer(hidden_states=packed, encoder_hidden_states=encoder_hidden_states,
                                pooled_projections=pooled_projections, timestep=timestep.to(latent.dtype),
                                img_ids=image_ids, txt_ids=text_ids, guidance=guidance, return_dict=False)[0]

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from studio.runtime.checkpoints import DiffusionModel, ModelLoadError
 from studio.runtime.families import ModelFamily
 from studio.runtime.schedules import FlowModelSampling
-from studio.runtime.weight_storage import compute_dtype, load_into
+from studio.runtime.transformer_denoiser import TransformerDenoiser
+from studio.runtime.weight_storage import load_into
 
 SD3_SCALE, SD3_SHIFT = 1.5305, 0.0609
 DEFAULT_SHIFT = 3.0
@@ -81,48 +82,19 @@ def load_sd3_transformer(path: Path, weights: Mapping[str, torch.Tensor], dtype:
     return load_into(path, lambda: SD3Transformer2DModel(**config), converted, dtype, storage, "the SD3 MMDiT")
 
 
-class SD3Denoiser(torch.nn.Module):
+class SD3Denoiser(TransformerDenoiser):
     """The MMDiT behind the sampler's model call: ``(latent B×16×h×w, timestep (σ×1000),
     encoder_hidden_states=[CLIP ‖ T5 states], pooled_projections=…) → (velocity,)``."""
-
-    def __init__(self, transformer: torch.nn.Module, offloaded_to: torch.device | None = None) -> None:
-        super().__init__()
-        self.transformer = transformer
-        # Set when the transformer is group-offloaded: it computes there, block by block, and
-        # the model manager's moves leave it alone.
-        self.offloaded_to = offloaded_to
-
-    def to(self, *args: Any, **kwargs: Any) -> torch.nn.Module:
-        if self.offloaded_to is not None:
-            return self
-        return super().to(*args, **kwargs)
-
-    @property
-    def config(self) -> Any:
-        return self.transformer.config
 
     @property
     def latent_channels(self) -> int:
         """The VAE latent's channels this model denoises (16)."""
         return int(self.config.out_channels)
 
-    @property
-    def device(self) -> torch.device:
-        if self.offloaded_to is not None:
-            return self.offloaded_to
-        return next(self.transformer.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return compute_dtype(self.transformer)
-
     def conditioning_inputs(self, extras: Mapping[str, Any], batch: int, device: torch.device,
                             dtype: torch.dtype) -> dict[str, Any]:
         """The pooled prompt (CLIP-L's and CLIP-G's, side by side) of one conditioning entry."""
-        pooled = extras.get("pooled_output")
-        if pooled is None:
-            pooled = torch.zeros(1, int(self.config.pooled_projection_dim))
-        return {"pooled_projections": pooled[:1].to(device, dtype).expand(batch, -1)}
+        return {"pooled_projections": self.pooled_projections(extras, batch, device, dtype)}
 
     def forward(self, latent: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
                 pooled_projections: torch.Tensor, return_dict: bool = False) -> tuple[torch.Tensor]:
@@ -130,7 +102,7 @@ class SD3Denoiser(torch.nn.Module):
         patch = int(self.config.patch_size)
         pad_h, pad_w = (-height) % patch, (-width) % patch
         padded = F.pad(latent, (0, pad_w, 0, pad_h), mode="circular") if pad_h or pad_w else latent
-        timestep = timestep.reshape(-1).expand(batch) if timestep.numel() == 1 else timestep.reshape(-1)
+        timestep = self.timesteps(timestep, batch)
         out = self.transformer(hidden_states=padded, encoder_hidden_states=encoder_hidden_states,
                                pooled_projections=pooled_projections, timestep=timestep.to(latent.dtype),
                                return_dict=False)[0]

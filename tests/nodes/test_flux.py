@@ -9,12 +9,7 @@ import functools
 import pytest
 import torch
 
-from studio.engine import Engine
-from studio.graph import Workflow
-from studio.runtime.device import DevicePolicy
-from studio.runtime.services import create_services
-
-CPU = DevicePolicy(torch.device("cpu"), torch.float32)
+from tests.nodes.transformer_graphs import GraphBuilder, engine_over, render
 PROMPT = "flowers melting into a cosmic black hole"
 
 
@@ -28,12 +23,7 @@ def flux_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def flux_engine(registry, flux_files, tmp_path_factory):
     """One engine (and so one model manager) for the module: each file is loaded once."""
-    from studio.settings import Settings
-
-    folder = tmp_path_factory.mktemp("flux_engine")
-    settings = Settings(output_dir=folder / "output", input_dirs=(), temp_dir=folder / "temp",
-                        autosave_dir=folder / "autosave", cache_bytes=256 * 1024**2, model_roots=(flux_files.root,))
-    return Engine(registry, settings, services=create_services(settings, CPU))
+    return engine_over(registry, flux_files.root, tmp_path_factory.mktemp("flux_engine"))
 
 
 def flux_graph(unet="tiny-flux1-schnell.safetensors", t5="tiny-t5xxl_fp16.safetensors", steps=4, cfg=1.0,
@@ -41,11 +31,8 @@ def flux_graph(unet="tiny-flux1-schnell.safetensors", t5="tiny-t5xxl_fp16.safete
                negative=False):
     """ComfyUI's FLUX example graph: UNETLoader, DualCLIPLoader (flux), CLIPTextEncode
     (+ FluxGuidance for dev), EmptySD3LatentImage, KSampler, VAELoader, VAEDecode."""
-    workflow = Workflow()
-    ids = {}
-
-    def add(name, type_name, values=None):
-        ids[name] = workflow.add_node(type_name, values or {}).id
+    graph = GraphBuilder()
+    add, workflow, ids = graph.add, graph.workflow, graph.ids
 
     if checkpoint:
         add("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": checkpoint})
@@ -66,19 +53,11 @@ def flux_graph(unet="tiny-flux1-schnell.safetensors", t5="tiny-t5xxl_fp16.safete
         add("guidance", "FluxGuidance", {"guidance": guidance})
         workflow.connect(ids["prompt"], "CONDITIONING", ids["guidance"], "conditioning")
         positive = ("guidance", "CONDITIONING")
-    for (source, output), target, input_name in [
+    return graph.connect([
             (clip, "prompt", "clip"), (clip, "negative", "clip"), (model, "sampler", "model"),
             (positive, "sampler", "positive"), (("negative", "CONDITIONING"), "sampler", "negative"),
             (("latent", "LATENT"), "sampler", "latent_image"), (("sampler", "LATENT"), "decode", "samples"),
-            (vae, "decode", "vae")]:
-        workflow.connect(ids[source], output, ids[target], input_name)
-    return workflow, ids
-
-
-def render(engine, workflow, ids):
-    report = engine.run(workflow, [ids["decode"]])
-    assert report.ok, report.problems or [e.traceback for e in report.errors]
-    return report.results[ids["decode"]][0]
+            (vae, "decode", "vae")])
 
 
 def pipeline_render(files, transformer, sigmas, guidance=3.5, seed=7, size=32, negative=None, cfg=1.0):
@@ -240,3 +219,21 @@ def test_an_empty_4_channel_latent_is_taken_as_an_empty_16_channel_one(flux_engi
     assert report.ok, report.problems or [e.traceback for e in report.errors]
     assert report.results[ids["latent"]][0]["samples"].shape[1] == 4
     assert torch.equal(report.results[ids["decode"]][0], expected)
+
+
+@pytest.mark.parametrize(("type_name", "inputs", "needed"), [
+    ("CLIPTextEncodeFlux", {"clip_l": "", "t5xxl": "", "guidance": 3.5}, "FLUX's text encoders (CLIP-L and T5-XXL)"),
+    ("CLIPTextEncodeSD3", {"clip_l": "", "clip_g": "", "t5xxl": "", "empty_padding": "none"},
+     "SD3's text encoders (TripleCLIPLoader, or an SD3.5 checkpoint)"),
+])
+def test_the_transformer_prompt_nodes_refuse_another_familys_clip(registry, type_name, inputs, needed):
+    """FLUX's and SD3's prompt nodes share one check: an SDXL CLIP (or one of the other
+    transformer family) is refused with a sentence naming what is needed and what came."""
+    from types import SimpleNamespace
+
+    sdxl = SimpleNamespace(family="sdxl")
+    other = SimpleNamespace(family="sd3" if type_name == "CLIPTextEncodeFlux" else "flux", roles=("clip_l",))
+    for clip in (sdxl, other):
+        with pytest.raises(ValueError, match="this node needs ") as refused:
+            registry.get(type_name)().run(None, clip, **inputs)
+        assert str(refused.value) == f"this node needs {needed}; the CLIP wired in is {clip.family}"

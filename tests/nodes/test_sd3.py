@@ -8,12 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studio.engine import Engine
-from studio.graph import Workflow
-from studio.runtime.device import DevicePolicy
-from studio.runtime.services import create_services
-
-CPU = DevicePolicy(torch.device("cpu"), torch.float32)
+from tests.nodes.transformer_graphs import GraphBuilder, engine_over, render
 PROMPT = "a lighthouse on a cliff at dawn"
 NEGATIVE = "blurry"
 
@@ -28,23 +23,15 @@ def sd3_files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sd3_engine(registry, sd3_files, tmp_path_factory):
     """One engine (and so one model manager) for the module: each file is loaded once."""
-    from studio.settings import Settings
-
-    folder = tmp_path_factory.mktemp("sd3_engine")
-    settings = Settings(output_dir=folder / "output", input_dirs=(), temp_dir=folder / "temp",
-                        autosave_dir=folder / "autosave", cache_bytes=256 * 1024**2, model_roots=(sd3_files.root,))
-    return Engine(registry, settings, services=create_services(settings, CPU))
+    return engine_over(registry, sd3_files.root, tmp_path_factory.mktemp("sd3_engine"))
 
 
 def sd3_graph(checkpoint=None, triple=True, steps=3, cfg=4.5, seed=11, size=32, shift=None):
     """ComfyUI's SD3.5 example graph: the model (UNETLoader or CheckpointLoaderSimple),
     TripleCLIPLoader, CLIPTextEncodeSD3 and CLIPTextEncode, EmptySD3LatentImage, KSampler
     with cfg, VAEDecode."""
-    workflow = Workflow()
-    ids = {}
-
-    def add(name, type_name, values=None):
-        ids[name] = workflow.add_node(type_name, values or {}).id
+    graph = GraphBuilder()
+    add, workflow, ids = graph.add, graph.workflow, graph.ids
 
     if checkpoint:
         add("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": checkpoint})
@@ -68,19 +55,11 @@ def sd3_graph(checkpoint=None, triple=True, steps=3, cfg=4.5, seed=11, size=32, 
     add("sampler", "KSampler", {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
                                 "scheduler": "simple", "denoise": 1.0})
     add("decode", "VAEDecode")
-    for (source, output), target, input_name in [
+    return graph.connect([
             (clip, "prompt", "clip"), (clip, "negative", "clip"), (model, "sampler", "model"),
             (("prompt", "CONDITIONING"), "sampler", "positive"), (("negative", "CONDITIONING"), "sampler", "negative"),
             (("latent", "LATENT"), "sampler", "latent_image"), (("sampler", "LATENT"), "decode", "samples"),
-            (vae, "decode", "vae")]:
-        workflow.connect(ids[source], output, ids[target], input_name)
-    return workflow, ids
-
-
-def render(engine, workflow, ids):
-    report = engine.run(workflow, [ids["decode"]])
-    assert report.ok, report.problems or [e.traceback for e in report.errors]
-    return report.results[ids["decode"]][0]
+            (vae, "decode", "vae")])
 
 
 def pipeline_render(files, sigmas, cfg=4.5, seed=11, size=32):

@@ -1,0 +1,46 @@
+"""What the FLUX and SD3.5 node tests share: one engine over a folder of tiny model files
+(each file loaded once per module), the graph builder's ``add`` and wiring, and a render."""
+
+from __future__ import annotations
+
+import torch
+
+from studio.engine import Engine
+from studio.graph import Workflow
+from studio.runtime.device import DevicePolicy
+from studio.runtime.services import create_services
+
+CPU = DevicePolicy(torch.device("cpu"), torch.float32)
+
+
+def engine_over(registry, model_root, folder) -> Engine:
+    """An engine on the CPU whose model folders are ``model_root``, writing under ``folder``."""
+    from studio.settings import Settings
+
+    settings = Settings(output_dir=folder / "output", input_dirs=(), temp_dir=folder / "temp",
+                        autosave_dir=folder / "autosave", cache_bytes=256 * 1024**2, model_roots=(model_root,))
+    return Engine(registry, settings, services=create_services(settings, CPU))
+
+
+class GraphBuilder:
+    """A workflow with nodes by test name (``ids``) and links by (name, output) pairs."""
+
+    def __init__(self) -> None:
+        self.workflow = Workflow()
+        self.ids: dict[str, str] = {}
+
+    def add(self, name: str, type_name: str, values: dict | None = None) -> None:
+        self.ids[name] = self.workflow.add_node(type_name, values or {}).id
+
+    def connect(self, links) -> tuple[Workflow, dict[str, str]]:
+        """``links``: ((source name, output), target name, input name) each; the finished graph."""
+        for (source, output), target, input_name in links:
+            self.workflow.connect(self.ids[source], output, self.ids[target], input_name)
+        return self.workflow, self.ids
+
+
+def render(engine, workflow, ids):
+    """The picture of the graph's ``decode`` node (the run must succeed)."""
+    report = engine.run(workflow, [ids["decode"]])
+    assert report.ok, report.problems or [e.traceback for e in report.errors]
+    return report.results[ids["decode"]][0]
