@@ -146,3 +146,83 @@ def check_declaration(cls: type[NodeBase]) -> None:
         missing = [spec.name for spec in cls.inputs if spec.name not in parameters]
         if missing:
             raise NodeDeclarationError(f"{cls.type_name}.run() does not take the input {missing[0]!r}")
+    check_run_annotations(cls)
+
+
+# The Python types a run() parameter may be annotated with, by the socket type of its input,
+# compared by name as annotations read under ``from __future__ import annotations`` (so torch
+# is never imported here). A FLOAT input takes an int too (files write 1 for 1.0); choice
+# inputs are STRING. Any other socket type (MODEL, CLIP, VAE, CONTROL_NET, UPSCALE_MODEL,
+# SIGMAS, …) carries an object of a runtime class: any class name, but not a widget's scalar;
+# the wildcard "*" takes anything.
+RUN_ANNOTATIONS: dict[str, frozenset[str]] = {
+    "INT": frozenset({"int"}),
+    "FLOAT": frozenset({"float", "int"}),
+    "STRING": frozenset({"str"}),
+    "BOOLEAN": frozenset({"bool"}),
+    "IMAGE": frozenset({"Tensor", "torch.Tensor"}),
+    "MASK": frozenset({"Tensor", "torch.Tensor"}),
+    "LATENT": frozenset({"dict"}),
+    "CONDITIONING": frozenset({"list"}),
+}
+_SCALAR_ANNOTATIONS = frozenset({"int", "float", "str", "bool", "bytes", "complex"})
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """``text`` split at each ``separator`` outside brackets."""
+    parts: list[str] = []
+    depth = start = 0
+    for index, char in enumerate(text):
+        if char in "[(":
+            depth += 1
+        elif char in "])":
+            depth -= 1
+        elif char == separator and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return [part.strip() for part in parts]
+
+
+def _annotation_names(annotation: Any) -> list[str]:
+    """The type names an annotation allows, without None and without generic arguments:
+    ``"torch.Tensor | None"`` → ``["torch.Tensor"]``, ``"dict[str, Any]"`` → ``["dict"]``."""
+    if isinstance(annotation, type):
+        module = "" if annotation.__module__ == "builtins" else f"{annotation.__module__}."
+        text = f"{module}{annotation.__qualname__}"
+    else:
+        text = str(annotation)
+    names: list[str] = []
+    for part in _split_top_level(text, "|"):
+        base, _, arguments = part.partition("[")
+        base = base.removeprefix("typing.")
+        if base in ("Optional", "Union"):
+            names.extend(name for argument in _split_top_level(arguments.removesuffix("]"), ",")
+                         for name in _annotation_names(argument))
+        elif base not in ("None", "NoneType"):
+            names.append(base)
+    return names
+
+
+def check_run_annotations(cls: type[NodeBase]) -> None:
+    """Refuse a node class whose ``run()`` annotates an input with a type its socket never
+    carries (an IMAGE parameter annotated ``int``, say): the annotations are the node's
+    contract with the nodes wired to it, so they must agree with the declared sockets.
+    Parameters without an annotation are not checked."""
+    parameters = inspect.signature(cls.run).parameters
+    for spec in cls.inputs:
+        parameter = parameters.get(spec.name)
+        if parameter is None or parameter.annotation is inspect.Parameter.empty or spec.type == "*":
+            continue
+        names = _annotation_names(parameter.annotation)
+        allowed = RUN_ANNOTATIONS.get(spec.type)
+        if allowed is None:
+            wrong = [name for name in names if name in _SCALAR_ANNOTATIONS]
+            expected = "an object of a runtime class, not a scalar"
+        else:
+            wrong = [name for name in names if name not in allowed]
+            expected = " or ".join(sorted(allowed))
+        if wrong or not names:
+            raise NodeDeclarationError(
+                f"{cls.type_name}.run() annotates the input {spec.name!r} as {parameter.annotation!r}, but it is "
+                f"a {spec.type} socket: expected {expected}")
