@@ -10,6 +10,7 @@ from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.clip_vision import ClipVision, ClipVisionOutput, StyleModel
 
 # Imported on first use: listing and validating nodes needs no torch.
@@ -28,7 +29,7 @@ class CLIPVisionEncode(NodeBase):
               Input("crop", STRING, default="center", choices=("center", "none")))
     outputs = (Output("CLIP_VISION_OUTPUT", CLIP_VISION_OUTPUT),)
 
-    def run(self, ctx, clip_vision: ClipVision | None, image: torch.Tensor, crop: str):
+    def run(self, ctx: NodeContext, clip_vision: ClipVision | None, image: torch.Tensor, crop: str) -> tuple:
         from studio.runtime.clip_vision import encode_image
         from studio.runtime.services import model_manager
 
@@ -53,8 +54,8 @@ class unCLIPConditioning(NodeBase):  # noqa: N801 (ComfyUI's type name)
               Input("noise_augmentation", FLOAT, default=0.0, min=0.0, max=1.0, step=0.01))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list, clip_vision_output: ClipVisionOutput, strength: float,
-            noise_augmentation: float):
+    def run(self, ctx: NodeContext, conditioning: list, clip_vision_output: ClipVisionOutput, strength: float,
+            noise_augmentation: float) -> tuple:
         if strength == 0:
             return (conditioning,)
         picture = {"clip_vision_output": clip_vision_output, "strength": float(strength),
@@ -79,8 +80,8 @@ class StyleModelApply(NodeBase):
               Input("strength_type", STRING, default="multiply", choices=("multiply", "attn_bias")))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list, style_model: StyleModel, clip_vision_output: ClipVisionOutput,
-            strength: float, strength_type: str):
+    def run(self, ctx: NodeContext, conditioning: list, style_model: StyleModel, clip_vision_output: ClipVisionOutput,
+            strength: float, strength_type: str) -> tuple:
         if strength_type == "attn_bias" and strength != 1.0:
             raise ValueError("strength_type: attn_bias with a strength other than 1.0 needs attention masks on the "
                              "prompt, which Seed Studio's sampler does not apply; use multiply")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio.fileinfo import file_identity
 from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, MASK, STRING
 from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.embeddings import EmbeddingLibrary
+from studio.runtime.families import ModelFamily
 from studio.runtime.model_errors import ModelLoadError
 from studio.runtime.models import ModelFolders
 from studio.runtime.names import EMBEDDING
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.checkpoints import TextEncoder
+    from studio.runtime.clip_text import MissingEmbedding, Note
 
 # Imported on first use: listing and validating nodes needs no torch.
 torch = lazy_module("torch")
@@ -43,57 +46,29 @@ def missing_embeddings(values, inputs: tuple[str, ...], settings) -> list[tuple[
     return found
 
 
-def _lookup(ctx, manager, clip: TextEncoder, index: int):
-    width = clip.encoders[index].config.hidden_size
+def embedding_sources(ctx: NodeContext, manager: Any) -> tuple[MissingEmbedding, Note]:
+    """What the runtime's prompt encoders need to look up ``embedding:NAME``: why a name
+    cannot be used (or None), and a note told to the artist once per run."""
+    def missing(name: str) -> str | None:
+        return _not_found(manager.embeddings, name)
 
-    def vectors(name: str) -> torch.Tensor:
-        reason = _not_found(manager.embeddings, name)
-        if reason is None:
-            return manager.embeddings.vectors(name, width, index)
-        # As ComfyUI does ("embedding:NAME does not exist, ignoring"): a warning, and the
-        # prompt without the word, rather than a failed render.
-        note = f"{reason}; it was left out of the prompt"
-        if note not in ctx.notes:
-            ctx.note(note)
-        return torch.zeros(0, width)
+    def note_once(message: str) -> None:
+        if message not in ctx.notes:
+            ctx.note(message)
 
-    return vectors
+    return missing, note_once
 
 
-def _same_length(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # Prompts of different lengths on the two SDXL encoders: repeat the shorter's chunks.
-    length = max(first.shape[1], second.shape[1])
-    return tuple(t.repeat(1, -(-length // t.shape[1]), 1)[:, :length] for t in (first, second))  # type: ignore
-
-
-def encode(ctx, clip: TextEncoder, text: str) -> list:
-    from studio.runtime.prompts import encode_prompt
+def encode(ctx: NodeContext, clip: TextEncoder, text: str) -> list:
+    """``text`` as ComfyUI's CONDITIONING, ``[(tokens, {"pooled_output": …})]``."""
+    from studio.runtime.clip_text import encode_clip_prompt
     from studio.runtime.services import model_manager
 
     manager = model_manager(ctx.services)
     if hasattr(clip, "encode_text"):  # FLUX's and SD3's encoders (studio.runtime.text_encoders)
         return clip.encode_text(manager, text)
-    with manager.use(*clip.encoders, patches=clip.patched_modules()):
-        if clip.family == "sdxl":
-            # SDXL reads the layer before last of both encoders, side by side, and the
-            # second encoder's pooled projection.
-            layer = min(clip.stop_at_layer, -1) - 1
-            first, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, layer, normalise_skipped=False,
-                                     embeddings=_lookup(ctx, manager, clip, 0))
-            second, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text, layer,
-                                           normalise_skipped=False, embeddings=_lookup(ctx, manager, clip, 1))
-            hidden = torch.cat(_same_length(first, second), dim=-1)
-        elif clip.family == "sdxl_refiner":
-            # The refiner's one encoder is SDXL's second, read the same way: the layer
-            # before last, and its pooled projection (which the refiner is conditioned on).
-            layer = min(clip.stop_at_layer, -1) - 1
-            hidden, pooled = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, layer,
-                                           normalise_skipped=False, embeddings=_lookup(ctx, manager, clip, 0))
-        else:
-            hidden, pooled = encode_prompt(clip.tokenizers[0], clip.encoders[0], text, clip.stop_at_layer,
-                                           embeddings=_lookup(ctx, manager, clip, 0))
-    extras = {"pooled_output": pooled.float().cpu()} if pooled is not None else {}
-    return [(hidden.float().cpu(), extras)]
+    hidden, pooled = encode_clip_prompt(manager, clip, text, *embedding_sources(ctx, manager))
+    return [(hidden, {"pooled_output": pooled} if pooled is not None else {})]
 
 
 class CLIPTextEncode(NodeBase):
@@ -127,7 +102,7 @@ class CLIPTextEncode(NodeBase):
     def advise(cls, values, settings):
         return missing_embeddings(values, ("text",), settings)
 
-    def run(self, ctx, text: str, clip: TextEncoder):
+    def run(self, ctx: NodeContext, text: str, clip: TextEncoder) -> tuple:
         return (encode(ctx, clip, text),)
 
 
@@ -141,7 +116,7 @@ class CLIPSetLastLayer(NodeBase):
     inputs = (Input("clip", CLIP), Input("stop_at_clip_layer", INT, default=-1, min=-24, max=-1, step=1))
     outputs = (Output("CLIP", CLIP),)
 
-    def run(self, ctx, clip: TextEncoder, stop_at_clip_layer: int):
+    def run(self, ctx: NodeContext, clip: TextEncoder, stop_at_clip_layer: int) -> tuple:
         return (clip.with_last_layer(stop_at_clip_layer),)
 
 
@@ -154,7 +129,7 @@ class ConditioningCombine(NodeBase):
     inputs = (Input("conditioning_1", CONDITIONING), Input("conditioning_2", CONDITIONING))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning_1: list, conditioning_2: list):
+    def run(self, ctx: NodeContext, conditioning_1: list, conditioning_2: list) -> tuple:
         return (conditioning_1 + conditioning_2,)
 
 
@@ -167,7 +142,7 @@ class ConditioningZeroOut(NodeBase):
     inputs = (Input("conditioning", CONDITIONING),)
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list):
+    def run(self, ctx: NodeContext, conditioning: list) -> tuple:
         out = []
         for embedding, extras in conditioning:
             extras = dict(extras)
@@ -194,7 +169,8 @@ class ConditioningSetArea(NodeBase):
     )
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list, width: int, height: int, x: int, y: int, strength: float):
+    def run(self, ctx: NodeContext, conditioning: list, width: int, height: int, x: int, y: int,
+            strength: float) -> tuple:
         area = (height // 8, width // 8, y // 8, x // 8)
         return ([(embedding, {**extras, "area": area, "strength": strength}) for embedding, extras in conditioning],)
 
@@ -224,24 +200,18 @@ class CLIPTextEncodeSDXL(NodeBase):
     def advise(cls, values, settings):
         return missing_embeddings(values, ("text_g", "text_l"), settings)
 
-    def run(self, ctx, clip: TextEncoder, width, height, crop_w, crop_h, target_width, target_height, text_g,
-            text_l):
-        from studio.runtime.prompts import encode_prompt
+    def run(self, ctx: NodeContext, clip: TextEncoder, width: int, height: int, crop_w: int, crop_h: int,
+            target_width: int, target_height: int, text_g: str, text_l: str) -> tuple:
+        from studio.runtime.clip_text import encode_sdxl_prompts
         from studio.runtime.services import model_manager
 
-        if clip.family != "sdxl":
+        if clip.family != ModelFamily.SDXL:
             raise ValueError(f"this node needs an SDXL text encoder; the CLIP wired in is {clip.family}")
         manager = model_manager(ctx.services)
-        layer = min(clip.stop_at_layer, -1) - 1
-        with manager.use(*clip.encoders, patches=clip.patched_modules()):
-            small, _ = encode_prompt(clip.tokenizers[0], clip.encoders[0], text_l, layer, normalise_skipped=False,
-                                     embeddings=_lookup(ctx, manager, clip, 0))
-            large, pooled = encode_prompt(clip.tokenizers[1], clip.encoders[1], text_g, layer,
-                                          normalise_skipped=False, embeddings=_lookup(ctx, manager, clip, 1))
-        hidden = torch.cat(_same_length(small, large), dim=-1)
-        extras = {"pooled_output": pooled.float().cpu(), "width": width, "height": height, "crop_w": crop_w,
+        hidden, pooled = encode_sdxl_prompts(manager, clip, text_l, text_g, *embedding_sources(ctx, manager))
+        extras = {"pooled_output": pooled, "width": width, "height": height, "crop_w": crop_w,
                   "crop_h": crop_h, "target_width": target_width, "target_height": target_height}
-        return ([(hidden.float().cpu(), extras)],)
+        return ([(hidden, extras)],)
 
 
 class CLIPTextEncodeSDXLRefiner(NodeBase):
@@ -266,8 +236,8 @@ class CLIPTextEncodeSDXLRefiner(NodeBase):
     def advise(cls, values, settings):
         return missing_embeddings(values, ("text",), settings)
 
-    def run(self, ctx, ascore: float, width: int, height: int, text: str, clip: TextEncoder):
-        if clip.family != "sdxl_refiner":
+    def run(self, ctx: NodeContext, ascore: float, width: int, height: int, text: str, clip: TextEncoder) -> tuple:
+        if clip.family != ModelFamily.SDXL_REFINER:
             raise ValueError(f"this node needs the SDXL refiner's text encoder; the CLIP wired in is {clip.family}")
         [(hidden, extras)] = encode(ctx, clip, text)
         return ([(hidden, {**extras, "aesthetic_score": ascore, "width": width, "height": height})],)
@@ -299,7 +269,7 @@ class ConditioningConcat(NodeBase):
     inputs = (Input("conditioning_to", CONDITIONING), Input("conditioning_from", CONDITIONING))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning_to: list, conditioning_from: list):
+    def run(self, ctx: NodeContext, conditioning_to: list, conditioning_from: list) -> tuple:
         appended, _ = _first_of(conditioning_from, ctx, self.type_name)
         out = []
         for embedding, extras in conditioning_to:
@@ -320,7 +290,8 @@ class ConditioningAverage(NodeBase):
               Input("conditioning_to_strength", FLOAT, default=1.0, min=0.0, max=1.0, step=0.01))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning_to: list, conditioning_from: list, conditioning_to_strength: float):
+    def run(self, ctx: NodeContext, conditioning_to: list, conditioning_from: list,
+            conditioning_to_strength: float) -> tuple:
         source, source_extras = _first_of(conditioning_from, ctx, self.type_name)
         pooled_from = source_extras.get("pooled_output")
         strength = conditioning_to_strength
@@ -359,10 +330,12 @@ class ConditioningSetMask(NodeBase):
     )
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list, mask: torch.Tensor, strength: float, set_cond_area: str):
-        if mask.dim() < 3:
-            mask = mask[None]
-        values = {"mask": mask, "set_area_to_bounds": set_cond_area != "default", "mask_strength": strength}
+    def run(self, ctx: NodeContext, conditioning: list, mask: torch.Tensor, strength: float,
+            set_cond_area: str) -> tuple:
+        from studio.runtime.images import as_mask_batch
+
+        values = {"mask": as_mask_batch(mask), "set_area_to_bounds": set_cond_area != "default",
+                  "mask_strength": strength}
         return ([(embedding, {**extras, **values}) for embedding, extras in conditioning],)
 
 
@@ -381,7 +354,7 @@ class ConditioningSetTimestepRange(NodeBase):
     )
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list, start: float, end: float):
+    def run(self, ctx: NodeContext, conditioning: list, start: float, end: float) -> tuple:
         values = {"start_percent": start, "end_percent": end}
         return ([(embedding, {**extras, **values}) for embedding, extras in conditioning],)
 
@@ -403,7 +376,8 @@ class ConditioningSetAreaPercentage(NodeBase):
     )
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list, width: float, height: float, x: float, y: float, strength: float):
+    def run(self, ctx: NodeContext, conditioning: list, width: float, height: float, x: float, y: float,
+            strength: float) -> tuple:
         # ComfyUI's form: the sampler turns the fractions into latent pixels for its size.
         values = {"area": ("percentage", height, width, y, x), "strength": strength, "set_area_to_bounds": False}
         return ([(embedding, {**extras, **values}) for embedding, extras in conditioning],)

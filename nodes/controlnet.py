@@ -10,6 +10,10 @@ from studio.node_api import Input, NodeBase, Output
 from nodes.loaders import ModelFileInput
 
 if TYPE_CHECKING:
+    import torch
+
+    from studio.node_api import NodeContext
+    from studio.runtime.checkpoints import DiffusionModel, Vae
     from studio.runtime.controlnet import ControlHint, ControlNet
 
 
@@ -31,7 +35,7 @@ class ControlNetLoader(ModelFileInput, NodeBase):
     outputs = (Output("CONTROL_NET", CONTROL_NET),)
 
 
-    def run(self, ctx, control_net_name: str):
+    def run(self, ctx: NodeContext, control_net_name: str) -> tuple:
         from studio.runtime.services import model_manager
 
         return (model_manager(ctx.services).load_controlnet(control_net_name),)
@@ -50,7 +54,7 @@ class DiffControlNetLoader(ModelFileInput, NodeBase):
     outputs = (Output("CONTROL_NET", CONTROL_NET),)
 
 
-    def run(self, ctx, model, control_net_name: str):
+    def run(self, ctx: NodeContext, model: DiffusionModel, control_net_name: str) -> tuple:
         from studio.runtime.services import model_manager
 
         manager = model_manager(ctx.services)
@@ -68,7 +72,8 @@ class ControlNetApply(NodeBase):
               Input("strength", FLOAT, default=1.0, min=0.0, max=10.0, step=0.01))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning: list, control_net: ControlNet, image, strength: float):
+    def run(self, ctx: NodeContext, conditioning: list, control_net: ControlNet, image: torch.Tensor,
+            strength: float) -> tuple:
         from studio.runtime.controlnet import ControlHint
 
         if strength == 0:
@@ -102,7 +107,8 @@ class ControlNetApplyAdvanced(NodeBase):
             return [("start_percent", "starts after it ends: start_percent must not exceed end_percent")]
         return []
 
-    def run(self, ctx, positive, negative, control_net, image, strength, start_percent, end_percent, vae=None):
+    def run(self, ctx: NodeContext, positive: list, negative: list, control_net: ControlNet, image: torch.Tensor,
+            strength: float, start_percent: float, end_percent: float, vae: Vae | None = None) -> tuple:
         from studio.runtime.controlnet import ControlHint
 
         if strength == 0 or start_percent >= end_percent:

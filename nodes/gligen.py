@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 from studio.graph.sockets import CLIP, CONDITIONING, GLIGEN, INT, STRING
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 
-from nodes.conditioning import _lookup
+from nodes.conditioning import embedding_sources
 from nodes.loaders import ModelFileInput
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.checkpoints import TextEncoder
     from studio.runtime.gligen import Gligen
 
@@ -26,7 +27,7 @@ class GLIGENLoader(ModelFileInput, NodeBase):
     inputs = (Input("gligen_name", STRING, default="", tooltip="file in the gligen folder"),)
     outputs = (Output("GLIGEN", GLIGEN),)
 
-    def run(self, ctx, gligen_name: str):
+    def run(self, ctx: NodeContext, gligen_name: str) -> tuple:
         from studio.runtime.gligen import load_gligen
         from studio.runtime.services import model_manager
 
@@ -49,8 +50,9 @@ class GLIGENTextBoxApply(NodeBase):
               Input("y", INT, default=0, min=0, max=MAX_RESOLUTION, step=8))
     outputs = (Output("CONDITIONING", CONDITIONING),)
 
-    def run(self, ctx, conditioning_to: list, clip: TextEncoder, gligen_textbox_model: Gligen, text: str,
-            width: int, height: int, x: int, y: int):
+    def run(self, ctx: NodeContext, conditioning_to: list, clip: TextEncoder, gligen_textbox_model: Gligen, text: str,
+            width: int, height: int, x: int, y: int) -> tuple:
+        from studio.runtime.clip_text import embedding_lookup
         from studio.runtime.gligen import phrase_embedding, with_text_box
         from studio.runtime.services import model_manager
 
@@ -60,7 +62,7 @@ class GLIGENTextBoxApply(NodeBase):
         index = len(clip.encoders) - 1
         with manager.use(clip.encoders[index], patches=clip.patched_modules()):
             pooled = phrase_embedding(clip.tokenizers[index], clip.encoders[index], text,
-                                      _lookup(ctx, manager, clip, index))
+                                      embedding_lookup(manager, clip, index, *embedding_sources(ctx, manager)))
         if pooled.shape[-1] != gligen_textbox_model.phrase_width:
             raise ValueError(f"gligen_textbox_model ({gligen_textbox_model.name}) reads "
                              f"{gligen_textbox_model.phrase_width}-wide phrase embeddings but clip gives "

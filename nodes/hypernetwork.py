@@ -11,6 +11,7 @@ from studio.node_api import Input, NodeBase, Output
 from nodes.loaders import ModelFileInput
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.checkpoints import DiffusionModel
 
 
@@ -28,7 +29,7 @@ class HypernetworkLoader(ModelFileInput, NodeBase):
               Input("strength", FLOAT, default=1.0, min=-10.0, max=10.0, step=0.01))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, model: DiffusionModel, hypernetwork_name: str, strength: float):
+    def run(self, ctx: NodeContext, model: DiffusionModel, hypernetwork_name: str, strength: float) -> tuple:
         from studio.runtime.hypernetwork import read_hypernetwork
         from studio.runtime.services import model_manager
 

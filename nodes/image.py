@@ -3,10 +3,15 @@ batches, noise, blank images."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING
 from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, SEED_MAX, Input, NodeBase, Output
 from studio.runtime.names import QUANTIZE_DITHERS, RESIZE_METHODS
+
+if TYPE_CHECKING:
+    from studio.node_api import NodeContext
 
 # Imported on first use: listing and validating nodes needs no torch.
 torch = lazy_module("torch")
@@ -33,7 +38,7 @@ class ImageScale(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, upscale_method: str, width: int, height: int,
+    def run(self, ctx: NodeContext, image: torch.Tensor, upscale_method: str, width: int, height: int,
             crop: str) -> tuple[torch.Tensor]:
         from studio.runtime.images import center_crop_to_aspect, complete_size, resize_image
 
@@ -58,7 +63,7 @@ class ImageScaleBy(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, upscale_method: str, scale_by: float) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, upscale_method: str, scale_by: float) -> tuple[torch.Tensor]:
         from studio.runtime.images import resize_image
 
         width = max(1, round(image.shape[2] * scale_by))
@@ -78,7 +83,7 @@ class ImageInvert(NodeBase):
     inputs = (Input("image", IMAGE),)
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor) -> tuple[torch.Tensor]:
         return (1.0 - image,)
 
 
@@ -116,7 +121,7 @@ class ImageBlend(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image1: torch.Tensor, image2: torch.Tensor, blend_factor: float,
+    def run(self, ctx: NodeContext, image1: torch.Tensor, image2: torch.Tensor, blend_factor: float,
             blend_mode: str) -> tuple[torch.Tensor]:
         from studio.runtime.images import center_crop_to_aspect, resize_image
 
@@ -149,7 +154,8 @@ class ImageCrop(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, width: int, height: int, x: int, y: int) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, width: int, height: int, x: int,
+            y: int) -> tuple[torch.Tensor]:
         x = min(x, image.shape[2] - 1)
         y = min(y, image.shape[1] - 1)
         return (image[:, y:y + height, x:x + width, :],)
@@ -169,7 +175,7 @@ class EmptyImage(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, width: int, height: int, batch_size: int, color: int) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, width: int, height: int, batch_size: int, color: int) -> tuple[torch.Tensor]:
         rgb = torch.tensor([(color >> 16) & 0xFF, (color >> 8) & 0xFF, color & 0xFF], dtype=torch.float32) / 255.0
         return (rgb.expand(batch_size, height, width, 3).contiguous(),)
 
@@ -188,7 +194,7 @@ class ImageAddNoise(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, seed: int, strength: float) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, seed: int, strength: float) -> tuple[torch.Tensor]:
         generator = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(image.shape, generator=generator, dtype=torch.float32)
         return ((image + noise.to(image.device) * strength).clamp(0.0, 1.0),)
@@ -212,7 +218,8 @@ class ImagePadForOutpaint(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE), Output("MASK", MASK))
 
-    def run(self, ctx, image: torch.Tensor, left: int, top: int, right: int, bottom: int, feathering: int):
+    def run(self, ctx: NodeContext, image: torch.Tensor, left: int, top: int, right: int, bottom: int,
+            feathering: int) -> tuple:
         batch, height, width, channels = image.shape
         padded = torch.full((batch, height + top + bottom, width + left + right, channels), 0.5, dtype=image.dtype)
         padded[:, top:top + height, left:left + width] = image
@@ -250,7 +257,7 @@ class Canny(NodeBase):
             return [("low_threshold", "the low threshold must not be above the high one")]
         return []
 
-    def run(self, ctx, image: torch.Tensor, low_threshold: float, high_threshold: float):
+    def run(self, ctx: NodeContext, image: torch.Tensor, low_threshold: float, high_threshold: float) -> tuple:
         import kornia
 
         _, edges = kornia.filters.canny(image.movedim(-1, 1)[:, :3].float(), low_threshold=low_threshold,
@@ -274,7 +281,7 @@ class ImageScaleToTotalPixels(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, upscale_method: str, megapixels: float,
+    def run(self, ctx: NodeContext, image: torch.Tensor, upscale_method: str, megapixels: float,
             resolution_steps: int) -> tuple[torch.Tensor]:
         from studio.runtime.images import resize_image, size_for_total_pixels
 
@@ -291,7 +298,7 @@ class GetImageSize(NodeBase):
     inputs = (Input("image", IMAGE),)
     outputs = (Output("width", INT), Output("height", INT), Output("batch_size", INT))
 
-    def run(self, ctx, image: torch.Tensor) -> tuple[int, int, int]:
+    def run(self, ctx: NodeContext, image: torch.Tensor) -> tuple[int, int, int]:
         return (image.shape[2], image.shape[1], image.shape[0])
 
 
@@ -327,8 +334,8 @@ class ImageCompositeMasked(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, destination: torch.Tensor, source: torch.Tensor, x: int, y: int, resize_source: bool,
-            mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+            resize_source: bool, mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
         from studio.runtime.images import paste
 
         if destination.shape[-1] < source.shape[-1]:
@@ -351,7 +358,7 @@ class ImageBatch(NodeBase):
     inputs = (Input("image1", IMAGE), Input("image2", IMAGE))
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor]:
         from studio.runtime.images import trim_to_aspect
 
         image1, image2 = _same_channels(image1, image2)
@@ -373,7 +380,7 @@ class RepeatImageBatch(NodeBase):
     inputs = (Input("image", IMAGE), Input("amount", INT, default=1, min=1, max=4096))
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, amount: int) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, amount: int) -> tuple[torch.Tensor]:
         return (image.repeat(amount, 1, 1, 1),)
 
 
@@ -388,7 +395,7 @@ class ImageFromBatch(NodeBase):
               Input("length", INT, default=1, min=1, max=4096))
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, batch_index: int, length: int) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, batch_index: int, length: int) -> tuple[torch.Tensor]:
         start = min(batch_index, image.shape[0] - 1)
         return (image[start:start + length].clone(),)
 
@@ -402,7 +409,7 @@ class ImageFlip(NodeBase):
     inputs = (Input("image", IMAGE), Input("flip_method", STRING, default=FLIP_METHODS[0], choices=FLIP_METHODS))
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, flip_method: str) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, flip_method: str) -> tuple[torch.Tensor]:
         return (torch.flip(image, dims=[1 if flip_method.startswith("x") else 2]),)
 
 
@@ -415,7 +422,7 @@ class ImageRotate(NodeBase):
     inputs = (Input("image", IMAGE), Input("rotation", STRING, default="none", choices=ROTATIONS))
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, rotation: str) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, rotation: str) -> tuple[torch.Tensor]:
         # Turning from the width axis towards the height axis is clockwise on screen.
         return (torch.rot90(image, k=ROTATIONS.index(rotation), dims=[2, 1]),)
 
@@ -441,7 +448,8 @@ class ImageSharpen(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, sharpen_radius: int, sigma: float, alpha: float) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, sharpen_radius: int, sigma: float,
+            alpha: float) -> tuple[torch.Tensor]:
         from studio.runtime.images import filter_image, gaussian_kernel
 
         _check_radius(image, sharpen_radius, "sharpen_radius")
@@ -466,7 +474,7 @@ class ImageBlur(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, blur_radius: int, sigma: float) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, blur_radius: int, sigma: float) -> tuple[torch.Tensor]:
         from studio.runtime.images import filter_image, gaussian_kernel
 
         _check_radius(image, blur_radius, "blur_radius")
@@ -489,7 +497,7 @@ class ImageQuantize(NodeBase):
     )
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, image: torch.Tensor, colors: int, dither: str) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, image: torch.Tensor, colors: int, dither: str) -> tuple[torch.Tensor]:
         from studio.runtime.images import quantize_image
 
         out = image.clone()

@@ -13,11 +13,11 @@ from studio.node_api import Input, NodeBase, Output
 from nodes.latent import vae_encode
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.checkpoints import Vae
 
 # Imported on first use: listing and validating nodes needs no torch.
 torch = lazy_module("torch")
-F = lazy_module("torch.nn.functional")
 
 
 def _with(conditioning: list, **values) -> list:
@@ -37,15 +37,12 @@ class InpaintModelConditioning(NodeBase):
               Input("pixels", IMAGE), Input("mask", MASK), Input("noise_mask", BOOLEAN, default=True))
     outputs = (Output("positive", CONDITIONING), Output("negative", CONDITIONING), Output("latent", LATENT))
 
-    def run(self, ctx, positive, negative, vae: Vae, pixels: torch.Tensor, mask: torch.Tensor, noise_mask: bool):
-        mask = F.interpolate(mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float(),
-                             size=tuple(pixels.shape[1:3]), mode="bilinear")
-        height, width = pixels.shape[1] // 8 * 8, pixels.shape[2] // 8 * 8
-        top, left = (pixels.shape[1] % 8) // 2, (pixels.shape[2] % 8) // 2
-        pixels = pixels[:, top:top + height, left:left + width, :3]
-        mask = mask[:, :, top:top + height, left:left + width]
-        keep = (1.0 - mask.round()).squeeze(1)[..., None]
-        greyed = (pixels - 0.5) * keep + 0.5  # the masked area at mid grey, as the model was trained
+    def run(self, ctx: NodeContext, positive: list, negative: list, vae: Vae, pixels: torch.Tensor, mask: torch.Tensor,
+            noise_mask: bool) -> tuple:
+        from studio.runtime.vae_codec import inpainting_inputs
+
+        # Trimmed to multiples of 8, as ComfyUI trims them, whatever the VAE's own factor.
+        pixels, mask, greyed = inpainting_inputs(pixels, mask, 8)
         concat_latent = vae_encode(ctx, vae, greyed)
         latent = {"samples": vae_encode(ctx, vae, pixels)}
         if noise_mask:
@@ -65,7 +62,7 @@ class InstructPixToPixConditioning(NodeBase):
               Input("pixels", IMAGE))
     outputs = (Output("positive", CONDITIONING), Output("negative", CONDITIONING), Output("latent", LATENT))
 
-    def run(self, ctx, positive, negative, vae: Vae, pixels: torch.Tensor):
+    def run(self, ctx: NodeContext, positive: list, negative: list, vae: Vae, pixels: torch.Tensor) -> tuple:
         concat_latent = vae_encode(ctx, vae, pixels)
         return (_with(positive, concat_latent_image=concat_latent), _with(negative, concat_latent_image=concat_latent),
                 {"samples": torch.zeros_like(concat_latent)})

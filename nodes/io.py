@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Mapping
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
@@ -18,6 +18,9 @@ from studio.graph.sockets import IMAGE, MASK, STRING
 from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
 from studio.settings import Settings
+
+if TYPE_CHECKING:
+    from studio.node_api import NodeContext
 
 # Imported on first use: listing and validating nodes needs no torch.
 torch = lazy_module("torch")
@@ -113,7 +116,7 @@ class LoadImage(NodeBase):
             return None
         return file_identity(path)
 
-    def run(self, ctx, image: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, ctx: NodeContext, image: str) -> tuple[torch.Tensor, torch.Tensor]:
         from studio.runtime.images import pil_to_tensors
 
         path = find_input_image(image, ctx.settings)
@@ -214,7 +217,7 @@ class SaveImage(NodeBase):
                     tooltip="file name start; may contain sub-folders, e.g. portraits/cat"))
     outputs = (Output("images", IMAGE),)
 
-    def run(self, ctx, images: torch.Tensor, filename_prefix: str) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, images: torch.Tensor, filename_prefix: str) -> tuple[torch.Tensor]:
         folder, stem = safe_output_folder(ctx.settings.output_dir, filename_prefix)
         for path in save_images(images, folder, stem, ctx.embedded_texts):
             ctx.record_file(path)
@@ -266,7 +269,7 @@ class PreviewImage(NodeBase):
     inputs = (Input("images", IMAGE),)
     outputs = (Output("images", IMAGE),)
 
-    def run(self, ctx, images: torch.Tensor) -> tuple[torch.Tensor]:
+    def run(self, ctx: NodeContext, images: torch.Tensor) -> tuple[torch.Tensor]:
         folder = ctx.settings.temp_dir.expanduser()
         prune_previews(folder, keep=max(0, MAX_PREVIEW_FILES - len(images)))
         stem = "preview_" + secrets.token_hex(4)

@@ -3,9 +3,6 @@ arithmetic, batches and masks."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, LATENT, MASK, STRING, VAE
@@ -13,6 +10,7 @@ from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.checkpoints import Vae
 
 # Imported on first use: listing and validating nodes needs no torch.
@@ -35,31 +33,24 @@ class EmptyLatentImage(NodeBase):
     )
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, width: int, height: int, batch_size: int):
+    def run(self, ctx: NodeContext, width: int, height: int, batch_size: int) -> tuple:
         return ({"samples": torch.zeros(batch_size, 4, height // 8, width // 8)},)
 
 
-def _crop_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:
-    height = pixels.shape[1] // multiple * multiple
-    width = pixels.shape[2] // multiple * multiple
-    top = (pixels.shape[1] - height) // 2
-    left = (pixels.shape[2] - width) // 2
-    return pixels[:, top:top + height, left:left + width]
-
-
-def vae_decode(ctx, vae: Vae, samples: torch.Tensor) -> torch.Tensor:
+def vae_decode(ctx: NodeContext, vae: Vae, samples: torch.Tensor) -> torch.Tensor:
+    """Pixels of latent samples, with the run's model manager (see studio.runtime.vae_codec)."""
     from studio.runtime import vae_codec
     from studio.runtime.services import model_manager
 
-    return vae_codec.decode(model_manager(ctx.services), vae.vae, samples, ctx.note)
+    return vae_codec.decode_latent(model_manager(ctx.services), vae, samples, ctx.note)
 
 
-def vae_encode(ctx, vae: Vae, pixels: torch.Tensor) -> torch.Tensor:
+def vae_encode(ctx: NodeContext, vae: Vae, pixels: torch.Tensor) -> torch.Tensor:
+    """Latent samples of pixels, with the run's model manager (see studio.runtime.vae_codec)."""
     from studio.runtime import vae_codec
     from studio.runtime.services import model_manager
 
-    return vae_codec.encode(model_manager(ctx.services), vae.vae, _crop_to_multiple(pixels[..., :3], vae.downscale),
-                            ctx.note)
+    return vae_codec.encode_pixels(model_manager(ctx.services), vae, pixels, ctx.note)
 
 
 class VAEDecode(NodeBase):
@@ -71,7 +62,7 @@ class VAEDecode(NodeBase):
     inputs = (Input("samples", LATENT), Input("vae", VAE))
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, samples: dict, vae: Vae):
+    def run(self, ctx: NodeContext, samples: dict, vae: Vae) -> tuple:
         return (vae_decode(ctx, vae, samples["samples"]),)
 
 
@@ -85,7 +76,7 @@ class VAEEncode(NodeBase):
     inputs = (Input("pixels", IMAGE), Input("vae", VAE))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, pixels: torch.Tensor, vae: Vae):
+    def run(self, ctx: NodeContext, pixels: torch.Tensor, vae: Vae) -> tuple:
         return ({"samples": vae_encode(ctx, vae, pixels)},)
 
 
@@ -98,8 +89,10 @@ class SetLatentNoiseMask(NodeBase):
     inputs = (Input("samples", LATENT), Input("mask", MASK))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, mask: torch.Tensor):
-        return ({**samples, "noise_mask": mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()},)
+    def run(self, ctx: NodeContext, samples: dict, mask: torch.Tensor) -> tuple:
+        from studio.runtime.images import as_mask_batch
+
+        return ({**samples, "noise_mask": as_mask_batch(mask)[:, None].float()},)
 
 
 def resize_latent(samples: torch.Tensor, width: int, height: int, method: str) -> torch.Tensor:
@@ -127,7 +120,7 @@ class LatentUpscale(NodeBase):
     )
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, upscale_method: str, width: int, height: int, crop: str):
+    def run(self, ctx: NodeContext, samples: dict, upscale_method: str, width: int, height: int, crop: str) -> tuple:
         from studio.runtime.images import center_crop_to_aspect, complete_size
 
         latent = samples["samples"]
@@ -153,7 +146,7 @@ class LatentUpscaleBy(NodeBase):
     )
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, upscale_method: str, scale_by: float):
+    def run(self, ctx: NodeContext, samples: dict, upscale_method: str, scale_by: float) -> tuple:
         latent = samples["samples"]
         width = max(1, round(latent.shape[3] * scale_by))
         height = max(1, round(latent.shape[2] * scale_by))
@@ -170,7 +163,7 @@ class RepeatLatentBatch(NodeBase):
     inputs = (Input("samples", LATENT), Input("amount", INT, default=1, min=1, max=64))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, amount: int):
+    def run(self, ctx: NodeContext, samples: dict, amount: int) -> tuple:
         out = {**samples, "samples": samples["samples"].repeat(amount, 1, 1, 1)}
         if "noise_mask" in samples and samples["noise_mask"].shape[0] > 1:
             out["noise_mask"] = samples["noise_mask"].repeat(amount, 1, 1, 1)
@@ -187,7 +180,7 @@ class LatentFromBatch(NodeBase):
               Input("length", INT, default=1, min=1, max=64))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, batch_index: int, length: int):
+    def run(self, ctx: NodeContext, samples: dict, batch_index: int, length: int) -> tuple:
         latent = samples["samples"]
         start = min(batch_index, latent.shape[0] - 1)
         out = {**samples, "samples": latent[start:start + length].clone()}
@@ -208,20 +201,11 @@ class VAEEncodeForInpaint(NodeBase):
               Input("grow_mask_by", INT, default=6, min=0, max=64, step=1))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, pixels: torch.Tensor, vae: Vae, mask: torch.Tensor, grow_mask_by: int):
-        mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()
-        mask = F.interpolate(mask, size=pixels.shape[1:3], mode="bilinear")
-        pixels = _crop_to_multiple(pixels[..., :3], vae.downscale)
-        mask = _crop_to_multiple(mask.movedim(1, -1), vae.downscale).movedim(-1, 1).round()
-        if grow_mask_by > 0:
-            kernel = torch.ones(1, 1, grow_mask_by, grow_mask_by)
-            grown = F.conv2d(mask, kernel, padding=(grow_mask_by - 1) // 2 + (grow_mask_by - 1) % 2)
-            grown = grown[..., :mask.shape[-2], :mask.shape[-1]].clamp(0, 1)
-        else:
-            grown = mask
-        keep = (1.0 - mask).movedim(1, -1)
-        greyed = (pixels - 0.5) * keep + 0.5
-        return ({"samples": vae_encode(ctx, vae, greyed), "noise_mask": grown},)
+    def run(self, ctx: NodeContext, pixels: torch.Tensor, vae: Vae, mask: torch.Tensor, grow_mask_by: int) -> tuple:
+        from studio.runtime.vae_codec import grown_noise_mask, inpainting_inputs
+
+        _, mask, greyed = inpainting_inputs(pixels, mask, vae.downscale)
+        return ({"samples": vae_encode(ctx, vae, greyed), "noise_mask": grown_noise_mask(mask, grow_mask_by)},)
 
 
 def _feathered_paste(destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
@@ -255,7 +239,7 @@ class LatentComposite(NodeBase):
               Input("feather", INT, default=0, min=0, max=MAX_RESOLUTION, step=8))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples_to: dict, samples_from: dict, x: int, y: int, feather: int):
+    def run(self, ctx: NodeContext, samples_to: dict, samples_from: dict, x: int, y: int, feather: int) -> tuple:
         source = samples_from["samples"]
         mask = None
         steps = feather // 8
@@ -284,14 +268,17 @@ class LatentCompositeMasked(NodeBase):
               Input("mask", MASK, optional=True))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, destination: dict, source: dict, x: int, y: int, resize_source: bool, mask=None):
+    def run(self, ctx: NodeContext, destination: dict, source: dict, x: int, y: int, resize_source: bool,
+            mask: torch.Tensor | None = None) -> tuple:
         target = destination["samples"]
         pasted = source["samples"]
         if resize_source:
             pasted = F.interpolate(pasted, size=target.shape[2:], mode="bilinear", align_corners=False)
         weight = None
         if mask is not None:
-            weight = F.interpolate(mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).float()[:1],
+            from studio.runtime.images import as_mask_batch
+
+            weight = F.interpolate(as_mask_batch(mask)[:1, None].float(),
                                    size=pasted.shape[2:], mode="bilinear", align_corners=False)
         return ({**destination, "samples": _feathered_paste(target, pasted, x // 8, y // 8, weight)},)
 
@@ -316,8 +303,10 @@ class VAEDecodeTiled(NodeBase):
               *_TEMPORAL)
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, samples: dict, vae: Vae, tile_size: int, overlap: int, temporal_size: int,
-            temporal_overlap: int):
+    def run(self, ctx: NodeContext, samples: dict, vae: Vae, tile_size: int, overlap: int, temporal_size: int,
+            temporal_overlap: int) -> tuple:
+        from studio.runtime.vae_codec import tiled
+
         with tiled(vae, tile_size, overlap):
             return (vae_decode(ctx, vae, samples["samples"]),)
 
@@ -334,31 +323,12 @@ class VAEEncodeTiled(NodeBase):
               *_TEMPORAL)
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, pixels: torch.Tensor, vae: Vae, tile_size: int, overlap: int, temporal_size: int,
-            temporal_overlap: int):
+    def run(self, ctx: NodeContext, pixels: torch.Tensor, vae: Vae, tile_size: int, overlap: int, temporal_size: int,
+            temporal_overlap: int) -> tuple:
+        from studio.runtime.vae_codec import tiled
+
         with tiled(vae, tile_size, overlap):
             return ({"samples": vae_encode(ctx, vae, pixels)},)
-
-
-_tiling_lock = threading.Lock()
-
-
-@contextmanager
-def tiled(vae: Vae, tile_size: int, overlap: int) -> Iterator[None]:
-    """Switch diffusers' tiled VAE on for one call, restoring the shared VAE's settings."""
-    module = vae.vae
-    names = ("use_tiling", "tile_sample_min_size", "tile_latent_min_size", "tile_overlap_factor")
-    with _tiling_lock:
-        saved = {name: getattr(module, name) for name in names}
-        module.use_tiling = True
-        module.tile_sample_min_size = tile_size
-        module.tile_latent_min_size = max(1, tile_size // vae.downscale)
-        module.tile_overlap_factor = min(0.75, overlap / tile_size)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(module, name, value)
 
 
 LATENT_ROTATIONS = ("none", "90 degrees", "180 degrees", "270 degrees")
@@ -400,7 +370,7 @@ class LatentRotate(NodeBase):
     inputs = (Input("samples", LATENT), Input("rotation", STRING, default="none", choices=LATENT_ROTATIONS))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, rotation: str):
+    def run(self, ctx: NodeContext, samples: dict, rotation: str) -> tuple:
         def turn(tensor: torch.Tensor) -> torch.Tensor:
             return torch.rot90(tensor, k=LATENT_ROTATIONS.index(rotation), dims=[-1, -2])
         return ({**samples, "samples": turn(samples["samples"]), **_transform_noise_mask(samples, turn)},)
@@ -417,7 +387,7 @@ class LatentFlip(NodeBase):
               Input("flip_method", STRING, default=LATENT_FLIP_METHODS[0], choices=LATENT_FLIP_METHODS))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, flip_method: str):
+    def run(self, ctx: NodeContext, samples: dict, flip_method: str) -> tuple:
         def flip(tensor: torch.Tensor) -> torch.Tensor:
             return torch.flip(tensor, dims=[-2 if flip_method.startswith("x") else -1])
         return ({**samples, "samples": flip(samples["samples"]), **_transform_noise_mask(samples, flip)},)
@@ -440,7 +410,7 @@ class LatentCrop(NodeBase):
     )
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, width: int, height: int, x: int, y: int):
+    def run(self, ctx: NodeContext, samples: dict, width: int, height: int, x: int, y: int) -> tuple:
         latent = samples["samples"]
         latent_height, latent_width = latent.shape[-2], latent.shape[-1]
         left = max(0, min(x // 8, latent_width - 8))
@@ -466,7 +436,7 @@ class LatentBlend(NodeBase):
               Input("blend_factor", FLOAT, default=0.5, min=0.0, max=1.0, step=0.01))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples1: dict, samples2: dict, blend_factor: float):
+    def run(self, ctx: NodeContext, samples1: dict, samples2: dict, blend_factor: float) -> tuple:
         first, second = samples1["samples"], samples2["samples"]
         _check_channels(first, second)
         second = _fit_spatially(second.to(first), first, "bicubic")
@@ -495,7 +465,7 @@ class LatentAdd(NodeBase):
     inputs = (Input("samples1", LATENT), Input("samples2", LATENT))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples1: dict, samples2: dict):
+    def run(self, ctx: NodeContext, samples1: dict, samples2: dict) -> tuple:
         first, second = _operand(samples1, samples2)
         return ({**samples1, "samples": first + second},)
 
@@ -509,7 +479,7 @@ class LatentSubtract(NodeBase):
     inputs = (Input("samples1", LATENT), Input("samples2", LATENT))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples1: dict, samples2: dict):
+    def run(self, ctx: NodeContext, samples1: dict, samples2: dict) -> tuple:
         first, second = _operand(samples1, samples2)
         return ({**samples1, "samples": first - second},)
 
@@ -523,7 +493,7 @@ class LatentMultiply(NodeBase):
     inputs = (Input("samples", LATENT), Input("multiplier", FLOAT, default=1.0, min=-10.0, max=10.0, step=0.01))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples: dict, multiplier: float):
+    def run(self, ctx: NodeContext, samples: dict, multiplier: float) -> tuple:
         return ({**samples, "samples": samples["samples"] * multiplier},)
 
 
@@ -537,7 +507,7 @@ class LatentBatch(NodeBase):
     inputs = (Input("samples1", LATENT), Input("samples2", LATENT))
     outputs = (Output("LATENT", LATENT),)
 
-    def run(self, ctx, samples1: dict, samples2: dict):
+    def run(self, ctx: NodeContext, samples1: dict, samples2: dict) -> tuple:
         first, second = samples1["samples"], samples2["samples"]
         _check_channels(first, second)
         second = _fit_spatially(second.to(first), first, "bilinear")

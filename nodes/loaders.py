@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from studio.fileinfo import file_identity
 from studio.graph.sockets import CLIP, CLIP_VISION, MODEL, STRING, STYLE_MODEL, VAE
@@ -13,6 +13,9 @@ from studio.node_api import Input, NodeBase, Output
 from studio.runtime.model_headers import inspect_model_header
 from studio.runtime.models import ModelFolders
 from studio.settings import Settings
+
+if TYPE_CHECKING:
+    from studio.node_api import NodeContext
 
 
 def check_model_file(kind: str, input_name: str, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
@@ -100,7 +103,7 @@ class CheckpointLoaderSimple(ModelFileInput, NodeBase):
     inputs = (Input("ckpt_name", STRING, default="", tooltip="file in the checkpoints folder"),)
     outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE))
 
-    def run(self, ctx, ckpt_name: str):
+    def run(self, ctx: NodeContext, ckpt_name: str) -> tuple:
         from studio.runtime.services import model_manager
 
         from studio.runtime.transformer_models import cpu_warning
@@ -125,7 +128,7 @@ class VAELoader(ModelFileInput, NodeBase):
     outputs = (Output("VAE", VAE),)
 
 
-    def run(self, ctx, vae_name: str):
+    def run(self, ctx: NodeContext, vae_name: str) -> tuple:
         from studio.runtime.services import model_manager
 
         return (model_manager(ctx.services).load_vae(vae_name),)
@@ -141,7 +144,7 @@ class unCLIPCheckpointLoader(CheckpointLoaderSimple):  # noqa: N801 (ComfyUI's t
     title = "unCLIPCheckpointLoader"
     outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP), Output("VAE", VAE), Output("CLIP_VISION", CLIP_VISION))
 
-    def run(self, ctx, ckpt_name: str):
+    def run(self, ctx: NodeContext, ckpt_name: str) -> tuple:
         from studio.runtime.services import model_manager
 
         checkpoint = model_manager(ctx.services).load_checkpoint(ckpt_name)
@@ -162,7 +165,7 @@ class CLIPVisionLoader(ModelFileInput, NodeBase):
     inputs = (Input("clip_name", STRING, default="", tooltip="file in the clip_vision folder"),)
     outputs = (Output("CLIP_VISION", CLIP_VISION),)
 
-    def run(self, ctx, clip_name: str):
+    def run(self, ctx: NodeContext, clip_name: str) -> tuple:
         from studio.runtime.clip_vision import load_clip_vision
         from studio.runtime.services import model_manager
 
@@ -180,7 +183,7 @@ class StyleModelLoader(ModelFileInput, NodeBase):
     inputs = (Input("style_model_name", STRING, default="", tooltip="file in the style_models folder"),)
     outputs = (Output("STYLE_MODEL", STYLE_MODEL),)
 
-    def run(self, ctx, style_model_name: str):
+    def run(self, ctx: NodeContext, style_model_name: str) -> tuple:
         from studio.runtime.clip_vision import load_style_model
         from studio.runtime.services import model_manager
 

@@ -11,6 +11,7 @@ from studio.node_api import Input, NodeBase, Output
 from nodes.loaders import ModelFileInput
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.checkpoints import DiffusionModel, TextEncoder
 
 STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
@@ -58,7 +59,8 @@ class LoraLoader(ModelFileInput, NodeBase):
     outputs = (Output("MODEL", MODEL), Output("CLIP", CLIP))
 
 
-    def run(self, ctx, model, clip, lora_name, strength_model, strength_clip):
+    def run(self, ctx: NodeContext, model: DiffusionModel, clip: TextEncoder, lora_name: str, strength_model: float,
+            strength_clip: float) -> tuple:
         return _apply(ctx, lora_name, model, clip, strength_model, strength_clip)
 
 
@@ -77,6 +79,6 @@ class LoraLoaderModelOnly(ModelFileInput, NodeBase):
     outputs = (Output("MODEL", MODEL),)
 
 
-    def run(self, ctx, model, lora_name, strength_model):
+    def run(self, ctx: NodeContext, model: DiffusionModel, lora_name: str, strength_model: float) -> tuple:
         patched, _ = _apply(ctx, lora_name, model, None, strength_model, 0.0)
         return (patched,)

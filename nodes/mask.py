@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -15,6 +15,9 @@ from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING
 from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.settings import Settings
+
+if TYPE_CHECKING:
+    from studio.node_api import NodeContext
 
 # Imported on first use: listing and validating nodes needs no torch.
 torch = lazy_module("torch")
@@ -32,7 +35,7 @@ class ImageToMask(NodeBase):
     inputs = (Input("image", IMAGE), Input("channel", STRING, default="red", choices=CHANNELS))
     outputs = (Output("MASK", MASK),)
 
-    def run(self, ctx, image: torch.Tensor, channel: str):
+    def run(self, ctx: NodeContext, image: torch.Tensor, channel: str) -> tuple:
         index = CHANNELS.index(channel)
         if index >= image.shape[-1]:
             return (torch.ones(image.shape[:3]),)
@@ -48,9 +51,10 @@ class MaskToImage(NodeBase):
     inputs = (Input("mask", MASK),)
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, mask: torch.Tensor):
-        mask = mask.reshape(-1, mask.shape[-2], mask.shape[-1])
-        return (mask[..., None].expand(-1, -1, -1, 3).contiguous(),)
+    def run(self, ctx: NodeContext, mask: torch.Tensor) -> tuple:
+        from studio.runtime.images import as_mask_batch
+
+        return (as_mask_batch(mask)[..., None].expand(-1, -1, -1, 3).contiguous(),)
 
 
 class ThresholdMask(NodeBase):
@@ -62,7 +66,7 @@ class ThresholdMask(NodeBase):
     inputs = (Input("mask", MASK), Input("value", FLOAT, default=0.5, min=0.0, max=1.0, step=0.01))
     outputs = (Output("MASK", MASK),)
 
-    def run(self, ctx, mask: torch.Tensor, value: float):
+    def run(self, ctx: NodeContext, mask: torch.Tensor, value: float) -> tuple:
         return ((mask > value).float(),)
 
 
@@ -75,12 +79,8 @@ class InvertMask(NodeBase):
     inputs = (Input("mask", MASK),)
     outputs = (Output("MASK", MASK),)
 
-    def run(self, ctx, mask: torch.Tensor):
+    def run(self, ctx: NodeContext, mask: torch.Tensor) -> tuple:
         return (1.0 - mask,)
-
-
-def _as_batch(mask: torch.Tensor) -> torch.Tensor:
-    return mask.reshape(-1, mask.shape[-2], mask.shape[-1])
 
 
 class SolidMask(NodeBase):
@@ -96,7 +96,7 @@ class SolidMask(NodeBase):
     )
     outputs = (Output("MASK", MASK),)
 
-    def run(self, ctx, value: float, width: int, height: int):
+    def run(self, ctx: NodeContext, value: float, width: int, height: int) -> tuple:
         return (torch.full((1, height, width), value, dtype=torch.float32),)
 
 
@@ -132,9 +132,12 @@ class MaskComposite(NodeBase):
     )
     outputs = (Output("MASK", MASK),)
 
-    def run(self, ctx, destination: torch.Tensor, source: torch.Tensor, x: int, y: int, operation: str):
-        out = _as_batch(destination).float().clone()
-        source = _as_batch(source).to(out)
+    def run(self, ctx: NodeContext, destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
+            operation: str) -> tuple:
+        from studio.runtime.images import as_mask_batch
+
+        out = as_mask_batch(destination).float().clone()
+        source = as_mask_batch(source).to(out)
         if out.shape[0] != source.shape[0]:
             if out.shape[0] == 1:
                 out = out.expand(source.shape[0], -1, -1).clone()
@@ -165,8 +168,10 @@ class CropMask(NodeBase):
     )
     outputs = (Output("MASK", MASK),)
 
-    def run(self, ctx, mask: torch.Tensor, x: int, y: int, width: int, height: int):
-        mask = _as_batch(mask)
+    def run(self, ctx: NodeContext, mask: torch.Tensor, x: int, y: int, width: int, height: int) -> tuple:
+        from studio.runtime.images import as_mask_batch
+
+        mask = as_mask_batch(mask)
         if x >= mask.shape[2] or y >= mask.shape[1]:
             raise ValueError(f"x, y = {x}, {y} lies outside the {mask.shape[2]}×{mask.shape[1]} mask: "
                              "the crop would be empty")
@@ -196,8 +201,10 @@ class FeatherMask(NodeBase):
     )
     outputs = (Output("MASK", MASK),)
 
-    def run(self, ctx, mask: torch.Tensor, left: int, top: int, right: int, bottom: int):
-        mask = _as_batch(mask).float()
+    def run(self, ctx: NodeContext, mask: torch.Tensor, left: int, top: int, right: int, bottom: int) -> tuple:
+        from studio.runtime.images import as_mask_batch
+
+        mask = as_mask_batch(mask).float()
         height, width = mask.shape[1], mask.shape[2]
         ones_x, ones_y = torch.ones(width), torch.ones(height)
         horizontal = ((_ramp(width, left) if left else ones_x) * (_ramp(width, right).flip(0) if right else ones_x))
@@ -235,8 +242,10 @@ class GrowMask(NodeBase):
     )
     outputs = (Output("MASK", MASK),)
 
-    def run(self, ctx, mask: torch.Tensor, expand: int, tapered_corners: bool):
-        out = _as_batch(mask).float()
+    def run(self, ctx: NodeContext, mask: torch.Tensor, expand: int, tapered_corners: bool) -> tuple:
+        from studio.runtime.images import as_mask_batch
+
+        out = as_mask_batch(mask).float()
         for _ in range(abs(expand)):
             ctx.check_cancelled()
             out = _grow_once(out, square=not tapered_corners, shrink=expand < 0)
@@ -291,7 +300,7 @@ class LoadImageMask(NodeBase):
             return None
         return file_identity(path)
 
-    def run(self, ctx, image: str, channel: str):
+    def run(self, ctx: NodeContext, image: str, channel: str) -> tuple:
         from studio.runtime.images import pil_to_tensors
 
         path = find_mask_image(image, ctx.settings)

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 from studio.graph.sockets import CLIP, FLOAT, MODEL, STRING, VAE
 from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
+from studio.runtime.families import ModelFamily
 
 from nodes.io import safe_output_folder
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.checkpoints import DiffusionModel, TextEncoder, Vae
 
 # Imported on first use: listing and validating nodes needs no torch.
@@ -92,7 +94,7 @@ class ModelMergeSimple(NodeBase):
     inputs = (Input("model1", MODEL), Input("model2", MODEL), Input("ratio", FLOAT, **RATIO))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, model1: DiffusionModel, model2: DiffusionModel, ratio: float):
+    def run(self, ctx: NodeContext, model1: DiffusionModel, model2: DiffusionModel, ratio: float) -> tuple:
         return (merge_models(ctx, model1, model2, lambda name: (1.0 - ratio, ratio)),)
 
 
@@ -109,7 +111,8 @@ class ModelMergeBlocks(NodeBase):
               Input("middle", FLOAT, **RATIO), Input("out", FLOAT, **RATIO))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, model1: DiffusionModel, model2: DiffusionModel, input: float, middle: float, out: float):
+    def run(self, ctx: NodeContext, model1: DiffusionModel, model2: DiffusionModel, input: float, middle: float,
+            out: float) -> tuple:
         from studio.runtime.merging import block_strengths
 
         return (merge_models(ctx, model1, model2, block_strengths(model1.unet, input, middle, out)),)
@@ -126,7 +129,7 @@ class ModelMergeSubtract(NodeBase):
     inputs = (Input("model1", MODEL), Input("model2", MODEL), Input("multiplier", FLOAT, **MULTIPLIER))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, model1: DiffusionModel, model2: DiffusionModel, multiplier: float):
+    def run(self, ctx: NodeContext, model1: DiffusionModel, model2: DiffusionModel, multiplier: float) -> tuple:
         return (merge_models(ctx, model1, model2, lambda name: (-multiplier, multiplier)),)
 
 
@@ -140,7 +143,7 @@ class ModelMergeAdd(NodeBase):
     inputs = (Input("model1", MODEL), Input("model2", MODEL))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, model1: DiffusionModel, model2: DiffusionModel):
+    def run(self, ctx: NodeContext, model1: DiffusionModel, model2: DiffusionModel) -> tuple:
         return (merge_models(ctx, model1, model2, lambda name: (1.0, 1.0)),)
 
 
@@ -154,7 +157,7 @@ class CLIPMergeSimple(NodeBase):
     inputs = (Input("clip1", CLIP), Input("clip2", CLIP), Input("ratio", FLOAT, **RATIO))
     outputs = (Output("CLIP", CLIP),)
 
-    def run(self, ctx, clip1: TextEncoder, clip2: TextEncoder, ratio: float):
+    def run(self, ctx: NodeContext, clip1: TextEncoder, clip2: TextEncoder, ratio: float) -> tuple:
         return (merge_clips(ctx, clip1, clip2, 1.0 - ratio, ratio),)
 
 
@@ -168,7 +171,7 @@ class CLIPMergeSubtract(NodeBase):
     inputs = (Input("clip1", CLIP), Input("clip2", CLIP), Input("multiplier", FLOAT, **MULTIPLIER))
     outputs = (Output("CLIP", CLIP),)
 
-    def run(self, ctx, clip1: TextEncoder, clip2: TextEncoder, multiplier: float):
+    def run(self, ctx: NodeContext, clip1: TextEncoder, clip2: TextEncoder, multiplier: float) -> tuple:
         return (merge_clips(ctx, clip1, clip2, -multiplier, multiplier),)
 
 
@@ -182,7 +185,7 @@ class CLIPMergeAdd(NodeBase):
     inputs = (Input("clip1", CLIP), Input("clip2", CLIP))
     outputs = (Output("CLIP", CLIP),)
 
-    def run(self, ctx, clip1: TextEncoder, clip2: TextEncoder):
+    def run(self, ctx: NodeContext, clip1: TextEncoder, clip2: TextEncoder) -> tuple:
         return (merge_clips(ctx, clip1, clip2, 1.0, 1.0),)
 
 
@@ -191,8 +194,8 @@ def _metadata(ctx: Any, model: DiffusionModel | None = None, title: str = "") ->
     there too) and, for a checkpoint, ComfyUI's model-spec entries where it writes them."""
     metadata = dict(ctx.embedded_texts)
     if model is not None:
-        architecture = {"sdxl": "stable-diffusion-xl-v1-base",
-                        "sdxl_refiner": "stable-diffusion-xl-v1-refiner"}.get(model.family)
+        architecture = {ModelFamily.SDXL: "stable-diffusion-xl-v1-base",
+                        ModelFamily.SDXL_REFINER: "stable-diffusion-xl-v1-refiner"}.get(model.family)
         if architecture is not None:
             metadata.update({"modelspec.sai_model_spec": "1.0.0", "modelspec.implementation": "sgm",
                              "modelspec.architecture": architecture, "modelspec.title": title})
@@ -218,7 +221,7 @@ class CheckpointSave(NodeBase):
               Input("filename_prefix", STRING, default="checkpoints/ComfyUI", tooltip=PREFIX_TOOLTIP))
     outputs = ()
 
-    def run(self, ctx, model: DiffusionModel, clip: TextEncoder, vae: Vae, filename_prefix: str):
+    def run(self, ctx: NodeContext, model: DiffusionModel, clip: TextEncoder, vae: Vae, filename_prefix: str) -> tuple:
         from studio.runtime.checkpoints import CONFIGS_DIR
         from studio.runtime.ldm_export import checkpoint_to_ldm, needs_config_folder, write_config_folder
         from studio.runtime.merging import save_new_safetensors
@@ -263,7 +266,7 @@ class VAESave(NodeBase):
               Input("filename_prefix", STRING, default="vae/ComfyUI_vae", tooltip=PREFIX_TOOLTIP))
     outputs = ()
 
-    def run(self, ctx, vae: Vae, filename_prefix: str):
+    def run(self, ctx: NodeContext, vae: Vae, filename_prefix: str) -> tuple:
         from studio.runtime.checkpoints import CONFIGS_DIR
         from studio.runtime.ldm_export import same_architecture, vae_to_ldm
         from studio.runtime.merging import save_new_safetensors
@@ -274,7 +277,7 @@ class VAESave(NodeBase):
         state = vae_to_ldm(module, model_manager(ctx.services).patched_weights(module, ()), prefix="")
         state = {key: value.contiguous() for key, value in state.items()}
         # VAELoader builds a single-file VAE from SD's VAE config unless a config sits beside it.
-        shipped = same_architecture(module, CONFIGS_DIR / "sd15" / "vae" / "config.json")
+        shipped = same_architecture(module, CONFIGS_DIR / ModelFamily.SD15 / "vae" / "config.json")
         folder, stem = safe_output_folder(ctx.settings.output_dir, filename_prefix)
         path = save_new_safetensors(state, _metadata(ctx), folder, stem,
                                     None if shipped else lambda configs: module.save_config(configs))

@@ -13,6 +13,7 @@ from studio.node_api import Input, NodeBase, Output
 from studio.runtime.names import Prediction
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.checkpoints import DiffusionModel
 
 DISCRETE_SAMPLING = {"eps": Prediction.EPSILON, "v_prediction": Prediction.V, "lcm": Prediction.LCM,
@@ -35,7 +36,7 @@ class ModelSamplingDiscrete(NodeBase):
               Input("zsnr", BOOLEAN, default=False))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, model: DiffusionModel, sampling: str, zsnr: bool):
+    def run(self, ctx: NodeContext, model: DiffusionModel, sampling: str, zsnr: bool) -> tuple:
         from studio.runtime.schedules import DiscreteModelSampling, DistilledModelSampling
 
         config = model.scheduler_config
@@ -66,7 +67,7 @@ class ModelSamplingContinuousEDM(NodeBase):
             return [("sigma_min", f"needs 0 < sigma_min < sigma_max (got {low} and {high})")]
         return []
 
-    def run(self, ctx, model: DiffusionModel, sampling: str, sigma_max: float, sigma_min: float):
+    def run(self, ctx: NodeContext, model: DiffusionModel, sampling: str, sigma_max: float, sigma_min: float) -> tuple:
         from studio.runtime.schedules import ContinuousEDMModelSampling
 
         prediction, sigma_data = CONTINUOUS_SAMPLING[sampling]
@@ -86,5 +87,5 @@ class RescaleCFG(NodeBase):
     inputs = (Input("model", MODEL), Input("multiplier", FLOAT, default=0.7, min=0.0, max=1.0, step=0.01))
     outputs = (Output("MODEL", MODEL),)
 
-    def run(self, ctx, model: DiffusionModel, multiplier: float):
+    def run(self, ctx: NodeContext, model: DiffusionModel, multiplier: float) -> tuple:
         return (replace(model, cfg_rescale=float(multiplier)),)

@@ -11,6 +11,7 @@ from studio.node_api import Input, NodeBase, Output
 from nodes.loaders import ModelFileInput
 
 if TYPE_CHECKING:
+    from studio.node_api import NodeContext
     from studio.runtime.upscale import UpscaleModel
 
 # Imported on first use: listing and validating nodes needs no torch.
@@ -32,7 +33,7 @@ class UpscaleModelLoader(ModelFileInput, NodeBase):
     outputs = (Output("UPSCALE_MODEL", UPSCALE_MODEL),)
 
 
-    def run(self, ctx, model_name: str):
+    def run(self, ctx: NodeContext, model_name: str) -> tuple:
         from studio.runtime.services import model_manager
 
         return (model_manager(ctx.services).load_upscale_model(model_name),)
@@ -48,7 +49,7 @@ class ImageUpscaleWithModel(NodeBase):
     inputs = (Input("upscale_model", UPSCALE_MODEL), Input("image", IMAGE))
     outputs = (Output("IMAGE", IMAGE),)
 
-    def run(self, ctx, upscale_model: UpscaleModel, image: torch.Tensor):
+    def run(self, ctx: NodeContext, upscale_model: UpscaleModel, image: torch.Tensor) -> tuple:
         from studio.runtime.services import model_manager
         from studio.runtime.upscale import upscale_tiled
 

@@ -7,10 +7,13 @@ import json
 import math
 import operator
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio.graph.sockets import ANY, BOOLEAN, FLOAT, INT, STRING
 from studio.node_api import SEED_MAX, Input, NodeBase, Output
+
+if TYPE_CHECKING:
+    from studio.node_api import NodeContext
 
 _INT_LIMIT = sys.maxsize
 _FLOAT_LIMIT = sys.float_info.max
@@ -25,7 +28,7 @@ class PrimitiveInt(NodeBase):
     inputs = (Input("value", INT, default=0, min=-_INT_LIMIT, max=_INT_LIMIT, seed=True),)
     outputs = (Output("INT", INT),)
 
-    def run(self, ctx, value: int) -> tuple[int]:
+    def run(self, ctx: NodeContext, value: int) -> tuple[int]:
         return (value,)
 
 
@@ -39,7 +42,7 @@ class PrimitiveFloat(NodeBase):
     inputs = (Input("value", FLOAT, default=0.0, min=-_INT_LIMIT, max=_INT_LIMIT),)
     outputs = (Output("FLOAT", FLOAT),)
 
-    def run(self, ctx, value: float) -> tuple[float]:
+    def run(self, ctx: NodeContext, value: float) -> tuple[float]:
         return (value,)
 
 
@@ -52,7 +55,7 @@ class PrimitiveString(NodeBase):
     inputs = (Input("value", STRING, default=""),)
     outputs = (Output("STRING", STRING),)
 
-    def run(self, ctx, value: str) -> tuple[str]:
+    def run(self, ctx: NodeContext, value: str) -> tuple[str]:
         return (value,)
 
 
@@ -65,7 +68,7 @@ class PrimitiveStringMultiline(NodeBase):
     inputs = (Input("value", STRING, default="", multiline=True),)
     outputs = (Output("STRING", STRING),)
 
-    def run(self, ctx, value: str) -> tuple[str]:
+    def run(self, ctx: NodeContext, value: str) -> tuple[str]:
         return (value,)
 
 
@@ -78,7 +81,7 @@ class PrimitiveBoolean(NodeBase):
     inputs = (Input("value", BOOLEAN, default=False),)
     outputs = (Output("BOOLEAN", BOOLEAN),)
 
-    def run(self, ctx, value: bool) -> tuple[bool]:
+    def run(self, ctx: NodeContext, value: bool) -> tuple[bool]:
         return (value,)
 
 
@@ -92,7 +95,7 @@ class Seed(NodeBase):
     inputs = (Input("seed", INT, default=0, min=0, max=SEED_MAX, seed=True),)
     outputs = (Output("seed", INT),)
 
-    def run(self, ctx, seed: int) -> tuple[int]:
+    def run(self, ctx: NodeContext, seed: int) -> tuple[int]:
         return (seed,)
 
 
@@ -154,7 +157,7 @@ class IntMath(NodeBase):
     )
     outputs = (Output("INT", INT),)
 
-    def run(self, ctx, a: int, b: int, operation: str) -> tuple[int]:
+    def run(self, ctx: NodeContext, a: int, b: int, operation: str) -> tuple[int]:
         result = INT_OPERATIONS[operation](a, b)
         if abs(result) > _INT_LIMIT:
             raise OverflowError(f"{operation} of {a} and {b} is outside the range of an INT")
@@ -174,7 +177,7 @@ class FloatMath(NodeBase):
     )
     outputs = (Output("FLOAT", FLOAT),)
 
-    def run(self, ctx, a: float, b: float, operation: str) -> tuple[float]:
+    def run(self, ctx: NodeContext, a: float, b: float, operation: str) -> tuple[float]:
         try:
             result = FLOAT_OPERATIONS[operation](a, b)
         except OverflowError:
@@ -193,7 +196,7 @@ class IntToFloat(NodeBase):
     inputs = (Input("value", INT, default=0, min=-_INT_LIMIT, max=_INT_LIMIT),)
     outputs = (Output("FLOAT", FLOAT),)
 
-    def run(self, ctx, value: int) -> tuple[float]:
+    def run(self, ctx: NodeContext, value: int) -> tuple[float]:
         return (float(value),)
 
 
@@ -212,7 +215,7 @@ class FloatToInt(NodeBase):
     )
     outputs = (Output("INT", INT),)
 
-    def run(self, ctx, value: float, rounding: str) -> tuple[int]:
+    def run(self, ctx: NodeContext, value: float, rounding: str) -> tuple[int]:
         result = int(ROUNDING[rounding](value))
         if abs(result) > _INT_LIMIT:
             raise OverflowError(f"{value} is outside the range of an INT")
@@ -228,7 +231,7 @@ class Note(NodeBase):
     inputs = (Input("text", STRING, default="", multiline=True),)
     outputs = ()
 
-    def run(self, ctx, text: str) -> tuple[()]:
+    def run(self, ctx: NodeContext, text: str) -> tuple[()]:
         return ()
 
 
@@ -253,7 +256,7 @@ class StringConcatenate(NodeBase):
     )
     outputs = (Output("STRING", STRING),)
 
-    def run(self, ctx, string_a: str, string_b: str, delimiter: str) -> tuple[str]:
+    def run(self, ctx: NodeContext, string_a: str, string_b: str, delimiter: str) -> tuple[str]:
         return (f"{string_a}{delimiter}{string_b}",)
 
 
@@ -289,6 +292,6 @@ class PreviewAny(NodeBase):
     inputs = (Input("source", ANY),)
     outputs = ()
 
-    def run(self, ctx, source: Any) -> tuple[()]:
+    def run(self, ctx: NodeContext, source: Any) -> tuple[()]:
         ctx.note(preview_text(source))
         return ()

@@ -17,7 +17,6 @@ from PIL import Image, ImageOps
 from studio.runtime.names import QUANTIZE_DITHERS, RESIZE_METHODS
 
 
-
 def pil_to_tensors(image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
     """One PIL image (one frame) as an IMAGE of batch 1 and its MASK.
 
@@ -157,6 +156,12 @@ def size_for_total_pixels(width: int, height: int, megapixels: float, multiple: 
             max(multiple, round(height * scale / multiple) * multiple))
 
 
+def as_mask_batch(mask: torch.Tensor) -> torch.Tensor:
+    """A MASK as a batch B×H×W, whether it came as one H×W mask, a batch, or a B×1×H×W stack
+    (a latent's noise mask): every node that reads a MASK accepts all of them, as ComfyUI's do."""
+    return mask.reshape(-1, mask.shape[-2], mask.shape[-1])
+
+
 def repeat_to_batch(tensor: torch.Tensor, batch_size: int) -> torch.Tensor:
     """``tensor`` cut or cycled along its first axis to ``batch_size`` items."""
     if tensor.shape[0] == batch_size:
@@ -180,7 +185,7 @@ def paste(destination: torch.Tensor, source: torch.Tensor, x: int, y: int,
     if mask is None:
         weight = torch.ones(1, height, width, 1, dtype=out.dtype, device=out.device)
     else:
-        weight = F.interpolate(mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1]).to(out),
+        weight = F.interpolate(as_mask_batch(mask)[:, None].to(out),
                                size=source.shape[1:3], mode="bilinear", align_corners=False)
         weight = repeat_to_batch(weight, out.shape[0]).movedim(1, -1)[:, :height, :width]
     region = out[:, y:y + height, x:x + width]

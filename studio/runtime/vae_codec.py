@@ -7,16 +7,26 @@
   ComfyUI and A1111 do), with a note for the artist.
 - **Out of memory.** A decode or encode that runs out of GPU memory frees what the model
   manager holds and is done once more in tiles (diffusers' tiled VAE), then says so.
+
+The VAE nodes' tensor work lives here too: pictures trimmed to the VAE's multiple, tiling asked
+for by a node, and the greyed-out picture and mask that inpainting encodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 
 from studio.runtime.device import DevicePolicy
+from studio.runtime.images import as_mask_batch
+
+if TYPE_CHECKING:
+    from studio.runtime.checkpoints import Vae
 
 Note = Callable[[str], None]
 
@@ -80,3 +90,72 @@ def encode(manager: Any, module: Any, pixels: torch.Tensor, note: Note | None = 
                             lambda: module.encode((pixels.movedim(-1, 1) * 2 - 1).to(module.device, module.dtype))
                             .latent_dist.mean.float(), note, "encode")
     return encoded.cpu()
+
+
+def crop_to_multiple(pixels: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pixels (B × H × W × C) trimmed evenly from both edges to sides that are multiples of
+    ``multiple`` (what the VAE's downscaling can encode)."""
+    height = pixels.shape[1] // multiple * multiple
+    width = pixels.shape[2] // multiple * multiple
+    top = (pixels.shape[1] - height) // 2
+    left = (pixels.shape[2] - width) // 2
+    return pixels[:, top:top + height, left:left + width]
+
+
+def decode_latent(manager: Any, vae: Vae, samples: torch.Tensor, note: Note | None = None) -> torch.Tensor:
+    """Pixels (B × H × W × C in 0..1, on the CPU) of a LATENT's samples, through :func:`decode`."""
+    return decode(manager, vae.vae, samples, note)
+
+
+def encode_pixels(manager: Any, vae: Vae, pixels: torch.Tensor, note: Note | None = None) -> torch.Tensor:
+    """A LATENT's samples for an IMAGE (its colour channels, trimmed to the VAE's multiple),
+    through :func:`encode`."""
+    return encode(manager, vae.vae, crop_to_multiple(pixels[..., :3], vae.downscale), note)
+
+
+# Tiling settings live on the VAE module, which every node and run share: one tiled call at a
+# time, so two threads never restore each other's settings.
+_tiling_lock = threading.Lock()
+
+
+@contextmanager
+def tiled(vae: Vae, tile_size: int, overlap: int) -> Iterator[None]:
+    """Switch diffusers' tiled VAE on for one call (tiles of ``tile_size`` pixels overlapping
+    by ``overlap``), restoring the shared VAE's settings afterwards."""
+    module = vae.vae
+    names = ("use_tiling", "tile_sample_min_size", "tile_latent_min_size", "tile_overlap_factor")
+    with _tiling_lock:
+        saved = {name: getattr(module, name) for name in names}
+        module.use_tiling = True
+        module.tile_sample_min_size = tile_size
+        module.tile_latent_min_size = max(1, tile_size // vae.downscale)
+        module.tile_overlap_factor = min(0.75, overlap / tile_size)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(module, name, value)
+
+
+def inpainting_inputs(pixels: torch.Tensor, mask: torch.Tensor, multiple: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What inpainting encodes: the picture's colour channels trimmed to ``multiple``, the mask
+    (any MASK shape) stretched bilinearly to the picture and trimmed alike (B × 1 × h × w, soft),
+    and the picture with the masked area (the mask rounded) at mid grey, as inpainting models
+    were trained."""
+    mask = F.interpolate(as_mask_batch(mask)[:, None].float(), size=tuple(pixels.shape[1:3]), mode="bilinear")
+    pixels = crop_to_multiple(pixels[..., :3], multiple)
+    mask = crop_to_multiple(mask.movedim(1, -1), multiple).movedim(-1, 1)
+    keep = (1.0 - mask.round()).movedim(1, -1)
+    return pixels, mask, (pixels - 0.5) * keep + 0.5
+
+
+def grown_noise_mask(mask: torch.Tensor, grow_by: int) -> torch.Tensor:
+    """``mask`` (B × 1 × h × w) rounded to 0 or 1 and grown by ``grow_by`` pixels (a square
+    kernel), so that what is sampled anew blends into its surroundings."""
+    mask = mask.round()
+    if grow_by <= 0:
+        return mask
+    kernel = torch.ones(1, 1, grow_by, grow_by)
+    grown = F.conv2d(mask, kernel, padding=(grow_by - 1) // 2 + (grow_by - 1) % 2)
+    return grown[..., :mask.shape[-2], :mask.shape[-1]].clamp(0, 1)
