@@ -35,6 +35,24 @@ def test_masks_from_channels_thresholds_and_back(ctx):
     assert grey.shape == (2, 8, 8, 3) and torch.equal(grey[..., 2], hard)
 
 
+@pytest.mark.parametrize("shape", [(8, 6), (1, 8, 6), (3, 8, 6), (3, 1, 8, 6)])
+def test_every_node_reading_a_mask_takes_one_mask_a_batch_or_a_noise_mask_stack(ctx, shape):
+    from nodes.conditioning import ConditioningSetMask
+    from nodes.latent import SetLatentNoiseMask
+    from studio.runtime.images import as_mask_batch
+
+    mask = torch.rand(shape)
+    batch = mask.reshape(-1, 8, 6)
+    assert torch.equal(as_mask_batch(mask), batch)
+    (grey,) = MaskToImage().run(ctx, mask=mask)
+    assert torch.equal(grey[..., 0], batch)
+    ((_, extras),) = ConditioningSetMask().run(ctx, conditioning=[(torch.zeros(1, 77, 8), {})], mask=mask,
+                                               strength=1.0, set_cond_area="default")[0]
+    assert torch.equal(extras["mask"], batch)
+    (latent,) = SetLatentNoiseMask().run(ctx, samples={"samples": torch.zeros(1, 4, 1, 1)}, mask=mask)
+    assert torch.equal(latent["noise_mask"], batch[:, None])
+
+
 # The nodes below follow ComfyUI's comfy_extras/nodes_mask.py and nodes.py's LoadImageMask;
 # tests/nodes/test_comfy_nodes.py compares them with ComfyUI's own results.
 
