@@ -89,7 +89,7 @@ def main() -> None:
     settings = Settings(model_roots=(root,), output_dir=root / "output", cache_bytes=0)
     services = create_services(settings, policy)
     engine = Engine(build_registry(), settings, services=services)
-    checkpoint = services["models"].load_checkpoint("sd15-random")
+    checkpoint = services.models.load_checkpoint("sd15-random")
 
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 

@@ -153,7 +153,7 @@ def run_mode(root: Path, mode: str, size: int, steps: int, repeat: int) -> dict:
     embeds = conditioning[0][0].to(device, torch.bfloat16)
     pooled = conditioning[0][1]["pooled_output"].to(device, torch.bfloat16)
     direct_steps = []
-    with services["models"].use(model.unet):
+    with services.models.use(model.unet):
         for attempt in range(repeat + 1):  # a warm-up, then timed
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()

@@ -174,7 +174,7 @@ def engine_for(root: Path, policy, speed: str = "default"):
     settings = Settings(model_roots=(root,), output_dir=root / "output", input_dirs=(), temp_dir=root / "temp",
                         autosave_dir=root / "autosave", cache_bytes=0, speed=speed)
     services = create_services(settings, policy)
-    return Engine(build_registry(), settings, services=services), services["models"]
+    return Engine(build_registry(), settings, services=services), services.models
 
 
 def graph_vs_direct(kind: str, root: Path, name: str, policy, size: int, steps: int) -> None:

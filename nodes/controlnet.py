@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nodes.loaders import ModelFileInput
 from studio.graph.sockets import CONDITIONING, CONTROL_NET, FLOAT, IMAGE, MODEL, STRING, VAE
 from studio.node_api import Input, NodeBase, Output
-
-from nodes.loaders import ModelFileInput
 
 if TYPE_CHECKING:
     import torch

@@ -6,8 +6,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from studio.graph.sockets import (BOOLEAN, CONDITIONING, FLOAT, GUIDER, INT, LATENT, MODEL, NOISE, SAMPLER,
-                                  SIGMAS, STRING)
+from studio.graph.sockets import (
+    BOOLEAN,
+    CONDITIONING,
+    FLOAT,
+    GUIDER,
+    INT,
+    LATENT,
+    MODEL,
+    NOISE,
+    SAMPLER,
+    SIGMAS,
+    STRING,
+)
 from studio.lazy import lazy_module
 from studio.node_api import SEED_MAX, Input, NodeBase, Output
 from studio.runtime.names import SAMPLER_NAMES, SCHEDULER_NAMES

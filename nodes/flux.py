@@ -9,12 +9,11 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from nodes.loaders import ModelFileInput, check_model_file, model_file_fingerprint
 from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, MODEL, STRING
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.families import ModelFamily
 from studio.settings import Settings
-
-from nodes.loaders import ModelFileInput, check_model_file, model_file_fingerprint
 
 if TYPE_CHECKING:
     from studio.runtime.checkpoints import DiffusionModel, TextEncoder
@@ -77,9 +76,8 @@ class _TextEncoderFiles(NodeBase):
     @classmethod
     def advise(cls, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
         # A file that is there but is no text encoder (a checkpoint, a LoRA), from its header.
-        from studio.runtime.models import ModelFolders
-
         from nodes.loaders import header_verdict
+        from studio.runtime.models import ModelFolders
 
         problems = []
         for name in cls.file_inputs:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from studio.graph.sockets import CLIP, CONDITIONING, GLIGEN, INT, STRING
-from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
-
 from nodes.conditioning import embedding_sources
 from nodes.loaders import ModelFileInput
+from studio.graph.sockets import CLIP, CONDITIONING, GLIGEN, INT, STRING
+from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 
 if TYPE_CHECKING:
     from studio.node_api import NodeContext

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nodes.latent import vae_encode
 from studio.graph.sockets import BOOLEAN, CONDITIONING, IMAGE, LATENT, MASK, VAE
 from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
-
-from nodes.latent import vae_encode
 
 if TYPE_CHECKING:
     from studio.node_api import NodeContext

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from studio.node_api import NodeContext
 
 
-def check_model_file(kind: str, input_name: str, values: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
+def check_model_file(kind: str, input_name: str, values: Mapping[str, Any],
+                     settings: Settings) -> list[tuple[str, str]]:
     name = values.get(input_name) or ""
     folders = ModelFolders.from_settings(settings)
     if not name:
@@ -85,11 +86,6 @@ def header_verdict(kind: str, path: Path) -> str | None:
     return _HEADER_VERDICTS[key]
 
 
-def checkpoint_header_verdict(path: Path) -> str | None:
-    """Why the checkpoint loader would refuse ``path``, or None (remembered)."""
-    return header_verdict("checkpoints", path)
-
-
 class CheckpointLoaderSimple(ModelFileInput, NodeBase):
     """Loads a Stable Diffusion checkpoint (SD 1.x, SD 2.x, SDXL or the SDXL refiner, and their
     9-channel inpainting models; a single .safetensors file or a diffusers folder) from the
@@ -105,7 +101,6 @@ class CheckpointLoaderSimple(ModelFileInput, NodeBase):
 
     def run(self, ctx: NodeContext, ckpt_name: str) -> tuple:
         from studio.runtime.services import model_manager
-
         from studio.runtime.transformer_models import cpu_warning
 
         manager = model_manager(ctx.services)

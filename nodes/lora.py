@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from nodes.loaders import ModelFileInput
 from studio.graph.sockets import CLIP, FLOAT, MODEL, STRING
 from studio.node_api import Input, NodeBase, Output
-
-from nodes.loaders import ModelFileInput
 
 if TYPE_CHECKING:
     from studio.node_api import NodeContext

@@ -14,12 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nodes.io import safe_output_folder
 from studio.graph.sockets import CLIP, FLOAT, MODEL, STRING, VAE
 from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
 from studio.runtime.families import ModelFamily
-
-from nodes.io import safe_output_folder
 
 if TYPE_CHECKING:
     from studio.node_api import NodeContext
@@ -73,7 +72,7 @@ def merge_clips(ctx: Any, clip1: TextEncoder, clip2: TextEncoder, add: float, ke
     _require_same_family("clip1", clip1.family, "clip2", clip2.family, "text encoder")
     added: list[Any] = []
     unmerged: list[str] = []
-    for index, (encoder, other) in enumerate(zip(clip1.encoders, clip2.encoders)):
+    for index, (encoder, other) in enumerate(zip(clip1.encoders, clip2.encoders, strict=True)):
         target = f"clip{index}"
         patches, skipped = merge_patches(target, encoder, other, (p for p in clip2.patches if p.target == target),
                                          lambda name: (add, keep), skip=CLIP_MERGE_SKIPS)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from nodes.flux import _TextEncoderFiles, load_text_encoder_files, model_manager, require_transformer_clip
 from studio.graph.sockets import CLIP, CONDITIONING, FLOAT, INT, LATENT, MODEL, STRING
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
 from studio.runtime.families import ModelFamily
-
-from nodes.flux import _TextEncoderFiles, load_text_encoder_files, model_manager, require_transformer_clip
 
 if TYPE_CHECKING:
     from studio.runtime.checkpoints import DiffusionModel, TextEncoder

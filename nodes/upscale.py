@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nodes.loaders import ModelFileInput
 from studio.graph.sockets import IMAGE, STRING, UPSCALE_MODEL
 from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
-
-from nodes.loaders import ModelFileInput
 
 if TYPE_CHECKING:
     from studio.node_api import NodeContext

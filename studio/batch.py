@@ -17,6 +17,7 @@ fail at its save.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -282,7 +283,7 @@ def render_job(engine: Engine, workflow: Workflow, registry: Registry, job: Job,
     ``seed_plan`` (from :func:`seed_batch_plans`) lets its sampler take the coming jobs' seeds
     in the same call."""
     began = time.perf_counter()
-    batcher = engine.services.get("seed_batches")
+    batcher = engine.services.seed_batches
     if batcher is not None:
         batcher.expect(seed_plan or {})
     graph = workflow.copy()
@@ -290,7 +291,7 @@ def render_job(engine: Engine, workflow: Workflow, registry: Registry, job: Job,
         override.apply(graph)
     tag_outputs(graph, registry, job.key)
     report = engine.run(graph)
-    record: dict[str, Any] = {"job": job.key, "overrides": job.labels(), "status": report.status,
+    record: dict[str, Any] = {"job": job.key, "overrides": job.labels(), "status": str(report.status),
                               "outputs": [str(path) for _, path in report.files],
                               "seconds": round(time.perf_counter() - began, 3)}
     if report.problems:
@@ -358,10 +359,8 @@ class OutputFolderLock:
         if self._descriptor is None:
             return
         # Removed while still held, so that no one can lock the old file after we let go.
-        try:
+        with contextlib.suppress(OSError):  # Windows does not remove an open file; the next batch takes it over
             self.path.unlink(missing_ok=True)
-        except OSError:  # Windows does not remove an open file; the next batch takes it over
-            pass
         os.close(self._descriptor)
         self._descriptor = None
 
@@ -452,13 +451,14 @@ def make_worker(workflow_text: str, settings: Any, policy: Any = None) -> dict[s
     import gc
 
     from studio.graph import loads
+    from studio.graph.png import workflow_texts
     from studio.registry import build_registry
     from studio.runtime.services import create_services
 
     registry = build_registry(settings.plugin_dirs)
     gc.freeze()
-    return {"workflow": loads(workflow_text), "registry": registry,
-            "engine": Engine(registry, settings, services=create_services(settings, policy))}
+    engine = Engine(registry, settings, services=create_services(settings, policy), image_metadata=workflow_texts)
+    return {"workflow": loads(workflow_text), "registry": registry, "engine": engine}
 
 
 def die_with_parent(parent_pid: int) -> None:

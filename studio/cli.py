@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunReport, RunStarted
+from studio.engine import Engine, NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunReport, RunStarted, RunStatus
 from studio.engine.events import Event
 from studio.engine.plan import default_targets
 from studio.engine.validate import graded, no_output_problem
@@ -25,6 +25,8 @@ from studio.fileio import atomic_write_text, output_folder_problem
 from studio.graph import Workflow, WorkflowFormatError, dumps
 from studio.graph.comfy import to_comfy_api, to_comfy_ui
 from studio.graph.files import MAX_WORKFLOW_BYTES, open_workflow, workflow_from_bytes
+from studio.graph.png import workflow_texts
+from studio.node_api import Services
 from studio.overrides import Override, OverrideError, parse_set, parse_sweep
 from studio.registry import Registry, build_registry
 from studio.runtime.models import ModelFolders, ModelPathsError, missing_models
@@ -166,7 +168,7 @@ def _registry(settings: Settings, stderr: TextIO) -> Registry:
     return registry
 
 
-def _rendering_services(settings: Settings, runtime: RuntimeImport | None, seed_batch: int | None) -> dict[str, Any]:
+def _rendering_services(settings: Settings, runtime: RuntimeImport | None, seed_batch: int | None) -> Services:
     """The services a rendering engine hands its nodes, once torch and the model libraries
     are imported; with the seed batcher that lets jobs differing only in their sampler's seed
     share one sampler call (``--seed-batch``: None chooses the size, 1 turns it off)."""
@@ -179,7 +181,9 @@ def _rendering_services(settings: Settings, runtime: RuntimeImport | None, seed_
     # that live as long as the process; moving them out of the collector's sight makes every
     # later garbage collection during a render cheap (measured: large graphs 20-40% faster).
     gc.freeze()
-    return {**create_services(settings), "seed_batches": SeedBatcher(seed_batch)}
+    services = create_services(settings)
+    services.seed_batches = SeedBatcher(seed_batch)
+    return services
 
 
 def run_summary(report: RunReport, overrides: Sequence[Override]) -> dict[str, Any]:
@@ -208,17 +212,17 @@ def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
     plans = seed_batch_plans(workflow, registry, jobs)
 
     services = _rendering_services(settings, runtime, args.seed_batch)
-    engine = Engine(registry, settings, services=services)
+    engine = Engine(registry, settings, services=services, image_metadata=workflow_texts)
     runs: list[dict[str, Any]] = []
     warned: set[str] = set()
     status = EXIT_OK
-    for index, (overrides, plan) in enumerate(zip(jobs, plans), start=1):
+    for index, (overrides, plan) in enumerate(zip(jobs, plans, strict=True), start=1):
         job = workflow.copy()
         for override in overrides:
             override.apply(job)
         label = f"[{index}/{len(combinations)}]"
         printer = ProgressPrinter(stderr, label)
-        services["seed_batches"].expect(plan)
+        services.seed_batches.expect(plan)
         report = engine.run(job, on_event=printer)
         printer.finish()
         runs.append(run_summary(report, overrides))
@@ -226,7 +230,7 @@ def command_render(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> 
             if warning not in warned:  # once, not once per combination
                 warned.add(warning)
                 stderr.write(f"{args.workflow}: warning: {warning}\n")
-        if report.status == "invalid":
+        if report.status is RunStatus.INVALID:
             stderr.write(f"{args.workflow} is not valid:\n")
             for problem in report.problems:
                 stderr.write(f"  {problem}\n")
@@ -385,12 +389,21 @@ def command_batch(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> i
 def _run_batch(args: argparse.Namespace, settings: Settings, registry: Registry, workflow: Workflow,
                jobs: list[Any], stdout: TextIO, stderr: TextIO, runtime: RuntimeImport | None = None) -> int:
     """The batch itself, while its output folder is held."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing
     import time
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from studio.batch import BatchProgress, Manifest, pending_jobs, render_in_worker, render_job, start_worker
-    from studio.batch import images_of_jobs, seed_batch_plans, stop_if_disk_full
+    from studio.batch import (
+        BatchProgress,
+        Manifest,
+        images_of_jobs,
+        pending_jobs,
+        render_in_worker,
+        render_job,
+        seed_batch_plans,
+        start_worker,
+        stop_if_disk_full,
+    )
 
     output = settings.output_dir
     manifest = Manifest(output)
@@ -444,11 +457,12 @@ def _run_batch(args: argparse.Namespace, settings: Settings, registry: Registry,
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
     else:
-        engine = Engine(registry, settings, services=_rendering_services(settings, runtime, args.seed_batch))
+        engine = Engine(registry, settings, services=_rendering_services(settings, runtime, args.seed_batch),
+                        image_metadata=workflow_texts)
         # Jobs that differ only in a sampler's seed are sampled as one batch; each is still
         # rendered, saved and recorded on its own.
         plans = seed_batch_plans(workflow, registry, [job.overrides for job in todo])
-        for job, plan in zip(todo, plans):
+        for job, plan in zip(todo, plans, strict=True):
             finished(render_job(engine, workflow, registry, job, plan))
     if stderr.isatty():
         stderr.write("\n")

@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import inspect
 import textwrap
-from collections.abc import Mapping
-from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from studio.graph.sockets import InputSpec, NodeSpec, OutputSpec
 
 if TYPE_CHECKING:
-    from studio.engine.context import NodeContext
+    from studio.runtime.model_manager import ModelManager
+    from studio.runtime.seed_batches import SeedBatcher
     from studio.settings import Settings
 
 # Short names for declarations, so node modules read like a table.
@@ -47,6 +49,59 @@ SEED_MAX = 0xFFFF_FFFF_FFFF_FFFF
 
 class NodeDeclarationError(TypeError):
     """A node class that is declared wrongly (found when the registry loads it)."""
+
+
+@dataclass
+class Services:
+    """What the caller of a run lends its nodes (``ctx.services``), each None when not given:
+    the model manager (read it with :func:`studio.runtime.services.model_manager`, which
+    says clearly when it is missing) and the seed batcher of a batch or ``--sweep``
+    (:mod:`studio.runtime.seed_batches`). Built by
+    :func:`studio.runtime.services.create_services`; the engine itself uses none of them."""
+
+    models: ModelManager | None = None
+    seed_batches: SeedBatcher | None = None
+
+
+@runtime_checkable
+class NodeContext(Protocol):
+    """Everything a node may use of the run it is part of: ``ctx`` in :meth:`NodeBase.run`.
+
+    The engine hands its own (:class:`studio.engine.RunContext`); a test may hand anything
+    with these members (``tests/node_context.py``'s ``FakeContext``).
+    """
+
+    @property
+    def node_id(self) -> str:
+        """The id of the node being run (in the workflow)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def services(self) -> Services: ...
+
+    @property
+    def notes(self) -> Sequence[str]:
+        """What :meth:`note` was told so far in this node's run, oldest first."""
+
+    @property
+    def embedded_texts(self) -> Mapping[str, str]:
+        """Text to embed in written files (``{PNG text keyword: text}``) so they reopen as
+        the workflow that made them; what it holds is the caller's choice."""
+
+    def check_cancelled(self) -> None:
+        """Raise the run's cancellation if it was cancelled; call it inside long loops."""
+
+    def progress(self, step: int, total: int, preview: Any = None) -> None:
+        """Report ``step`` of ``total`` done, with an optional small IMAGE-like preview
+        (and check for cancellation)."""
+
+    def note(self, message: str) -> None:
+        """Tell the artist something about this run that is not an error."""
+
+    def record_file(self, path: Path) -> None:
+        """Note a file this node wrote, so the run report (and a cached re-run) lists it."""
 
 
 class NodeBase:
@@ -119,9 +174,15 @@ class NodeBase:
         }
 
 
-@cache
+_SPECS: dict[type[NodeBase], NodeSpec] = {}
+
+
 def _spec_of(cls: type[NodeBase]) -> NodeSpec:
-    return NodeSpec(cls.type_name, tuple(cls.inputs), tuple(cls.outputs), cls.is_output)
+    """The class's spec, made once (validation and planning ask for it per node per run)."""
+    spec = _SPECS.get(cls)
+    if spec is None:
+        spec = _SPECS[cls] = NodeSpec(cls.type_name, tuple(cls.inputs), tuple(cls.outputs), cls.is_output)
+    return spec
 
 
 def check_declaration(cls: type[NodeBase]) -> None:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QGraphicsScene, QGraphicsSceneMouseEvent, QToolTip
 
 from studio.app import theme
 from studio.app.node_item import GroupItem, NodeItem, RerouteItem, WireItem
+from studio.app.node_status import NodeStatus
 from studio.app.undo import push
 from studio.graph import Workflow, can_connect
 from studio.graph import commands as cmd
@@ -192,11 +193,11 @@ class CanvasScene(QGraphicsScene):
                 self._refresh_node(node_id)
 
     # -- status from runs and checks ---------------------------------------------------------
-    def set_status(self, node_id: str, status: str, progress: float = 0.0, message: str = "") -> None:
+    def set_status(self, node_id: str, status: NodeStatus, progress: float = 0.0, message: str = "") -> None:
         item = self.nodes.get(node_id)
         if item is not None:
             item.status, item.progress, item.message = status, progress, message
-            if status in ("running", "done", "cached"):
+            if NodeStatus(status).shows_result:
                 item.stale = False
             item._tooltip()
             item.update()
@@ -211,7 +212,7 @@ class CanvasScene(QGraphicsScene):
 
     def clear_status(self) -> None:
         for item in self.nodes.values():
-            item.status, item.progress, item.message = "", 0.0, ""
+            item.status, item.progress, item.message = NodeStatus.NONE, 0.0, ""
             item._tooltip()
             item.update()
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from studio.node_api import Services
 from studio.settings import WORKFLOWS_DIR
+
+if TYPE_CHECKING:
+    from studio.runtime.model_manager import ModelManager
 
 
 def _application(scale: float | None = None):
@@ -27,43 +30,41 @@ def _application(scale: float | None = None):
     return app
 
 
-class LazyServices(Mapping):
-    """The engine's services (model manager …), built on first use, or by ``warm_up`` on a
-    background thread once the window is up: the window appears before torch and diffusers
-    are imported (they take seconds), and the first Run finds them ready."""
+class LazyServices(Services):
+    """The engine's services, with the model manager built on first use, or by ``warm_up``
+    on a background thread once the window is up: the window appears before torch and
+    diffusers are imported (they take seconds), and the first Run finds them ready."""
 
     def __init__(self, settings: Any) -> None:
+        # Not the dataclass's __init__: ``models`` is a property that builds the manager.
+        self.seed_batches = None
         self._settings = settings
-        self._built: dict[str, Any] | None = None
+        self._models: ModelManager | None = None
         self._lock = threading.Lock()
 
-    def _services(self) -> dict[str, Any]:
+    @property  # type: ignore[override]
+    def models(self) -> ModelManager:
         with self._lock:
-            if self._built is None:
+            if self._models is None:
                 from studio.runtime.services import create_services
 
-                self._built = create_services(self._settings)
-            return self._built
-
-    def __getitem__(self, key: str) -> Any:
-        return self._services()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._services())
-
-    def __len__(self) -> int:
-        return len(self._services())
-
-    def __bool__(self) -> bool:
-        return True  # without building them (``services or {}`` would ask for the length)
+                self._models = create_services(self._settings).models
+            return self._models
 
     @property
     def built(self) -> bool:
-        return self._built is not None
+        return self._models is not None
+
+    # The dataclass's own would build the models to show or compare them.
+    def __repr__(self) -> str:
+        return f"LazyServices(built={self.built})"
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
     def warm_up(self) -> threading.Thread:
         def build() -> None:
-            self._services()
+            self.models  # noqa: B018  (built now, not at the first Run)
             import diffusers  # noqa: F401  (what the first model load needs, imported now)
 
         thread = threading.Thread(target=build, name="warm-up", daemon=True)
@@ -77,6 +78,7 @@ def _window(workflow_path: Path | None, strict: bool = False):
     from studio.app.preferences import Preferences
     from studio.app.window import MainWindow
     from studio.engine import Engine
+    from studio.graph.png import workflow_texts
     from studio.registry import build_registry
     from studio.settings import Settings
 
@@ -85,7 +87,7 @@ def _window(workflow_path: Path | None, strict: bool = False):
     registry = build_registry(settings.plugin_dirs)
 
     def make_engine(chosen: Settings) -> Engine:
-        return Engine(registry, chosen, services=LazyServices(chosen))
+        return Engine(registry, chosen, services=LazyServices(chosen), image_metadata=workflow_texts)
 
     path = workflow_path or WORKFLOWS_DIR / "default.json"
     if strict:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from studio.app import theme
 from studio.app.editors import help_text
+from studio.app.node_status import NodeStatus
 from studio.graph.layout import NODE_WIDTH, PREVIEW_HEIGHT, ROW_HEIGHT, TITLE_HEIGHT
 from studio.graph.model import NodeMode
 from studio.graph.sockets import SOCKET_COLOURS
@@ -71,7 +72,7 @@ class NodeItem(QGraphicsItem):
         super().__init__()
         self.canvas = scene
         self.node_id = node_id
-        self.status = ""
+        self.status = NodeStatus.NONE
         self.progress = 0.0
         self.message = ""
         # A problem live validation found (shown as a red outline and in the tooltip).
@@ -209,7 +210,7 @@ class NodeItem(QGraphicsItem):
         if self.status:
             colour = theme.STATUS_COLOURS.get(self.status, theme.MUTED_TEXT)
             painter.setBrush(theme.MUTED_TEXT if self.stale else colour)
-            width = NODE_WIDTH * (self.progress if self.status == "running" and self.progress else 1.0)
+            width = NODE_WIDTH * (self.progress if self.status is NodeStatus.RUNNING and self.progress else 1.0)
             painter.drawRect(QRectF(0, TITLE_HEIGHT - 3, width, 3))
         if not node.collapsed:
             for kind, rows in (("input", self.sockets), ("output", self.outputs)):

@@ -11,9 +11,10 @@ import shiboken6
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QImage
 
+from studio.app.node_status import NodeStatus
 from studio.app.run_queue import RunEntry, RunQueue, RunState
 from studio.app.runner import Runner
-from studio.engine import NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunStarted
+from studio.engine import NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunStarted, RunStatus
 
 if TYPE_CHECKING:
     from studio.app.window import MainWindow
@@ -104,22 +105,22 @@ class RunController(QObject):
         if isinstance(event, RunStarted):
             self.queue.planned(self._step_weights(list(event.planned)))
             for node_id in event.planned:
-                scene.set_status(node_id, "queued")
+                scene.set_status(node_id, NodeStatus.QUEUED)
         elif isinstance(event, NodeStarted):
-            scene.set_status(event.node_id, "running")
+            scene.set_status(event.node_id, NodeStatus.RUNNING)
         elif isinstance(event, NodeProgress):
             fraction = event.step / max(1, event.total)
-            scene.set_status(event.node_id, "running", fraction)
+            scene.set_status(event.node_id, NodeStatus.RUNNING, fraction)
             if event.preview is not None:
                 scene.set_preview(event.node_id, image_from_array(event.preview))
             self.queue.node_progress(event.node_id, fraction)
         elif isinstance(event, NodeFinished):
-            scene.set_status(event.node_id, "cached" if event.cached else "done")
+            scene.set_status(event.node_id, NodeStatus.CACHED if event.cached else NodeStatus.DONE)
             self.queue.node_progress(event.node_id, 1.0, finished=True)
             if event.node_id in self._run_keys and self.run_document is not None:
                 self.run_document.result_keys[event.node_id] = self._run_keys[event.node_id]
         elif isinstance(event, NodeFailed):
-            scene.set_status(event.node_id, "error", message=event.message)
+            scene.set_status(event.node_id, NodeStatus.ERROR, message=event.message)
 
     def _on_finished(self, report: Any) -> None:
         window = self.window
@@ -131,17 +132,17 @@ class RunController(QObject):
             scene.set_preview(node_id, QImage(str(path)))
         window.problems.show_report(report, window.label_of)
         window.progress.setVisible(False)
-        if report.status == "invalid":
+        if report.status == RunStatus.INVALID:
             for problem in report.problems:
                 if problem.node_id:
-                    scene.set_status(problem.node_id, "error", message=problem.message)
+                    scene.set_status(problem.node_id, NodeStatus.ERROR, message=problem.message)
             text = f"{len(report.problems)} problem(s): {report.problems[0]}" if report.problems else "invalid"
-        elif report.status == "ok":
+        elif report.status == RunStatus.OK:
             text = f"Done in {report.total_seconds:.1f} s" + (f": {report.files[-1][1]}" if report.files else "")
         else:
             text = f"Run {report.status}" + (f": {report.errors[0]}" if report.errors else "")
         warnings = len(report.warnings)
-        if warnings and report.status != "invalid":
+        if warnings and report.status != RunStatus.INVALID:
             text += f" ({warnings} warning{'s' if warnings > 1 else ''} in Problems)"
         window.statusBar().showMessage(text)
         # The graph may have been edited while it ran: compare against it now.

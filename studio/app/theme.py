@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor, QPalette
 
+from studio.app.node_status import NodeStatus
+
 THEMES = {
     "dark": {
         "BACKGROUND": "#1e1f22", "GRID": "#2a2b2f", "NODE_BODY": "#2f3136", "NODE_TITLE": "#3b3e45",
@@ -22,8 +24,9 @@ THEMES = {
                     "HighlightedText": "#ffffff", "ToolTipBase": "#ffffff", "ToolTipText": "#1f2328"},
     },
 }
-STATUS_COLOURS = {"queued": QColor("#6c7080"), "running": QColor("#3d8bfd"), "cached": QColor("#6f42c1"),
-                  "done": QColor("#2fb344"), "error": QColor("#d63939")}
+STATUS_COLOURS = {NodeStatus.QUEUED: QColor("#6c7080"), NodeStatus.RUNNING: QColor("#3d8bfd"),
+                  NodeStatus.CACHED: QColor("#6f42c1"), NodeStatus.DONE: QColor("#2fb344"),
+                  NodeStatus.ERROR: QColor("#d63939")}
 
 current = "dark"
 BACKGROUND = GRID = NODE_BODY = NODE_TITLE = NODE_BORDER = SELECTED = TEXT = MUTED_TEXT = QColor()

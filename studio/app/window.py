@@ -43,6 +43,7 @@ from studio.graph import Workflow, WorkflowFormatError, save
 from studio.graph import events as ev
 from studio.graph.files import open_workflow
 from studio.graph.model import NodeMode
+from studio.graph.png import workflow_texts
 from studio.registry import Registry
 from studio.settings import Settings
 
@@ -53,7 +54,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.registry, self.settings, self.engine = registry, settings, engine
         # Builds an engine for changed settings (the app's entry point gives it the model services).
-        self.engine_factory = engine_factory or (lambda changed: Engine(registry, changed))
+        self.engine_factory = engine_factory or (
+            lambda changed: Engine(registry, changed, image_metadata=workflow_texts))
         self.preferences = Preferences.for_settings(settings)
         theme.apply(self.preferences.theme)
         # One document per tab, each with its own undo stack; the group's actions follow the

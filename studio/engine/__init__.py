@@ -1,7 +1,7 @@
 """The engine: validate, plan, execute with a result cache, report events. No Qt, no torch."""
 
 from studio.engine.cache import ResultCache
-from studio.engine.context import CancelToken, NodeContext, RunCancelled
+from studio.engine.context import CancelToken, ImageMetadata, ImageMetadataError, RunCancelled, RunContext
 from studio.engine.events import (
     Event,
     NodeFailed,
@@ -11,12 +11,18 @@ from studio.engine.events import (
     RunFinished,
     RunStarted,
 )
-from studio.engine.execute import Engine, NodeError, RunReport
+from studio.engine.execute import Engine, ReleasePolicy
 from studio.engine.plan import Plan, PlanError, make_plan
-from studio.engine.validate import Problem, WorkflowInvalid, validate
+from studio.engine.report import NodeError, RunReport, RunStatus
+from studio.engine.validate import Problem, ProblemKind, Severity, WorkflowInvalid, validate
+
+# The engine's context under its former name; nodes are typed against the protocol,
+# studio.node_api.NodeContext, which this class satisfies.
+NodeContext = RunContext
 
 __all__ = [
-    "CancelToken", "Engine", "Event", "NodeContext", "NodeError", "NodeFailed", "NodeFinished",
-    "NodeProgress", "NodeStarted", "Plan", "PlanError", "Problem", "ResultCache", "RunCancelled",
-    "RunFinished", "RunReport", "RunStarted", "WorkflowInvalid", "make_plan", "validate",
+    "CancelToken", "Engine", "Event", "ImageMetadata", "ImageMetadataError", "NodeContext", "NodeError",
+    "NodeFailed", "NodeFinished", "NodeProgress", "NodeStarted", "Plan", "PlanError", "Problem", "ProblemKind",
+    "ReleasePolicy", "ResultCache", "RunCancelled", "RunContext", "RunFinished", "RunReport", "RunStarted",
+    "RunStatus", "Severity", "WorkflowInvalid", "make_plan", "validate",
 ]

@@ -1,5 +1,8 @@
 """What a node sees of the engine while it runs: progress, cancellation, files it wrote,
-settings, and the services (model manager, …) the caller provided."""
+settings, the services (model manager, …) and the image metadata the caller provided.
+
+:class:`RunContext` is the engine's implementation of :class:`studio.node_api.NodeContext`,
+the protocol nodes are written against."""
 
 from __future__ import annotations
 
@@ -9,8 +12,22 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from studio.graph.connect import SpecLookup
+from studio.graph.model import Workflow
+
 if TYPE_CHECKING:
+    from studio.node_api import Services
     from studio.settings import Settings
+
+ImageMetadata = Callable[[Workflow, SpecLookup], Mapping[str, str]]
+"""What the caller of a run embeds in the images its nodes write (``ctx.embedded_texts``):
+``{PNG text keyword: text}`` for the workflow being run and the registry's specs.
+Seed Studio's own is :func:`studio.graph.png.workflow_texts` (its native JSON and ComfyUI's
+two formats); the engine knows no format."""
+
+
+class ImageMetadataError(RuntimeError):
+    """The caller's :data:`ImageMetadata` failed; the node that asked for it fails with this."""
 
 
 class RunCancelled(Exception):
@@ -36,18 +53,19 @@ class CancelToken:
             raise RunCancelled()
 
 
-class NodeContext:
-    """Handed to ``NodeBase.run`` as ``ctx``."""
+class RunContext:
+    """Handed to ``NodeBase.run`` as ``ctx`` by the engine: a :class:`studio.node_api.NodeContext`
+    that also collects what the node wrote and noted, for the run report."""
 
     def __init__(
         self,
         node_id: str,
         node_title: str,
         settings: Settings,
-        services: Mapping[str, Any],
+        services: Services,
         cancel: CancelToken,
         on_progress: Callable[[int, int, Any], None],
-        embedded_texts: Callable[[], dict[str, str]],
+        embedded_texts: Callable[[], Mapping[str, str]],
     ) -> None:
         self.node_id = node_id
         self.node_title = node_title
@@ -78,8 +96,8 @@ class NodeContext:
         self.files.append(Path(path))
 
     @cached_property
-    def embedded_texts(self) -> dict[str, str]:
-        """Text to embed in written images so they reopen as the workflow that made them:
-        the native JSON under ``seed-studio-workflow`` and, where the graph can be expressed
-        for ComfyUI, its ``workflow`` (UI format) and ``prompt`` (API format)."""
+    def embedded_texts(self) -> Mapping[str, str]:
+        """Text to embed in written images so they reopen as the workflow that made them,
+        as the caller's :data:`ImageMetadata` makes it (nothing when it gave none). Raises
+        :class:`ImageMetadataError` when that failed."""
         return self._embedded_texts()

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from studio.engine.execute import RunReport
+from studio.engine.report import RunReport
 
 
 @dataclass(frozen=True)

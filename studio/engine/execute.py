@@ -14,13 +14,11 @@ import json
 import secrets
 import time
 import traceback
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from studio.engine.cache import ResultCache
-from studio.engine.context import CancelToken, NodeContext, RunCancelled
+from studio.engine.context import CancelToken, ImageMetadata, ImageMetadataError, RunCancelled, RunContext
 from studio.engine.events import (
     EventSink,
     NodeFailed,
@@ -30,75 +28,18 @@ from studio.engine.events import (
     RunFinished,
     RunStarted,
 )
-from studio.engine.plan import Plan, PlanError, PlannedNode, Upstream, make_plan, needed_nodes
-from studio.engine.plan import default_targets
-from studio.engine.validate import Problem, cycle_problems, no_output_problem, validate
-from studio.graph.comfy import to_comfy_api, to_comfy_ui
-from studio.graph.format import dumps
-from studio.graph.png import WORKFLOW_TEXT_KEY
+from studio.engine.plan import Plan, PlanError, PlannedNode, Upstream, default_targets, make_plan, needed_nodes
+from studio.engine.report import NodeError, RunReport, RunStatus
+from studio.engine.validate import Problem, ProblemKind, cycle_problems, no_output_problem, validate
+from studio.node_api import Services
 
 if TYPE_CHECKING:
     from studio.graph.model import Workflow
     from studio.registry import Registry
     from studio.settings import Settings
 
-
-@dataclass(frozen=True)
-class NodeError:
-    """A node that failed, with a sentence for the artist and the traceback for a bug report."""
-
-    node_id: str
-    node_type: str
-    message: str
-    traceback: str = ""
-    # The operating system's error number when the node failed on a file (a full disk is
-    # errno.ENOSPC): a batch stops on it rather than fail every job that follows.
-    errno: int | None = None
-
-    def __str__(self) -> str:
-        return f"node #{self.node_id} ({self.node_type}): {self.message}"
-
-
-@dataclass
-class RunReport:
-    """What a run did. ``status`` is ok, failed, cancelled or invalid."""
-
-    run_id: str
-    status: str = "ok"
-    executed: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    files: list[tuple[str, Path]] = field(default_factory=list)
-    notes: list[tuple[str, str]] = field(default_factory=list)
-    errors: list[NodeError] = field(default_factory=list)
-    # Validation errors (a run with any is "invalid") and warnings (listed, not stopping it).
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-    # The outputs of the nodes the run was asked for, by node id.
-    results: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    total_seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "executed": self.executed,
-            "cached": self.cached,
-            "skipped": self.skipped,
-            "seconds": {node: round(seconds, 6) for node, seconds in self.seconds.items()},
-            "outputs": [{"node": node, "path": str(path)} for node, path in self.files],
-            "notes": [{"node": node, "message": message} for node, message in self.notes],
-            "errors": [{"node_id": e.node_id, "node_type": e.node_type, "message": e.message}
-                       for e in self.errors],
-            "problems": [problem.to_dict() for problem in self.problems],
-            "warnings": [warning.to_dict() for warning in self.warnings],
-            "total_seconds": round(self.total_seconds, 6),
-        }
+__all__ = ["Engine", "NodeError", "ReleasePolicy", "RunReport", "RunStatus", "describe_exception",
+           "is_out_of_memory"]
 
 
 OUT_OF_MEMORY_ADVICE = "lower the resolution or batch size"
@@ -131,14 +72,67 @@ def describe_exception(error: BaseException) -> str:
 _run_counter = itertools.count(1)
 
 
-class Engine:
-    """Validates, plans and executes workflows, keeping a result cache between runs."""
+class ReleasePolicy:
+    """When a run lets go of what it holds, so memory holds what the rest of the run needs
+    and not what it has finished with.
 
-    def __init__(self, registry: Registry, settings: Settings, services: Mapping[str, Any] | None = None,
-                 cache_bytes: int | None = None) -> None:
+    * A node's outputs are held for the steps planned to read them, and let go of once the
+      last of those has run (:meth:`consumed`); the outputs of the run's targets are kept,
+      for the report. The result cache may keep its own reference to them, within its byte
+      budget; a step that failed keeps what it read until the run ends.
+    * A node that ran out of memory (:meth:`after_failure`) empties the result cache and
+      asks the model manager, when the run has one, to free what it can, so that the nodes
+      still to run, or the next run, have room.
+    """
+
+    def __init__(self, plan: Plan, cache: ResultCache, services: Services) -> None:
+        self._cache = cache
+        self._services = services
+        self._targets = set(plan.targets)
+        # How many planned steps still have to read each node's outputs.
+        self._readers: dict[str, int] = {}
+        for step in plan.steps:
+            for node_id in _upstream_ids(step):
+                self._readers[node_id] = self._readers.get(node_id, 0) + 1
+
+    def consumed(self, step: PlannedNode) -> list[str]:
+        """``step`` has run (or was served from the cache): the nodes it read whose outputs
+        no later step needs."""
+        done = []
+        for node_id in _upstream_ids(step):
+            self._readers[node_id] -= 1
+            if self._readers[node_id] == 0 and node_id not in self._targets:
+                done.append(node_id)
+        return done
+
+    def after_failure(self, error: BaseException) -> None:
+        """A node raised ``error``: out of memory, free what can be freed."""
+        if not is_out_of_memory(error):
+            return
+        self._cache.clear()
+        if self._services.models is not None:
+            self._services.models.free_memory()
+
+
+def _upstream_ids(step: PlannedNode) -> list[str]:
+    """The nodes whose outputs ``step`` reads (once per input wired from them)."""
+    return [source.node_id for source in step.sources.values() if isinstance(source, Upstream)]
+
+
+class Engine:
+    """Validates, plans and executes workflows, keeping a result cache between runs.
+
+    ``services`` are lent to every node (``ctx.services``); ``image_metadata`` makes what the
+    nodes embed in the images they write (``ctx.embedded_texts``; nothing when None). The
+    engine knows neither models nor file formats: its callers choose both.
+    """
+
+    def __init__(self, registry: Registry, settings: Settings, services: Services | None = None,
+                 cache_bytes: int | None = None, *, image_metadata: ImageMetadata | None = None) -> None:
         self.registry = registry
         self.settings = settings
-        self.services: Mapping[str, Any] = services or {}
+        self.services = services if services is not None else Services()
+        self.image_metadata = image_metadata
         self.cache = ResultCache(settings.cache_bytes if cache_bytes is None else cache_bytes)
 
     def validate(self, workflow: Workflow, targets: Iterable[str] | None = None) -> list[Problem]:
@@ -175,7 +169,7 @@ class Engine:
         problems = [problem for problem in found if problem.is_error]
         report.warnings = [problem for problem in found if not problem.is_error]
         missing = [t for t in target_ids if t not in workflow.nodes]
-        problems += [Problem("unknown_node", f"there is no node #{t} to run", t) for t in missing]
+        problems += [Problem(ProblemKind.UNKNOWN_NODE, f"there is no node #{t} to run", t) for t in missing]
         if not target_ids:
             problems.insert(0, no_output_problem(workflow, self.registry))
         plan: Plan | None = None
@@ -185,9 +179,9 @@ class Engine:
             try:
                 plan = make_plan(workflow, self.registry, target_ids)
             except PlanError as error:
-                problems = relevant(cycle_problems(workflow)) or [Problem("plan", str(error))]
+                problems = relevant(cycle_problems(workflow)) or [Problem(ProblemKind.PLAN, str(error))]
         if plan is None:
-            report.status = "invalid"
+            report.status = RunStatus.INVALID
             report.problems = problems
             report.total_seconds = time.perf_counter() - started
             emit(RunStarted(report.run_id, (), ()))
@@ -214,7 +208,7 @@ class Engine:
         for step in plan.steps:
             try:
                 keys[step.node.id] = self._cache_key(step, keys, stable=True)
-            except Exception:  # a file that cannot be read now: unknown, so not the same as before
+            except Exception:  # noqa: BLE001 - a file that cannot be read now: unknown, so not the same as before
                 keys[step.node.id] = "unknown:" + secrets.token_hex(8)
         return keys
 
@@ -242,98 +236,106 @@ class Engine:
 
     def _execute(self, plan: Plan, workflow: Workflow, report: RunReport, cancel: CancelToken,
                  emit: EventSink) -> None:
-        run_id = report.run_id
+        """Run the steps of ``plan`` in order into ``report``: a step whose input comes from a
+        failed node is skipped; the others are served from the cache or run; then what no
+        later step reads is let go of (:class:`ReleasePolicy`)."""
         keys: dict[str, str] = {}
         results: dict[str, tuple[Any, ...]] = {}
-        # How many planned consumers still need each node's outputs, so they can be let go
-        # of (the cache may keep them) as soon as the last one has run.
-        remaining: dict[str, int] = {}
-        for step in plan.steps:
-            for source in step.sources.values():
-                if isinstance(source, Upstream):
-                    remaining[source.node_id] = remaining.get(source.node_id, 0) + 1
+        failed: set[str] = set()
         targets = set(plan.targets)
-        blocked: set[str] = set()
-        texts: dict[str, str] = {}
-
-        def embedded_texts() -> dict[str, str]:
-            if not texts:
-                texts.update(self._embedded_texts(workflow))
-            return texts
-
+        release = ReleasePolicy(plan, self.cache, self.services)
+        embedded_texts = self._embedded_texts(workflow)
         try:
             for step in plan.steps:
-                node = step.node
-                upstream_ids = [s.node_id for s in step.sources.values() if isinstance(s, Upstream)]
-                if any(node_id in blocked for node_id in upstream_ids):
-                    blocked.add(node.id)
-                    report.skipped.append(node.id)
+                node_id = step.node.id
+                if failed.intersection(_upstream_ids(step)):
+                    failed.add(node_id)
+                    report.skipped.append(node_id)
                     continue
                 cancel.raise_if_cancelled()
-                try:
-                    key = self._cache_key(step, keys)
-                except Exception as error:
-                    self._fail(report, emit, run_id, step, error)
-                    blocked.add(node.id)
+                outputs = self._cached_or_run(step, keys, results, report, cancel, emit, release, embedded_texts)
+                if outputs is None:
+                    failed.add(node_id)
                     continue
-                keys[node.id] = key
-                entry = self.cache.get(key)
-                if entry is not None:
-                    outputs = entry.outputs
-                    report.cached.append(node.id)
-                    report.seconds[node.id] = 0.0
-                    report.files.extend((node.id, path) for path in entry.files)
-                    emit(NodeFinished(run_id, node.id, node.type, 0.0, True))
-                else:
-                    emit(NodeStarted(run_id, node.id, node.type))
-                    began = time.perf_counter()
-                    ctx = NodeContext(
-                        node.id, node.title, self.settings, self.services, cancel,
-                        lambda step_number, total, preview, _id=node.id: emit(
-                            NodeProgress(run_id, _id, step_number, total, preview)),
-                        embedded_texts,
-                    )
-                    inputs = {name: (results[source.node_id][source.output_index]
-                                     if isinstance(source, Upstream) else source.value)
-                              for name, source in step.sources.items()}
-                    try:
-                        outputs = step.cls().run(ctx, **inputs)
-                        outputs = self._check_outputs(step, outputs)
-                    except RunCancelled:
-                        raise
-                    except Exception as error:
-                        self._free_memory_after(error)
-                        self._fail(report, emit, run_id, step, error)
-                        blocked.add(node.id)
-                        continue
-                    seconds = time.perf_counter() - began
-                    files = tuple(ctx.files)
-                    self.cache.put(key, outputs, files)
-                    report.executed.append(node.id)
-                    report.seconds[node.id] = seconds
-                    report.files.extend((node.id, path) for path in files)
-                    report.notes.extend((node.id, message) for message in ctx.notes)
-                    emit(NodeFinished(run_id, node.id, node.type, seconds, False))
-                results[node.id] = outputs
-                if node.id in targets:
-                    report.results[node.id] = outputs
-                for upstream_id in upstream_ids:
-                    remaining[upstream_id] -= 1
-                    if remaining[upstream_id] == 0 and upstream_id not in targets:
-                        results.pop(upstream_id, None)
+                results[node_id] = outputs
+                if node_id in targets:
+                    report.results[node_id] = outputs
+                for done in release.consumed(step):
+                    results.pop(done, None)
         except RunCancelled:
-            report.status = "cancelled"
+            report.status = RunStatus.CANCELLED
             return
         if report.errors:
-            report.status = "failed"
+            report.status = RunStatus.FAILED
 
-    def _embedded_texts(self, workflow: Workflow) -> dict[str, str]:
-        texts = {WORKFLOW_TEXT_KEY: dumps(workflow)}
+    def _cached_or_run(self, step: PlannedNode, keys: dict[str, str], results: dict[str, tuple[Any, ...]],
+                       report: RunReport, cancel: CancelToken, emit: EventSink, release: ReleasePolicy,
+                       embedded_texts: Callable[[], Mapping[str, str]]) -> tuple[Any, ...] | None:
+        """The outputs of ``step``, from the cache when its key is there, else by running
+        it (and caching them); None, with the error in the report, when it failed."""
+        node, run_id = step.node, report.run_id
         try:
-            texts["prompt"] = json.dumps(to_comfy_api(workflow, self.registry.spec))
-            texts["workflow"] = json.dumps(to_comfy_ui(workflow, self.registry.spec))
-        except Exception:  # noqa: BLE001 - a graph ComfyUI cannot express still saves its own copy
-            pass
+            key = self._cache_key(step, keys)
+        except Exception as error:  # noqa: BLE001 - a fingerprint that failed (an unreadable file): that node's error
+            self._fail(report, emit, run_id, step, error)
+            return None
+        keys[node.id] = key
+        entry = self.cache.get(key)
+        if entry is not None:
+            report.cached.append(node.id)
+            report.seconds[node.id] = 0.0
+            report.files.extend((node.id, path) for path in entry.files)
+            emit(NodeFinished(run_id, node.id, node.type, 0.0, True))
+            return entry.outputs
+
+        emit(NodeStarted(run_id, node.id, node.type))
+        began = time.perf_counter()
+        ctx = RunContext(
+            node.id, node.title, self.settings, self.services, cancel,
+            lambda step_number, total, preview: emit(NodeProgress(run_id, node.id, step_number, total, preview)),
+            embedded_texts,
+        )
+        inputs = {name: (results[source.node_id][source.output_index] if isinstance(source, Upstream)
+                         else source.value)
+                  for name, source in step.sources.items()}
+        try:
+            outputs = self._check_outputs(step, step.cls().run(ctx, **inputs))
+        except RunCancelled:
+            raise
+        except Exception as error:  # noqa: BLE001 - any failure of a node is that node's error
+            release.after_failure(error)
+            self._fail(report, emit, run_id, step, error)
+            return None
+        seconds = time.perf_counter() - began
+        files = tuple(ctx.files)
+        self.cache.put(key, outputs, files)
+        report.executed.append(node.id)
+        report.seconds[node.id] = seconds
+        report.files.extend((node.id, path) for path in files)
+        report.notes.extend((node.id, message) for message in ctx.notes)
+        emit(NodeFinished(run_id, node.id, node.type, seconds, False))
+        return outputs
+
+    def _embedded_texts(self, workflow: Workflow) -> Callable[[], Mapping[str, str]]:
+        """What the nodes of a run of ``workflow`` embed in the images they write: the
+        caller's :data:`ImageMetadata`, made when a node first asks for it and once per run.
+        Its failure is not hidden: the node that asked fails with :class:`ImageMetadataError`
+        (and the next node to ask tries again)."""
+        provider = self.image_metadata
+        made: list[Mapping[str, str]] = []
+
+        def texts() -> Mapping[str, str]:
+            if not made:
+                if provider is None:
+                    made.append({})
+                else:
+                    try:
+                        made.append(dict(provider(workflow, self.registry.spec)))
+                    except Exception as error:
+                        raise ImageMetadataError(f"the workflow to embed in its files could not be written: "
+                                                 f"{type(error).__name__}: {error}") from error
+            return made[0]
+
         return texts
 
     def _check_outputs(self, step: PlannedNode, outputs: Any) -> tuple[Any, ...]:
@@ -345,15 +347,6 @@ class Engine:
         if len(outputs) != expected:
             raise TypeError(f"{step.cls.type_name}.run() returned {len(outputs)} outputs, expected {expected}")
         return outputs
-
-    def _free_memory_after(self, error: BaseException) -> None:
-        # Out of memory: drop cached results so the next attempt has room; the services
-        # (the model manager) may free more.
-        if is_out_of_memory(error):
-            self.cache.clear()
-            free = getattr(self.services.get("models"), "free_memory", None)
-            if callable(free):
-                free()
 
     def _fail(self, report: RunReport, emit: EventSink, run_id: str, step: PlannedNode,
               error: BaseException) -> None:

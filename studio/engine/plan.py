@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import networkx as nx
 
-from studio.graph.model import node_sort_key
-from studio.graph.bypass import bypass_source
-from studio.graph.model import Node, NodeMode, Workflow
+from studio.graph.bypass import BypassLoop, PassedValue, Reached, follow_bypass
+from studio.graph.model import Node, NodeMode, Workflow, node_sort_key
 from studio.graph.sockets import FLOAT
 
 if TYPE_CHECKING:
@@ -86,26 +85,23 @@ def needed_nodes(workflow: Workflow, targets: Iterable[str]) -> set[str]:
 
 
 def _resolve_link(workflow: Workflow, registry: Registry, node_id: str, output: str) -> Source | None:
-    """Follow a wire back through bypassed nodes to what really feeds it."""
-    seen: set[str] = set()
-    while True:
-        node = workflow.nodes[node_id]
-        if node.mode is not NodeMode.BYPASS:
-            spec = registry.spec(node.type)
-            index = spec.output_index(output) if spec is not None else None
-            if index is None:
-                raise PlanError(f"{node.label} has no output {output!r}")
-            return Upstream(node_id, index)
-        if node_id in seen:
-            raise PlanError(f"bypassed nodes around {node.label} form a loop")
-        seen.add(node_id)
-        passed = bypass_source(registry.spec, node, output)
-        if passed is None:
-            return None
-        kind, payload = passed
-        if kind == "value":
-            return Constant(payload)
-        node_id, output = payload.node, payload.output
+    """Follow a wire back through bypassed nodes to what really feeds it (None: a bypassed
+    node with nothing of the type to pass on)."""
+    end = follow_bypass(workflow, registry.spec, node_id, output)
+    if isinstance(end, PassedValue):
+        return Constant(end.value)
+    if isinstance(end, BypassLoop):
+        raise PlanError(f"bypassed nodes around {end.node.label} form a loop")
+    if not isinstance(end, Reached):
+        return None
+    node = workflow.nodes.get(end.node_id)
+    if node is None:
+        raise PlanError(f"a bypassed node is linked to node #{end.node_id}, which does not exist")
+    spec = registry.spec(node.type)
+    index = spec.output_index(end.output) if spec is not None else None
+    if index is None:
+        raise PlanError(f"{node.label} has no output {end.output!r}")
+    return Upstream(end.node_id, index)
 
 
 def _coerce(value: Any, input_type: str) -> Any:

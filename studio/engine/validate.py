@@ -13,6 +13,7 @@ warning, listed but not stopping a run. Nodes may add warnings of their own (``a
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from studio.engine.plan import default_targets, needed_nodes
-from studio.graph.bypass import bypass_source
+from studio.graph.bypass import Unmatched, follow_bypass
 from studio.graph.connect import can_connect
 from studio.graph.model import Node, NodeMode, Workflow, node_sort_key
 from studio.graph.sockets import BOOLEAN, FLOAT, INT, STRING, InputSpec
@@ -32,23 +33,52 @@ if TYPE_CHECKING:
     from studio.settings import Settings
 
 
+class ProblemKind(enum.StrEnum):
+    """What is wrong. A ``str``, so ``kind == "cycle"`` and JSON output read as before."""
+
+    UNKNOWN_TYPE = "unknown_type"  # a node type Seed Studio does not have
+    UNKNOWN_INPUT = "unknown_input"  # a wire into an input the type does not declare
+    DANGLING_LINK = "dangling_link"  # a wire from a node or output that is not there
+    TYPE_MISMATCH = "type_mismatch"
+    MISSING_INPUT = "missing_input"  # a required input with neither value nor wire
+    BAD_VALUE = "bad_value"  # a value of the wrong kind, out of range, not a choice, …
+    ADVICE = "advice"  # a node type's own warning (``NodeBase.advise``)
+    BYPASS_UNMATCHED = "bypass_unmatched"  # a bypassed node with nothing to pass on
+    CYCLE = "cycle"
+    NO_OUTPUT = "no_output"  # nothing would run
+    UNKNOWN_NODE = "unknown_node"  # a run asked for a node id that is not in the workflow
+    PLAN = "plan"  # the planner refused what validation let through
+    MISSING_MODEL = "missing_model"  # a model file not in the model folders (studio.runtime.models)
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"  # stops a run
+    WARNING = "warning"  # listed, does not stop it
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a workflow, located as precisely as it can be."""
+    """One thing wrong with a workflow, located as precisely as it can be. ``kind`` and
+    ``severity`` may be given as their strings; they are kept as the enums."""
 
-    kind: str  # unknown_type, missing_input, type_mismatch, dangling_link, bad_value, cycle, …
+    kind: ProblemKind
     message: str
     node_id: str | None = None
     node_type: str | None = None
     input: str | None = None
     # For a cycle: every node in it.
     node_ids: tuple[str, ...] = ()
-    # "error" stops a run; "warning" is listed but does not.
-    severity: str = "error"
+    severity: Severity = Severity.ERROR
+
+    def __post_init__(self) -> None:
+        if type(self.kind) is not ProblemKind:
+            object.__setattr__(self, "kind", ProblemKind(self.kind))
+        if type(self.severity) is not Severity:
+            object.__setattr__(self, "severity", Severity(self.severity))
 
     @property
     def is_error(self) -> bool:
-        return self.severity == "error"
+        return self.severity is Severity.ERROR
 
     def __str__(self) -> str:
         where = f"node #{self.node_id}" if self.node_id else "workflow"
@@ -59,7 +89,7 @@ class Problem:
         return f"{where}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"kind": self.kind, "severity": self.severity, "message": self.message,
+        data: dict[str, Any] = {"kind": str(self.kind), "severity": str(self.severity), "message": self.message,
                                 "node_id": self.node_id, "node_type": self.node_type, "input": self.input}
         if self.node_ids:
             data["node_ids"] = list(self.node_ids)
@@ -92,9 +122,8 @@ def check_value(spec: InputSpec, value: Any) -> str | None:
     elif spec.type == BOOLEAN:
         if not isinstance(value, bool):
             return f"expected true or false, found {describe_value(value)}"
-    elif spec.type == STRING:
-        if not isinstance(value, str):
-            return f"expected text, found {describe_value(value)}"
+    elif spec.type == STRING and not isinstance(value, str):
+        return f"expected text, found {describe_value(value)}"
     if spec.type in (INT, FLOAT):
         if spec.min is not None and value < spec.min:
             return f"{describe_value(value)} is below the minimum {spec.min:g}"
@@ -138,8 +167,8 @@ def graded(problems: list[Problem], workflow: Workflow, registry: Registry,
     """``problems`` with those away from what ``targets`` (the output nodes when None) need
     made warnings: ComfyUI, too, validates only what leads to an output."""
     needed = needed_nodes(workflow, default_targets(workflow, registry) if targets is None else targets)
-    return [problem if problem.severity == "warning" or problem.node_id is None or problem.node_id in needed
-            or needed.intersection(problem.node_ids) else replace(problem, severity="warning")
+    return [problem if problem.severity is Severity.WARNING or problem.node_id is None or problem.node_id in needed
+            or needed.intersection(problem.node_ids) else replace(problem, severity=Severity.WARNING)
             for problem in problems]
 
 
@@ -151,7 +180,8 @@ def _all_problems(workflow: Workflow, registry: Registry, settings: Settings | N
         node = nodes[node_id]
         cls = registry.get(node.type)
         if cls is None:
-            problems.append(Problem("unknown_type", f"there is no node type {node.type!r}", node_id, node.type))
+            problems.append(Problem(ProblemKind.UNKNOWN_TYPE, f"there is no node type {node.type!r}", node_id,
+                                    node.type))
             continue
         if node.mode is NodeMode.MUTE:
             continue
@@ -160,12 +190,13 @@ def _all_problems(workflow: Workflow, registry: Registry, settings: Settings | N
         for input_name, source in node.links.items():
             input_spec = spec.input(input_name)
             if input_spec is None:
-                problems.append(Problem("unknown_input", f"{node.type} has no input {input_name!r} "
+                problems.append(Problem(ProblemKind.UNKNOWN_INPUT, f"{node.type} has no input {input_name!r} "
                                         f"(a wire from #{source.node} arrives there)", node_id, node.type, input_name))
                 continue
             source_node = nodes.get(source.node)
             if source_node is None:
-                problems.append(Problem("dangling_link", f"linked to node #{source.node}, which does not exist",
+                problems.append(Problem(ProblemKind.DANGLING_LINK,
+                                        f"linked to node #{source.node}, which does not exist",
                                         node_id, node.type, input_name))
                 continue
             if source_node.type not in registry:
@@ -173,14 +204,19 @@ def _all_problems(workflow: Workflow, registry: Registry, settings: Settings | N
             verdict = can_connect(workflow, registry.spec, source.node, source.output, node_id, input_name,
                                   check_cycle=False)
             if not verdict:
-                kind = "type_mismatch" if verdict.kind == "type_mismatch" else "dangling_link"
+                kind = (ProblemKind.TYPE_MISMATCH if verdict.kind == "type_mismatch"
+                        else ProblemKind.DANGLING_LINK)
                 problems.append(Problem(kind, f"from {source_node.label}: {verdict.reason}", node_id,
                                         node.type, input_name))
                 continue
             if source_node.mode is NodeMode.BYPASS and node.mode is not NodeMode.BYPASS:
-                problem = _check_bypass_chain(workflow, registry, node, input_name, source_node, source.output)
-                if problem is not None:
-                    problems.append(problem)
+                # A loop of bypassed nodes is reported as a cycle, a wire to nowhere on the
+                # bypassed node that has it.
+                end = follow_bypass(workflow, registry.spec, source.node, source.output)
+                if isinstance(end, Unmatched):
+                    problems.append(Problem(ProblemKind.BYPASS_UNMATCHED,
+                                            f"{end.node.label} is bypassed and has no input of the type of its "
+                                            f"{end.output!r} output to pass through", node_id, node.type, input_name))
         if node.mode is NodeMode.BYPASS:
             continue
         for input_spec in spec.inputs:
@@ -190,14 +226,15 @@ def _all_problems(workflow: Workflow, registry: Registry, settings: Settings | N
                 value = node.values.get(input_spec.name, input_spec.default)
                 if value is None:
                     if not input_spec.optional:
-                        problems.append(Problem("missing_input", f"needs a value or an {input_spec.type} wire",
+                        problems.append(Problem(ProblemKind.MISSING_INPUT,
+                                                f"needs a value or an {input_spec.type} wire",
                                                 node_id, node.type, input_spec.name))
                     continue
                 reason = check_value(input_spec, value)
                 if reason is not None:
-                    value_problems.append(Problem("bad_value", reason, node_id, node.type, input_spec.name))
+                    value_problems.append(Problem(ProblemKind.BAD_VALUE, reason, node_id, node.type, input_spec.name))
             elif not input_spec.optional:
-                problems.append(Problem("missing_input", f"needs a {input_spec.type} wire",
+                problems.append(Problem(ProblemKind.MISSING_INPUT, f"needs a {input_spec.type} wire",
                                         node_id, node.type, input_spec.name))
         problems.extend(value_problems)
         if not value_problems and settings is not None:
@@ -210,19 +247,20 @@ def _all_problems(workflow: Workflow, registry: Registry, settings: Settings | N
 def _own_checks(cls: type[NodeBase], node: Node, settings: Settings) -> list[Problem]:
     """What the node type's ``check`` (errors) and ``advise`` (warnings) find in its values."""
     checks = [(check, severity) for check, severity, declared in
-              ((cls.check, "error", cls.has_own_check()), (cls.advise, "warning", cls.has_own_advice())) if declared]
+              ((cls.check, Severity.ERROR, cls.has_own_check()), (cls.advise, Severity.WARNING, cls.has_own_advice()))
+              if declared]
     if not checks:
         return []
     spec = cls.spec()
     values = {spec_in.name: node.values.get(spec_in.name, spec_in.default)
               for spec_in in spec.inputs if spec_in.has_widget and spec_in.name not in node.links}
-    problems = []
+    problems: list[Problem] = []
     for check, severity in checks:
         try:
             found = check(values, settings)
-        except Exception as error:  # a plugin's checker must not take validation down
+        except Exception as error:  # noqa: BLE001 - a plugin's checker must not take validation down
             found = [("", f"could not be checked ({type(error).__name__}: {error})")]
-        kind = "bad_value" if severity == "error" else "advice"
+        kind = ProblemKind.BAD_VALUE if severity is Severity.ERROR else ProblemKind.ADVICE
         problems.extend(Problem(kind, message, node.id, node.type, input_name or None, severity=severity)
                         for input_name, message in found)
     return problems
@@ -246,7 +284,7 @@ def no_output_problem(workflow: Workflow, registry: Registry) -> Problem:
         message += f"; node types Seed Studio does not have: {shown}"
     if switched_off:
         message += f"; switched off: {', '.join(switched_off)}"
-    return Problem("no_output", message)
+    return Problem(ProblemKind.NO_OUTPUT, message)
 
 
 def cycle_problems(workflow: Workflow) -> list[Problem]:
@@ -254,28 +292,7 @@ def cycle_problems(workflow: Workflow) -> list[Problem]:
     problems = []
     for cycle in find_cycles(workflow):
         path = " → ".join(f"#{node_id}" for node_id in cycle)
-        problems.append(Problem("cycle", f"nodes {path} feed each other in a loop", cycle[0],
+        problems.append(Problem(ProblemKind.CYCLE, f"nodes {path} feed each other in a loop", cycle[0],
                                 workflow.nodes[cycle[0]].type, None, tuple(cycle)))
     return problems
 
-
-def _check_bypass_chain(workflow: Workflow, registry: Registry, consumer: Node, input_name: str,
-                        bypassed: Node, output_name: str) -> Problem | None:
-    seen: set[str] = set()
-    while bypassed.mode is NodeMode.BYPASS:
-        if bypassed.id in seen:
-            return None  # a loop; reported as a cycle
-        seen.add(bypassed.id)
-        passed = bypass_source(registry.spec, bypassed, output_name)
-        if passed is None:
-            return Problem("bypass_unmatched",
-                           f"{bypassed.label} is bypassed and has no input of the type of its "
-                           f"{output_name!r} output to pass through", consumer.id, consumer.type, input_name)
-        kind, payload = passed
-        if kind == "value":
-            return None
-        upstream = workflow.nodes.get(payload.node)
-        if upstream is None:
-            return None  # reported on the bypassed node as a dangling link
-        bypassed, output_name = upstream, payload.output
-    return None

@@ -1,4 +1,5 @@
-"""Reading the workflow that a rendered PNG carries in its text chunks.
+"""The workflow a rendered PNG carries in its text chunks: what to write (:func:`workflow_texts`)
+and reading it back (:func:`read_png_text`).
 
 Pure Python (no Pillow), so the graph layer can open a PNG dropped on the canvas or given to
 ``studio render`` without the torch side. Reads tEXt, zTXt and iTXt chunks; stops at the
@@ -11,9 +12,15 @@ shares one budget, so a small hostile file cannot make us spend more than that.
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from collections.abc import Collection
+
+from studio.graph.comfy import to_comfy_api, to_comfy_ui
+from studio.graph.connect import SpecLookup
+from studio.graph.format import dumps
+from studio.graph.model import Workflow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The keyword under which Seed Studio stores its own workflow JSON.
@@ -25,6 +32,20 @@ MAX_TEXT_BYTES = 64 * 1024 * 1024
 # All the text read from one file together; a file that Seed Studio writes carries its
 # workflow three times (its own chunk and ComfyUI's two), well under this.
 MAX_TOTAL_TEXT_BYTES = 96 * 1024 * 1024
+
+
+def workflow_texts(workflow: Workflow, spec_of: SpecLookup) -> dict[str, str]:
+    """The text chunks that make an image reopen as ``workflow``, in Seed Studio and in
+    ComfyUI: the native JSON under :data:`WORKFLOW_TEXT_KEY`, and ComfyUI's ``workflow`` (UI
+    format) and ``prompt`` (API format). What the app, ``studio render`` and ``studio batch``
+    hand their engine (``Engine(..., image_metadata=workflow_texts)``). The exporters write
+    any graph (what ComfyUI cannot express is left out with a remark), so a failure here is a
+    bug, raised rather than hidden."""
+    return {
+        WORKFLOW_TEXT_KEY: dumps(workflow),
+        "prompt": json.dumps(to_comfy_api(workflow, spec_of)),
+        "workflow": json.dumps(to_comfy_ui(workflow, spec_of)),
+    }
 
 
 class PngTextError(ValueError):

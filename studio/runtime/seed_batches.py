@@ -2,7 +2,7 @@
 sampler's seed, sampled together as one latent batch.
 
 The batch runner knows which jobs come next; the sampler node does not. Before each job the
-runner tells the :class:`SeedBatcher` (a service, ``ctx.services["seed_batches"]``) which seeds
+runner tells the :class:`SeedBatcher` (a service, ``ctx.services.seed_batches``) which seeds
 each sampler node will be run with in this job and the jobs right after it that differ from
 it only in those seeds. When the node runs with the first of those seeds, it samples up to
 :attr:`SeedBatcher.size` of them in one call (each with its own seed's noise, so each picture
@@ -35,7 +35,7 @@ class _Held:
 def _same(a: Signature, b: Signature) -> bool:
     objects_a, values_a = a
     objects_b, values_b = b
-    return (len(objects_a) == len(objects_b) and all(x is y for x, y in zip(objects_a, objects_b))
+    return (len(objects_a) == len(objects_b) and all(x is y for x, y in zip(objects_a, objects_b, strict=True))
             and values_a == values_b)
 
 
@@ -105,5 +105,5 @@ class SeedBatcher:
         results = sample_many(seeds)
         self.calls.append((node_id, tuple(seeds)))
         if len(seeds) > 1:
-            self._held[node_id] = _Held(signature, dict(zip(seeds[1:], results[1:])))
+            self._held[node_id] = _Held(signature, dict(zip(seeds[1:], results[1:], strict=True)))
         return results[0]

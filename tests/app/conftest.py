@@ -6,6 +6,7 @@ import pytest
 
 from studio.app.window import MainWindow
 from studio.engine import Engine
+from studio.graph.png import workflow_texts
 from studio.settings import WORKFLOWS_DIR
 
 
@@ -15,7 +16,7 @@ def window(qtbot, registry, settings, monkeypatch, tmp_path):
 
     # Closing with unsaved edits asks; tests answer "discard" instead of blocking on a dialog.
     monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *args, **kwargs: QMessageBox.Discard))
-    main = MainWindow(registry, settings, Engine(registry, settings))
+    main = MainWindow(registry, settings, Engine(registry, settings, image_metadata=workflow_texts))
     qtbot.addWidget(main)
     # A copy: a test that saves must not write over the shipped workflow.
     copy = tmp_path / "film_grain.json"

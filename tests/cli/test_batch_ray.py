@@ -11,6 +11,7 @@ import ray
 from studio.batch import build_jobs, order_jobs, render_job, run_on_ray
 from studio.engine import Engine
 from studio.graph import dumps, load
+from studio.graph.png import workflow_texts
 from studio.overrides import parse_set, parse_sweep
 from tests.cli.test_batch import DEFAULT, digest, manifest
 from tests.cli.test_cli import studio
@@ -47,7 +48,7 @@ def jobs_for(workflow, registry):
 
 
 def single_process(registry, settings, workflow, jobs):
-    engine = Engine(registry, settings)
+    engine = Engine(registry, settings, image_metadata=workflow_texts)  # as a batch's own workers
     return {job.key: digest(render_job(engine, workflow, registry, job)["outputs"][0]) for job in jobs}
 
 

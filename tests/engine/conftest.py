@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 
 from studio.engine import Engine
 from studio.graph import Workflow
 from studio.graph.sockets import INT, STRING
-from studio.node_api import Input, NodeBase, Output
+from studio.node_api import Input, NodeBase, Output, Services
 from studio.registry import Registry
+
+
+@dataclass
+class Collecting(Services):
+    """Services with one more: where Collect nodes put what they receive."""
+
+    collected: list = field(default_factory=list)
 
 
 class Number(NodeBase):
@@ -88,7 +97,7 @@ class Collect(NodeBase):
     outputs = ()
 
     def run(self, ctx, value):
-        ctx.services["collected"].append((ctx.node_id, value))
+        ctx.services.collected.append((ctx.node_id, value))
         return ()
 
 
@@ -107,7 +116,7 @@ def collected() -> list:
 
 @pytest.fixture
 def engine(int_registry, settings, collected) -> Engine:
-    return Engine(int_registry, settings, services={"collected": collected})
+    return Engine(int_registry, settings, services=Collecting(collected=collected))
 
 
 def build(nodes: dict[str, tuple[str, dict]], links: list[tuple[str, str, str, str]]) -> Workflow:

@@ -13,7 +13,6 @@ from studio.engine import (
     RunStarted,
 )
 from studio.graph import NodeMode
-
 from tests.engine.conftest import build
 
 
@@ -163,8 +162,8 @@ def test_out_of_memory_gets_advice_not_a_raw_message(int_registry, settings):
     class OutOfMemoryError(RuntimeError):
         pass
 
-    from studio.node_api import NodeBase, Input, Output
     from studio.graph.sockets import INT
+    from studio.node_api import Input, NodeBase, Output
 
     class Greedy(NodeBase):
         """Asks for too much."""
@@ -213,8 +212,8 @@ def test_cancel_from_another_thread_between_nodes(engine):
 
 
 def test_a_node_returning_the_wrong_number_of_outputs_fails_clearly(int_registry, settings):
-    from studio.node_api import NodeBase, Output
     from studio.graph.sockets import INT
+    from studio.node_api import NodeBase, Output
 
     class Sloppy(NodeBase):
         """Forgets the tuple."""
@@ -232,9 +231,10 @@ def test_a_node_returning_the_wrong_number_of_outputs_fails_clearly(int_registry
 
 
 def test_uncacheable_nodes_run_every_time(int_registry, settings):
-    from studio.node_api import NodeBase, Output
-    from studio.graph.sockets import INT
     import itertools
+
+    from studio.graph.sockets import INT
+    from studio.node_api import NodeBase, Output
 
     counter = itertools.count()
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from studio.engine import validate
 from studio.graph import NodeMode
-
 from tests.engine.conftest import build
 
 
@@ -145,3 +144,27 @@ def test_an_unused_ksampler_with_no_model_does_not_stop_a_comfyui_style_graph(re
     report = engine.run(workflow)
     assert report.status == "invalid"
     assert ("missing_input", sampler.id, "model") in {(p.kind, p.node_id, p.input) for p in report.problems}
+
+
+def test_plan_and_validation_follow_bypassed_nodes_with_one_walk(int_registry):
+    from studio.graph.bypass import BypassLoop, PassedValue, Reached, Unmatched, follow_bypass
+
+    spec = int_registry.spec
+    # 1 (Number) → 2 (Add, bypassed: passes a) → 3 (Add, bypassed) → 4 (Collect)
+    workflow = build({"1": ("Number", {"value": 2}), "2": ("Add", {}), "3": ("Add", {"b": 5}), "4": ("Collect", {})},
+                     [("1", "INT", "2", "a"), ("2", "INT", "3", "a"), ("3", "INT", "4", "value")])
+    assert follow_bypass(workflow, spec, "3", "INT") == Reached("3", "INT")  # not bypassed yet
+    workflow.set_mode("2", NodeMode.BYPASS)
+    workflow.set_mode("3", NodeMode.BYPASS)
+    assert follow_bypass(workflow, spec, "3", "INT") == Reached("1", "INT")
+    workflow.disconnect("2", "a")
+    workflow.set_value("2", "a", 7)
+    assert follow_bypass(workflow, spec, "3", "INT") == PassedValue(7)
+    length = build({"1": ("Length", {"text": "ab"})}, [])
+    length.set_mode("1", NodeMode.BYPASS)
+    end = follow_bypass(length, spec, "1", "INT")
+    assert isinstance(end, Unmatched) and end.node.id == "1" and end.output == "INT"
+    loop = build({"1": ("Add", {}), "2": ("Add", {})}, [("1", "INT", "2", "a"), ("2", "INT", "1", "a")])
+    loop.set_mode("1", NodeMode.BYPASS)
+    loop.set_mode("2", NodeMode.BYPASS)
+    assert isinstance(follow_bypass(loop, spec, "1", "INT"), BypassLoop)

@@ -72,13 +72,16 @@ def main() -> None:
     server = types.ModuleType("server")
     server.PromptServer = type("PromptServer", (), {"instance": None})
     sys.modules["server"] = server
+    # ComfyUI's modules import each other in this order: its nodes first.
+    # isort: off
     from safetensors.torch import save_file
 
-    import nodes  # noqa: I001 - first: ComfyUI's modules import each other in this order
+    import nodes
     import comfy_extras.nodes_post_processing as post
     import comfy_extras.nodes_images as images
     import comfy_extras.nodes_latent as latents
     import comfy_extras.nodes_mask as masks
+    # isort: on
 
     def value(output):
         # Old-style nodes return a tuple; the newer API an object holding one.

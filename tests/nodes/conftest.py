@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from studio.engine import CancelToken, NodeContext
+from tests.node_context import FakeContext
 
 
 @pytest.fixture
-def ctx(settings) -> NodeContext:
-    """A context for calling a node's run() directly."""
-    return NodeContext("1", "", settings, {}, CancelToken(), lambda step, total, preview: None,
-                       lambda: {"seed-studio-workflow": '{"format": "seed-studio-workflow", "version": 1, "nodes": {}}'})
+def ctx(settings) -> FakeContext:
+    """A context for calling a node's run() directly (it records progress, notes and files)."""
+    return FakeContext(settings)

@@ -92,7 +92,7 @@ def test_declaration_matches_comfyuis(registry, type_name):
     assert cls is not None, f"{type_name} is not registered"
     expected_inputs, expected_outputs = COMFY[type_name]
     assert [spec.name for spec in cls.inputs] == [entry[0] for entry in expected_inputs]
-    for spec, entry in zip(cls.inputs, expected_inputs):
+    for spec, entry in zip(cls.inputs, expected_inputs, strict=True):
         kind = entry[1]
         if isinstance(kind, list):
             assert (spec.type, spec.choice_list(), spec.default) == ("STRING", kind, kind[0]), spec.name

@@ -7,7 +7,6 @@ import torch
 
 from studio.engine import Engine
 from studio.runtime.services import create_services
-
 from tests.nodes.test_diffusion import CPU, render, txt2img
 
 
@@ -122,7 +121,7 @@ def write_single_controlnet(model_root, name, subtract=None):
 def test_original_layout_and_diff_controlnet_files_load_to_the_same_weights(engine, model_root):
     from studio.runtime.controlnet import load_controlnet
 
-    unet = engine.services["models"].load_checkpoint("tiny-sd15").model.unet
+    unet = engine.services.models.load_checkpoint("tiny-sd15").model.unet
     reference = write_single_controlnet(model_root, "tiny-cn-single.safetensors")
     write_single_controlnet(model_root, "tiny-cn-diff.safetensors", subtract=unet)
     single = load_controlnet(model_root / "controlnet" / "tiny-cn-single.safetensors", CPU, "a").model

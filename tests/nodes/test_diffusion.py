@@ -7,8 +7,8 @@ import torch
 
 from studio.engine import CancelToken, Engine, NodeProgress
 from studio.graph import Workflow
-from studio.runtime.services import create_services
 from studio.runtime.device import DevicePolicy
+from studio.runtime.services import create_services
 
 CPU = DevicePolicy(torch.device("cpu"), torch.float32)
 

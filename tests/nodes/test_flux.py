@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.nodes.transformer_graphs import GraphBuilder, engine_over, render
+
 PROMPT = "flowers melting into a cosmic black hole"
 
 
@@ -155,7 +156,8 @@ def test_misplaced_files_are_told_from_their_headers_before_the_run(flux_files):
     from studio.runtime.model_headers import inspect_model_header
 
     root = flux_files.root
-    assert inspect_model_header("diffusion_models", root / "diffusion_models" / "tiny-flux1-dev-fp8.safetensors") is None
+    fp8 = root / "diffusion_models" / "tiny-flux1-dev-fp8.safetensors"
+    assert inspect_model_header("diffusion_models", fp8) is None
     assert inspect_model_header("text_encoders", root / "text_encoders" / "tiny-t5xxl_fp16.safetensors") is None
     assert inspect_model_header("text_encoders", root / "text_encoders" / "tiny-clip_l.safetensors") is None
     wrong = inspect_model_header("diffusion_models", root / "text_encoders" / "tiny-t5xxl_fp16.safetensors")

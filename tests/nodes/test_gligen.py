@@ -9,8 +9,15 @@ from safetensors.torch import load_file, save_file
 
 from studio.engine import Engine
 from studio.runtime.checkpoints import ModelLoadError
-from studio.runtime.gligen import (MAX_OBJECTS, fourier_embedding, gligen_applied, gligen_per_entry, read_gligen,
-                                   transformer_layers, with_text_box)
+from studio.runtime.gligen import (
+    MAX_OBJECTS,
+    fourier_embedding,
+    gligen_applied,
+    gligen_per_entry,
+    read_gligen,
+    transformer_layers,
+    with_text_box,
+)
 from studio.runtime.services import create_services
 from tests.nodes.test_diffusion import CPU, txt2img
 from tests.parity_model import write_parity_gligen
@@ -81,7 +88,7 @@ def test_text_boxes_are_stored_in_latent_cells_with_the_phrases_unprojected_pool
     assert kind == "position" and gligen.name == "tiny-gligen.safetensors"
     assert [box[1:] for box in boxes] == [(3, 5, 1, 2), (8, 8, 0, 0)]  # height, width, y, x in cells
     # The phrase's pooled output before any projection: CLIP's final norm at the end token.
-    clip = engine.services["models"].load_checkpoint("tiny-sd15").clip
+    clip = engine.services.models.load_checkpoint("tiny-sd15").clip
     ids_ = clip.tokenizers[0]("a cat", padding="max_length", max_length=77, return_tensors="pt").input_ids
     with torch.no_grad():
         expected = clip.encoders[0](ids_).pooler_output
@@ -208,6 +215,6 @@ def test_files_that_are_not_gligen_or_do_not_fit_the_model_are_refused(tmp_path,
     fewer = {name: value for name, value in tensors.items() if not name.startswith("output_blocks.3.")}
     save_file(fewer, str(tmp_path / "fewer.safetensors"))
     gligen = read_gligen(tmp_path / "fewer.safetensors")
-    with pytest.raises(ValueError, match="3 fusers but the model has 4 transformer layers"):
-        with gligen_applied(unet, ("position", gligen, []), (1, 4, 8, 8)):
-            pass
+    with (pytest.raises(ValueError, match="3 fusers but the model has 4 transformer layers"),
+          gligen_applied(unet, ("position", gligen, []), (1, 4, 8, 8))):
+        pass

@@ -44,8 +44,9 @@ def test_strength_zero_is_the_model_itself_and_the_base_model_is_left_unchanged(
 
 
 def test_keys_and_values_get_their_own_network_in_every_attention_layer(tmp_path):
-    from tests.tiny_models import build_sd15
     from diffusers import UNet2DConditionModel
+
+    from tests.tiny_models import build_sd15
 
     unet = UNet2DConditionModel.from_pretrained(build_sd15(tmp_path / "sd15"), subfolder="unet").eval()
     hypernetwork = read_hypernetwork(write_parity_hypernetwork(tmp_path / "hn.pt"), 0.5)

@@ -10,7 +10,6 @@ import torch
 from studio.engine import Engine
 from studio.graph import Workflow
 from studio.runtime.services import create_services
-
 from tests.nodes.test_diffusion import CPU
 
 
@@ -60,7 +59,7 @@ def picture_graph(checkpoint, node_type, seed=3, **values):
 def unet_inputs(engine, workflow, ids, also=()):
     """Run the graph and return the first UNet input the sampler made, and the report."""
     seen = []
-    model = engine.services["models"]
+    model = engine.services.models
     original = type(model).use
 
     def spy(self, *modules, **kwargs):

@@ -9,7 +9,6 @@ from nodes.image import ImagePadForOutpaint
 from nodes.latent import LatentComposite, LatentCompositeMasked
 from studio.engine import Engine
 from studio.runtime.services import create_services
-
 from tests.nodes.test_diffusion import CPU, render, txt2img
 
 
@@ -81,7 +80,7 @@ def test_tiled_vae_matches_the_whole_image_closely(engine):
     whole, pieces = report.results[ids["decode"]][0], report.results[tiled][0]
     assert whole.shape == pieces.shape == (1, 128, 128, 3)
     assert (whole - pieces).abs().mean() < 0.05
-    checkpoint = engine.services["models"].load_checkpoint("tiny-sd15")
+    checkpoint = engine.services.models.load_checkpoint("tiny-sd15")
     assert checkpoint.vae.vae.use_tiling is False  # the shared VAE is left as it was
 
 

@@ -10,7 +10,6 @@ from studio.engine import Engine
 from studio.runtime.ldm_names import unet_layout, unet_ldm_name
 from studio.runtime.lora import read_patches
 from studio.runtime.services import create_services
-
 from tests.nodes.test_diffusion import CPU, render, txt2img
 
 SD1_UNET = ["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
@@ -37,7 +36,7 @@ def low_rank(module: torch.nn.Module, rank: int = 4, seed: int = 0) -> tuple[tor
 
 
 def write_kohya_sd1(engine, path, seed=0, extra=None):
-    checkpoint = engine.services["models"].load_checkpoint("tiny-sd15")
+    checkpoint = engine.services.models.load_checkpoint("tiny-sd15")
     unet, text = checkpoint.model.unet, checkpoint.clip.encoders[0]
     state = {}
     for index, name in enumerate(SD1_UNET):
@@ -68,7 +67,7 @@ def with_lora(workflow, ids, name, strength_model=1.0, strength_clip=1.0, source
 def test_strength_zero_is_the_base_model_bit_for_bit_and_the_base_stays_unchanged(engine, model_root):
     (model_root / "loras").mkdir(exist_ok=True)
     write_kohya_sd1(engine, model_root / "loras" / "style.safetensors")
-    unet = engine.services["models"].load_checkpoint("tiny-sd15").model.unet
+    unet = engine.services.models.load_checkpoint("tiny-sd15").model.unet
     snapshot = {key: value.clone() for key, value in unet.state_dict().items()}
     base = render(engine, *txt2img())
 
@@ -88,7 +87,7 @@ def test_strength_zero_is_the_base_model_bit_for_bit_and_the_base_stays_unchange
 
 def test_the_merged_weight_is_w_plus_strength_times_up_down_alpha_over_rank(engine, model_root):
     state = write_kohya_sd1(engine, model_root / "loras" / "check.safetensors")
-    checkpoint = engine.services["models"].load_checkpoint("tiny-sd15")
+    checkpoint = engine.services.models.load_checkpoint("tiny-sd15")
     unet = checkpoint.model.unet
     patches, report = read_patches(state, unet, checkpoint.clip.encoders, "sd15", 0.7, 1.0)
     assert report.matched == 4 and report.ignored == []
@@ -99,7 +98,7 @@ def test_the_merged_weight_is_w_plus_strength_times_up_down_alpha_over_rank(engi
     expected = before + 0.7 * (state[f"{key}.lora_up.weight"] @ state[f"{key}.lora_down.weight"]) * 2.0 / 4
     conv = unet.get_submodule(SD1_UNET[2]).weight  # the LoCon layer
     conv_before = conv.detach().clone()
-    manager = engine.services["models"]
+    manager = engine.services.models
     with manager.use(unet, patches=[(unet, patch) for patch in patches if patch.target == "unet"]):
         assert torch.allclose(weight, expected, atol=1e-6)
         assert (conv - conv_before).abs().max() > 1e-3
@@ -145,7 +144,7 @@ def test_loras_stack_and_the_clip_strength_acts_on_the_prompt(engine, model_root
 
 
 def test_sdxl_loras_in_peft_and_ldm_named_kohya_layouts_patch_the_same_layers(engine, model_root):
-    checkpoint = engine.services["models"].load_checkpoint("tiny-sdxl")
+    checkpoint = engine.services.models.load_checkpoint("tiny-sdxl")
     unet, encoders = checkpoint.model.unet, checkpoint.clip.encoders
     layers, with_attention = unet_layout(unet)
     name = "down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k"
@@ -184,7 +183,7 @@ def test_sd1_peft_keys_patch_what_the_kohya_keys_patch(engine, model_root):
     peft[f"text_encoder.{SD1_TEXT}.lora_A.weight"] = state[f"{key}.lora_down.weight"]
     peft[f"text_encoder.{SD1_TEXT}.lora_B.weight"] = state[f"{key}.lora_up.weight"]
     save_file(peft, str(model_root / "loras" / "peft.safetensors"))
-    checkpoint = engine.services["models"].load_checkpoint("tiny-sd15")
+    checkpoint = engine.services.models.load_checkpoint("tiny-sd15")
     arguments = (checkpoint.model.unet, checkpoint.clip.encoders, "sd15", 1.0, 1.0)
     from_kohya, _ = read_patches(state, *arguments)
     from_peft, report = read_patches(peft, *arguments)

@@ -10,14 +10,22 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from nodes.merging import (
+    CLIPMergeAdd,
+    CLIPMergeSimple,
+    CLIPMergeSubtract,
+    ModelMergeAdd,
+    ModelMergeBlocks,
+    ModelMergeSimple,
+    ModelMergeSubtract,
+)
 from studio.engine import Engine
 from studio.graph import Workflow
+from studio.graph.png import workflow_texts
+from studio.node_api import Services
 from studio.runtime.merging import block_strengths
 from studio.runtime.services import create_services
 from studio.settings import WORKFLOWS_DIR
-
-from nodes.merging import (CLIPMergeAdd, CLIPMergeSimple, CLIPMergeSubtract, ModelMergeAdd, ModelMergeBlocks,
-                           ModelMergeSimple, ModelMergeSubtract)
 from tests.nodes.test_diffusion import CPU, render, txt2img
 from tests.nodes.test_lora import write_kohya_sd1
 
@@ -42,12 +50,13 @@ def merge_settings(model_settings, second_root):
 
 @pytest.fixture
 def engine(registry, merge_settings):
-    return Engine(registry, merge_settings, services=create_services(merge_settings, CPU))
+    return Engine(registry, merge_settings, services=create_services(merge_settings, CPU),
+                  image_metadata=workflow_texts)
 
 
 @pytest.fixture
 def manager(engine):
-    return engine.services["models"]
+    return engine.services.models
 
 
 @pytest.fixture
@@ -331,7 +340,7 @@ def test_a_saved_vae_loads_back_with_the_same_weights(engine, manager, merge_set
     [(node, path)] = report.files
     assert path == merge_settings.output_dir.resolve() / "vae" / "tiny_00001_.safetensors"
     with safe_open(str(path), framework="pt") as handle:
-        assert all(key.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")) for key in handle.keys())
+        assert all(key.startswith(("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")) for key in handle.keys())  # noqa: SIM118
     original = manager.load_checkpoint("tiny-sd15").vae.vae.state_dict()
     loaded = manager.load_vae(path.name).vae.state_dict()
     assert loaded.keys() == original.keys()
@@ -348,7 +357,8 @@ def test_an_sd2_v_prediction_checkpoint_saves_and_loads_back(engine, manager):
     assert report.ok, [error.traceback for error in report.errors]
     [(_, path)] = report.files
     with safe_open(str(path), framework="pt") as handle:
-        assert "v_pred" in handle.keys() and handle.metadata()["modelspec.predict_key"] == "v"
+        assert "v_pred" in handle.keys()  # noqa: SIM118 - a safe_open handle, not a dict
+        assert handle.metadata()["modelspec.predict_key"] == "v"
     original, loaded = report.results[loader][0], manager.load_checkpoint(path.name)
     assert loaded.model.family == "sd2" and loaded.model.prediction_type == "v_prediction"
     assert all(torch.equal(value, original.unet.state_dict()[name])
@@ -400,7 +410,7 @@ def test_the_merge_and_save_workflow_saves_a_checkpoint_that_loads(tmp_path, mod
 
     (model_root / "loras").mkdir(exist_ok=True)
     lora = model_root / "loras" / "tiny-stripes.safetensors"
-    write_kohya_sd1(SimpleNamespace(services={"models": manager}), lora, seed=3)
+    write_kohya_sd1(SimpleNamespace(services=Services(models=manager)), lora, seed=3)
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"model_roots": [str(model_root)], "input_dirs": [str(tmp_path / "input")],
                                   "temp_dir": str(tmp_path / "temp")}))

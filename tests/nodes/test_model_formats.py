@@ -11,7 +11,6 @@ from studio.engine import Engine
 from studio.graph import Workflow
 from studio.runtime.controlnet import ControlHint, control_residuals
 from studio.runtime.services import create_services
-
 from tests.nodes.test_diffusion import CPU, render, txt2img
 
 
@@ -126,7 +125,7 @@ def test_original_layout_t2i_adapters_load_to_the_same_weights_and_act(engine, f
     name = f"t2iadapter_{adapter_type}_{wrap}.pth"
     state = save_original(reference, formats_root / "controlnet" / name, wrap)
     assert "conv_in.weight" in state if adapter_type == "full_adapter" else "body.0.body.0.block1.weight" in state
-    net = engine.services["models"].load_controlnet(name)
+    net = engine.services.models.load_controlnet(name)
     assert type(net.model).__name__ == "T2IAdapter"
     loaded, expected = net.model.state_dict(), reference.state_dict()
     assert set(loaded) == set(expected) and all(torch.equal(loaded[key], expected[key]) for key in expected)
@@ -135,7 +134,7 @@ def test_original_layout_t2i_adapters_load_to_the_same_weights_and_act(engine, f
     residuals = hint_residuals(net, image)["down_intrablock_additional_residuals"]
     with torch.no_grad():
         features = reference(image.movedim(-1, 1))
-    assert len(residuals) == len(features) and all(torch.equal(a, b) for a, b in zip(residuals, features))
+    assert len(residuals) == len(features) and all(torch.equal(a, b) for a, b in zip(residuals, features, strict=True))
 
 
 def test_a_one_channel_sketch_adapter_reads_the_mean_of_the_hint(engine, formats_root):
@@ -144,13 +143,13 @@ def test_a_one_channel_sketch_adapter_reads_the_mean_of_the_hint(engine, formats
     reference = tiny_adapter(in_channels=1, seed=32)
     state = save_original(reference, formats_root / "controlnet" / "t2iadapter_sketch.pth")
     assert state["conv_in.weight"].shape[1] == 64
-    net = engine.services["models"].load_controlnet("t2iadapter_sketch.pth")
+    net = engine.services.models.load_controlnet("t2iadapter_sketch.pth")
     torch.manual_seed(1)
     image = torch.rand(1, 64, 64, 3)
     residuals = hint_residuals(net, image)["down_intrablock_additional_residuals"]
     with torch.no_grad():
         features = reference(image.movedim(-1, 1).mean(1, keepdim=True))
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(residuals, features))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(residuals, features, strict=True))
 
 
 def test_an_original_layout_adapter_guides_a_render_through_the_controlnet_loader(engine, formats_root):
@@ -181,7 +180,6 @@ def test_adapter_variants_diffusers_cannot_hold_are_refused_naming_the_file(form
 
 def test_real_esrgan_files_with_weights_under_params_ema_load(engine, formats_root):
     from studio.runtime.upscale import load_upscale_model
-
     from tests.nodes.test_upscale import tiny_compact, tiny_esrgan
 
     folder = formats_root / "upscale_models"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.nodes.transformer_graphs import GraphBuilder, engine_over, render
+
 PROMPT = "a lighthouse on a cliff at dawn"
 NEGATIVE = "blurry"
 

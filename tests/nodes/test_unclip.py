@@ -11,7 +11,6 @@ from studio.engine import Engine
 from studio.graph import Workflow
 from studio.runtime.device import DevicePolicy
 from studio.runtime.services import create_services
-
 from tests.unclip_models import CHECKPOINT, STYLE, STYLE_TOKENS, VISION_OPEN_CLIP, unclip_model_root
 
 CPU = DevicePolicy(torch.device("cpu"), torch.float32)

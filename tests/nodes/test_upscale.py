@@ -11,7 +11,6 @@ from studio.graph import Workflow
 from studio.runtime.checkpoints import ModelLoadError
 from studio.runtime.services import create_services
 from studio.runtime.upscale import import_spandrel, load_upscale_model, upscale_tiled
-
 from tests.nodes.test_diffusion import CPU
 
 

@@ -132,7 +132,7 @@ def test_renders_in_half_precision_on_the_cpu_without_dtype_mismatch(engines, gr
 
 def test_the_forced_policy_really_loads_16_bit_weights(engines):
     for dtype in HALF:
-        manager = engines[dtype].services["models"]
+        manager = engines[dtype].services.models
         checkpoint = manager.load_checkpoint("tiny-sd15-single.safetensors")
         assert next(checkpoint.model.unet.parameters()).dtype == dtype
         assert next(checkpoint.vae.vae.parameters()).dtype in (dtype, torch.float32)

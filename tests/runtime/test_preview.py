@@ -28,7 +28,7 @@ def test_the_last_preview_matches_the_picture_and_the_fixed_factors_do_not(regis
     fitted_error = float(np.abs(last - blocks).mean())
     assert fitted_error < 0.08, fitted_error
     # SD 1.5's fixed factors, the previous preview, read this model's latents as another picture.
-    model = engine.services["models"].load_checkpoint("seed-shapes").model
+    model = engine.services.models.load_checkpoint("seed-shapes").model
     latent = torch.from_numpy(np.ascontiguousarray(blocks.transpose(2, 0, 1) * 2 - 1))[None]
     encoded = model.preview_vae.vae.encode(torch.nn.functional.interpolate(
         latent, scale_factor=cell).to(next(model.preview_vae.vae.parameters()).dtype)).latent_dist.mean.float()

@@ -30,8 +30,8 @@ def test_services_carry_the_speed_option_to_the_model_manager(settings):
     from studio.runtime.services import create_services
 
     cpu = DevicePolicy(torch.device("cpu"), torch.float32)
-    assert create_services(settings, cpu)["models"].policy.speed == "default"
-    assert create_services(settings.replace(speed="fast"), cpu)["models"].policy.speed == "fast"
+    assert create_services(settings, cpu).models.policy.speed == "default"
+    assert create_services(settings.replace(speed="fast"), cpu).models.policy.speed == "fast"
 
 
 def _tiny_unet():

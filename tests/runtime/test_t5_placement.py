@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import torch
 
+from studio.node_api import Services
 from studio.runtime.checkpoints import Checkpoint, DiffusionModel
 from studio.runtime.device import DevicePolicy
 
@@ -79,8 +80,8 @@ def test_checkpoint_loader_tells_a_full_size_flux_file_on_the_cpu_takes_minutes_
     big.weight = torch.nn.Parameter(torch.empty(12_000_000_000, device="meta"))
     for family, name in (("flux", "FLUX.1"), ("sd3", "SD3.5")):
         checkpoint = Checkpoint(DiffusionModel(big, family, {}, "key"), None, None)
-        manager = SimpleNamespace(policy=CPU, load_checkpoint=lambda name: checkpoint)
-        ctx = SimpleNamespace(services={"models": manager}, notes=[])
+        manager = SimpleNamespace(policy=CPU, load_checkpoint=lambda name, checkpoint=checkpoint: checkpoint)
+        ctx = SimpleNamespace(services=Services(models=manager), notes=[])
         ctx.note = ctx.notes.append
         CheckpointLoaderSimple().run(ctx, "all_in_one.safetensors")
         assert len(ctx.notes) == 1 and f"{name} (12.0 billion weights) runs on the CPU" in ctx.notes[0]
@@ -88,7 +89,7 @@ def test_checkpoint_loader_tells_a_full_size_flux_file_on_the_cpu_takes_minutes_
     # An SDXL checkpoint (2.6 billion weights in its UNet) is not a transformer: no such note.
     checkpoint = Checkpoint(DiffusionModel(big, "sdxl", {}, "key"), None, None)
     manager = SimpleNamespace(policy=CPU, load_checkpoint=lambda name: checkpoint)
-    ctx = SimpleNamespace(services={"models": manager}, notes=[])
+    ctx = SimpleNamespace(services=Services(models=manager), notes=[])
     ctx.note = ctx.notes.append
     CheckpointLoaderSimple().run(ctx, "sdxl.safetensors")
     assert ctx.notes == []

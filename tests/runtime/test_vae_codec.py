@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from studio.node_api import Services
 from studio.runtime import vae_codec
 from studio.runtime.device import DevicePolicy
 from studio.runtime.model_manager import ModelManager
@@ -84,8 +85,8 @@ def test_out_of_memory_in_a_node_leaves_the_engine_usable(registry, model_settin
     services = create_services(model_settings, DevicePolicy(torch.device("cpu"), torch.float32))
     engine = Engine(registry, model_settings, services=services)
     freed = []
-    free_memory = services["models"].free_memory
-    monkeypatch.setattr(services["models"], "free_memory", lambda: freed.append(True) or free_memory())
+    free_memory = services.models.free_memory
+    monkeypatch.setattr(services.models, "free_memory", lambda: freed.append(True) or free_memory())
     original = KSampler.run
     failures = iter([True])
 
@@ -131,6 +132,6 @@ def test_out_of_memory_in_the_upscaler_frees_the_other_models_and_retries_in_sma
         return original(model, image, tile, overlap, progress)
 
     monkeypatch.setattr(studio.runtime.upscale, "upscale_tiled", tiled_needing_small_tiles)
-    ctx = SimpleNamespace(services={"models": models}, progress=lambda done, total: None)
+    ctx = SimpleNamespace(services=Services(models=models), progress=lambda done, total: None)
     (image,) = nodes.upscale.ImageUpscaleWithModel().run(ctx, upscaler, torch.rand(1, 16, 24, 3))
     assert tiles == [nodes.upscale.TILE_SIZE, nodes.upscale.TILE_SIZE // 2] and image.shape == (1, 32, 48, 3)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
-from studio.graph.bypass import bypass_source
+from studio.graph.bypass import PassedValue, Reached, follow_bypass
 from studio.graph.comfy.subgraphs import SubgraphExport, plan_subgraphs
 from studio.graph.comfy.writer import LevelItem, ordered, output_slot, write_level
 from studio.graph.connect import SpecLookup
@@ -100,21 +100,14 @@ def to_comfy_api(workflow: Workflow, spec_of: SpecLookup) -> dict[str, Any]:
     prompt: dict[str, Any] = {}
 
     def resolve(node_id: str, output: str) -> tuple[str, Any] | None:
-        seen: set[str] = set()
-        while True:
-            node = workflow.nodes.get(node_id)
-            if node is None or node.mode is NodeMode.MUTE or node_id in seen:
-                return None
-            if node.mode is not NodeMode.BYPASS:
-                return ("link", [node_id, output_slot(node, output, spec_of)])
-            seen.add(node_id)
-            passed = bypass_source(spec_of, node, output)
-            if passed is None:
-                return None
-            kind, payload = passed
-            if kind == "value":
-                return ("value", payload)
-            node_id, output = payload.node, payload.output
+        end = follow_bypass(workflow, spec_of, node_id, output)
+        if isinstance(end, PassedValue):
+            return ("value", end.value)
+        if isinstance(end, Reached):
+            node = workflow.nodes.get(end.node_id)
+            if node is not None and node.mode is not NodeMode.MUTE:
+                return ("link", [end.node_id, output_slot(node, end.output, spec_of)])
+        return None  # a muted or missing node, or a bypassed one with nothing to pass on
 
     for node in workflow.nodes.values():
         if node.mode is not NodeMode.NORMAL or node.type in UI_ONLY_TYPES:
