@@ -11,6 +11,7 @@ import copy
 import enum
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from types import EllipsisType
 from typing import Any
 
 from studio.graph import events as ev
@@ -359,7 +360,7 @@ class Workflow:
 
     def change_group(self, group_id: str, *, title: str | None = None,
                      bounds: tuple[float, float, float, float] | None = None,
-                     color: str | None | type[Ellipsis] = ...) -> Group:
+                     color: str | None | EllipsisType = ...) -> Group:
         """Retitle, move/resize or recolour a group (``color=None`` removes its colour);
         returns a copy of the group as it was."""
         group = self.group(group_id)
@@ -368,8 +369,8 @@ class Workflow:
             group.title = title
         if bounds is not None:
             group.bounds = tuple(float(v) for v in bounds)  # type: ignore[assignment]
-        if color is not ...:
-            group.color = color  # type: ignore[assignment]
+        if not isinstance(color, EllipsisType):  # ``...``: the colour stays as it is
+            group.color = color
         self._emit(ev.GroupChanged(group, previous))
         return previous
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import functools
 import json
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -185,7 +185,7 @@ def read_state_dict(path: Path, wrappers: tuple[str, ...] = ("state_dict",)) -> 
             # pickle protocol it does not read, or not a pickle at all. None of it is loaded.
             raise ModelLoadError(path, "is not a plain-weights file: pickled .ckpt/.pth files are read only "
                                  "when they hold nothing but weights (convert it to .safetensors)") from None
-        except Exception as error:  # the weights-only unpickler raises many kinds on garbage
+        except Exception as error:  # noqa: BLE001 - the weights-only unpickler raises many kinds on garbage
             raise ModelLoadError(path, f"damaged or not a PyTorch weights file ({type(error).__name__}: "
                                  f"{error})") from None
         for wrapper in wrappers:
@@ -287,7 +287,7 @@ def inspect_checkpoint_header(path: Path) -> str | None:
     try:
         with safe_open(str(path), framework="pt") as handle:
             # Empty tensors of the right shapes: the family rules read keys and shapes only.
-            shapes = {key: torch.empty(handle.get_slice(key).get_shape(), device="meta") for key in handle.keys()}
+            shapes = {key: torch.empty(handle.get_slice(key).get_shape(), device="meta") for key in handle.keys()}  # noqa: SIM118 - a safe_open handle is not a dict
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         return str(ModelLoadError(path, f"damaged or not a safetensors file ({error})"))
     try:
@@ -318,8 +318,11 @@ def _scheduler_config(folder: Path) -> dict[str, Any]:
 def load_single_file(path: Path, policy: DevicePolicy, key: str) -> Checkpoint:
     """A CompVis/LDM-layout checkpoint, converted with diffusers' converters."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import (convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint,
-                                                     create_diffusers_clip_model_from_ldm)
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        create_diffusers_clip_model_from_ldm,
+    )
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from studio.runtime.meta_loading import single_file_model
@@ -418,7 +421,7 @@ def load_diffusers_folder(path: Path, policy: DevicePolicy, key: str) -> Checkpo
         family = ModelFamily.SD2 if unet.config.cross_attention_dim == 1024 else ModelFamily.SD15
     tokenizers = []
     names = ("tokenizer_2",) if refiner else ("tokenizer", "tokenizer_2")[:len(encoders)]
-    for name, pad in zip(names, TOKENIZER_PADDING[family]):
+    for name, pad in zip(names, TOKENIZER_PADDING[family], strict=True):
         if (path / name / "vocab.json").is_file():
             tokenizers.append(CLIPTokenizer.from_pretrained(path / name, model_max_length=77))
         else:

@@ -98,7 +98,7 @@ def open_clip_vision_to_transformers(state_dict: Mapping[str, torch.Tensor], pre
             target = f"vision_model.encoder.layers.{index}."
             if rest.startswith("attn.in_proj_"):
                 kind = rest.removeprefix("attn.in_proj_")
-                for projection, part in zip("qkv", value.chunk(3, dim=0)):
+                for projection, part in zip("qkv", value.chunk(3, dim=0), strict=True):
                     out[f"{target}self_attn.{projection}_proj.{kind}"] = part.contiguous()
                 continue
             module, _, kind = rest.rpartition(".")

@@ -68,7 +68,8 @@ def _converted(state_dict: dict[str, torch.Tensor], config: Path) -> dict[str, t
 
     converted = convert_controlnet_checkpoint(state_dict, ControlNetModel.load_config(str(config)))
     for prefix in ("control_model.", ""):
-        for ldm, diffusers in (("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2")):
+        for ldm, diffusers in (("label_emb.0.0", "add_embedding.linear_1"),
+                               ("label_emb.0.2", "add_embedding.linear_2")):
             for kind in ("weight", "bias"):
                 source = f"{prefix}{ldm}.{kind}"
                 if source in state_dict and f"{diffusers}.{kind}" not in converted:
@@ -289,11 +290,12 @@ def control_residuals(hints: tuple[ControlHint, ...], fraction: float, latents: 
         condition = hint_tensor(hint, height, width, latents.shape[0], latents.device, net.dtype)
         if type(net).__name__ == "T2IAdapter":
             features = [feature * hint.strength for feature in net(condition)]
-            adapter_total = features if adapter_total is None else [a + b for a, b in zip(adapter_total, features)]
+            adapter_total = (features if adapter_total is None
+                             else [a + b for a, b in zip(adapter_total, features, strict=True)])
             continue
         down, mid = net(latents.to(net.dtype), t, encoder_hidden_states=embedding.to(net.dtype),
                         controlnet_cond=condition, conditioning_scale=hint.strength, return_dict=False, **added)
-        down_total = list(down) if down_total is None else [a + b for a, b in zip(down_total, down)]
+        down_total = list(down) if down_total is None else [a + b for a, b in zip(down_total, down, strict=True)]
         mid_total = mid if mid_total is None else mid_total + mid
     residuals: dict[str, Any] = {}
     if down_total is not None:

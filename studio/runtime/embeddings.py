@@ -39,7 +39,7 @@ def read_embedding_file(path: Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError:
         raise ModelLoadError(path, "is not a plain-weights file: pickled embeddings are read only when they "
                              "hold nothing but weights and names (convert it to .safetensors)") from None
-    except Exception as error:  # the weights-only unpickler raises many kinds on garbage
+    except Exception as error:  # noqa: BLE001 - the weights-only unpickler raises many kinds on garbage
         raise ModelLoadError(path, f"damaged or not an embedding file ({type(error).__name__})") from None
     if isinstance(data, dict) and isinstance(data.get("string_to_param"), dict):
         data = data["string_to_param"]

@@ -270,8 +270,9 @@ def bfl_lora_targets(config: Any) -> dict[str, list[tuple[str, slice | None, boo
     }
     for i in range(int(config.num_layers)):
         d, b = f"transformer_blocks.{i}.", f"double_blocks.{i}."
-        targets[b + "img_attn.qkv"] = [(d + f"attn.to_{x}", rows, False) for x, rows in zip("qkv", thirds)]
-        targets[b + "txt_attn.qkv"] = [(d + f"attn.add_{x}_proj", rows, False) for x, rows in zip("qkv", thirds)]
+        targets[b + "img_attn.qkv"] = [(d + f"attn.to_{x}", rows, False) for x, rows in zip("qkv", thirds, strict=True)]
+        targets[b + "txt_attn.qkv"] = [(d + f"attn.add_{x}_proj", rows, False)
+                                       for x, rows in zip("qkv", thirds, strict=True)]
         for source, target in (("img_attn.proj", "attn.to_out.0"), ("txt_attn.proj", "attn.to_add_out"),
                                ("img_mlp.0", "ff.net.0.proj"), ("img_mlp.2", "ff.net.2"),
                                ("txt_mlp.0", "ff_context.net.0.proj"), ("txt_mlp.2", "ff_context.net.2"),
@@ -279,7 +280,7 @@ def bfl_lora_targets(config: Any) -> dict[str, list[tuple[str, slice | None, boo
             targets[b + source] = [(d + target, None, False)]
     for i in range(int(config.num_single_layers)):
         d, b = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
-        targets[b + "linear1"] = [(d + f"attn.to_{x}", rows, False) for x, rows in zip("qkv", thirds)] + [
+        targets[b + "linear1"] = [(d + f"attn.to_{x}", rows, False) for x, rows in zip("qkv", thirds, strict=True)] + [
             (d + "proj_mlp", slice(3 * hidden, 3 * hidden + mlp), False)]
         targets[b + "linear2"] = [(d + "proj_out", None, False)]
         targets[b + "modulation.lin"] = [(d + "norm.linear", None, False)]

@@ -196,8 +196,9 @@ def read_gligen(path: Path, key: str = "") -> Gligen:
     phrase_width = int(state_dict["position_net.null_positive_feature"].shape[0])
     key_width = int(state_dict["position_net.linears.4.weight"].shape[0])
     position_net = PositionNet(phrase_width, key_width)
-    _load(path, "position_net", position_net, {name[len("position_net."):]: value
-                                               for name, value in state_dict.items() if name.startswith("position_net.")})
+    position_weights = {name[len("position_net."):]: value
+                        for name, value in state_dict.items() if name.startswith("position_net.")}
+    _load(path, "position_net", position_net, position_weights)
     prefixes = sorted({name.split(".fuser.")[0] for name in state_dict if ".fuser." in name},
                       key=lambda prefix: _fuser_order(path, prefix))
     if not prefixes:
@@ -338,7 +339,7 @@ def gligen_applied(unet: nn.Module, gligen_value: Any, latent_shape: Sequence[in
         handles.append(block.attn1.register_forward_hook(fuse))
 
     try:
-        for layer, fuser in zip(layers, gligen.fusers):
+        for layer, fuser in zip(layers, gligen.fusers, strict=False):
             width_here = int(layer.transformer_blocks[0].norm1.normalized_shape[0])
             if fuser.linear.out_features != width_here:
                 raise ValueError(f"GLIGEN {gligen.name} does not fit this model: a transformer layer {width_here} "

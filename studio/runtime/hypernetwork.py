@@ -75,7 +75,7 @@ def read_hypernetwork(path: Path, strength: float) -> Hypernetwork:
     except pickle.UnpicklingError:
         raise ModelLoadError(path, "is not a plain hypernetwork file (it holds Python objects besides weights, "
                              "which are never loaded)") from None
-    except Exception as error:  # the weights-only unpickler raises many kinds on garbage
+    except Exception as error:  # noqa: BLE001 - the weights-only unpickler raises many kinds on garbage
         raise ModelLoadError(path, f"damaged or not a hypernetwork file ({type(error).__name__}: {error})") from None
     if not isinstance(data, dict):
         raise ModelLoadError(path, "is not a hypernetwork file (expected a dictionary)")

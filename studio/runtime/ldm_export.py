@@ -135,7 +135,7 @@ def checkpoint_to_ldm(family: ModelFamily, unet: Any, vae: Any, encoders: list[A
     if len(encoders) != len(layout):
         raise ValueError(f"a {family} checkpoint has {len(layout)} text encoders, not {len(encoders)}")
     state = {**unet_to_ldm(unet, unet_state), **vae_to_ldm(vae, vae_state)}
-    for index, (encoder, (kind, prefix)) in enumerate(zip(encoders, layout)):
+    for index, (encoder, (kind, prefix)) in enumerate(zip(encoders, layout, strict=True)):
         write = clip_to_ldm if kind == "clip" else open_clip_to_ldm
         state.update(write(encoder, prefix, encoder_states[index] if encoder_states else None))
     return {key: value.contiguous() for key, value in state.items()}
@@ -166,7 +166,7 @@ def needs_config_folder(family: ModelFamily, unet: Any, vae: Any, encoders: list
     folder = configs / family
     pairs = [(unet, folder / "unet" / "config.json"), (vae, folder / "vae" / "config.json"),
              *((encoder, folder / name / "config.json")
-               for encoder, name in zip(encoders, TEXT_ENCODER_FOLDERS[family]))]
+               for encoder, name in zip(encoders, TEXT_ENCODER_FOLDERS[family], strict=True))]
     return not all(same_architecture(module, path) for module, path in pairs)
 
 
@@ -178,7 +178,7 @@ def write_config_folder(folder: Path, family: ModelFamily, unet: Any, vae: Any, 
     (folder / "model_index.json").write_text(model_index.read_text(encoding="utf-8"), encoding="utf-8")
     unet.save_config(folder / "unet")
     vae.save_config(folder / "vae")
-    for encoder, name in zip(encoders, TEXT_ENCODER_FOLDERS[family]):
+    for encoder, name in zip(encoders, TEXT_ENCODER_FOLDERS[family], strict=True):
         (folder / name).mkdir(exist_ok=True)
         encoder.config.to_json_file(str(folder / name / "config.json"))
     (folder / "scheduler").mkdir(exist_ok=True)

@@ -166,7 +166,7 @@ def block_strengths(unet: Any, input: float, middle: float, out: float) -> Calla
     """ModelMergeBlocks' (add, keep) for each UNet weight, from its LDM name (see the module
     docstring for ComfyUI's rule)."""
     layers, with_attention = unet_layout(unet)
-    ratios = dict(zip(BLOCK_GROUPS, (input, middle, out)))
+    ratios = dict(zip(BLOCK_GROUPS, (input, middle, out), strict=True))
 
     def strengths(name: str) -> tuple[float, float]:
         ldm = unet_ldm_name(name, layers, with_attention) or ""

@@ -39,7 +39,7 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     try:
         # numpy, not torch: validation reads headers and must not wait for torch to import
         with safe_open(str(path), framework="numpy") as handle:
-            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118 - not a dict
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ModelLoadError(path, f"damaged or not a safetensors file ({error})") from None
 

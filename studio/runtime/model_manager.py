@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from studio.fileinfo import file_identity
 from studio.runtime.checkpoints import (
     Checkpoint,
     Vae,
@@ -24,10 +25,9 @@ from studio.runtime.checkpoints import (
 from studio.runtime.controlnet import ControlNet, load_controlnet
 from studio.runtime.device import DevicePolicy
 from studio.runtime.embeddings import EmbeddingLibrary
-from studio.runtime.merging import (ParameterPatch, parameter_tensor, patch_chains, patched_state_dict,
-                                    patched_value)
-from studio.runtime.upscale import UpscaleModel, load_upscale_model
+from studio.runtime.merging import ParameterPatch, parameter_tensor, patch_chains, patched_state_dict, patched_value
 from studio.runtime.models import ModelFolders
+from studio.runtime.upscale import UpscaleModel, load_upscale_model
 from studio.runtime.weight_storage import GROUP_OFFLOADED, TRANSIENT, offload_blocks
 
 
@@ -37,9 +37,8 @@ def _module_bytes(module: torch.nn.Module) -> int:
 
 
 def file_key(path: Path) -> str:
-    """Identity of a model file's contents as far as listing can tell (path, size, time)."""
-    stat = path.stat()
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    """A model cache key: the file's identity (:func:`studio.fileinfo.file_identity`) as text."""
+    return "|".join(map(str, file_identity(path)))
 
 
 class ModelManager:

@@ -216,7 +216,7 @@ def lms(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
         else:
             current = min(i + 1, order)
             coefficients = [_lms_coefficient(current, sigmas_cpu, i, j) for j in range(current)]
-            x = x + sum(c * d for c, d in zip(coefficients, reversed(derivatives)))
+            x = x + sum(c * d for c, d in zip(coefficients, reversed(derivatives), strict=False))
     return x
 
 
@@ -800,7 +800,8 @@ def _unipc(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerConte
         b_t = torch.tensor(b, device=x_vp.device)
         D1s = torch.stack(differences, dim=1) if differences else None
         if D1s is not None:
-            rhos_p = torch.tensor([0.5], device=x_vp.device) if step_order == 2 else torch.linalg.solve(R[:-1, :-1], b_t[:-1])
+            rhos_p = (torch.tensor([0.5], device=x_vp.device) if step_order == 2
+                      else torch.linalg.solve(R[:-1, :-1], b_t[:-1]))
         if use_corrector:
             rhos_c = torch.tensor([0.5], device=x_vp.device) if step_order == 1 else torch.linalg.solve(R, b_t)
         expand = (...,) + (None,) * (dims - 1)
@@ -878,7 +879,8 @@ def heunpp2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
     return x
 
 
-def ipndm_v(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, max_order: int = 4) -> torch.Tensor:
+def ipndm_v(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
+            max_order: int = 4) -> torch.Tensor:
     """iPNDM with coefficients for variable step sizes (Zhang & Chen's variable-step Adams)."""
     s_in = _ones(x)
     t_steps = sigmas
@@ -1048,7 +1050,8 @@ def seeds_2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
             x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b2 * denoised_2)
         if inject:
             segment = (r - 1) * h * eta
-            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_1, sigmas[i + 1])
+            sde_noise = (sde_noise * segment.exp()
+                         + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_1, sigmas[i + 1]))
             x = x + sde_noise * sigmas[i + 1] * s_noise
     return x
 
@@ -1100,7 +1103,8 @@ def seeds_3(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
         x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b3 * denoised_3)
         if inject:
             segment = (r_2 - 1) * h * eta
-            sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_2, sigmas[i + 1])
+            sde_noise = (sde_noise * segment.exp()
+                         + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_2, sigmas[i + 1]))
             x = x + sde_noise * sigmas[i + 1] * s_noise
     return x
 
@@ -1116,7 +1120,7 @@ def _deis_coefficients(sigmas: torch.Tensor, max_order: int, points: int = 10000
     times = ((beta_min ** 2 + 2 * beta_d * (sigmas.detach().cpu() ** 2 + 1).log()).sqrt() - beta_min) / beta_d
     beta_0, beta_1 = beta_min, beta_d + beta_min
     coefficients: list[list[torch.Tensor]] = []
-    for i, (t_cur, t_next) in enumerate(zip(times[:-1], times[1:])):
+    for i, (t_cur, t_next) in enumerate(zip(times[:-1], times[1:], strict=True)):
         order = min(i + 1, max_order)
         if order == 1:
             coefficients.append([])
@@ -1223,7 +1227,8 @@ def _sa_solver(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerC
         if c_order == 0:
             x = x_pred
         else:
-            b = _stochastic_adams_coefficients(sigmas[i], lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i], tau)
+            b = _stochastic_adams_coefficients(sigmas[i], lambdas[i - c_order + 1:i + 1], lambdas[i - 1], lambdas[i],
+                                               tau)
             stacked = torch.stack(predictions[-c_order:], dim=1)
             x = sigmas[i] / sigmas[i - 1] * (-(tau ** 2) * h).exp() * x + torch.tensordot(stacked, b, dims=([1], [0]))
             if tau > 0 and s_noise > 0:
@@ -1239,7 +1244,8 @@ def _sa_solver(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerC
                                                lambdas[i + 1], tau)
             stacked = torch.stack(predictions[-p_order:], dim=1)
             h = lambdas[i + 1] - lambdas[i]
-            x_pred = sigmas[i + 1] / sigmas[i] * (-(tau ** 2) * h).exp() * x + torch.tensordot(stacked, b, dims=([1], [0]))
+            x_pred = (sigmas[i + 1] / sigmas[i] * (-(tau ** 2) * h).exp() * x
+                      + torch.tensordot(stacked, b, dims=([1], [0])))
             if tau > 0 and s_noise > 0:
                 noise = (noise_source(sigmas[i], sigmas[i + 1]) * sigmas[i + 1]
                          * (-2 * tau ** 2 * h).expm1().neg().sqrt() * s_noise)

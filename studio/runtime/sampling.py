@@ -66,12 +66,6 @@ PREVIEW_FACTORS[ModelFamily.SDXL_REFINER] = PREVIEW_FACTORS[ModelFamily.SDXL]
 ProgressCallback = Callable[[int, int, Any], None]
 
 
-def available_samplers() -> list[str]:
-    """The sampler names this installation can honour (all of them: torchsde and scipy,
-    which the SDE and LMS samplers use, are dependencies)."""
-    return list(SAMPLERS)
-
-
 def model_sampling(model: DiffusionModel) -> ModelSampling:
     """How ``model`` relates noise level and timestep (from its scheduler config)."""
     if getattr(model, "sampling", None) is not None:
@@ -375,7 +369,8 @@ class CFGGuider:
         shape = (x.shape[0], x.shape[1], area[0], area[1]) if area is not None else x.shape
         weight = torch.full(shape, strength, device=x.device)
         if area is not None:
-            for axis, (size, start, full) in enumerate(((area[0], area[2], self.height), (area[1], area[3], self.width))):
+            spans = ((area[0], area[2], self.height), (area[1], area[3], self.width))
+            for axis, (size, start, full) in enumerate(spans):
                 fuzz = min(8, weight.shape[2 + axis] // 4)
                 for step in range(fuzz):
                     if start != 0:
@@ -404,7 +399,8 @@ class CFGGuider:
             return None
         mask = extras.get("concat_mask", self.denoise_mask)
         picture = extras.get("concat_latent_image")
-        picture = picture.float().to(like.device) * self.model.latent_scale if picture is not None else self.latent_image
+        picture = (picture.float().to(like.device) * self.model.latent_scale if picture is not None
+                   else self.latent_image)
         if mask is None:
             blank = torch.tensor([0.8223, -0.6876, 0.6364, 0.1380], device=like.device).view(1, 4, 1, 1)
             return torch.cat([torch.ones_like(like[:, :1]), blank.expand(batch, -1, height, width)], dim=1)

@@ -297,7 +297,7 @@ def encode_sd3(clip: TransformerTextEncoder, clip_l_text: str, clip_g_text: str,
     if any(state is not None for state in states):
         length = min(state.shape[1] for state in states if state is not None)
         parts = [state[:, :length] if state is not None else torch.zeros(1, length, widths[role])
-                 for state, role in zip(states, ("clip_l", "clip_g"))]
+                 for state, role in zip(states, ("clip_l", "clip_g"), strict=True)]
         joined = torch.cat(parts, dim=-1)
         out = torch.nn.functional.pad(joined, (0, max(0, width - joined.shape[-1])))
     if t5 is not None and not skip["t5xxl"]:

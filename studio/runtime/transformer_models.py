@@ -19,8 +19,16 @@ import torch
 from studio.runtime.checkpoints import Checkpoint, DiffusionModel, ModelLoadError, TextEncoder, read_state_dict
 from studio.runtime.device import DevicePolicy
 from studio.runtime.families import TRANSFORMER_FAMILIES, ModelFamily
-from studio.runtime.flux import (FLUX_SCALE, FLUX_SHIFT, bfl_weights, flux_model, latent_channels,
-                                 load_flux_transformer, load_vae16, vae_weights)
+from studio.runtime.flux import (
+    FLUX_SCALE,
+    FLUX_SHIFT,
+    bfl_weights,
+    flux_model,
+    latent_channels,
+    load_flux_transformer,
+    load_vae16,
+    vae_weights,
+)
 from studio.runtime.sd3 import SD3_SCALE, SD3_SHIFT, load_sd3_transformer, mmdit_weights, sd3_model
 from studio.runtime.text_encoders import embedded_encoders, load_encoder_file, text_encoder_for
 from studio.runtime.weight_storage import file_storage_dtype, offload_if_too_big, storage_for

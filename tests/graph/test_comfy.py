@@ -265,7 +265,8 @@ def test_subgraphs_are_expanded_into_runnable_nodes(registry, settings):
 
 def comparable_nodes(document: dict) -> dict:
     keys = ("type", "pos", "size", "mode", "title", "color", "bgcolor", "widgets_values", "properties")
-    return {node["id"]: {key: node.get(key) for key in keys} | {"collapsed": bool(node.get("flags", {}).get("collapsed"))}
+    return {node["id"]: {key: node.get(key) for key in keys}
+            | {"collapsed": bool(node.get("flags", {}).get("collapsed"))}
             for node in document["nodes"]}
 
 

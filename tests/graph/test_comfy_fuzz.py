@@ -63,7 +63,8 @@ good_link = st.tuples(st.integers(1, 20), good_ids, good_slots, good_ids, good_s
 inner_link = st.fixed_dictionaries({"id": st.integers(1, 20), "origin_id": st.sampled_from([-10, 1, 2, 3]),
                                     "origin_slot": good_slots, "target_id": st.sampled_from([-20, 1, 2, 3]),
                                     "target_slot": good_slots, "type": st.just("IMAGE")})
-link_row = st.one_of(good_link, good_link, good_link, inner_link, st.lists(st.one_of(ids, slots), min_size=5, max_size=6),
+link_row = st.one_of(good_link, good_link, good_link, inner_link,
+                     st.lists(st.one_of(ids, slots), min_size=5, max_size=6),
                      st.fixed_dictionaries({"id": ids, "origin_id": ids, "origin_slot": slots, "target_id": ids,
                                             "target_slot": slots, "type": scalars}),
                      json_values)

@@ -33,7 +33,7 @@ def test_single_files_in_the_ldm_layout_load_to_the_same_weights_as_the_folder(m
     folder = manager.load_checkpoint(name)
     single = manager.load_checkpoint(f"{name}-single.safetensors")
     pairs = [(single.model.unet, folder.model.unet), (single.vae.vae, folder.vae.vae),
-             *zip(single.clip.encoders, folder.clip.encoders)]
+             *zip(single.clip.encoders, folder.clip.encoders, strict=True)]
     for loaded, expected in pairs:
         loaded_state, expected_state = loaded.state_dict(), expected.state_dict()
         assert set(loaded_state) == set(expected_state)
@@ -97,7 +97,8 @@ def test_shipped_configs_describe_the_published_architectures(family, unet, text
 
 
 def test_a_missing_model_names_the_folder_it_was_expected_in(model_root):
-    with pytest.raises(ModelLoadError, match=r"nope.safetensors: not found in the checkpoints folder \(.*checkpoints\)"):
+    expected = r"nope.safetensors: not found in the checkpoints folder \(.*checkpoints\)"
+    with pytest.raises(ModelLoadError, match=expected):
         manager_for(model_root).load_checkpoint("nope.safetensors")
 
 

@@ -9,12 +9,19 @@ import pytest
 import torch
 
 from studio.runtime.checkpoints import ModelLoadError, inspect_checkpoint_header, load_single_file
-from studio.runtime.clip_vision import (ClipVision, ClipVisionOutput, EmbeddingNoiseAugmentor, clip_preprocess,
-                                        encode_image, load_clip_vision_file, load_style_model_file, unclip_embedding,
-                                        vision_config)
+from studio.runtime.clip_vision import (
+    ClipVision,
+    ClipVisionOutput,
+    EmbeddingNoiseAugmentor,
+    clip_preprocess,
+    encode_image,
+    load_clip_vision_file,
+    load_style_model_file,
+    unclip_embedding,
+    vision_config,
+)
 from studio.runtime.device import DevicePolicy
 from studio.runtime.sampling import CFGGuider
-
 from tests.unclip_models import CHECKPOINT, STYLE, STYLE_TOKENS, VISION_HF, VISION_OPEN_CLIP, unclip_model_root
 
 CPU = DevicePolicy(torch.device("cpu"), torch.float32)

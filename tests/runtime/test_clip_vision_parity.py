@@ -14,8 +14,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from studio.runtime.clip_vision import (ClipVisionOutput, EmbeddingNoiseAugmentor, clip_vision_from_weights,
-                                        encode_image, open_clip_vision_to_transformers, unclip_embedding)
+from studio.runtime.clip_vision import (
+    ClipVisionOutput,
+    EmbeddingNoiseAugmentor,
+    clip_vision_from_weights,
+    encode_image,
+    open_clip_vision_to_transformers,
+    unclip_embedding,
+)
 from studio.runtime.device import DevicePolicy
 
 DATA = Path(__file__).parent.parent / "data" / "comfy_reference" / "unclip.safetensors"

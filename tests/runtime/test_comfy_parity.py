@@ -126,7 +126,7 @@ def test_sampled_latents_and_pictures_match_comfyuis(sampler):
             wrong.append(f"{mode}/{scheduler}: latent differs by {difference:.3g} of its range")
     pictures = _pictures(torch.cat(latents))
     bar = STOCHASTIC_PSNR if SAMPLERS[sampler].stochastic else DETERMINISTIC_PSNR
-    for (mode, scheduler), picture in zip(cases, pictures):
+    for (mode, scheduler), picture in zip(cases, pictures, strict=True):
         png = DATA / "png" / f"{mode}-{sampler}-{scheduler}.png"
         quality = psnr(picture, np.asarray(Image.open(png).convert("RGB")))
         if quality < bar:

@@ -6,7 +6,7 @@ from studio.runtime import images, names, prompts, samplers, schedules
 
 
 def test_declared_names_are_the_implemented_ones_in_their_order():
-    assert names.SAMPLER_NAMES == tuple(samplers.SAMPLERS)
-    assert names.SCHEDULER_NAMES == tuple(schedules.SCHEDULERS)
+    assert tuple(samplers.SAMPLERS) == names.SAMPLER_NAMES
+    assert tuple(schedules.SCHEDULERS) == names.SCHEDULER_NAMES
     assert images.RESIZE_METHODS is names.RESIZE_METHODS and images.QUANTIZE_DITHERS is names.QUANTIZE_DITHERS
     assert schedules.Prediction is names.Prediction and prompts.EMBEDDING is names.EMBEDDING

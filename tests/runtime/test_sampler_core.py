@@ -8,8 +8,7 @@ import torch
 
 from studio.runtime.samplers import SAMPLERS, SamplerContext, step_noise_sampler
 from studio.runtime.sampling import SamplingJob, initial_noise, ksampler_sigmas, sample, step_range
-from studio.runtime.schedules import (SCHEDULERS, DiscreteModelSampling, FlowModelSampling, Prediction,
-                                      scheduler_sigmas)
+from studio.runtime.schedules import SCHEDULERS, DiscreteModelSampling, FlowModelSampling, Prediction, scheduler_sigmas
 
 SD = DiscreteModelSampling()
 

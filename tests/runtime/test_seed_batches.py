@@ -45,7 +45,7 @@ def _assert_batched_equals_alone(checkpoint, job, seeds=SEEDS):
     model = checkpoint.model
     batched = sample_seed_batch(model, job, seeds, lambda *a: None)
     assert len(batched) == len(seeds)
-    for seed, result in zip(seeds, batched):
+    for seed, result in zip(seeds, batched, strict=True):
         alone = sample(model, SamplingJob(**{**job.__dict__, "seed": seed}), lambda *a: None)
         assert result["samples"].shape == alone["samples"].shape
         # the tiny random model's latents run to hundreds: float rounding of a batched UNet

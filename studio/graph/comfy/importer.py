@@ -140,6 +140,8 @@ class SubgraphDefinition:
 
 
 # Where an expanded node came from (see _UiReader.member_record), by node id.
+# A node object as read from the file's JSON (untrusted: every field is checked where read).
+RawNode = dict[str, Any]
 MemberRecords = dict[str, dict[str, Any]]
 
 
@@ -173,7 +175,7 @@ class _UiReader:
         self.source = source
         self.report = ImportReport("comfy-ui")
         # Instance nodes of the top graph that were expanded, by id, as the file had them.
-        self.subgraph_instances: dict[str, dict] = {}
+        self.subgraph_instances: dict[str, RawNode] = {}
         # Reroute nodes of the file: id → (position, the reroute feeding it).
         self.reroute_points: dict[str, tuple[Any, str | None]] = {}
         # What the reader learns about a node beyond the file's own fields is kept here, by
@@ -233,9 +235,9 @@ class _UiReader:
         return nodes
 
     # -- subgraphs -----------------------------------------------------------------------
-    def expand_subgraphs(self, nodes: dict[str, dict], links: list[_Link],
+    def expand_subgraphs(self, nodes: dict[str, RawNode], links: list[_Link],
                          definitions: dict[str, SubgraphDefinition], records: MemberRecords, depth: int = 0,
-                         active: tuple[str, ...] = ()) -> tuple[dict[str, dict], list[_Link]]:
+                         active: tuple[str, ...] = ()) -> tuple[dict[str, RawNode], list[_Link]]:
         """Expand the instances among ``nodes`` (one graph level), recording in ``records``
         where each node they became came from, by its id at this level."""
         instances = [node_id for node_id, node in nodes.items() if node["type"] in definitions]
@@ -310,7 +312,7 @@ class _UiReader:
         return nodes, links
 
     @staticmethod
-    def member_record(instance_id: str, name: str, inner: dict, nested: dict[str, Any] | None) -> dict[str, Any]:
+    def member_record(instance_id: str, name: str, inner: RawNode, nested: dict[str, Any] | None) -> dict[str, Any]:
         """Where an expanded node came from: the instance in the top graph, the subgraph's
         name, the node's id inside its definition and, for a node of a nested subgraph (whose
         record inside that subgraph is ``nested``), the ids of the instance nodes between
@@ -321,7 +323,7 @@ class _UiReader:
         return {"instance": instance_id, "name": name, "node": inner.get("id")}
 
     @staticmethod
-    def promoted_values(instance: dict, declared_inputs: list, feeding: dict[int, _Link]) -> dict[int, Any]:
+    def promoted_values(instance: RawNode, declared_inputs: list[Any], feeding: dict[int, _Link]) -> dict[int, Any]:
         """The values an instance shows for its unwired widget inputs, by subgraph input slot.
         The front end writes one value per input that carries a widget, in input order."""
         values = instance.get("widgets_values")
@@ -330,7 +332,7 @@ class _UiReader:
         if not isinstance(values, list) or not entries or len(values) != len(entries):
             return {}
         promoted: dict[int, Any] = {}
-        for entry, value in zip(entries, values):
+        for entry, value in zip(entries, values, strict=True):
             for slot, declared in enumerate(declared_inputs):
                 if isinstance(declared, dict) and declared.get("name") == entry.get("name"):
                     if slot not in feeding and value is not None:
@@ -338,7 +340,7 @@ class _UiReader:
                     break
         return promoted
 
-    def promote(self, member_id: str, nodes: dict[str, dict], records: MemberRecords, target_slot: int,
+    def promote(self, member_id: str, nodes: dict[str, RawNode], records: MemberRecords, target_slot: int,
                 promoted: dict[int, Any], slot: int) -> None:
         """Give a field fed by the instance's widget that value; its record keeps the value
         the definition holds, which an export writes back there."""
@@ -350,7 +352,7 @@ class _UiReader:
             self.exposed_values.setdefault(member_id, {})[input_name] = promoted[slot]
 
     # -- front-end helpers ---------------------------------------------------------------
-    def resolve_reroutes(self, nodes: dict[str, dict], links: list[_Link]) -> list[_Link]:
+    def resolve_reroutes(self, nodes: dict[str, RawNode], links: list[_Link]) -> list[_Link]:
         reroutes = {node_id for node_id, node in nodes.items() if node["type"] in REROUTE_TYPES}
         if not reroutes:
             return links
@@ -388,7 +390,7 @@ class _UiReader:
         self.report.warnings.append(f"{len(reroutes)} reroute node(s) became reroute points on the wires")
         return resolved
 
-    def resolve_primitives(self, nodes: dict[str, dict], links: list[_Link]) -> list[_Link]:
+    def resolve_primitives(self, nodes: dict[str, RawNode], links: list[_Link]) -> list[_Link]:
         """Each front-end PrimitiveNode becomes ComfyUI's typed primitive node (PrimitiveInt, …)
         of the type of the inputs it feeds, wired to each of them, so one value still drives
         them all and its control word stays its own. One that feeds a drop-down (no typed
@@ -425,7 +427,7 @@ class _UiReader:
         dropped = set(primitives) - set(typed)
         return [link for link in links if link.origin not in dropped and link.target not in primitives]
 
-    def typed_primitive_type(self, nodes: dict[str, dict], primitive: dict, feeds: list[_Link],
+    def typed_primitive_type(self, nodes: dict[str, RawNode], primitive: RawNode, feeds: list[_Link],
                              value: Any) -> tuple[str | None, str]:
         """The typed primitive node that can stand for ``primitive``, or None and why not."""
         kinds: set[str] = set()
@@ -454,7 +456,8 @@ class _UiReader:
             return None, f"a {type_name} cannot hold its value ({misfit})"
         return type_name, ""
 
-    def field_kind(self, primitive: dict, target: dict, link: _Link, input_name: str | None) -> tuple[str | None, str]:
+    def field_kind(self, primitive: RawNode, target: RawNode, link: _Link,
+                   input_name: str | None) -> tuple[str | None, str]:
         """The socket type of the field ``link`` feeds (COMBO for a drop-down), as the file and
         Seed Studio's declaration of the target say it; None and why when they cannot tell."""
         if input_name is None:
@@ -486,7 +489,7 @@ class _UiReader:
         return None, "is of a type the file does not tell" if not in_file else \
             f"is of type {', '.join(sorted(in_file))}, which no typed primitive gives"
 
-    def typed_primitive(self, node_id: str, primitive: dict, type_name: str, values: list) -> dict:
+    def typed_primitive(self, node_id: str, primitive: RawNode, type_name: str, values: list[Any]) -> RawNode:
         """The UI-format node of ``type_name`` that stands for ``primitive``: its title, place,
         size and colours, its value, and its control word where the typed node has one."""
         control = _control_word(values[1]) if len(values) > 1 else None
@@ -499,7 +502,7 @@ class _UiReader:
         kept = {key: value for key, value in primitive.items() if key not in _PRIMITIVE_WIDGET_ONLY_FIELDS}
         return {**kept, "type": type_name, "widgets_values": widgets}
 
-    def copy_into_fields(self, nodes: dict[str, dict], feeds: list[_Link], values: list) -> None:
+    def copy_into_fields(self, nodes: dict[str, RawNode], feeds: list[_Link], values: list[Any]) -> None:
         control = _control_word(values[1]) if len(values) > 1 else None
         for link in feeds:
             input_name = self.input_name(nodes[link.target], link.target_slot)
@@ -507,28 +510,30 @@ class _UiReader:
                 self.copied_primitives.setdefault(link.target, {})[input_name] = (values[0], control)
 
     # -- nodes ---------------------------------------------------------------------------
-    def input_name(self, node: dict, slot: int) -> str | None:
+    def input_name(self, node: RawNode, slot: int) -> str | None:
         inputs = node.get("inputs") or []
         if slot < len(inputs) and isinstance(inputs[slot], dict):
             entry = inputs[slot]
             widget = entry.get("widget")
-            if isinstance(widget, dict) and isinstance(widget.get("name"), str):
-                return widget["name"]
-            if isinstance(entry.get("name"), str):
-                return entry["name"]
+            widget_name = widget.get("name") if isinstance(widget, dict) else None
+            if isinstance(widget_name, str):
+                return widget_name
+            name = entry.get("name")
+            if isinstance(name, str):
+                return name
         return None
 
-    def output_name(self, node: dict, slot: int) -> str:
+    def output_name(self, node: RawNode, slot: int) -> str:
         known = output_list(node["type"], self.spec_of)
         if known is not None and slot < len(known):
             return known[slot][0]
         outputs = node.get("outputs") or []
-        if slot < len(outputs) and isinstance(outputs[slot], dict) and isinstance(outputs[slot].get("name"), str) \
-                and outputs[slot]["name"]:
-            return outputs[slot]["name"]
+        name = outputs[slot].get("name") if slot < len(outputs) and isinstance(outputs[slot], dict) else None
+        if isinstance(name, str) and name:
+            return name
         return unnamed_output(slot)
 
-    def map_widgets(self, node_id: str, node: dict, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def map_widgets(self, node_id: str, node: RawNode, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Field values by name, and what the file holds beyond them (control values, …)."""
         raw = node.get("widgets_values")
         layout = widget_layout(node["type"], self.spec_of)
@@ -573,13 +578,13 @@ class _UiReader:
         values.update((name, value) for name, (value, _) in copied.items())
         # A primitive copied into the seed field that the node's control slot follows drove
         # that seed, so its control (randomize, …) is the seed's; other fields have none.
-        seeded = [name for name, after in zip(layout or (), (layout or ())[1:]) if after == CONTROL]
+        seeded = [name for name, after in zip(layout or (), (layout or ())[1:], strict=False) if after == CONTROL]
         for name, (_, control) in copied.items():
             if name in seeded and control is not None:
                 extras[CONTROL] = control
         return values, extras
 
-    def build(self, nodes: dict[str, dict], links: list[_Link], groups: Any, top: dict[str, Any]) -> Workflow:
+    def build(self, nodes: dict[str, RawNode], links: list[_Link], groups: Any, top: dict[str, Any]) -> Workflow:
         workflow = Workflow()
         for reroute_id, (position, parent) in self.reroute_points.items():
             workflow.reroutes[reroute_id] = Reroute(reroute_id, position, parent)
@@ -644,8 +649,9 @@ class _UiReader:
                         is_finite_number(v, MAX_COORDINATE) for v in bounding):
                     bounds = tuple(float(v) for v in bounding)  # type: ignore[assignment]
                 group_id = f"g{raw['id']}" if isinstance(raw.get("id"), int) else f"g{index + 1}"
-                title = raw.get("title") if isinstance(raw.get("title"), str) else "Group"
-                group = Group(group_id, title, bounds, raw.get("color") if isinstance(raw.get("color"), str) else None)
+                title, color = raw.get("title"), raw.get("color")
+                group = Group(group_id, title if isinstance(title, str) else "Group", bounds,
+                              color if isinstance(color, str) else None)
                 group.extra["comfy"] = {k: v for k, v in raw.items() if k not in ("title", "bounding", "color")}
                 workflow.groups[group_id] = group
         # The file's subgraph definitions stay in "definitions", and each expanded instance
@@ -661,7 +667,7 @@ class _UiReader:
         return workflow
 
 
-def check_expanded_size(nodes: dict[str, dict], links: list, definitions: dict[str, SubgraphDefinition],
+def check_expanded_size(nodes: dict[str, RawNode], links: list[Any], definitions: dict[str, SubgraphDefinition],
                         source: str) -> None:
     """Refuse a document whose subgraphs would expand beyond the limits, from the definitions
     alone (each definition's expanded size is counted once), naming the subgraph that grows
@@ -701,7 +707,7 @@ def check_expanded_size(nodes: dict[str, dict], links: list, definitions: dict[s
         else:
             total_nodes += 1
         if total_nodes > MAX_EXPANDED_NODES or total_links > MAX_EXPANDED_LINKS:
-            largest = max(growth, key=growth.get)
+            largest = max(growth, key=lambda kind: growth[kind])
             raise _fail(definitions[largest].path,
                         f"its subgraphs would expand to more than {MAX_EXPANDED_NODES:,} nodes or "
                         f"{MAX_EXPANDED_LINKS:,} links (subgraph {largest!r} alone gives {growth[largest]:,} "
@@ -855,7 +861,7 @@ def looks_like_ui(data: Any) -> bool:
     return isinstance(data, dict) and "nodes" in data and "format" not in data and not looks_like_api(data)
 
 
-def _check_primitive_feed(workflow: Workflow, prompt: dict, node: Node, name: str, ran: Any,
+def _check_primitive_feed(workflow: Workflow, prompt: RawNode, node: Node, name: str, ran: Any,
                           report: ImportReport) -> None:
     """Where a field is wired from a typed primitive that the prompt lacks (a front-end
     PrimitiveNode, whose value ComfyUI ran as the field's), the prompt's value is the
