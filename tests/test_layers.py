@@ -1,4 +1,4 @@
-"""The layering of design.md, checked by importing each layer in a fresh interpreter."""
+"""The layering of studio/ARCHITECTURE.md, checked by importing each layer in a fresh interpreter."""
 
 from __future__ import annotations
 
