@@ -41,6 +41,10 @@ def _steps(default: int = 20) -> Input:
     return Input("steps", INT, default=default, min=1, max=10000)
 
 
+# The inputs every σ-range scheduler (Karras, exponential, polyexponential) starts with.
+_STEPS_AND_RANGE = (_steps(), _sigma_input("sigma_max", SIGMA_MAX), _sigma_input("sigma_min", SIGMA_MIN))
+
+
 def _amount(name: str, default: float) -> Input:
     return Input(name, FLOAT, default=default, min=0.0, max=100.0, step=0.01)
 
@@ -76,7 +80,7 @@ class KarrasScheduler(NodeBase):
     type_name = "KarrasScheduler"
     category = "sampling/custom_sampling/schedulers"
     title = "KarrasScheduler"
-    inputs = (_steps(), _sigma_input("sigma_max", SIGMA_MAX), _sigma_input("sigma_min", SIGMA_MIN),
+    inputs = (*_STEPS_AND_RANGE,
               Input("rho", FLOAT, default=7.0, min=0.0, max=100.0, step=0.01))
     outputs = (Output("SIGMAS", SIGMAS),)
 
@@ -92,7 +96,7 @@ class ExponentialScheduler(NodeBase):
     type_name = "ExponentialScheduler"
     category = "sampling/custom_sampling/schedulers"
     title = "ExponentialScheduler"
-    inputs = (_steps(), _sigma_input("sigma_max", SIGMA_MAX), _sigma_input("sigma_min", SIGMA_MIN))
+    inputs = _STEPS_AND_RANGE
     outputs = (Output("SIGMAS", SIGMAS),)
 
     def run(self, ctx, steps: int, sigma_max: float, sigma_min: float) -> tuple:
@@ -107,7 +111,7 @@ class PolyexponentialScheduler(NodeBase):
     type_name = "PolyexponentialScheduler"
     category = "sampling/custom_sampling/schedulers"
     title = "PolyexponentialScheduler"
-    inputs = (_steps(), _sigma_input("sigma_max", SIGMA_MAX), _sigma_input("sigma_min", SIGMA_MIN),
+    inputs = (*_STEPS_AND_RANGE,
               Input("rho", FLOAT, default=1.0, min=0.0, max=100.0, step=0.01))
     outputs = (Output("SIGMAS", SIGMAS),)
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from studio.fileinfo import file_identity
-from studio.fileio import write_new_file
+from studio.fileio import next_counter, write_new_file
 from studio.graph.sockets import IMAGE, MASK, STRING
 from studio.lazy import lazy_module
 from studio.node_api import Input, NodeBase, Output
@@ -71,6 +71,12 @@ def find_input_image(name: str, settings: Settings) -> Path | None:
     return locate_input_image(name, settings)[0]
 
 
+def image_file_fingerprint(path: Path | None) -> Any:
+    """The fingerprint of a node that reads the image file ``path`` (None: not found), so that
+    a file edited on disk under the same name is loaded again."""
+    return None if path is None else file_identity(path)
+
+
 def input_image_problem(name: str, settings: Settings) -> str | None:
     """Why LoadImage cannot read ``name`` (a sentence), or None when it can."""
     path, outside = locate_input_image(name, settings)
@@ -110,11 +116,7 @@ class LoadImage(NodeBase):
 
     @classmethod
     def fingerprint(cls, values: Mapping[str, Any], settings: Settings) -> Any:
-        # A file edited on disk under the same name must be loaded again.
-        path = find_input_image(values.get("image") or "", settings)
-        if path is None:
-            return None
-        return file_identity(path)
+        return image_file_fingerprint(find_input_image(values.get("image") or "", settings))
 
     def run(self, ctx: NodeContext, image: str) -> tuple[torch.Tensor, torch.Tensor]:
         from studio.runtime.images import pil_to_tensors
@@ -165,17 +167,6 @@ def safe_output_folder(output_root: Path, prefix: str) -> tuple[Path, str]:
     return resolved, stem
 
 
-def _next_counter(folder: Path, stem: str) -> int:
-    pattern = re.compile(re.escape(stem) + r"_(\d+)_\.png$")
-    highest = 0
-    if folder.is_dir():
-        for path in folder.iterdir():
-            match = pattern.match(path.name)
-            if match:
-                highest = max(highest, int(match.group(1)))
-    return highest + 1
-
-
 def save_images(images: torch.Tensor, folder: Path, stem: str, texts: Mapping[str, str],
                 compress_level: int = 4) -> list[Path]:
     """Write each image of the batch as ``stem_00001_.png`` and up, never overwriting, with
@@ -186,7 +177,7 @@ def save_images(images: torch.Tensor, folder: Path, stem: str, texts: Mapping[st
     for key, text in texts.items():
         info.add_text(key, text, zip=False)
     written = []
-    counter = _next_counter(folder, stem)
+    counter = next_counter(folder, stem, ".png")
     for image in images:
         buffer = BytesIO()
         tensor_to_pil(image).save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)

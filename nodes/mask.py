@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, UnidentifiedImageError
 
-from nodes.io import find_input_image
-from studio.fileinfo import file_identity
+from nodes.io import find_input_image, image_file_fingerprint
 from studio.graph.sockets import BOOLEAN, FLOAT, IMAGE, INT, MASK, STRING
 from studio.lazy import lazy_module
 from studio.node_api import MAX_RESOLUTION, Input, NodeBase, Output
@@ -294,11 +293,7 @@ class LoadImageMask(NodeBase):
 
     @classmethod
     def fingerprint(cls, values: Mapping[str, Any], settings: Settings) -> Any:
-        # A file edited on disk under the same name must be loaded again.
-        path = find_mask_image(values.get("image") or "", settings)
-        if path is None:
-            return None
-        return file_identity(path)
+        return image_file_fingerprint(find_mask_image(values.get("image") or "", settings))
 
     def run(self, ctx: NodeContext, image: str, channel: str) -> tuple:
         from studio.runtime.images import pil_to_tensors

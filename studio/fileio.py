@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -13,11 +14,22 @@ os.umask(_UMASK)
 FILE_MODE = 0o666 & ~_UMASK
 
 
-def _temporary_beside(target: Path) -> tuple[int, str]:
+def _written_beside(target: Path, data: bytes) -> str:
+    """A new temporary file in ``target``'s folder holding ``data``, on disk (flushed and
+    synced) before the caller gives it ``target``'s name; its path. Nothing is left behind
+    when the writing fails."""
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    if hasattr(os, "fchmod"):
-        os.fchmod(handle, FILE_MODE)
-    return handle, temporary
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            if hasattr(os, "fchmod"):
+                os.fchmod(handle, FILE_MODE)
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return temporary
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -28,12 +40,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     if target.is_symlink():
         target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = _temporary_beside(target)
+    temporary = _written_beside(target, data)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -53,12 +61,8 @@ def write_new_file(path: str | os.PathLike[str], data: bytes) -> bool:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = _temporary_beside(target)
+    temporary = _written_beside(target, data)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
         try:
             os.link(temporary, target)
         except FileExistsError:
@@ -74,6 +78,20 @@ def write_new_file(path: str | os.PathLike[str], data: bytes) -> bool:
         return True
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def next_counter(folder: Path, stem: str, suffix: str = "") -> int:
+    """The number after the highest in ``folder``'s ``stem_NNNNN_<suffix>`` names (ComfyUI's
+    output naming), 1 when there is none; with an empty ``suffix`` any ending counts. A
+    starting guess: the writer still claims the name without overwriting (write_new_file)."""
+    pattern = re.compile(re.escape(stem) + r"_(\d+)_" + (re.escape(suffix) + "$" if suffix else ""))
+    highest = 0
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = pattern.match(path.name)
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return highest + 1
 
 
 # Less free space than this on an output folder's disk is a full disk: a picture and its

@@ -32,7 +32,6 @@ Facts of ComfyUI's merging (its source, ComfyUI 0.8.0: ``comfy_extras/nodes_mode
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +41,7 @@ from typing import Any, Protocol
 
 import torch
 
+from studio.fileio import next_counter
 from studio.runtime.ldm_names import unet_layout, unet_ldm_name
 
 CLIP_MERGE_SKIPS = (".position_ids", ".logit_scale")
@@ -177,17 +177,6 @@ def block_strengths(unet: Any, input: float, middle: float, out: float) -> Calla
 
 
 # -- writing new files ---------------------------------------------------------------------
-def _next_counter(folder: Path, stem: str) -> int:
-    pattern = re.compile(re.escape(stem) + r"_(\d+)_")
-    highest = 0
-    if folder.is_dir():
-        for path in folder.iterdir():
-            match = pattern.match(path.name)
-            if match:
-                highest = max(highest, int(match.group(1)))
-    return highest + 1
-
-
 def _claim(temporary: Path, target: Path) -> bool:
     """Give ``temporary`` the name ``target`` unless something has that name already."""
     try:
@@ -224,7 +213,7 @@ def save_new_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, s
         save_file(tensors, str(temporary), metadata=metadata)
         with open(temporary, "rb+") as stream:
             os.fsync(stream.fileno())
-        counter = _next_counter(folder, stem)
+        counter = next_counter(folder, stem)
         while True:
             path = folder / f"{stem}_{counter:05d}_.safetensors"
             configs = path.with_suffix("")
