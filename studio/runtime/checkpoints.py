@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import json
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +25,13 @@ import torch
 
 from studio.runtime.device import DevicePolicy
 from studio.runtime.families import FAMILY_NAMES, TRANSFORMER_FAMILIES, ModelFamily
-from studio.runtime.model_errors import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, ModelLoadError  # noqa: F401
+from studio.runtime.model_errors import (  # noqa: F401
+    PICKLE_SUFFIXES,
+    SAFETENSORS_SUFFIXES,
+    ModelLoadError,
+    read_safetensors,
+    read_weights_pickle,
+)
 from studio.settings import RESOURCES_DIR
 
 CONFIGS_DIR = RESOURCES_DIR / "configs"
@@ -170,24 +175,11 @@ def read_state_dict(path: Path, wrappers: tuple[str, ...] = ("state_dict",)) -> 
         raise ModelLoadError(path, f"file not found ({path})")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-            raise ModelLoadError(path, f"damaged or not a safetensors file ({error})") from None
+        return read_safetensors(path)
     if suffix in PICKLE_SUFFIXES:
-        try:
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            # Refused by the weights-only unpickler: Python objects (code) besides tensors, a
-            # pickle protocol it does not read, or not a pickle at all. None of it is loaded.
-            raise ModelLoadError(path, "is not a plain-weights file: pickled .ckpt/.pth files are read only "
-                                 "when they hold nothing but weights (convert it to .safetensors)") from None
-        except Exception as error:  # noqa: BLE001 - the weights-only unpickler raises many kinds on garbage
-            raise ModelLoadError(path, f"damaged or not a PyTorch weights file ({type(error).__name__}: "
-                                 f"{error})") from None
+        data = read_weights_pickle(path, "is not a plain-weights file: pickled .ckpt/.pth files are read only when "
+                                   "they hold nothing but weights (convert it to .safetensors)",
+                                   "a PyTorch weights file")
         for wrapper in wrappers:
             if isinstance(data, dict) and isinstance(data.get(wrapper), dict):
                 data = data[wrapper]

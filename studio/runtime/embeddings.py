@@ -11,12 +11,10 @@ Vectors are chosen by the width of the text encoder they are for.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
-from typing import Any
 
 from studio.lazy import lazy_module
-from studio.runtime.model_errors import ModelLoadError
+from studio.runtime.model_errors import SAFETENSORS_SUFFIXES, ModelLoadError, read_safetensors, read_weights_pickle
 from studio.runtime.models import ModelFolders
 
 # Only reading an embedding's vectors needs torch; finding its file (validation) does not.
@@ -26,21 +24,11 @@ SUFFIXES = ("", ".safetensors", ".pt", ".bin", ".pth")
 
 
 def read_embedding_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix.lower() in (".safetensors", ".sft"):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-            raise ModelLoadError(path, f"damaged or not a safetensors file ({error})") from None
-    try:
-        data: Any = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ModelLoadError(path, "is not a plain-weights file: pickled embeddings are read only when they "
-                             "hold nothing but weights and names (convert it to .safetensors)") from None
-    except Exception as error:  # noqa: BLE001 - the weights-only unpickler raises many kinds on garbage
-        raise ModelLoadError(path, f"damaged or not an embedding file ({type(error).__name__})") from None
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        return read_safetensors(path)
+    data = read_weights_pickle(path, "is not a plain-weights file: pickled embeddings are read only when they "
+                               "hold nothing but weights and names (convert it to .safetensors)",
+                               "an embedding file")
     if isinstance(data, dict) and isinstance(data.get("string_to_param"), dict):
         data = data["string_to_param"]
     if not isinstance(data, dict):

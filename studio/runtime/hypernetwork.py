@@ -13,7 +13,6 @@ file holds only tensors, numbers, strings and lists.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from studio.runtime.checkpoints import ModelLoadError
+from studio.runtime.model_errors import ModelLoadError, read_weights_pickle
 
 ACTIVATIONS = {
     "linear": torch.nn.Identity, "relu": torch.nn.ReLU, "leakyrelu": torch.nn.LeakyReLU, "elu": torch.nn.ELU,
@@ -70,13 +69,8 @@ def _stack(path: Path, weights: dict, options: dict) -> torch.nn.Module:
 
 def read_hypernetwork(path: Path, strength: float) -> Hypernetwork:
     """Load a hypernetwork file; a clear error for anything that is not one."""
-    try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ModelLoadError(path, "is not a plain hypernetwork file (it holds Python objects besides weights, "
-                             "which are never loaded)") from None
-    except Exception as error:  # noqa: BLE001 - the weights-only unpickler raises many kinds on garbage
-        raise ModelLoadError(path, f"damaged or not a hypernetwork file ({type(error).__name__}: {error})") from None
+    data = read_weights_pickle(path, "is not a plain hypernetwork file (it holds Python objects besides weights, "
+                               "which are never loaded)", "a hypernetwork file")
     if not isinstance(data, dict):
         raise ModelLoadError(path, "is not a hypernetwork file (expected a dictionary)")
     options = {"activation_func": data.get("activation_func", "linear"),
