@@ -17,17 +17,9 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from studio.engine import events
 from studio.engine.cache import ResultCache
 from studio.engine.context import CancelToken, ImageMetadata, ImageMetadataError, RunCancelled, RunContext
-from studio.engine.events import (
-    EventSink,
-    NodeFailed,
-    NodeFinished,
-    NodeProgress,
-    NodeStarted,
-    RunFinished,
-    RunStarted,
-)
 from studio.engine.plan import Plan, PlanError, PlannedNode, Upstream, default_targets, make_plan, needed_nodes
 from studio.engine.report import NodeError, RunReport, RunStatus
 from studio.engine.validate import Problem, ProblemKind, cycle_problems, no_output_problem, validate
@@ -149,7 +141,7 @@ class Engine:
         targets: Iterable[str] | None = None,
         *,
         cancel: CancelToken | None = None,
-        on_event: EventSink | None = None,
+        on_event: events.EventSink | None = None,
     ) -> RunReport:
         """Run the nodes that feed ``targets`` (the output nodes when None)."""
         started = time.perf_counter()
@@ -184,15 +176,15 @@ class Engine:
             report.status = RunStatus.INVALID
             report.problems = problems
             report.total_seconds = time.perf_counter() - started
-            emit(RunStarted(report.run_id, (), ()))
-            emit(RunFinished(report.run_id, report))
+            emit(events.RunStarted(report.run_id, (), ()))
+            emit(events.RunFinished(report.run_id, report))
             return report
 
         report.skipped = list(plan.skipped)
-        emit(RunStarted(report.run_id, tuple(step.node.id for step in plan.steps), plan.skipped))
+        emit(events.RunStarted(report.run_id, tuple(step.node.id for step in plan.steps), plan.skipped))
         self._execute(plan, workflow, report, cancel, emit)
         report.total_seconds = time.perf_counter() - started
-        emit(RunFinished(report.run_id, report))
+        emit(events.RunFinished(report.run_id, report))
         return report
 
     def cache_keys(self, workflow: Workflow, targets: Iterable[str] | None = None) -> dict[str, str]:
@@ -235,7 +227,7 @@ class Engine:
         return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
 
     def _execute(self, plan: Plan, workflow: Workflow, report: RunReport, cancel: CancelToken,
-                 emit: EventSink) -> None:
+                 emit: events.EventSink) -> None:
         """Run the steps of ``plan`` in order into ``report``: a step whose input comes from a
         failed node is skipped; the others are served from the cache or run; then what no
         later step reads is let go of (:class:`ReleasePolicy`)."""
@@ -269,7 +261,7 @@ class Engine:
             report.status = RunStatus.FAILED
 
     def _cached_or_run(self, step: PlannedNode, keys: dict[str, str], results: dict[str, tuple[Any, ...]],
-                       report: RunReport, cancel: CancelToken, emit: EventSink, release: ReleasePolicy,
+                       report: RunReport, cancel: CancelToken, emit: events.EventSink, release: ReleasePolicy,
                        embedded_texts: Callable[[], Mapping[str, str]]) -> tuple[Any, ...] | None:
         """The outputs of ``step``, from the cache when its key is there, else by running
         it (and caching them); None, with the error in the report, when it failed."""
@@ -285,14 +277,14 @@ class Engine:
             report.cached.append(node.id)
             report.seconds[node.id] = 0.0
             report.files.extend((node.id, path) for path in entry.files)
-            emit(NodeFinished(run_id, node.id, node.type, 0.0, True))
+            emit(events.NodeFinished(run_id, node.id, node.type, 0.0, True))
             return entry.outputs
 
-        emit(NodeStarted(run_id, node.id, node.type))
+        emit(events.NodeStarted(run_id, node.id, node.type))
         began = time.perf_counter()
         ctx = RunContext(
             node.id, node.title, self.settings, self.services, cancel,
-            lambda step_number, total, preview: emit(NodeProgress(run_id, node.id, step_number, total, preview)),
+            lambda step_number, total, preview: emit(events.NodeProgress(run_id, node.id, step_number, total, preview)),
             embedded_texts,
         )
         inputs = {name: (results[source.node_id][source.output_index] if isinstance(source, Upstream)
@@ -313,7 +305,7 @@ class Engine:
         report.seconds[node.id] = seconds
         report.files.extend((node.id, path) for path in files)
         report.notes.extend((node.id, message) for message in ctx.notes)
-        emit(NodeFinished(run_id, node.id, node.type, seconds, False))
+        emit(events.NodeFinished(run_id, node.id, node.type, seconds, False))
         return outputs
 
     def _embedded_texts(self, workflow: Workflow) -> Callable[[], Mapping[str, str]]:
@@ -348,11 +340,11 @@ class Engine:
             raise TypeError(f"{step.cls.type_name}.run() returned {len(outputs)} outputs, expected {expected}")
         return outputs
 
-    def _fail(self, report: RunReport, emit: EventSink, run_id: str, step: PlannedNode,
+    def _fail(self, report: RunReport, emit: events.EventSink, run_id: str, step: PlannedNode,
               error: BaseException) -> None:
         node = step.node
         text = "".join(traceback.format_exception(error))
         failure = NodeError(node.id, node.type, describe_exception(error), text,
                             error.errno if isinstance(error, OSError) else None)
         report.errors.append(failure)
-        emit(NodeFailed(run_id, node.id, node.type, failure.message, text))
+        emit(events.NodeFailed(run_id, node.id, node.type, failure.message, text))

@@ -2,16 +2,8 @@ from __future__ import annotations
 
 import threading
 
-from studio.engine import (
-    CancelToken,
-    Engine,
-    NodeFailed,
-    NodeFinished,
-    NodeProgress,
-    NodeStarted,
-    RunFinished,
-    RunStarted,
-)
+from studio.engine import CancelToken, Engine
+from studio.engine.events import NodeFailed, NodeFinished, NodeProgress, NodeStarted, RunFinished, RunStarted
 from studio.graph import NodeMode
 from tests.engine.conftest import build
 
