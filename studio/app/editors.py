@@ -222,21 +222,13 @@ class FieldEditor(QObject):
                 spin.setSingleStep(step)
             else:
                 spin = BigIntSpinBox(low, high, step)
-            spin.setValue(int(value or 0))
-            spin.setKeyboardTracking(False)
-            spin.valueChanged.connect(lambda _number: self.commit())
-            spin.setMinimumWidth(90)
-            return spin
+            return self._committing_spin(spin, int(value or 0))
         if spec.type == FLOAT:
             double = QDoubleSpinBox()
             double.setDecimals(3)
             double.setRange(spec.min if spec.min is not None else -1e9, spec.max if spec.max is not None else 1e9)
             double.setSingleStep(float(spec.step or 0.1))
-            double.setValue(float(value or 0.0))
-            double.setKeyboardTracking(False)
-            double.valueChanged.connect(lambda _number: self.commit())
-            double.setMinimumWidth(90)
-            return double
+            return self._committing_spin(double, float(value or 0.0))
         if spec.type == BOOLEAN:
             check = QCheckBox()
             check.setChecked(bool(value))
@@ -250,6 +242,15 @@ class FieldEditor(QObject):
         line.editingFinished.connect(self.commit)
         return line
 
+
+    def _committing_spin(self, spin: QSpinBox | QDoubleSpinBox | BigIntSpinBox, value: int | float) -> QWidget:
+        """A number field showing ``value`` that commits when a value is settled (no keyboard
+        tracking: typing 512 is one commit, not three), wide enough to read."""
+        spin.setValue(value)  # an int for the integer boxes, which the caller passes
+        spin.setKeyboardTracking(False)
+        spin.valueChanged.connect(lambda _number: self.commit())
+        spin.setMinimumWidth(90)
+        return spin
 
     def _with_picture(self, field: QWidget) -> QWidget:
         """The drop-down with a file picker beside it and the picture under it."""

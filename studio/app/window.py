@@ -14,7 +14,7 @@ from typing import Any
 import qtawesome as qta
 import shiboken6
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence, QUndoGroup, QUndoStack
+from PySide6.QtGui import QAction, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.app import theme
-from studio.app.autosave import AUTOSAVE_SECONDS, Autosaver
+from studio.app.autosave import AUTOSAVE_SECONDS
 from studio.app.canvas import CanvasScene
 from studio.app.documents import Document
 from studio.app.file_choices import IMAGE_SUFFIXES, FileChoices
@@ -116,29 +116,19 @@ class MainWindow(QMainWindow):
         self.documents.append(document)
         return document
 
-    @property
-    def scene(self) -> CanvasScene:
-        return self.current.scene
+    def _document_property(name: str, writable: bool = True) -> property:  # noqa: N805  (run at class creation)
+        """The current tab's attribute ``name``, read (and written) through the window."""
+        def write(self: MainWindow, value: Any) -> None:
+            setattr(self.current, name, value)
+        return property(lambda self: getattr(self.current, name), write if writable else None)
 
-    @property
-    def _scene(self) -> CanvasScene:
-        return self.current.scene
+    scene = _scene = _document_property("scene", writable=False)
+    undo_stack = _document_property("undo_stack", writable=False)
+    autosaver = _document_property("autosaver", writable=False)
 
     @property
     def workflow(self) -> Workflow:
         return self.scene.workflow
-
-    @property
-    def undo_stack(self) -> QUndoStack:
-        return self.current.undo_stack
-
-    @property
-    def autosaver(self) -> Autosaver:
-        return self.current.autosaver
-
-    def _document_property(name: str) -> property:  # noqa: N805  (a helper run at class creation)
-        return property(lambda self: getattr(self.current, name),
-                        lambda self, value: setattr(self.current, name, value))
 
     path = _document_property("path")
     display_name = _document_property("display_name")
