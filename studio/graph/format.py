@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,19 @@ def _key_path(path: str, key: str) -> str:
     return f"{path}.{key}" if key.isidentifier() else f"{path}[{json.dumps(key)}]"
 
 
+def _entries(reader: _Reader, document: dict[str, Any], table: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """Each entry of one of the document's id-keyed tables (groups, reroutes): its id, its
+    object and the JSON path errors name it by."""
+    for entry_id, raw in reader.object(document.get(table, {}), f"$.{table}").items():
+        path = _key_path(f"$.{table}", entry_id)
+        yield entry_id, reader.object(raw, path), path
+
+
+def _unknown_fields(data: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    # Fields this version does not know are kept and written back, for a newer one's sake.
+    return {key: value for key, value in data.items() if key not in known}
+
+
 def workflow_from_data(data: Any, source: str = "") -> Workflow:
     """Build a workflow from parsed JSON, migrating older versions first."""
     reader = _Reader(source)
@@ -117,7 +130,7 @@ def workflow_from_data(data: Any, source: str = "") -> Workflow:
         document["version"] = version
 
     workflow = Workflow()
-    workflow.extra = {key: value for key, value in document.items() if key not in _TOP_FIELDS}
+    workflow.extra = _unknown_fields(document, _TOP_FIELDS)
     workflow.meta = dict(reader.object(document.get("meta", {}), "$.meta"))
 
     nodes = reader.object(document.get("nodes", {}), "$.nodes")
@@ -130,10 +143,7 @@ def workflow_from_data(data: Any, source: str = "") -> Workflow:
                 path = _key_path(_key_path(_key_path("$.nodes", node.id), "links"), input_name)
                 raise reader.fail(f"{path}.node", f"links to node {link.node!r}, which is not in the file")
 
-    groups = reader.object(document.get("groups", {}), "$.groups")
-    for group_id, raw in groups.items():
-        path = _key_path("$.groups", group_id)
-        group_data = reader.object(raw, path)
+    for group_id, group_data, path in _entries(reader, document, "groups"):
         group = Group(group_id)
         if "title" in group_data:
             group.title = reader.string(group_data["title"], f"{path}.title")
@@ -141,19 +151,16 @@ def workflow_from_data(data: Any, source: str = "") -> Workflow:
             group.bounds = reader.number_pair(group_data["bounds"], f"{path}.bounds", 4)  # type: ignore[assignment]
         if group_data.get("color") is not None:
             group.color = reader.string(group_data["color"], f"{path}.color")
-        group.extra = {key: value for key, value in group_data.items() if key not in _GROUP_FIELDS}
+        group.extra = _unknown_fields(group_data, _GROUP_FIELDS)
         workflow.groups[group_id] = group
 
-    reroutes = reader.object(document.get("reroutes", {}), "$.reroutes")
-    for reroute_id, raw in reroutes.items():
-        path = _key_path("$.reroutes", reroute_id)
-        reroute_data = reader.object(raw, path)
+    for reroute_id, reroute_data, path in _entries(reader, document, "reroutes"):
         reroute = Reroute(reroute_id)
         if "position" in reroute_data:
             reroute.position = reader.number_pair(reroute_data["position"], f"{path}.position")  # type: ignore[assignment]
         if reroute_data.get("parent") is not None:
             reroute.parent = reader.string(reroute_data["parent"], f"{path}.parent")
-        reroute.extra = {key: value for key, value in reroute_data.items() if key not in _REROUTE_FIELDS}
+        reroute.extra = _unknown_fields(reroute_data, _REROUTE_FIELDS)
         workflow.reroutes[reroute_id] = reroute
     for reroute in workflow.reroutes.values():
         if reroute.parent is not None and reroute.parent not in workflow.reroutes:
@@ -205,7 +212,7 @@ def _read_node(reader: _Reader, node_id: str, raw: Any, path: str) -> Node:
             reader.string(link["reroute"], f"{link_path}.reroute") if link.get("reroute") is not None else None,
             tuple(sorted((key, value) for key, value in link.items() if key not in _LINK_FIELDS)),
         )
-    node.extra = {key: value for key, value in data.items() if key not in _NODE_FIELDS}
+    node.extra = _unknown_fields(data, _NODE_FIELDS)
     return node
 
 
