@@ -25,7 +25,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +147,33 @@ def cosine_lr(optimizer: torch.optim.Optimizer, peak: float, steps: int, warmup:
     return set_for
 
 
+def training_steps(optimizer: torch.optim.Optimizer, peak: float, steps: int, warmup: int = 100) -> Iterator[int]:
+    """A training run's step numbers, each with its learning rate set (cosine_lr) before it."""
+    set_lr = cosine_lr(optimizer, peak, steps, warmup)
+    for step in range(steps):
+        set_lr(step)
+        yield step
+
+
+def optimise(optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+             clip: Iterable[torch.nn.Parameter] | None = None) -> None:
+    """One optimiser step down ``loss``'s gradient, clipped to norm 1 over ``clip`` when given."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(clip, 1.0)
+    optimizer.step()
+
+
+def log_progress(name: str, step: int, steps: int, start: float, every: int = 100, digits: int = 4,
+                 **measures: torch.Tensor) -> None:
+    """Every ``every`` steps and at the last: the step, each of ``measures`` (read only then,
+    since reading a value waits for it) and the time so far."""
+    if step % every == 0 or step == steps - 1:
+        values = " ".join(f"{label} {value.item():.{digits}f}" for label, value in measures.items())
+        log(f"{name} step {step}/{steps} {values} ({time.time() - start:.0f} s)")
+
+
 class Ema:
     """An exponential moving average of a module's weights, which samples better than the raw ones."""
 
@@ -202,12 +229,10 @@ def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None, 
     else:
         trained = list(vae.parameters())
     optimizer = torch.optim.AdamW(trained, lr=peak_lr, weight_decay=0.0)
-    set_lr = cosine_lr(optimizer, peak_lr, steps)
     generator = torch.Generator().manual_seed(seed)
     order = batches(len(data), 16, generator)
     start = time.time()
-    for step in range(steps):
-        set_lr(step)
+    for step in training_steps(optimizer, peak_lr, steps):
         index = next(order)
         x, weight = data[index], weights[index]
         if decoder_only:
@@ -231,13 +256,8 @@ def train_vae(out: Path, steps: int, seed: int, start_from: Path | None = None, 
         error = (y - x).abs() + (y - x).pow(2)
         rec = (error * weight).sum() / (weight.sum() * 3)
         loss = rec + COLOUR_ANCHOR * anchor + 1e-2 * variance + 1e-6 * mean.pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trained, 1.0)
-        optimizer.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"vae step {step}/{steps} reconstruction {rec.item():.4f} anchor {anchor.item():.4f} "
-                f"({time.time() - start:.0f} s)")
+        optimise(optimizer, loss, trained)
+        log_progress("vae", step, steps, start, reconstruction=rec, anchor=anchor)
         if (step + 1) % 500 == 0 or step == steps - 1:
             if not decoder_only:
                 vae.eval()
@@ -390,26 +410,20 @@ def train_base(out: Path, steps: int, seed: int, start_from: Path | None = None,
         log(f"base: continuing from {start_from}")
     params = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=peak_lr, weight_decay=0.01)
-    set_lr = cosine_lr(optimizer, peak_lr, steps, warmup=200 if start_from is None else 50)
     ema_unet, ema_text = Ema(unet, 0.999), Ema(text_encoder, 0.999)
     cumprod = alphas_cumprod()
     generator = torch.Generator().manual_seed(seed)
     order = batches(len(data), 128, generator)
     start = time.time()
-    for step in range(steps):
-        set_lr(step)
+    for step in training_steps(optimizer, peak_lr, steps, warmup=200 if start_from is None else 50):
         latents, ids, cells = data.take(next(order), generator, mislabelled)
         context = text_encoder(ids).last_hidden_state
         loss = diffusion_loss(lambda *a: unet(*a).sample, latents, context, cumprod, generator, PREDICTION, floor,
                               cells, NOISIEST_T if step < noisiest_steps else 0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        optimise(optimizer, loss, params)
         ema_unet.update(step)
         ema_text.update(step)
-        if step % 100 == 0 or step == steps - 1:
-            log(f"base step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f} s)")
+        log_progress("base", step, steps, start, loss=loss)
         if (step + 1) % 500 == 0 or step == steps - 1:
             save_base(out, ema_unet.shadow, ema_text.shadow)
             log(f"base saved at step {step + 1}")
@@ -474,22 +488,17 @@ def train_lora(out: Path, steps: int, seed: int) -> None:
     for param in params:
         param.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-    set_lr = cosine_lr(optimizer, 1e-3, steps)
     cumprod = alphas_cumprod()
     generator = torch.Generator().manual_seed(seed)
     order = batches(len(data), 64, generator)
     start = time.time()
-    for step in range(steps):
-        set_lr(step)
+    for step in training_steps(optimizer, 1e-3, steps):
         latents, ids, _ = data.take(next(order), generator)
         with torch.no_grad():
             context = text_encoder(ids).last_hidden_state
         loss = diffusion_loss(lambda *a: unet(*a).sample, latents, context, cumprod, generator)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"lora step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f} s)")
+        optimise(optimizer, loss)
+        log_progress("lora", step, steps, start, loss=loss)
     tensors = {}
     for name, layer in layers.items():
         key = "lora_unet_" + name.replace(".", "_")
@@ -524,13 +533,11 @@ def train_controlnet(out: Path, steps: int, seed: int) -> None:
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 32, 32))
     controlnet.train()
     optimizer = torch.optim.AdamW(controlnet.parameters(), lr=5e-4, weight_decay=0.0)
-    set_lr = cosine_lr(optimizer, 5e-4, steps)
     cumprod = alphas_cumprod()
     generator = torch.Generator().manual_seed(seed)
     order = batches(len(scenes), 64, generator)
     start = time.time()
-    for step in range(steps):
-        set_lr(step)
+    for step in training_steps(optimizer, 5e-4, steps):
         index = next(order)
         latents = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
         batch_ids = ids[index].clone()
@@ -545,12 +552,8 @@ def train_controlnet(out: Path, steps: int, seed: int) -> None:
             return unet(noisy, t, ctx, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
 
         loss = diffusion_loss(controlled, latents, context, cumprod, generator, PREDICTION, 1.0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
-        optimizer.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"controlnet step {step}/{steps} loss {loss.item():.4f} ({time.time() - start:.0f} s)")
+        optimise(optimizer, loss, controlnet.parameters())
+        log_progress("controlnet", step, steps, start, loss=loss)
     target = out / CONTROLNET_DIR
     controlnet.eval().to(torch.float16).save_pretrained(target)
     log(f"controlnet saved to {target}")
@@ -577,12 +580,10 @@ def train_upscaler(out: Path, steps: int, seed: int) -> None:
     model = compact(num_in_ch=3, num_out_ch=3, num_feat=32, num_conv=8, upscale=2, act_type="prelu")
     small, large = upscaler_pairs(seed + 300, 4000)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
-    set_lr = cosine_lr(optimizer, 1e-3, steps)
     generator = torch.Generator().manual_seed(seed)
     order = batches(len(small), 16, generator)
     start = time.time()
-    for step in range(steps):
-        set_lr(step)
+    for step in training_steps(optimizer, 1e-3, steps):
         index = next(order)
         # Random 32×32 crops (64×64 of the target): the network is convolutional, crops are cheaper.
         top, left = (int(v) for v in torch.randint(0, 33, (2,), generator=generator))
@@ -590,11 +591,8 @@ def train_upscaler(out: Path, steps: int, seed: int) -> None:
         hr_crop = large[index, :, 2 * top:2 * top + 64, 2 * left:2 * left + 64]
         # Squared error: what PSNR measures, and it weighs the edges that bicubic blurs.
         loss = F.mse_loss(model(lr_crop), hr_crop)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % 200 == 0 or step == steps - 1:
-            log(f"upscaler step {step}/{steps} MSE {loss.item():.6f} ({time.time() - start:.0f} s)")
+        optimise(optimizer, loss)
+        log_progress("upscaler", step, steps, start, every=200, digits=6, MSE=loss)
     target = out / UPSCALER_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.to(torch.float16).contiguous() for k, v in model.state_dict().items()}, str(target))

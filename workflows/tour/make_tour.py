@@ -51,16 +51,22 @@ def default() -> Workflow:
                 "a large orange circle in the centre, purple background", prefix="demo/txt2img")
 
 
+def start_from_picture(workflow: Workflow, image: str, encoder: str, values: dict) -> None:
+    """The sampler (node 4) starts from an input picture: loaded (node 8) and encoded by
+    ``encoder`` (node 9) with the checkpoint's VAE, instead of from an empty latent."""
+    workflow.add_node("LoadImage", {"image": image}, position=(0, 450), node_id="8")
+    workflow.add_node(encoder, values, position=(340, 560), node_id="9")
+    workflow.connect("8", "IMAGE", "9", "pixels")
+    workflow.connect("1", "VAE", "9", "vae")
+    workflow.connect("9", "LATENT", "4", "latent_image")
+
+
 def img2img() -> Workflow:
     workflow = base("Tour: image to image", "Repaints the input picture as the prompt says; denoise sets how "
                     "much may change (0 keeps the picture, 1 ignores it).",
                     "a large yellow circle on the left, blue background", prefix="tour/img2img", empty_latent=False)
     workflow.node("4").values["denoise"] = 0.75
-    workflow.add_node("LoadImage", {"image": "shapes_scene.png"}, position=(0, 450), node_id="8")
-    workflow.add_node("VAEEncode", {}, position=(340, 560), node_id="9")
-    workflow.connect("8", "IMAGE", "9", "pixels")
-    workflow.connect("1", "VAE", "9", "vae")
-    workflow.connect("9", "LATENT", "4", "latent_image")
+    start_from_picture(workflow, "shapes_scene.png", "VAEEncode", {})
     return workflow
 
 
@@ -69,12 +75,8 @@ def inpaint() -> Workflow:
                     "rest of the picture is kept.",
                     "a small white circle at the bottom, green background", prefix="tour/inpaint",
                     empty_latent=False)
-    workflow.add_node("LoadImage", {"image": "shapes_inpaint.png"}, position=(0, 450), node_id="8")
-    workflow.add_node("VAEEncodeForInpaint", {"grow_mask_by": 6}, position=(340, 560), node_id="9")
-    workflow.connect("8", "IMAGE", "9", "pixels")
-    workflow.connect("1", "VAE", "9", "vae")
+    start_from_picture(workflow, "shapes_inpaint.png", "VAEEncodeForInpaint", {"grow_mask_by": 6})
     workflow.connect("8", "MASK", "9", "mask")
-    workflow.connect("9", "LATENT", "4", "latent_image")
     return workflow
 
 
