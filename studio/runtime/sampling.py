@@ -36,6 +36,7 @@ from studio.runtime.controlnet import control_residuals
 from studio.runtime.families import SEED_BATCH_FAMILIES, SIZE_CONDITIONED, ModelFamily
 from studio.runtime.gligen import gligen_applied, gligen_per_entry
 from studio.runtime.hypernetwork import hypernetworks_applied
+from studio.runtime.images import as_mask_batch
 from studio.runtime.samplers import SAMPLERS, Denoiser, SamplerContext, SamplerSpec
 from studio.runtime.schedules import DiscreteModelSampling, ModelSampling, scheduler_sigmas
 from studio.runtime.socket_values import Conditioning, ConditioningEntry, Latent, conditioning_from_node
@@ -271,7 +272,7 @@ class CFGGuider:
             mask = extras.get("mask")
             if mask is not None:
                 mask = mask.float().to(self.device)
-                mask = mask[None] if mask.ndim == 2 else mask
+                mask = as_mask_batch(mask)
                 if tuple(mask.shape[-2:]) != (self.height, self.width):
                     mask = F.interpolate(mask[:, None], size=(self.height, self.width), mode="bilinear")[:, 0]
                 extras["mask"] = mask
@@ -406,7 +407,7 @@ class CFGGuider:
             return torch.cat([torch.ones_like(like[:, :1]), blank.expand(batch, -1, height, width)], dim=1)
         mask = mask.float().to(like.device)
         mask = mask[:, :1] if mask.ndim == 4 else mask
-        mask = mask.reshape(-1, 1, mask.shape[-2], mask.shape[-1])
+        mask = as_mask_batch(mask)[:, None]
         if mask.shape[-2:] != (height, width):
             mask = F.interpolate(mask, size=(height, width), mode="bilinear")
         mask = _to_batch(mask.round(), batch)
@@ -615,7 +616,7 @@ def _mask_for(noise_mask: torch.Tensor | None, shape: torch.Size, device: torch.
     """A LATENT's noise mask at the latent's size, channels and batch (None: no mask)."""
     if noise_mask is None:
         return None
-    mask = noise_mask.float().reshape(-1, 1, noise_mask.shape[-2], noise_mask.shape[-1])
+    mask = as_mask_batch(noise_mask.float())[:, None]
     mask = F.interpolate(mask, size=tuple(shape[2:]), mode="bilinear")
     if mask.shape[1] < shape[1]:
         mask = mask.repeat(1, shape[1], 1, 1)[:, :shape[1]]
@@ -837,7 +838,7 @@ def sample_seed_batch(model: DiffusionModel, job: SamplingJob, seeds: Sequence[i
     rows = latent.samples.shape[0]
     mask = latent.noise_mask
     if mask is not None:
-        mask = _repeat_rows(mask.float().reshape(-1, 1, mask.shape[-2], mask.shape[-1]), rows, len(seeds))
+        mask = _repeat_rows(as_mask_batch(mask.float())[:, None], rows, len(seeds))
     batched = replace(latent, samples=_repeat_rows(latent.samples, rows, len(seeds)), noise_mask=mask,
                       batch_index=None)
     noise = torch.cat([_job_noise(job, latent, seed) for seed in seeds])
