@@ -17,7 +17,7 @@ from studio.demo import shapes
 from studio.graph import load
 from studio.runtime.models import ModelFolders
 from studio.settings import DEMO_MODELS_DIR, WORKFLOWS_DIR, Settings
-from tests.demo.conftest import default_workflow, render
+from tests.demo.conftest import default_workflow, render, render_many
 from tests.demo.latents import demo_vae, shape_code_distances
 from tests.demo.phrasings import sample
 from tests.demo.pixels import ATTRIBUTES, analyse, follows, judged, shape_type, stripes
@@ -57,17 +57,31 @@ def test_every_demo_model_is_listed_small_and_has_a_card(tmp_path):
             assert f"## {heading}" in text, (card, heading)
 
 
+def test_many_prompts_in_one_call_draw_what_the_graph_draws(demo_engine):
+    """render_many (one sampler call for many prompts, which the tests below use to stay fast)
+    gives each prompt the picture the default workflow's graph renders for it alone."""
+    workflow = default_workflow()
+    cases = [("a large red circle on the left, blue background", "", 5),
+             ("yellow background, a small purple triangle at the bottom", "green background", 6),
+             ("", "white background", 7)]
+    batched = render_many(demo_engine, [text for text, _, _ in cases], [seed for _, _, seed in cases],
+                          [negative for _, negative, _ in cases])
+    for (text, negative, seed), picture in zip(cases, batched, strict=True):
+        alone = render(demo_engine, workflow, **{"2.text": text, "3.text": negative, "4.seed": seed})[0]
+        assert (picture - alone).abs().max() < 2e-3, text
+
+
 @pytest.mark.slow
 def test_rendered_pictures_have_the_prompted_colours_and_place(demo_engine):
     """Background colour, shape colour and where the shape's centroid lies, as the prompt asks,
     for 50 seeded prompts of which 10 use colour pairs held out of training: at least 45 (90%);
     and the shape type (``tests/demo/pixels.py``'s ``shape_type``), measured beside them."""
-    workflow = default_workflow()
     followed, shaped, misses = 0, 0, []
     scenes = prompts(50, seed=2026)
     assert sum((s.colour, s.background) in shapes.HELD_OUT for s in scenes) == 10
-    for index, scene in enumerate(scenes):
-        image = render(demo_engine, workflow, **{"2.text": scene.caption(index), "4.seed": 1000 + index})[0]
+    images = render_many(demo_engine, [scene.caption(index) for index, scene in enumerate(scenes)],
+                         [1000 + index for index in range(len(scenes))])
+    for index, (scene, image) in enumerate(zip(scenes, images, strict=True)):
         result = analyse(image)
         shaped += shape_type(image) == scene.shape
         if follows(result, scene.colour, scene.background, scene.position):
@@ -88,10 +102,10 @@ def test_prompts_phrased_as_never_trained_get_their_colours_place_and_shape(demo
     orders, prepositions and requests the models never trained on, a fifth of them in held-out
     colour pairs too): the colours (the shape's, and the background's when named), the place and
     the shape type each right in at least 45 (90%). ``bench/demo_bench.py`` prints the whole set."""
-    workflow = default_workflow()
     right, misses = dict.fromkeys(ATTRIBUTES, 0), []
-    for index, asked in sample(50, seed=7):
-        image = render(demo_engine, workflow, **{"2.text": asked.prompt, "4.seed": 3000 + index})[0]
+    chosen = sample(50, seed=7)
+    images = render_many(demo_engine, [asked.prompt for _, asked in chosen], [3000 + index for index, _ in chosen])
+    for (_, asked), image in zip(chosen, images, strict=True):
         verdict = judged(image, asked.shape, asked.colour, asked.background, asked.place)
         for attribute, ok in verdict.items():
             right[attribute] += ok
@@ -125,14 +139,13 @@ def test_the_vae_codes_a_shape_by_its_own_colour_and_draws_every_colour_pair():
 @pytest.mark.slow
 def test_cfg_5_follows_the_prompt_better_than_cfg_1(demo_engine):
     """The 50 prompts of the test above, at cfg 1 (no guidance) and at cfg 5."""
-    workflow = default_workflow()
+    scenes = prompts(50, seed=2026)
     followed = {}
     for cfg in (1.0, 5.0):
-        followed[cfg] = sum(
-            follows(analyse(render(demo_engine, workflow, **{"2.text": scene.caption(index), "4.seed": 1000 + index,
-                                                             "4.cfg": cfg})[0]),
-                    scene.colour, scene.background, scene.position)
-            for index, scene in enumerate(prompts(50, seed=2026)))
+        images = render_many(demo_engine, [scene.caption(index) for index, scene in enumerate(scenes)],
+                             [1000 + index for index in range(len(scenes))], cfg=cfg)
+        followed[cfg] = sum(follows(analyse(image), scene.colour, scene.background, scene.position)
+                            for scene, image in zip(scenes, images, strict=True))
     print(f"prompts followed of 50: cfg 1 {followed[1.0]}, cfg 5 {followed[5.0]}")
     assert followed[5.0] >= followed[1.0] + 5, followed
 
@@ -141,14 +154,13 @@ def test_cfg_5_follows_the_prompt_better_than_cfg_1(demo_engine):
 def test_a_negative_prompt_keeps_its_colour_out_of_the_background(demo_engine):
     """With an empty prompt the model draws any scene; naming a background colour in the
     negative prompt makes that background rare."""
-    workflow = default_workflow()
-    seeds = range(3)
+    cases = [(colour, seed, negative) for colour in shapes.COLOURS for seed in range(3)
+             for negative in ("", f"{colour} background")]
+    images = render_many(demo_engine, [""] * len(cases), [40 + seed for _, seed, _ in cases],
+                         [negative for _, _, negative in cases])
     hits = {"": 0, "named": 0}
-    for colour in shapes.COLOURS:
-        for seed in seeds:
-            for negative in ("", f"{colour} background"):
-                image = render(demo_engine, workflow, **{"2.text": "", "3.text": negative, "4.seed": 40 + seed})[0]
-                hits["named" if negative else ""] += analyse(image).background == colour
+    for (colour, _, negative), image in zip(cases, images, strict=True):
+        hits["named" if negative else ""] += analyse(image).background == colour
     print(f"backgrounds of the named colour, of {3 * len(shapes.COLOURS)}: {hits}")
     assert hits["named"] <= hits[""] // 2, hits
 
