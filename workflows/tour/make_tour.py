@@ -31,11 +31,10 @@ def base(name: str, description: str, prompt: str, negative: str = "", prefix: s
     workflow.add_node("KSampler", dict(SAMPLER), position=(760, 100), node_id="4")
     workflow.add_node("VAEDecode", {}, position=(1120, 100), node_id="5")
     workflow.add_node("SaveImage", {"filename_prefix": prefix}, position=(1360, 100), node_id="6")
-    for source, output, target, input_name in [
-            ("1", "CLIP", "2", "clip"), ("1", "CLIP", "3", "clip"), ("1", "MODEL", "4", "model"),
-            ("2", "CONDITIONING", "4", "positive"), ("3", "CONDITIONING", "4", "negative"),
-            ("4", "LATENT", "5", "samples"), ("1", "VAE", "5", "vae"), ("5", "IMAGE", "6", "images")]:
-        workflow.connect(source, output, target, input_name)
+    wire(workflow, [
+        ("1", "CLIP", "2", "clip"), ("1", "CLIP", "3", "clip"), ("1", "MODEL", "4", "model"),
+        ("2", "CONDITIONING", "4", "positive"), ("3", "CONDITIONING", "4", "negative"),
+        ("4", "LATENT", "5", "samples"), ("1", "VAE", "5", "vae"), ("5", "IMAGE", "6", "images")])
     if empty_latent:
         workflow.add_node("EmptyLatentImage", {"width": 64, "height": 64, "batch_size": 1}, position=(340, 560),
                           node_id="7")
@@ -49,6 +48,12 @@ def default() -> Workflow:
                 "colour and size, where it sits (left, right, top, bottom, centre) and the background colour. "
                 "Edit the prompt and press Run.",
                 "a large orange circle in the centre, purple background", prefix="demo/txt2img")
+
+
+def wire(workflow: Workflow, links: list[tuple[str, str, str, str]]) -> None:
+    """Connect each (source node, output, target node, input) of ``links``, in order."""
+    for source, output, target, input_name in links:
+        workflow.connect(source, output, target, input_name)
 
 
 def start_from_picture(workflow: Workflow, image: str, encoder: str, values: dict) -> None:
@@ -88,9 +93,8 @@ def lora() -> Workflow:
                                      "strength_clip": 1.0}, position=(340, -250), node_id="8")
     workflow.connect("1", "MODEL", "8", "model")
     workflow.connect("1", "CLIP", "8", "clip")
-    for source, output, target, input_name in [("8", "MODEL", "4", "model"), ("8", "CLIP", "2", "clip"),
-                                               ("8", "CLIP", "3", "clip")]:
-        workflow.connect(source, output, target, input_name)
+    wire(workflow, [("8", "MODEL", "4", "model"), ("8", "CLIP", "2", "clip"),
+                    ("8", "CLIP", "3", "clip")])
     return workflow
 
 
@@ -105,12 +109,11 @@ def controlnet() -> Workflow:
     workflow.add_node("LoadImage", {"image": "shapes_hint.png"}, position=(0, -300), node_id="9")
     workflow.add_node("ControlNetApplyAdvanced", {"strength": 1.0, "start_percent": 0.0, "end_percent": 1.0},
                       position=(560, -150), node_id="10")
-    for source, output, target, input_name in [("2", "CONDITIONING", "10", "positive"),
-                                               ("3", "CONDITIONING", "10", "negative"),
-                                               ("8", "CONTROL_NET", "10", "control_net"),
-                                               ("9", "IMAGE", "10", "image"), ("10", "positive", "4", "positive"),
-                                               ("10", "negative", "4", "negative")]:
-        workflow.connect(source, output, target, input_name)
+    wire(workflow, [("2", "CONDITIONING", "10", "positive"),
+                    ("3", "CONDITIONING", "10", "negative"),
+                    ("8", "CONTROL_NET", "10", "control_net"),
+                    ("9", "IMAGE", "10", "image"), ("10", "positive", "4", "positive"),
+                    ("10", "negative", "4", "negative")])
     return workflow
 
 
@@ -125,12 +128,11 @@ def hires_fix() -> Workflow:
     workflow.add_node("KSampler", dict(SAMPLER, denoise=0.3, steps=10), title="Refine", position=(1840, 100),
                       node_id="11")
     workflow.add_node("VAEDecode", {}, position=(2200, 100), node_id="12")
-    for source, output, target, input_name in [
-            ("8", "UPSCALE_MODEL", "9", "upscale_model"), ("5", "IMAGE", "9", "image"), ("9", "IMAGE", "10", "pixels"),
-            ("1", "VAE", "10", "vae"), ("1", "MODEL", "11", "model"), ("2", "CONDITIONING", "11", "positive"),
-            ("3", "CONDITIONING", "11", "negative"), ("10", "LATENT", "11", "latent_image"),
-            ("11", "LATENT", "12", "samples"), ("1", "VAE", "12", "vae"), ("12", "IMAGE", "6", "images")]:
-        workflow.connect(source, output, target, input_name)
+    wire(workflow, [
+        ("8", "UPSCALE_MODEL", "9", "upscale_model"), ("5", "IMAGE", "9", "image"), ("9", "IMAGE", "10", "pixels"),
+        ("1", "VAE", "10", "vae"), ("1", "MODEL", "11", "model"), ("2", "CONDITIONING", "11", "positive"),
+        ("3", "CONDITIONING", "11", "negative"), ("10", "LATENT", "11", "latent_image"),
+        ("11", "LATENT", "12", "samples"), ("1", "VAE", "12", "vae"), ("12", "IMAGE", "6", "images")])
     workflow.node("6").position = (2440, 100)
     return workflow
 
@@ -149,12 +151,11 @@ def custom_sampling() -> Workflow:
                       node_id="10")
     workflow.add_node("BasicScheduler", {"scheduler": "karras", "steps": 20, "denoise": 1.0}, title="Schedule",
                       position=(760, 540), node_id="11")
-    for source, output, target, input_name in [
-            ("1", "MODEL", "9", "model"), ("2", "CONDITIONING", "9", "positive"), ("3", "CONDITIONING", "9", "negative"),
-            ("1", "MODEL", "11", "model"), ("8", "NOISE", "4", "noise"), ("9", "GUIDER", "4", "guider"),
-            ("10", "SAMPLER", "4", "sampler"), ("11", "SIGMAS", "4", "sigmas"), ("7", "LATENT", "4", "latent_image"),
-            ("4", "output", "5", "samples")]:
-        workflow.connect(source, output, target, input_name)
+    wire(workflow, [
+        ("1", "MODEL", "9", "model"), ("2", "CONDITIONING", "9", "positive"), ("3", "CONDITIONING", "9", "negative"),
+        ("1", "MODEL", "11", "model"), ("8", "NOISE", "4", "noise"), ("9", "GUIDER", "4", "guider"),
+        ("10", "SAMPLER", "4", "sampler"), ("11", "SIGMAS", "4", "sigmas"), ("7", "LATENT", "4", "latent_image"),
+        ("4", "output", "5", "samples")])
     workflow.node("5").position, workflow.node("6").position = (1300, 100), (1540, 100)
     return workflow
 
@@ -167,10 +168,9 @@ def model_merge() -> Workflow:
     workflow.add_node("LoraLoader", {"lora_name": "seed-shapes-stripes.safetensors", "strength_model": 1.0,
                                      "strength_clip": 1.0}, position=(340, -300), node_id="8")
     workflow.add_node("ModelMergeSimple", {"ratio": 0.5}, title="Merge", position=(560, -150), node_id="9")
-    for source, output, target, input_name in [("1", "MODEL", "8", "model"), ("1", "CLIP", "8", "clip"),
-                                               ("1", "MODEL", "9", "model1"), ("8", "MODEL", "9", "model2"),
-                                               ("9", "MODEL", "4", "model")]:
-        workflow.connect(source, output, target, input_name)
+    wire(workflow, [("1", "MODEL", "8", "model"), ("1", "CLIP", "8", "clip"),
+                    ("1", "MODEL", "9", "model1"), ("8", "MODEL", "9", "model2"),
+                    ("9", "MODEL", "4", "model")])
     return workflow
 
 
