@@ -27,12 +27,29 @@ def _text_config(**changes):
     return CLIPTextConfig(**base)
 
 
-def _vae():
+def _vae(scaling_factor: float | None = None):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(block_out_channels=(8, 16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
-                         up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, norm_num_groups=8,
-                         latent_channels=4, sample_size=64)
+    vae = AutoencoderKL(block_out_channels=(8, 16, 32, 32), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, norm_num_groups=8,
+                        latent_channels=4, sample_size=64)
+    if scaling_factor is not None:
+        vae.register_to_config(scaling_factor=scaling_factor)
+    return vae
+
+
+def _sdxl_unet(cross_attention_dim: int, time_ids: int, **config):
+    """A tiny SDXL-style UNet: size conditioning from a 48-wide pooled text embedding and
+    ``time_ids`` ids of 8 each (6 for the base, 5 for the refiner)."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1,
+                                cross_attention_dim=cross_attention_dim, norm_num_groups=8, attention_head_dim=4,
+                                sample_size=8, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+                                addition_embed_type="text_time", addition_time_embed_dim=8,
+                                projection_class_embeddings_input_dim=48 + time_ids * 8, use_linear_projection=True,
+                                **config)
 
 
 def build_sd15(folder: Path, seed: int = 0) -> Path:
@@ -55,21 +72,14 @@ def build_sd15(folder: Path, seed: int = 0) -> Path:
 
 def build_sdxl(folder: Path, seed: int = 0) -> Path:
     """A tiny SDXL-shaped diffusers folder (two text encoders, size conditioning)."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
     # The second encoder is wider than the first, as in SDXL (768 and 1280): files are told
     # apart by those widths, and the UNet attends to both side by side (32 + 48).
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=80,
-                                norm_num_groups=8, attention_head_dim=4, sample_size=8,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                                addition_embed_type="text_time", addition_time_embed_dim=8,
-                                projection_class_embeddings_input_dim=48 + 6 * 8, use_linear_projection=True,
-                                transformer_layers_per_block=(1, 2))
-    vae = _vae()
-    vae.register_to_config(scaling_factor=0.13025)
+    unet = _sdxl_unet(80, 6, transformer_layers_per_block=(1, 2))
+    vae = _vae(scaling_factor=0.13025)
     pipeline = StableDiffusionXLPipeline(
         unet=unet, vae=vae, text_encoder=CLIPTextModel(_text_config()),
         # Ten layers: SDXL files are recognised by a key of the second encoder's tenth layer.
@@ -147,18 +157,12 @@ def build_sdxl_refiner(folder: Path, seed: int = 0) -> Path:
     """A tiny SDXL-refiner-shaped diffusers folder: one OpenCLIP-style encoder with projection
     (SDXL's second, as text_encoder_2), and a UNet conditioned on its pooled output and 5 time
     ids (height, width, crop top, crop left, aesthetic score)."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=48,
-                                norm_num_groups=8, attention_head_dim=4, sample_size=8,
-                                down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-                                addition_embed_type="text_time", addition_time_embed_dim=8,
-                                projection_class_embeddings_input_dim=48 + 5 * 8, use_linear_projection=True)
-    vae = _vae()
-    vae.register_to_config(scaling_factor=0.13025)
+    unet = _sdxl_unet(48, 5)
+    vae = _vae(scaling_factor=0.13025)
     pipeline = StableDiffusionXLImg2ImgPipeline(
         unet=unet, vae=vae, text_encoder=None, tokenizer=None,
         # Ten layers: refiner files are recognised by a key of their encoder's tenth layer.

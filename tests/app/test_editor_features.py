@@ -224,14 +224,9 @@ def test_a_picture_field_shows_the_picture_and_a_dropped_picture_becomes_a_load_
 
 
 def test_gallery_viewer_zooms_and_the_compare_lists_what_differs_between_the_two_graphs(window, qtbot):
-    from tests.app.test_runs import wait_idle
+    from tests.app.test_runs import two_renders
 
-    window.run()
-    wait_idle(window, qtbot)
-    window.workflow.set_value("3", "seed", 4321)
-    window.run()
-    wait_idle(window, qtbot)
-    gallery = window.gallery
+    gallery = two_renders(window, qtbot, "3", "seed", 4321)
     viewer = gallery.open_viewer(gallery.paths()[0])
     qtbot.waitExposed(viewer)
     assert viewer.width() > 400  # sized to the window, not to the picture

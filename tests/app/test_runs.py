@@ -33,13 +33,18 @@ def test_run_queues_while_busy_and_the_history_keeps_each_run(window, qtbot):
     assert save_item.preview is not None and not save_item.preview_rect.isEmpty()
 
 
+def two_renders(window, qtbot, node_id, name, value):
+    """Render the graph, set one value, render again: the gallery, holding both pictures."""
+    window.run()
+    wait_idle(window, qtbot)
+    window.workflow.set_value(node_id, name, value)
+    window.run()
+    wait_idle(window, qtbot)
+    return window.gallery
+
+
 def test_gallery_opens_a_picture_and_compares_two(window, qtbot):
-    window.run()
-    wait_idle(window, qtbot)
-    window.workflow.set_value("3", "strength", 0.5)
-    window.run()
-    wait_idle(window, qtbot)
-    gallery = window.gallery
+    gallery = two_renders(window, qtbot, "3", "strength", 0.5)
     assert gallery.list.count() == 2
     viewer = gallery.open_viewer(gallery.paths()[0])
     assert viewer.image.width() > 0

@@ -29,24 +29,20 @@ def render(tmp_path, roots, name, *arguments):
                   *arguments)
 
 
-def test_flux_schnell_workflow_renders_the_readme_example(tmp_path, model_roots):
-    code, out, err = render(
-        tmp_path, model_roots, "flux_schnell.json", "--set", README_PROMPT,
-        "--set", "Diffusion model.unet_name=tiny-flux1-schnell.safetensors",
-        "--set", "Text encoders.clip_name1=tiny-t5xxl_fp8_e4m3fn.safetensors",
-        "--set", "Text encoders.clip_name2=tiny-clip_l.safetensors", "--set", "VAE.vae_name=tiny-ae.safetensors",
-        "--set", "Size.width=32", "--set", "Size.height=32")
-    assert code == 0, err
-    assert Path(out.strip()).is_file()
-
-
-def test_sd35_workflow_renders(tmp_path, model_roots):
-    code, out, err = render(
-        tmp_path, model_roots, "sd35.json", "--set", "Checkpoint.ckpt_name=tiny-sd3.5_medium-noclip.safetensors",
-        "--set", "Text encoders.clip_name1=tiny-sd3-clip_l.safetensors",
-        "--set", "Text encoders.clip_name2=tiny-sd3-clip_g.safetensors",
-        "--set", "Text encoders.clip_name3=tiny-sd3-t5xxl_fp16.safetensors", "--set", "Sampler.steps=2",
-        "--set", "Size.width=32", "--set", "Size.height=32")
+@pytest.mark.parametrize(("workflow", "values"), [
+    pytest.param("flux_schnell.json", (README_PROMPT, "Diffusion model.unet_name=tiny-flux1-schnell.safetensors",
+                                       "Text encoders.clip_name1=tiny-t5xxl_fp8_e4m3fn.safetensors",
+                                       "Text encoders.clip_name2=tiny-clip_l.safetensors",
+                                       "VAE.vae_name=tiny-ae.safetensors"), id="flux_schnell_readme_example"),
+    pytest.param("sd35.json", ("Checkpoint.ckpt_name=tiny-sd3.5_medium-noclip.safetensors",
+                               "Text encoders.clip_name1=tiny-sd3-clip_l.safetensors",
+                               "Text encoders.clip_name2=tiny-sd3-clip_g.safetensors",
+                               "Text encoders.clip_name3=tiny-sd3-t5xxl_fp16.safetensors", "Sampler.steps=2"),
+                 id="sd35"),
+])
+def test_the_bundled_transformer_workflow_renders_with_the_tiny_files(tmp_path, model_roots, workflow, values):
+    sets = [argument for value in (*values, "Size.width=32", "Size.height=32") for argument in ("--set", value)]
+    code, out, err = render(tmp_path, model_roots, workflow, *sets)
     assert code == 0, err
     assert Path(out.strip()).is_file()
 

@@ -27,6 +27,18 @@ def manifest(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
 
 
+def film_grain_batch(tmp_path: Path, *seeds: int) -> tuple[tuple[str, ...], Path]:
+    """A batch of the film-grain workflow (enlarged by 0.25 only, so it is quick), one job a
+    seed, run once successfully: its arguments, to run it again, and its output folder."""
+    params = tmp_path / "jobs.csv"
+    params.write_text("Film grain.seed\n" + "".join(f"{seed}\n" for seed in seeds))
+    out = tmp_path / "out"
+    arguments = ("batch", FILM_GRAIN, "--params", str(params), "--out", str(out), "--set", "Enlarge.scale_by=0.25")
+    code, _, err = studio(*arguments)
+    assert code == 0, err
+    return arguments, out
+
+
 # -- item 3: a sampler's memory is estimated before anything big is allocated -------------------
 HUGE_LATENT = """
 import json
@@ -204,11 +216,7 @@ def test_a_full_disk_under_the_output_folder_is_found_before_sampling(tmp_path, 
 
 # -- item 12: temporary files, previews, names, seeds ---------------------------------------
 def test_resume_removes_the_hidden_temporary_file_of_a_save_cut_off_by_a_kill(tmp_path):
-    params = tmp_path / "jobs.csv"
-    params.write_text("Film grain.seed\n1\n2\n")
-    out = tmp_path / "out"
-    arguments = ("batch", FILM_GRAIN, "--params", str(params), "--out", str(out), "--set", "Enlarge.scale_by=0.25")
-    assert studio(*arguments)[0] == 0
+    arguments, out = film_grain_batch(tmp_path, 1, 2)
     first, second = manifest(out)
     # As kill -9 leaves it in the middle of the second job's save: its image only as the hidden
     # temporary file, no manifest line. Another job's temporary-looking name is not touched.
@@ -285,23 +293,15 @@ def test_studio_nodes_shows_the_seed_maximum_in_full():
 
 def test_images_are_readable_after_all_of_this(tmp_path):
     """A plain batch still works end to end (guards the checks above against refusing it)."""
-    params = tmp_path / "jobs.csv"
-    params.write_text("Film grain.seed\n1\n")
-    code, _, err = studio("batch", FILM_GRAIN, "--params", str(params), "--out", str(tmp_path / "out"),
-                          "--set", "Enlarge.scale_by=0.25")
-    assert code == 0, err
-    [record] = manifest(tmp_path / "out")
+    _, out = film_grain_batch(tmp_path, 1)
+    [record] = manifest(out)
     Image.open(record["outputs"][0]).verify()
 
 
 def test_a_fresh_batch_over_images_of_its_own_jobs_asks_for_resume_instead_of_doubling_them(tmp_path):
     # Killed before its first manifest line, a batch leaves an image and no manifest: started
     # again without --resume it would give that job a second image.
-    params = tmp_path / "jobs.csv"
-    params.write_text("Film grain.seed\n1\n2\n")
-    out = tmp_path / "out"
-    arguments = ("batch", FILM_GRAIN, "--params", str(params), "--out", str(out), "--set", "Enlarge.scale_by=0.25")
-    assert studio(*arguments)[0] == 0
+    arguments, out = film_grain_batch(tmp_path, 1, 2)
     first, _second = manifest(out)
     (out / "manifest.jsonl").unlink()
     Path(_second["outputs"][0]).unlink()

@@ -26,6 +26,13 @@ def open_file(registry, name: str):
     return open_workflow(FILES / name, registry.spec)
 
 
+def opened(registry, name: str, through_native_file: bool):
+    """A ComfyUI file as Seed Studio opens it; with ``through_native_file`` also saved in Seed
+    Studio's own format and read back, as a user's round trip would."""
+    workflow, _ = open_file(registry, name)
+    return loads(dumps(workflow)) if through_native_file else workflow
+
+
 def effective_graph(workflow, registry):
     """What a graph computes: per node its type, the values of unwired fields, its wires."""
     graph = {}
@@ -277,9 +284,7 @@ def link_set(document: dict) -> set:
 @pytest.mark.parametrize("through_native_file", [False, True])
 def test_round_trip_comfyui_to_seed_studio_to_comfyui_keeps_everything(registry, through_native_file):
     original = read("txt2img_ui.json")
-    workflow, _ = open_file(registry, "txt2img_ui.json")
-    if through_native_file:
-        workflow = loads(dumps(workflow))
+    workflow = opened(registry, "txt2img_ui.json", through_native_file)
     exported = to_comfy_ui(workflow, registry.spec)
     assert comparable_nodes(exported) == comparable_nodes(original)
     assert sorted(map(tuple, exported["links"])) == sorted(map(tuple, original["links"]))

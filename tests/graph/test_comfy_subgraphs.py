@@ -6,32 +6,34 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
 from studio.engine import Engine, validate
 from studio.graph import dumps, loads
 from studio.graph.comfy import to_comfy_api, to_comfy_ui
-from studio.graph.files import open_workflow, workflow_from_bytes
+from studio.graph.files import workflow_from_bytes
+from tests.graph.test_comfy import open_file, opened, read
 
-FILES = Path(__file__).parent / "comfy_files"
 HALF_NEGATIVE = "9e1b2c3d-1111-4222-8333-444455556666"
 MIX = "aaaa0000-1111-4222-8333-000000000001"
 NEGATIVE = "bbbb0000-1111-4222-8333-000000000002"
 
 
-def read(name: str) -> dict:
-    return json.loads((FILES / name).read_text())
-
-
-def open_file(registry, name: str):
-    return open_workflow(FILES / name, registry.spec)
-
-
 def export(workflow, registry) -> tuple[dict, list[str]]:
     remarks: list[str] = []
     return to_comfy_ui(workflow, registry.spec, remarks), remarks
+
+
+def exported_with_a_preview(registry, node_id: str, source: str):
+    """subgraph_ui.json with a PreviewImage ``node_id`` showing ``source``'s picture, and its
+    ComfyUI export (which must need no remarks)."""
+    workflow, _ = open_file(registry, "subgraph_ui.json")
+    workflow.add_node("PreviewImage", node_id=node_id)
+    workflow.connect(source, "IMAGE", node_id, "images")
+    exported, remarks = export(workflow, registry)
+    assert remarks == []
+    return workflow, exported
 
 
 def reimport(document: dict, registry):
@@ -69,9 +71,7 @@ def link_rows(document: dict) -> set:
 @pytest.mark.parametrize("through_native_file", [False, True])
 def test_a_subgraph_is_written_back_as_its_instance_and_definition(registry, through_native_file):
     original = read("subgraph_ui.json")
-    workflow, _ = open_file(registry, "subgraph_ui.json")
-    if through_native_file:
-        workflow = loads(dumps(workflow))
+    workflow = opened(registry, "subgraph_ui.json", through_native_file)
     exported, remarks = export(workflow, registry)
     assert remarks == []
     assert set(by_id(exported)) == {1, 3, 12}
@@ -204,11 +204,7 @@ def test_rewiring_one_of_the_fields_an_input_feeds_flattens_it(registry):
 
 
 def test_a_new_wire_from_a_subgraph_output_leaves_from_the_instance(registry):
-    workflow, _ = open_file(registry, "subgraph_ui.json")
-    workflow.add_node("PreviewImage", node_id="8")
-    workflow.connect("12:2", "IMAGE", "8", "images")
-    exported, remarks = export(workflow, registry)
-    assert remarks == []
+    workflow, exported = exported_with_a_preview(registry, "8", "12:2")
     assert sorted(row[3] for row in exported["links"] if row[1] == 12) == [3, 8]
     assert len(by_id(exported)[12]["outputs"][0]["links"]) == 2
     # An inner output that the subgraph does not pass out cannot be wired from outside.
@@ -258,11 +254,7 @@ def test_subgraphs_nested_deeper_than_one_level_are_written_as_plain_nodes(regis
 
 
 def test_an_instance_whose_id_a_new_node_took_gets_a_free_one(registry):
-    workflow, _ = open_file(registry, "subgraph_ui.json")
-    workflow.add_node("PreviewImage", node_id="12")
-    workflow.connect("1", "IMAGE", "12", "images")
-    exported, remarks = export(workflow, registry)
-    assert remarks == []
+    _, exported = exported_with_a_preview(registry, "12", "1")
     nodes = by_id(exported)
     assert (nodes[12]["type"], nodes[13]["type"]) == ("PreviewImage", HALF_NEGATIVE)
     assert [row[1:] for row in exported["links"] if 13 in (row[1], row[3])] == [[1, 0, 13, 0, "IMAGE"],

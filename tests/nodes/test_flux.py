@@ -9,22 +9,12 @@ import functools
 import pytest
 import torch
 
-from tests.nodes.transformer_graphs import GraphBuilder, engine_over, render
+from tests.nodes.transformer_graphs import GraphBuilder, model_fixtures, render
 
 PROMPT = "flowers melting into a cosmic black hole"
 
 
-@pytest.fixture(scope="session")
-def flux_files(tmp_path_factory):
-    from tests.flux_models import flux_files_once
-
-    return flux_files_once(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def flux_engine(registry, flux_files, tmp_path_factory):
-    """One engine (and so one model manager) for the module: each file is loaded once."""
-    return engine_over(registry, flux_files.root, tmp_path_factory.mktemp("flux_engine"))
+flux_files, flux_engine = model_fixtures("flux")
 
 
 def flux_graph(unet="tiny-flux1-schnell.safetensors", t5="tiny-t5xxl_fp16.safetensors", steps=4, cfg=1.0,

@@ -12,6 +12,7 @@ from studio.graph import Workflow
 from studio.runtime.controlnet import ControlHint, control_residuals
 from studio.runtime.services import create_services
 from tests.nodes.test_diffusion import CPU, render, txt2img
+from tests.nodes.test_upscale import upscale_graph
 
 
 @pytest.fixture(scope="module")
@@ -199,12 +200,7 @@ def test_real_esrgan_files_with_weights_under_params_ema_load(engine, formats_ro
     only = load_upscale_model(folder / "compact-params.pth", CPU, "d")
     assert torch.equal(both.descriptor(image), only.descriptor(image))
     # And through the graph, by name.
-    workflow = Workflow()
-    picture = workflow.add_node("EmptyImage", {"width": 16, "height": 8, "color": 0x336699}).id
-    loader = workflow.add_node("UpscaleModelLoader", {"model_name": "RealESRGAN_x4plus.pth"}).id
-    upscale = workflow.add_node("ImageUpscaleWithModel").id
-    workflow.connect(loader, "UPSCALE_MODEL", upscale, "upscale_model")
-    workflow.connect(picture, "IMAGE", upscale, "image")
+    workflow, upscale = upscale_graph("RealESRGAN_x4plus.pth", 16, 8)
     report = engine.run(workflow, [upscale])
     assert report.ok, report.problems or [e.traceback for e in report.errors]
     assert report.results[upscale][0].shape == (1, 32, 64, 3)

@@ -5,26 +5,15 @@ StableDiffusion3Pipeline given the very modules the files were written from."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from tests.nodes.transformer_graphs import GraphBuilder, engine_over, render
+from tests.nodes.transformer_graphs import GraphBuilder, model_fixtures, render
 
 PROMPT = "a lighthouse on a cliff at dawn"
 NEGATIVE = "blurry"
 
 
-@pytest.fixture(scope="session")
-def sd3_files(tmp_path_factory):
-    from tests.flux_models import sd3_files_once
-
-    return sd3_files_once(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def sd3_engine(registry, sd3_files, tmp_path_factory):
-    """One engine (and so one model manager) for the module: each file is loaded once."""
-    return engine_over(registry, sd3_files.root, tmp_path_factory.mktemp("sd3_engine"))
+sd3_files, sd3_engine = model_fixtures("sd3")
 
 
 def sd3_graph(checkpoint=None, triple=True, steps=3, cfg=4.5, seed=11, size=32, shift=None):

@@ -30,6 +30,18 @@ def tiny_compact() -> dict[str, torch.Tensor]:
     return SRVGGNetCompact(num_feat=8, num_conv=2, upscale=2).state_dict()
 
 
+def upscale_graph(model_name: str, width: int = 24, height: int = 16, color: int = 0x336699) -> tuple[Workflow, str]:
+    """EmptyImage → ImageUpscaleWithModel with the upscaler ``model_name``: the graph and the
+    upscaling node's id."""
+    workflow = Workflow()
+    image = workflow.add_node("EmptyImage", {"width": width, "height": height, "color": color}).id
+    loader = workflow.add_node("UpscaleModelLoader", {"model_name": model_name}).id
+    upscale = workflow.add_node("ImageUpscaleWithModel").id
+    workflow.connect(loader, "UPSCALE_MODEL", upscale, "upscale_model")
+    workflow.connect(image, "IMAGE", upscale, "image")
+    return workflow, upscale
+
+
 @pytest.fixture
 def upscalers(model_root):
     folder = model_root / "upscale_models"
@@ -50,12 +62,7 @@ def engine(registry, model_settings):
 @pytest.mark.parametrize(("name", "scale"), [("tiny-esrgan-x4.pth", 4), ("tiny-esrgan-x2.safetensors", 2),
                                              ("tiny-compact-x2.safetensors", 2)])
 def test_the_upscaler_gives_its_models_scale(engine, upscalers, name, scale):
-    workflow = Workflow()
-    image = workflow.add_node("EmptyImage", {"width": 24, "height": 16, "color": 0x336699}).id
-    loader = workflow.add_node("UpscaleModelLoader", {"model_name": name}).id
-    upscale = workflow.add_node("ImageUpscaleWithModel").id
-    workflow.connect(loader, "UPSCALE_MODEL", upscale, "upscale_model")
-    workflow.connect(image, "IMAGE", upscale, "image")
+    workflow, upscale = upscale_graph(name)
     report = engine.run(workflow, [upscale])
     assert report.ok, report.problems or [e.traceback for e in report.errors]
     assert report.results[upscale][0].shape == (1, 16 * scale, 24 * scale, 3)
@@ -78,12 +85,7 @@ def test_tiles_match_the_whole_image_and_report_progress(upscalers):
 def test_cancel_stops_between_tiles(engine, upscalers):
     from studio.engine import CancelToken
 
-    workflow = Workflow()
-    image = workflow.add_node("EmptyImage", {"width": 1100, "height": 600, "color": 0}).id
-    loader = workflow.add_node("UpscaleModelLoader", {"model_name": "tiny-compact-x2.safetensors"}).id
-    upscale = workflow.add_node("ImageUpscaleWithModel").id
-    workflow.connect(loader, "UPSCALE_MODEL", upscale, "upscale_model")
-    workflow.connect(image, "IMAGE", upscale, "image")
+    workflow, upscale = upscale_graph("tiny-compact-x2.safetensors", 1100, 600, 0)
     token = CancelToken()
     seen = []
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from studio.engine import Engine
@@ -20,6 +21,25 @@ def engine_over(registry, model_root, folder) -> Engine:
     settings = Settings(output_dir=folder / "output", input_dirs=(), temp_dir=folder / "temp",
                         autosave_dir=folder / "autosave", cache_bytes=256 * 1024**2, model_roots=(model_root,))
     return Engine(registry, settings, services=create_services(settings, CPU))
+
+
+def model_fixtures(family: str):
+    """The fixtures ``<family>_files`` (the tiny files, written once per session by
+    tests.flux_models' ``<family>_files_once``) and ``<family>_engine`` (one engine over them
+    for the module, so each file is loaded once); a test module assigns both to names."""
+
+    @pytest.fixture(scope="session", name=f"{family}_files")
+    def files(tmp_path_factory):
+        from tests import flux_models
+
+        return getattr(flux_models, f"{family}_files_once")(tmp_path_factory)
+
+    @pytest.fixture(scope="module", name=f"{family}_engine")
+    def engine(registry, request, tmp_path_factory):
+        root = request.getfixturevalue(f"{family}_files").root
+        return engine_over(registry, root, tmp_path_factory.mktemp(f"{family}_engine"))
+
+    return files, engine
 
 
 class GraphBuilder:

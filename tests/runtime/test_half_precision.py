@@ -21,7 +21,7 @@ from tests.nodes.test_diffusion import txt2img
 from tests.nodes.test_flux import flux_graph
 from tests.nodes.test_lora import with_lora, write_kohya_sd1
 from tests.nodes.test_sd3 import sd3_graph
-from tests.nodes.test_upscale import tiny_compact
+from tests.nodes.test_upscale import tiny_compact, upscale_graph
 
 HALF = [torch.bfloat16, torch.float16]
 
@@ -97,15 +97,7 @@ def _sd3():
 
 
 def _upscale():
-    from studio.graph import Workflow
-
-    workflow = Workflow()
-    image = workflow.add_node("EmptyImage", {"width": 24, "height": 16, "color": 0x336699}).id
-    loader = workflow.add_node("UpscaleModelLoader", {"model_name": "tiny-compact-x2.safetensors"}).id
-    upscale = workflow.add_node("ImageUpscaleWithModel").id
-    workflow.connect(loader, "UPSCALE_MODEL", upscale, "upscale_model")
-    workflow.connect(image, "IMAGE", upscale, "image")
-    return workflow, upscale
+    return upscale_graph("tiny-compact-x2.safetensors")
 
 
 # Random-weight tiny models amplify rounding: a wrong dtype path gives NaN, an error or a
