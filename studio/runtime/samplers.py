@@ -144,38 +144,41 @@ def _ones(x: torch.Tensor) -> torch.Tensor:
     return x.new_ones([x.shape[0]])
 
 
+def _estimate(D: Denoiser, x: torch.Tensor, sigma: torch.Tensor, index: int, ctx: SamplerContext) -> torch.Tensor:
+    """Step ``index``'s clean estimate at ``x`` (σ for every row), reported to ``ctx.on_step``
+    (progress, preview, cancelling): the call every step loop starts with, so each algorithm
+    below spells only its own update."""
+    denoised = D(x, sigma * _ones(x))
+    ctx.on_step(index, x, denoised)
+    return denoised
+
+
 # --- First and second order, deterministic -------------------------------------------------
 
 def euler(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
     return x
 
 
 def heun(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         d = to_d(x, sigmas[i], denoised)
         dt = sigmas[i + 1] - sigmas[i]
         if sigmas[i + 1] == 0:
             x = x + d * dt
         else:
             x_2 = x + d * dt
-            d_2 = to_d(x_2, sigmas[i + 1], D(x_2, sigmas[i + 1] * s_in))
+            d_2 = to_d(x_2, sigmas[i + 1], D(x_2, sigmas[i + 1] * _ones(x)))
             x = x + (d + d_2) / 2 * dt
     return x
 
 
 def dpm_2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         d = to_d(x, sigmas[i], denoised)
         if sigmas[i + 1] == 0:
             x = x + d * (sigmas[i + 1] - sigmas[i])
@@ -183,7 +186,7 @@ def dpm_2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContex
             # midpoint in log σ
             sigma_mid = sigmas[i].log().lerp(sigmas[i + 1].log(), 0.5).exp()
             x_2 = x + d * (sigma_mid - sigmas[i])
-            d_2 = to_d(x_2, sigma_mid, D(x_2, sigma_mid * s_in))
+            d_2 = to_d(x_2, sigma_mid, D(x_2, sigma_mid * _ones(x)))
             x = x + d_2 * (sigmas[i + 1] - sigmas[i])
     return x
 
@@ -202,15 +205,13 @@ def _lms_coefficient(order: int, t, i: int, j: int) -> float:
 
 
 def lms(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, order: int = 4) -> torch.Tensor:
-    s_in = _ones(x)
     sigmas_cpu = sigmas.detach().cpu().numpy()
     derivatives: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         derivatives.append(to_d(x, sigmas[i], denoised))
         if len(derivatives) > order:
             derivatives.pop(0)
-        ctx.on_step(i, x, denoised)
         if sigmas[i + 1] == 0:
             x = denoised
         else:
@@ -222,12 +223,10 @@ def lms(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
 
 def ipndm(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, max_order: int = 4) -> torch.Tensor:
     """Improved pseudo-numerical (Adams–Bashforth) steps of up to fourth order."""
-    s_in = _ones(x)
     history: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         t, t_next = sigmas[i], sigmas[i + 1]
-        denoised = D(x, t * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, t, i, ctx)
         d = (x - denoised) / t
         order = min(max_order, i + 1)
         if t_next == 0:
@@ -249,11 +248,9 @@ def ipndm(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContex
 
 
 def dpmpp_2m(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
-    s_in = _ones(x)
     previous = None
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         t, t_next = sigmas[i].log().neg(), sigmas[i + 1].log().neg()
         h = t_next - t
         if previous is None or sigmas[i + 1] == 0:
@@ -271,10 +268,8 @@ def dpmpp_2m(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCon
 def euler_ancestral(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
                     eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
     noise = ctx.step_noise(x)
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         if ctx.is_flow:
             x = _flow_ancestral_update(x, denoised, sigmas[i], sigmas[i + 1], eta, s_noise, noise)
             continue
@@ -305,23 +300,21 @@ def _flow_ancestral_update(x, denoised, sigma, sigma_next, eta, s_noise, noise):
 def dpm_2_ancestral(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
                     eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
     noise = ctx.step_noise(x)
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         if ctx.is_flow:
             sigma_down = sigmas[i + 1] * (1 + (sigmas[i + 1] / sigmas[i] - 1) * eta)
             alpha_next, alpha_down = 1 - sigmas[i + 1], 1 - sigma_down
             sigma_up = (sigmas[i + 1] ** 2 - sigma_down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
         else:
             sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        ctx.on_step(i, x, denoised)
         d = to_d(x, sigmas[i], denoised)
         if sigma_down == 0:
             x = x + d * (sigma_down - sigmas[i])
         else:
             sigma_mid = sigmas[i].log().lerp(sigma_down.log(), 0.5).exp()
             x_2 = x + d * (sigma_mid - sigmas[i])
-            d_2 = to_d(x_2, sigma_mid, D(x_2, sigma_mid * s_in))
+            d_2 = to_d(x_2, sigma_mid, D(x_2, sigma_mid * _ones(x)))
             x = x + d_2 * (sigma_down - sigmas[i])
             if ctx.is_flow:
                 x = (alpha_next / alpha_down) * x + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
@@ -335,11 +328,9 @@ def dpmpp_2s_ancestral(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: 
     if ctx.is_flow:
         raise NotImplementedError("dpmpp_2s_ancestral is not available for flow models yet")
     noise = ctx.step_noise(x)
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        ctx.on_step(i, x, denoised)
         if sigma_down == 0:
             x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sigmas[i])
         else:
@@ -348,7 +339,7 @@ def dpmpp_2s_ancestral(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: 
             h = t_next - t
             s = t + h / 2
             x_2 = (s.neg().exp() / t.neg().exp()) * x - (-h * 0.5).expm1() * denoised
-            denoised_2 = D(x_2, s.neg().exp() * s_in)
+            denoised_2 = D(x_2, s.neg().exp() * _ones(x))
             x = (t_next.neg().exp() / t.neg().exp()) * x - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
             x = x + noise(sigmas[i], sigmas[i + 1]) * s_noise * sigma_up
@@ -360,13 +351,11 @@ def euler_ancestral_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, c
     """CFG++: step along the *unguided* noise estimate from the guided clean estimate."""
     noise = ctx.step_noise(x)
     ms = ctx.model_sampling
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         unconditional = ctx.unconditional()
         if unconditional is None:
             unconditional = denoised
-        ctx.on_step(i, x, denoised)
         if sigmas[i + 1] == 0:
             x = denoised
             continue
@@ -388,7 +377,6 @@ def _res_multistep(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: Samp
                    cfg_pp: bool, s_noise: float = 1.0) -> torch.Tensor:
     """RES: a second-order exponential multistep method (Zhang et al. 2023, arXiv 2308.02157)."""
     noise = ctx.step_noise(x)
-    s_in = _ones(x)
 
     def phi1(t):
         return torch.expm1(t) / t
@@ -398,12 +386,11 @@ def _res_multistep(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: Samp
 
     old_sigma_down = old_denoised = None
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         unconditional = ctx.unconditional() if cfg_pp else None
         if cfg_pp and unconditional is None:
             unconditional = denoised
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        ctx.on_step(i, x, denoised)
         if sigma_down == 0 or old_denoised is None:
             if cfg_pp:
                 x = denoised + to_d(x, sigmas[i], unconditional) * sigma_down
@@ -454,10 +441,8 @@ def dpmpp_sde(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCo
     noise = ctx.brownian_noise(x, sigmas)
     ms = ctx.model_sampling
     sigmas = ms.offset_first_sigma(sigmas)
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         if sigmas[i + 1] == 0:
             x = denoised
             continue
@@ -475,7 +460,7 @@ def dpmpp_sde(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCo
         x_2 = (alpha_s_1 / alpha_s) * (-h_).exp() * x - alpha_s_1 * (-h_).expm1() * denoised
         if eta > 0 and s_noise > 0:
             x_2 = x_2 + alpha_s_1 * noise(sigmas[i], sigma_s_1) * s_noise * su
-        denoised_2 = D(x_2, sigma_s_1 * s_in)
+        denoised_2 = D(x_2, sigma_s_1 * _ones(x))
         # second stage, to the next σ
         sd, su = ancestral_step(lambda_s.neg().exp(), lambda_t.neg().exp(), eta)
         h_ = sd.log().neg() - lambda_s
@@ -494,12 +479,10 @@ def _dpmpp_multistep_sde(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx
     noise = ctx.brownian_noise(x, sigmas)
     ms = ctx.model_sampling
     sigmas = ms.offset_first_sigma(sigmas)
-    s_in = _ones(x)
     denoised_1 = denoised_2 = None
     h = h_1 = h_2 = None
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         if sigmas[i + 1] == 0:
             x = denoised
         else:
@@ -551,7 +534,6 @@ def er_sde(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerConte
            max_stage: int = 3) -> torch.Tensor:
     """ER-SDE-Solver-3 (Cui et al. 2023, VP form) with its default noise scaler."""
     noise = ctx.step_noise(x)
-    s_in = _ones(x)
 
     def scaler(value):
         return value * ((value ** 0.3).exp() + 10.0)
@@ -563,8 +545,7 @@ def er_sde(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerConte
     lambdas = ms.half_log_snr(sigmas).neg().exp()  # σ_t / α_t
     old_denoised = old_denoised_d = None
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         stage = min(max_stage, i + 1)
         if sigmas[i + 1] == 0:
             x = denoised
@@ -598,10 +579,8 @@ def er_sde(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerConte
 def ddpm(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
     """Ho et al.'s ancestral DDPM step, between arbitrary σ of the schedule."""
     noise = ctx.step_noise(x)
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         sigma, sigma_prev = sigmas[i], sigmas[i + 1]
         x_vp = x / torch.sqrt(1.0 + sigma ** 2.0)
         eps = (x - denoised) / sigma
@@ -619,10 +598,8 @@ def ddpm(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext
 def lcm(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
     """Latent consistency: jump to the clean estimate, then re-noise to the next σ."""
     noise = ctx.step_noise(x)
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         x = denoised
         if sigmas[i + 1] > 0:
             x = ctx.model_sampling.noise_scaling(sigmas[i + 1], noise(sigmas[i], sigmas[i + 1]), x)
@@ -648,7 +625,7 @@ class _DPMSolver:
     def eps(self, cache, key, x, t):
         if key in cache:
             return cache[key], cache
-        sigma = self.sigma(t) * x.new_ones([x.shape[0]])
+        sigma = self.sigma(t) * _ones(x)
         eps = (x - self.D(x, sigma)) / self.sigma(t)
         return eps, {key: eps, **cache}
 
@@ -855,25 +832,23 @@ def uni_pc_bh2(D, x, sigmas, ctx):
 
 def heunpp2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
     """Heun++: Heun's step averaged with one more Euler look-ahead, weights by σ/σmax."""
-    s_in = _ones(x)
     end = sigmas[-1]
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         d = to_d(x, sigmas[i], denoised)
         dt = sigmas[i + 1] - sigmas[i]
         if sigmas[i + 1] == end:
             x = x + d * dt
         elif sigmas[i + 2] == end:
             x_2 = x + d * dt
-            d_2 = to_d(x_2, sigmas[i + 1], D(x_2, sigmas[i + 1] * s_in))
+            d_2 = to_d(x_2, sigmas[i + 1], D(x_2, sigmas[i + 1] * _ones(x)))
             w2 = sigmas[i + 1] / (2 * sigmas[0])
             x = x + (d * (1 - w2) + d_2 * w2) * dt
         else:
             x_2 = x + d * dt
-            d_2 = to_d(x_2, sigmas[i + 1], D(x_2, sigmas[i + 1] * s_in))
+            d_2 = to_d(x_2, sigmas[i + 1], D(x_2, sigmas[i + 1] * _ones(x)))
             x_3 = x_2 + d_2 * (sigmas[i + 2] - sigmas[i + 1])
-            d_3 = to_d(x_3, sigmas[i + 2], D(x_3, sigmas[i + 2] * s_in))
+            d_3 = to_d(x_3, sigmas[i + 2], D(x_3, sigmas[i + 2] * _ones(x)))
             w2, w3 = sigmas[i + 1] / (3 * sigmas[0]), sigmas[i + 2] / (3 * sigmas[0])
             x = x + ((1 - w2 - w3) * d + w2 * d_2 + w3 * d_3) * dt
     return x
@@ -882,13 +857,11 @@ def heunpp2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
 def ipndm_v(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
             max_order: int = 4) -> torch.Tensor:
     """iPNDM with coefficients for variable step sizes (Zhang & Chen's variable-step Adams)."""
-    s_in = _ones(x)
     t_steps = sigmas
     history: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         t_cur, t_next = sigmas[i], sigmas[i + 1]
-        denoised = D(x, t_cur * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, t_cur, i, ctx)
         d = (x - denoised) / t_cur
         order = min(max_order, i + 1)
         if t_next == 0:
@@ -931,12 +904,10 @@ def ipndm_v(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
 def dpmpp_2s_ancestral_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
                               eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
     noise = ctx.step_noise(x)
-    s_in = _ones(x)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         unconditional = _unguided(ctx, denoised)
         sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        ctx.on_step(i, x, denoised)
         if sigma_down == 0:
             x = denoised + to_d(x, sigmas[i], unconditional) * sigma_down
         else:
@@ -945,7 +916,7 @@ def dpmpp_2s_ancestral_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor
             s = t + h / 2
             shifted = x + (denoised - unconditional)
             x_2 = (s.neg().exp() / t.neg().exp()) * shifted - (-h * 0.5).expm1() * denoised
-            denoised_2 = D(x_2, s.neg().exp() * s_in)
+            denoised_2 = D(x_2, s.neg().exp() * _ones(x))
             # ComfyUI shifts by the unguided estimate of the latest model call, the midpoint's
             x = (t_next.neg().exp() / t.neg().exp()) * (x + (denoised - _unguided(ctx, denoised_2))) \
                 - (-h).expm1() * denoised_2
@@ -955,12 +926,10 @@ def dpmpp_2s_ancestral_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor
 
 
 def dpmpp_2m_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
-    s_in = _ones(x)
     old_unconditional = None
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         unconditional = _unguided(ctx, denoised)
-        ctx.on_step(i, x, denoised)
         t, t_next = sigmas[i].log().neg(), sigmas[i + 1].log().neg()
         h = t_next - t
         if old_unconditional is None or sigmas[i + 1] == 0:
@@ -975,12 +944,10 @@ def dpmpp_2m_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: Sam
 
 def _gradient_estimation(D, x, sigmas, ctx, cfg_pp: bool, ge_gamma: float = 2.0):
     """Euler with the change of the derivative between steps added (Permenter & Yuan)."""
-    s_in = _ones(x)
     old_d = None
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         d = to_d(x, sigmas[i], _unguided(ctx, denoised) if cfg_pp else denoised)
-        ctx.on_step(i, x, denoised)
         dt = sigmas[i + 1] - sigmas[i]
         if sigmas[i + 1] == 0:
             x = denoised
@@ -1020,12 +987,10 @@ def seeds_2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
     noise = ctx.step_noise(x)
     ms = ctx.model_sampling
     sigmas = ms.offset_first_sigma(sigmas)
-    s_in = _ones(x)
     inject = eta > 0 and s_noise > 0
     fac = 1 / (2 * r)
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         if sigmas[i + 1] == 0:
             x = denoised
             continue
@@ -1040,7 +1005,7 @@ def seeds_2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
         if inject:
             sde_noise = (-2 * r * h * eta).expm1().neg().sqrt() * noise(sigmas[i], sigma_s_1)
             x_2 = x_2 + sde_noise * sigma_s_1 * s_noise
-        denoised_2 = D(x_2, sigma_s_1 * s_in)
+        denoised_2 = D(x_2, sigma_s_1 * _ones(x))
         if solver_type == "phi_1":
             mixed = torch.lerp(denoised, denoised_2, fac)
             x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * _phi_1(-h_eta) * mixed
@@ -1070,11 +1035,9 @@ def seeds_3(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
     noise = ctx.step_noise(x)
     ms = ctx.model_sampling
     sigmas = ms.offset_first_sigma(sigmas)
-    s_in = _ones(x)
     inject = eta > 0 and s_noise > 0
     for i in range(len(sigmas) - 1):
-        denoised = D(x, sigmas[i] * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, sigmas[i], i, ctx)
         if sigmas[i + 1] == 0:
             x = denoised
             continue
@@ -1089,7 +1052,7 @@ def seeds_3(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
         if inject:
             sde_noise = (-2 * r_1 * h * eta).expm1().neg().sqrt() * noise(sigmas[i], sigma_s_1)
             x_2 = x_2 + sde_noise * sigma_s_1 * s_noise
-        denoised_2 = D(x_2, sigma_s_1 * s_in)
+        denoised_2 = D(x_2, sigma_s_1 * _ones(x))
         a3_2 = r_2 / r_1 * _phi_2(-r_2 * h_eta)
         a3_1 = _phi_1(-r_2 * h_eta) - a3_2
         x_3 = sigma_s_2 / sigmas[i] * (-r_2 * h * eta).exp() * x - alpha_s_2 * (a3_1 * denoised + a3_2 * denoised_2)
@@ -1097,7 +1060,7 @@ def seeds_3(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
             segment = (r_1 - r_2) * h * eta
             sde_noise = sde_noise * segment.exp() + segment.mul(2).expm1().neg().sqrt() * noise(sigma_s_1, sigma_s_2)
             x_3 = x_3 + sde_noise * sigma_s_2 * s_noise
-        denoised_3 = D(x_3, sigma_s_2 * s_in)
+        denoised_3 = D(x_3, sigma_s_2 * _ones(x))
         b3 = _phi_2(-h_eta) / r_2
         b1 = _phi_1(-h_eta) - b3
         x = sigmas[i + 1] / sigmas[i] * (-h * eta).exp() * x - alpha_t * (b1 * denoised + b3 * denoised_3)
@@ -1144,13 +1107,11 @@ def _deis_coefficients(sigmas: torch.Tensor, max_order: int, points: int = 10000
 
 def deis(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, max_order: int = 3) -> torch.Tensor:
     """Diffusion exponential integrator sampler, multistep up to third order."""
-    s_in = _ones(x)
     coefficients = _deis_coefficients(sigmas, max_order)
     history: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         t_cur, t_next = sigmas[i], sigmas[i + 1]
-        denoised = D(x, t_cur * s_in)
-        ctx.on_step(i, x, denoised)
+        denoised = _estimate(D, x, t_cur, i, ctx)
         d = (x - denoised) / t_cur
         order = 1 if t_next <= 0 else min(max_order, i + 1)
         if order == 1:
@@ -1207,7 +1168,6 @@ def _sa_solver(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerC
     def tau_at(sigma: torch.Tensor) -> float:
         return eta if eta > 0 and start_sigma >= float(sigma) >= end_sigma else 0.0
 
-    s_in = _ones(x)
     max_order = max(predictor_order, corrector_order)
     x_pred = x
     h: Any = 0.0
@@ -1216,8 +1176,7 @@ def _sa_solver(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerC
     predictions: list[torch.Tensor] = []
     lower_to_end = float(sigmas[-1]) == 0
     for i in range(len(sigmas) - 1):
-        denoised = D(x_pred, sigmas[i] * s_in)
-        ctx.on_step(i, x_pred, denoised)
+        denoised = _estimate(D, x_pred, sigmas[i], i, ctx)
         predictions = (predictions + [denoised])[-max_order:]
         p_order = min(predictor_order, len(predictions))
         c_order = 0 if i == 0 or (sigmas[i + 1] == 0 and not use_pece) else min(corrector_order, len(predictions))
@@ -1234,7 +1193,7 @@ def _sa_solver(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerC
             if tau > 0 and s_noise > 0:
                 x = x + noise
             if use_pece:
-                denoised = D(x, sigmas[i] * s_in)
+                denoised = D(x, sigmas[i] * _ones(x))
                 predictions[-1] = denoised
         if sigmas[i + 1] == 0:
             x_pred = denoised
