@@ -26,8 +26,7 @@ def flux_graph(unet="tiny-flux1-schnell.safetensors", t5="tiny-t5xxl_fp16.safete
     add, workflow, ids = graph.add, graph.workflow, graph.ids
 
     if checkpoint:
-        add("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": checkpoint})
-        model, clip, vae = ("checkpoint", "MODEL"), ("checkpoint", "CLIP"), ("checkpoint", "VAE")
+        model, clip, vae = graph.checkpoint(checkpoint)
     else:
         add("unet", "UNETLoader", {"unet_name": unet, "weight_dtype": weight_dtype})
         add("clip", "DualCLIPLoader", {"clip_name1": "tiny-clip_l.safetensors", "clip_name2": t5, "type": "flux"})
@@ -35,20 +34,13 @@ def flux_graph(unet="tiny-flux1-schnell.safetensors", t5="tiny-t5xxl_fp16.safete
         model, clip, vae = ("unet", "MODEL"), ("clip", "CLIP"), ("vae", "VAE")
     add("prompt", "CLIPTextEncode", {"text": PROMPT})
     add("negative", "CLIPTextEncode", {"text": "blurry" if negative else ""})
-    add("latent", "EmptySD3LatentImage", {"width": size, "height": size, "batch_size": 1})
-    add("sampler", "KSampler", {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
-                                "scheduler": scheduler, "denoise": 1.0})
-    add("decode", "VAEDecode")
+    graph.sampling(seed, steps, cfg, scheduler, size)
     positive = ("prompt", "CONDITIONING")
     if guidance is not None:
         add("guidance", "FluxGuidance", {"guidance": guidance})
         workflow.connect(ids["prompt"], "CONDITIONING", ids["guidance"], "conditioning")
         positive = ("guidance", "CONDITIONING")
-    return graph.connect([
-            (clip, "prompt", "clip"), (clip, "negative", "clip"), (model, "sampler", "model"),
-            (positive, "sampler", "positive"), (("negative", "CONDITIONING"), "sampler", "negative"),
-            (("latent", "LATENT"), "sampler", "latent_image"), (("sampler", "LATENT"), "decode", "samples"),
-            (vae, "decode", "vae")])
+    return graph.finish(model, clip, vae, positive)
 
 
 def pipeline_render(files, transformer, sigmas, guidance=3.5, seed=7, size=32, negative=None, cfg=1.0):

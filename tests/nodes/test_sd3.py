@@ -24,8 +24,7 @@ def sd3_graph(checkpoint=None, triple=True, steps=3, cfg=4.5, seed=11, size=32, 
     add, workflow, ids = graph.add, graph.workflow, graph.ids
 
     if checkpoint:
-        add("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": checkpoint})
-        model, clip, vae = ("checkpoint", "MODEL"), ("checkpoint", "CLIP"), ("checkpoint", "VAE")
+        model, clip, vae = graph.checkpoint(checkpoint)
     else:
         add("unet", "UNETLoader", {"unet_name": "tiny-sd3.5_medium.safetensors", "weight_dtype": "default"})
         add("vae", "VAELoader", {"vae_name": "tiny-sd3-vae.safetensors"})
@@ -41,15 +40,8 @@ def sd3_graph(checkpoint=None, triple=True, steps=3, cfg=4.5, seed=11, size=32, 
         model = ("shift", "MODEL")
     add("prompt", "CLIPTextEncodeSD3", {"clip_l": PROMPT, "clip_g": PROMPT, "t5xxl": PROMPT, "empty_padding": "none"})
     add("negative", "CLIPTextEncode", {"text": NEGATIVE})
-    add("latent", "EmptySD3LatentImage", {"width": size, "height": size, "batch_size": 1})
-    add("sampler", "KSampler", {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
-                                "scheduler": "simple", "denoise": 1.0})
-    add("decode", "VAEDecode")
-    return graph.connect([
-            (clip, "prompt", "clip"), (clip, "negative", "clip"), (model, "sampler", "model"),
-            (("prompt", "CONDITIONING"), "sampler", "positive"), (("negative", "CONDITIONING"), "sampler", "negative"),
-            (("latent", "LATENT"), "sampler", "latent_image"), (("sampler", "LATENT"), "decode", "samples"),
-            (vae, "decode", "vae")])
+    graph.sampling(seed, steps, cfg, "simple", size)
+    return graph.finish(model, clip, vae)
 
 
 def pipeline_render(files, sigmas, cfg=4.5, seed=11, size=32):

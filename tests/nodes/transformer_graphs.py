@@ -52,6 +52,27 @@ class GraphBuilder:
     def add(self, name: str, type_name: str, values: dict | None = None) -> None:
         self.ids[name] = self.workflow.add_node(type_name, values or {}).id
 
+    def checkpoint(self, name: str) -> tuple[tuple[str, str], ...]:
+        """A CheckpointLoaderSimple for ``name``: its MODEL, CLIP and VAE outputs."""
+        self.add("checkpoint", "CheckpointLoaderSimple", {"ckpt_name": name})
+        return ("checkpoint", "MODEL"), ("checkpoint", "CLIP"), ("checkpoint", "VAE")
+
+    def sampling(self, seed: int, steps: int, cfg: float, scheduler: str, size: int) -> None:
+        """The square EmptySD3LatentImage, an euler KSampler and the VAEDecode."""
+        self.add("latent", "EmptySD3LatentImage", {"width": size, "height": size, "batch_size": 1})
+        self.add("sampler", "KSampler", {"seed": seed, "steps": steps, "cfg": cfg, "sampler_name": "euler",
+                                         "scheduler": scheduler, "denoise": 1.0})
+        self.add("decode", "VAEDecode")
+
+    def finish(self, model, clip, vae, positive=("prompt", "CONDITIONING")) -> tuple[Workflow, dict[str, str]]:
+        """Wire the text encoders "prompt" and "negative", the sampling nodes, ``model``,
+        ``clip``, ``vae`` and the ``positive`` conditioning: the finished graph."""
+        return self.connect([
+            (clip, "prompt", "clip"), (clip, "negative", "clip"), (model, "sampler", "model"),
+            (positive, "sampler", "positive"), (("negative", "CONDITIONING"), "sampler", "negative"),
+            (("latent", "LATENT"), "sampler", "latent_image"), (("sampler", "LATENT"), "decode", "samples"),
+            (vae, "decode", "vae")])
+
     def connect(self, links) -> tuple[Workflow, dict[str, str]]:
         """``links``: ((source name, output), target name, input name) each; the finished graph."""
         for (source, output), target, input_name in links:
