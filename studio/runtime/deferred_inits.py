@@ -4,9 +4,10 @@ diffusers' ``models.unets``, ``models.transformers``, ``models.autoencoders`` an
 ``models.controlnets`` packages import every model class they hold (about 140 modules: video,
 audio and image transformers Seed Studio never builds) as soon as any one module inside them is
 imported, although diffusers' own lazy top level (``diffusers.UNet2DConditionModel``) and its
-modules import the submodule they need by its full name. Importing the UNet, the VAE and the
-text encoder of a checkpoint cost 3.3 s instead of 2.0 on this project's 2-core CPU (load
-average 4; ``bench/startup_bench.py`` prints the render's start-up).
+modules import the submodule they need by its full name. Deferring them, torch and the
+libraries a render imports take 3.7 s instead of 4.0 on this project's 2-core CPU when idle
+(3,294 modules instead of 3,433; under a load of 4, 2.0 s less); ``bench/startup_bench.py``
+prints the render's start-up.
 
 With :func:`defer_package_inits` those packages are made as empty packages (their ``__path__``
 set, so their submodules import as usual); the first access to a name their ``__init__``
