@@ -165,19 +165,25 @@ def test_a_negative_prompt_keeps_its_colour_out_of_the_background(demo_engine):
     assert hits["named"] <= hits[""] // 2, hits
 
 
+def mean_stripes(engine, kind: str, scene_seed: int, count: int, first_seed: int,
+                 settings: dict[float, dict[str, float]]) -> dict[float, float]:
+    """How striped (``pixels.stripes``) the tour workflow ``kind`` draws ``count`` seeded
+    large-shape scenes, on average, for each setting (a label and its field values)."""
+    workflow = tour(kind)
+    rng = random.Random(scene_seed)
+    scenes = [shapes.Scene(rng.choice(shapes.SHAPES), *rng.sample(sorted(shapes.COLOURS), 2), rng.choice(
+        list(shapes.POSITIONS)), "large") for _ in range(count)]
+    return {label: float(np.mean([
+        stripes(render(engine, workflow, **{"2.text": scene.caption(index), "4.seed": first_seed + index,
+                                            **values})[0])
+        for index, scene in enumerate(scenes)])) for label, values in settings.items()}
+
+
 @pytest.mark.slow
 def test_the_lora_stripes_the_shape_more_as_its_strength_rises(demo_engine):
-    workflow = tour("lora")
-    rng = random.Random(31)
-    scenes = [shapes.Scene(rng.choice(shapes.SHAPES), *rng.sample(sorted(shapes.COLOURS), 2), rng.choice(
-        list(shapes.POSITIONS)), "large") for _ in range(8)]
-    measure = {}
-    for strength in (0.0, 0.5, 1.0):
-        measure[strength] = float(np.mean([
-            stripes(render(demo_engine, workflow, **{"2.text": scene.caption(index), "4.seed": 70 + index,
-                                                      "8.strength_model": strength,
-                                                      "8.strength_clip": strength})[0])
-            for index, scene in enumerate(scenes)]))
+    measure = mean_stripes(demo_engine, "lora", 31, 8, 70,
+                           {strength: {"8.strength_model": strength, "8.strength_clip": strength}
+                            for strength in (0.0, 0.5, 1.0)})
     print(f"stripes by LoRA strength: {measure}")
     assert measure[0.0] < measure[0.5] < measure[1.0], measure
     assert measure[1.0] - measure[0.0] > 0.5, measure
@@ -186,16 +192,8 @@ def test_the_lora_stripes_the_shape_more_as_its_strength_rises(demo_engine):
 def test_a_merge_with_the_lora_model_stripes_as_its_ratio_says(demo_engine):
     """The merge tour: model1 (the base) weighs `ratio`, model2 (base + stripes LoRA) the rest,
     so ratio 1 has no stripes and ratio 0 the LoRA's full stripes."""
-    workflow = tour("model_merge")
-    rng = random.Random(37)
-    scenes = [shapes.Scene(rng.choice(shapes.SHAPES), *rng.sample(sorted(shapes.COLOURS), 2), rng.choice(
-        list(shapes.POSITIONS)), "large") for _ in range(4)]
-    measure = {}
-    for ratio in (1.0, 0.5, 0.0):
-        measure[ratio] = float(np.mean([
-            stripes(render(demo_engine, workflow, **{"2.text": scene.caption(index), "4.seed": 90 + index,
-                                                      "9.ratio": ratio, "8.strength_clip": 0.0})[0])
-            for index, scene in enumerate(scenes)]))
+    measure = mean_stripes(demo_engine, "model_merge", 37, 4, 90,
+                           {ratio: {"9.ratio": ratio, "8.strength_clip": 0.0} for ratio in (1.0, 0.5, 0.0)})
     print(f"stripes by merge ratio: {measure}")
     assert measure[1.0] < measure[0.5] < measure[0.0], measure
 
