@@ -156,6 +156,7 @@ def _estimate(D: Denoiser, x: torch.Tensor, sigma: torch.Tensor, index: int, ctx
 # --- First and second order, deterministic -------------------------------------------------
 
 def euler(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+    """Euler's method on the probability-flow ODE: one model call per step."""
     for i in range(len(sigmas) - 1):
         denoised = _estimate(D, x, sigmas[i], i, ctx)
         x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
@@ -163,6 +164,8 @@ def euler(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContex
 
 
 def heun(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+    """Heun's second-order method (Karras et al. 2022): each Euler step corrected by the slope
+    at its end, two model calls per step (Euler alone on a last step to σ 0)."""
     for i in range(len(sigmas) - 1):
         denoised = _estimate(D, x, sigmas[i], i, ctx)
         d = to_d(x, sigmas[i], denoised)
@@ -177,6 +180,8 @@ def heun(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext
 
 
 def dpm_2(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+    """DPM-Solver-2: each step takes the slope at its midpoint in log σ (Euler alone on a last
+    step to σ 0)."""
     for i in range(len(sigmas) - 1):
         denoised = _estimate(D, x, sigmas[i], i, ctx)
         d = to_d(x, sigmas[i], denoised)
@@ -205,6 +210,7 @@ def _lms_coefficient(order: int, t, i: int, j: int) -> float:
 
 
 def lms(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext, order: int = 4) -> torch.Tensor:
+    """Linear multistep: the last ``order`` slopes combined with weights integrated over σ."""
     sigmas_cpu = sigmas.detach().cpu().numpy()
     derivatives: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
@@ -248,6 +254,8 @@ def ipndm(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContex
 
 
 def dpmpp_2m(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022): second order from the previous step's clean
+    estimate, one model call per step."""
     previous = None
     for i in range(len(sigmas) - 1):
         denoised = _estimate(D, x, sigmas[i], i, ctx)
@@ -267,6 +275,8 @@ def dpmpp_2m(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCon
 
 def euler_ancestral(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
                     eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    """Euler steps down to σ_down, then fresh noise up to the next σ (``eta`` scales
+    how much is drawn anew); flow models re-noise by their own rule."""
     noise = ctx.step_noise(x)
     for i in range(len(sigmas) - 1):
         denoised = _estimate(D, x, sigmas[i], i, ctx)
@@ -299,6 +309,7 @@ def _flow_ancestral_update(x, denoised, sigma, sigma_next, eta, s_noise, noise):
 
 def dpm_2_ancestral(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
                     eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    """DPM-Solver-2 steps down to σ_down, then fresh noise up to the next σ."""
     noise = ctx.step_noise(x)
     for i in range(len(sigmas) - 1):
         denoised = _estimate(D, x, sigmas[i], i, ctx)
@@ -325,6 +336,8 @@ def dpm_2_ancestral(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: Sam
 
 def dpmpp_2s_ancestral(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
                        eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    """DPM-Solver++(2S), single-step second order, down to σ_down, then fresh noise up
+    to the next σ."""
     if ctx.is_flow:
         raise NotImplementedError("dpmpp_2s_ancestral is not available for flow models yet")
     noise = ctx.step_noise(x)
@@ -903,6 +916,8 @@ def ipndm_v(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerCont
 
 def dpmpp_2s_ancestral_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext,
                               eta: float = 1.0, s_noise: float = 1.0) -> torch.Tensor:
+    """dpmpp_2s_ancestral with CFG++ (Chung et al. 2024): the re-noising follows the
+    unguided estimate."""
     noise = ctx.step_noise(x)
     for i in range(len(sigmas) - 1):
         denoised = _estimate(D, x, sigmas[i], i, ctx)
@@ -926,6 +941,7 @@ def dpmpp_2s_ancestral_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor
 
 
 def dpmpp_2m_cfg_pp(D: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ctx: SamplerContext) -> torch.Tensor:
+    """dpmpp_2m with CFG++: each step's noise direction is the unguided estimate's."""
     old_unconditional = None
     for i in range(len(sigmas) - 1):
         denoised = _estimate(D, x, sigmas[i], i, ctx)
