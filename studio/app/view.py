@@ -31,6 +31,10 @@ class CanvasView(QGraphicsView):
         self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self._panning: QPointF | None = None
         self._fitted_once = False
+        # While the graph is shown fitted and the artist has not zoomed or panned since, the
+        # view fits itself again when it changes size (docks settling after the first show,
+        # the window resized or maximised), as "fit to window" does in image viewers.
+        self.keeps_fit = False
         self.minimap_corner = "right"
         self.fits_done = 0
         self.minimap = Minimap(self)
@@ -53,11 +57,21 @@ class CanvasView(QGraphicsView):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
+        if self.keeps_fit:
+            QTimer.singleShot(0, self._refit)
         # A fifth of the canvas's width, so it never takes much of a small window.
         width = max(110, min(Minimap.SIZE[0], self.width() // 5))
         self.minimap.setFixedSize(width, int(width * Minimap.SIZE[1] / Minimap.SIZE[0]))
         self.minimap.follow()
         self._place_minimap()
+
+    def _refit(self) -> None:
+        if self.keeps_fit:
+            self.fit()
+
+    def stop_keeping_fit(self) -> None:
+        """The artist chose a view of their own (zoomed, panned): resizes leave it alone."""
+        self.keeps_fit = False
 
     def _place_minimap(self) -> None:
         left = self.minimap_corner == "left"
@@ -103,6 +117,7 @@ class CanvasView(QGraphicsView):
         self.centerOn(centre)
         self.minimap.follow()
         self.fits_done += 1
+        self.keeps_fit = True
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
@@ -129,6 +144,7 @@ class CanvasView(QGraphicsView):
         factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
         zoom = self.transform().m11() * factor
         if 0.1 <= zoom <= 4.0:
+            self.stop_keeping_fit()
             self.scale(factor, factor)
             self.minimap.viewport().update()
 
@@ -143,6 +159,7 @@ class CanvasView(QGraphicsView):
         if self._panning is not None:
             delta = event.position() - self._panning
             self._panning = event.position()
+            self.stop_keeping_fit()
             self.translate(delta.x() / self.transform().m11(), delta.y() / self.transform().m22())
             return
         super().mouseMoveEvent(event)
@@ -172,6 +189,7 @@ class CanvasView(QGraphicsView):
         elif key in self.ARROWS and modifiers & Qt.AltModifier:
             chosen = scene.select_neighbour(*self.ARROWS[key])
             if chosen:
+                self.stop_keeping_fit()
                 self.ensureVisible(scene.nodes[chosen])
         elif key in self.ARROWS and scene.selected_ids():
             step = 50 if modifiers & Qt.ShiftModifier else 10
@@ -372,6 +390,7 @@ class Minimap(QGraphicsView):
         painter.drawRect(self.visible_area())
 
     def mousePressEvent(self, event) -> None:
+        self.canvas.stop_keeping_fit()
         self.canvas.centerOn(self.mapToScene(event.position().toPoint()))
         self.viewport().update()
 

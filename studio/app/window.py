@@ -504,6 +504,7 @@ class MainWindow(QMainWindow):
         """Add a node in the middle of the view (at the nearest free place there), selected."""
         centre = self.view.mapToScene(self.view.viewport().rect().center())
         node_id = self.scene.add_node(type_name, (centre.x() - 115, centre.y() - 60))
+        self.view.stop_keeping_fit()
         self.view.ensureVisible(self.scene.nodes[node_id], 20, 20)
         return node_id
 
@@ -513,6 +514,7 @@ class MainWindow(QMainWindow):
             return
         self.scene.clearSelection()
         item.setSelected(True)
+        self.view.stop_keeping_fit()
         self.view.centerOn(item)
 
     def _selection_changed(self) -> None:

@@ -9,7 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from studio.app.editors import BigIntSpinBox
@@ -370,3 +371,26 @@ def test_the_canvas_follows_edits_item_by_item_and_never_rebuilds(window, qtbot)
     assert all(scene.nodes[node_id] is item for node_id, item in before.items())  # the same items
     assert all(scene.wires[key] is wire for key, wire in wires.items())
     assert set(scene.nodes) == set(before)
+
+
+def test_a_fitted_view_stays_fitted_when_resized_until_the_artist_zooms(window, qtbot):
+    """Docks settling after the first show, or the window resized: a view showing the whole
+    graph fits it again; once the artist zooms, a resize keeps their view."""
+    view = window.view
+    window.resize(1400, 900)
+    view.fit()
+    qtbot.waitUntil(lambda: view.keeps_fit)
+
+    large, fits = view.transform().m11(), view.fits_done
+    window.resize(900, 600)
+    qtbot.waitUntil(lambda: view.fits_done > fits)
+    small = view.transform().m11()
+    view.fit()  # what Fit gives at the new size: the view already shows it
+    assert view.transform().m11() == small < large
+    zoomed = QWheelEvent(QPointF(50, 50), view.mapToGlobal(QPoint(50, 50)), QPoint(), QPoint(0, 120),
+                         Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False)
+    view.wheelEvent(zoomed)
+    zoom, fits = view.transform().m11(), view.fits_done
+    window.resize(1400, 900)
+    qtbot.wait(50)
+    assert view.fits_done == fits and view.transform().m11() == zoom
