@@ -37,10 +37,10 @@ TRANSFORMER_FAMILIES: dict[ModelFamily, str] = {ModelFamily.FLUX: FAMILY_NAMES[M
                                                 ModelFamily.SD3: FAMILY_NAMES[ModelFamily.SD3]}
 # SDXL's UNets read the picture's size (and the refiner an aesthetic score) as time ids.
 SIZE_CONDITIONED = frozenset({ModelFamily.SDXL, ModelFamily.SDXL_REFINER})
-# The families whose batched pictures are checked against their pictures alone; FLUX's and
-# SD3's transformers are sampled one job at a time until theirs are.
+# The families whose batched pictures are checked against their pictures alone
+# (tests/runtime/test_seed_batches.py); the others' jobs are sampled one at a time.
 SEED_BATCH_FAMILIES = frozenset({ModelFamily.SD15, ModelFamily.SD2, ModelFamily.SDXL,
-                                 ModelFamily.SDXL_REFINER})
+                                 ModelFamily.SDXL_REFINER, ModelFamily.FLUX, ModelFamily.SD3})
 # Families with more than one text encoder: LoRA files name theirs te1, te2 (, te3).
 MULTI_ENCODER_FAMILIES = frozenset({ModelFamily.SDXL, ModelFamily.FLUX, ModelFamily.SD3})
 # The families a checkpoint file can be written back for (LDM layout, ldm_export).

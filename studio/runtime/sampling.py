@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from studio.runtime.checkpoints import DiffusionModel
 from studio.runtime.clip_vision import EmbeddingNoiseAugmentor, unclip_embedding
 from studio.runtime.controlnet import control_residuals
-from studio.runtime.families import SEED_BATCH_FAMILIES, SIZE_CONDITIONED, ModelFamily
+from studio.runtime.families import SEED_BATCH_FAMILIES, SIZE_CONDITIONED, TRANSFORMER_FAMILIES, ModelFamily
 from studio.runtime.gligen import gligen_applied, gligen_per_entry
 from studio.runtime.hypernetwork import hypernetworks_applied
 from studio.runtime.images import as_mask_batch
@@ -791,8 +791,8 @@ def seed_batchable(model: DiffusionModel, job: SamplingJob) -> bool:
     Every row of a latent batch is denoised on its own (the UNet, guidance and the sampler's
     updates work row by row) except where something reads the batch as a whole or draws from
     the seed outside the sampler's noise: a sampler whose step sizes follow the whole batch's
-    error (dpm_adaptive), unCLIP's image-embedding noise (drawn from the seed, once per call),
-    model families whose batched pictures are not yet checked (FLUX, SD3),
+    error (dpm_adaptive), unCLIP's image-embedding noise (drawn from the seed, once per call;
+    its family is left out of SEED_BATCH_FAMILIES),
     conditioning with more than one row (expanded to the batch by its first), ControlNet hints
     and GLIGEN boxes (given per call). Those jobs are sampled one at a time.
     """
@@ -859,11 +859,20 @@ def seed_batch_size(model: DiffusionModel, latent_shape: Sequence[int], limit: i
     rows, _channels, height, width = (list(latent_shape) + [1, 1, 1, 1])[:4]
     cells = max(1, int(height) * int(width))
     config = getattr(model.unet, "config", None)
-    widths = getattr(config, "block_out_channels", None) or (320,)
-    heads = getattr(config, "attention_head_dim", 8)
-    heads = max(heads) if isinstance(heads, (list, tuple)) else int(heads or 8)
     itemsize = torch.empty((), dtype=getattr(model.unet, "dtype", torch.float32)).element_size()
-    per_row = 2 * itemsize * (cells * int(widths[0]) * 256 + cells * cells * heads * 2)
+    if model.family in TRANSFORMER_FAMILIES:
+        # FLUX and SD3 see 2×2 latent patches as tokens; each block holds a few dozen values
+        # per token and hidden channel (attention inputs, the MLP's 4× widening) and, on
+        # devices without fused attention, one attention map per head.
+        tokens = max(1, cells // 4)
+        heads = int(getattr(config, "num_attention_heads", 24) or 24)
+        hidden = heads * int(getattr(config, "attention_head_dim", 128) or 128)
+        per_row = 2 * itemsize * (tokens * hidden * 48 + tokens * tokens * heads)
+    else:
+        widths = getattr(config, "block_out_channels", None) or (320,)
+        heads = getattr(config, "attention_head_dim", 8)
+        heads = max(heads) if isinstance(heads, (list, tuple)) else int(heads or 8)
+        per_row = 2 * itemsize * (cells * int(widths[0]) * 256 + cells * cells * heads * 2)
     free = free_memory_bytes(getattr(model.unet, "device", torch.device("cpu")))
     fits = int(free * 0.5 // max(1, per_row * max(1, int(rows))))
     return max(1, min(limit, fits))

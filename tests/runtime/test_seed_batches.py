@@ -89,7 +89,8 @@ def test_what_reads_the_whole_batch_is_sampled_alone(tiny):
     assert not seed_batchable(model, _job("dpm_adaptive"))
     assert not seed_batchable(model, _job("euler", positive=[(torch.randn(2, 77, 32), {})]))
     assert not seed_batchable(model, _job("euler", positive=[(torch.randn(1, 77, 32), {"control": object()})]))
-    assert not seed_batchable(replace(model, family="flux"), _job("euler"))  # not yet checked batched
+    # unCLIP draws its image embedding's noise from the seed, once per call
+    assert not seed_batchable(replace(model, family="sd2_unclip"), _job("euler"))
     assert seed_batchable(model, _job("euler"))
 
 
@@ -142,3 +143,57 @@ def test_held_latents_are_not_served_when_anything_else_changed():
     off = SeedBatcher(size=1)
     off.expect({"4": [1, 2]})
     assert off.sample("4", 1, first, sample_many) == (1, 1)
+
+
+@pytest.fixture(scope="module", params=["flux", "sd3"])
+def transformer_model(request):
+    """A tiny FLUX.1-dev or SD3.5 transformer as the MODEL socket carries it, with prompts of its
+    widths (T5 states, and the pooled CLIP prompt; FLUX's distilled guidance)."""
+    from studio.runtime.flux import flux_model
+    from studio.runtime.sd3 import sd3_model
+    from tests.flux_models import CLIP_WIDTH, SD3_G_WIDTH, SD3_T5_WIDTH, T5_WIDTH, tiny_flux, tiny_sd3
+
+    torch.manual_seed(3)
+    if request.param == "flux":
+        model = flux_model(tiny_flux(dev=True, seed=0), "tiny-flux")
+        states, pooled, extras = T5_WIDTH, CLIP_WIDTH, {"guidance": 3.5}
+    else:
+        model = sd3_model(tiny_sd3(seed=0), "tiny-sd3")
+        states, pooled, extras = SD3_T5_WIDTH, CLIP_WIDTH + SD3_G_WIDTH, {}
+
+    def prompt():
+        return [(torch.randn(1, 6, states), {"pooled_output": torch.randn(1, pooled), **extras})]
+
+    return model, prompt(), prompt()
+
+
+@pytest.mark.parametrize("sampler", ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_sde"])
+def test_flux_and_sd3_give_each_seed_of_a_batch_its_picture_alone(transformer_model, sampler):
+    model, positive, negative = transformer_model
+    job = SamplingJob(positive, negative, {"samples": torch.zeros(1, 16, 8, 8)}, 0, 4, 2.0, sampler, "simple")
+    assert seed_batchable(model, job)
+    batched = sample_seed_batch(model, job, SEEDS, lambda *a: None)
+    for seed, result in zip(SEEDS, batched, strict=True):
+        alone = sample(model, replace(job, seed=seed), lambda *a: None)["samples"]
+        scale = max(1.0, float(alone.abs().max()))
+        assert (result["samples"] - alone).abs().max() < 1e-5 * scale, seed
+    assert (batched[0]["samples"] - batched[1]["samples"]).abs().max() > 1e-3
+
+
+def test_a_transformer_batch_is_sized_by_its_tokens_and_width(monkeypatch):
+    """FLUX.1's real size (24 heads of 128, bf16) at 1024² (128² latent cells, 4,096 tokens):
+    a few GB a row, so a GPU with 100 GB free takes about a dozen jobs a call, one with 8 GB
+    one; and twice the side costs more than twice as much per job."""
+    from types import SimpleNamespace
+
+    from studio.runtime import sampling
+
+    config = SimpleNamespace(num_attention_heads=24, attention_head_dim=128)
+    flux = SimpleNamespace(family="flux", unet=SimpleNamespace(config=config, dtype=torch.bfloat16,
+                                                               device=torch.device("cpu")))
+    monkeypatch.setattr(sampling, "free_memory_bytes", lambda device: 100 << 30)
+    many = seed_batch_size(flux, (1, 16, 128, 128))
+    assert 6 <= many <= 16
+    assert seed_batch_size(flux, (1, 16, 256, 256)) < many / 2
+    monkeypatch.setattr(sampling, "free_memory_bytes", lambda device: 8 << 30)
+    assert seed_batch_size(flux, (1, 16, 128, 128)) == 1
