@@ -313,12 +313,47 @@ def batch_row(root: Path, name: str, size: int, steps: int) -> None:
         + ("" if done.returncode == 0 else f"; {done.stderr.strip()[-300:]}"), seconds=seconds, images=images)
 
 
+def transformer_seed_batch_row(policy) -> None:
+    """FLUX.1-dev and SD3.5 seed batches on the device: three seeds in one sampler call against
+    each seed alone (tiny random transformers: this checks the batching on the device's kernels,
+    not a picture)."""
+    from dataclasses import replace
+
+    from studio.runtime.flux import flux_model
+    from studio.runtime.sampling import SamplingJob, sample, sample_seed_batch, seed_batchable
+    from studio.runtime.sd3 import sd3_model
+    from tests.flux_models import CLIP_WIDTH, SD3_G_WIDTH, SD3_T5_WIDTH, T5_WIDTH, tiny_flux, tiny_sd3
+
+    for family, model, states, pooled, extras in (
+            ("flux", flux_model(tiny_flux(dev=True, seed=0).to(policy.device), "gpu-flux"), T5_WIDTH, CLIP_WIDTH,
+             {"guidance": 3.5}),
+            ("sd3", sd3_model(tiny_sd3(seed=0).to(policy.device), "gpu-sd3"), SD3_T5_WIDTH, CLIP_WIDTH + SD3_G_WIDTH,
+             {})):
+        torch.manual_seed(3)
+        positive, negative = ([(torch.randn(1, 6, states), {"pooled_output": torch.randn(1, pooled), **extras})]
+                              for _ in (0, 1))
+        job = SamplingJob(positive, negative, {"samples": torch.zeros(1, 16, 16, 16)}, 0, 6, 2.0, "dpmpp_2m", "simple")
+        seeds = (11, 5, 2 ** 40)
+        began = time.perf_counter()
+        batched = sample_seed_batch(model, job, seeds, lambda *a: None)
+        sync(policy.device)
+        seconds = time.perf_counter() - began
+        worst = 0.0
+        for seed, result in zip(seeds, batched, strict=True):
+            alone = sample(model, replace(job, seed=seed), lambda *a: None)["samples"]
+            worst = max(worst, float((result["samples"] - alone).abs().max() / max(1.0, float(alone.abs().max()))))
+        ok = seed_batchable(model, job) and worst < 1e-3
+        row(f"seed_batch_{family}", "ok" if ok else "FAIL",
+            f"3 seeds in one call ({seconds:.2f} s): largest difference from alone {worst:.2g} of the latent's scale",
+            seconds=seconds, difference=worst)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny models at 64² (the default without CUDA)")
     parser.add_argument("--json", default=str(ROOT / "output" / "gpu_check.json"), help="where to write the figures")
     parser.add_argument("--skip", action="append", default=[], help="a row to leave out (nodes, half_precision, sd15, "
-                        "sdxl, manager_budget, batch_workers1)")
+                        "sdxl, manager_budget, batch_workers1, seed_batch)")
     parser.add_argument("--models", help="folder for the generated models (default: a temporary one)")
     args = parser.parse_args()
     from studio.runtime.device import DevicePolicy
@@ -376,6 +411,11 @@ def main() -> int:
             row("manager_budget", "FAIL", f"{type(error).__name__}: {str(error)[:300]}")
     if "batch_workers1" not in args.skip:
         batch_row(root, "sd15", sizes["sd15"], steps)
+    if "seed_batch" not in args.skip:
+        try:
+            transformer_seed_batch_row(policy)
+        except Exception as error:  # noqa: BLE001 - a row that fails is reported, the others still run
+            row("seed_batch", "FAIL", f"{type(error).__name__}: {str(error)[:300]}")
     total = time.perf_counter() - began
     print(f"\n{'check':<18}{'status':<7}figures")
     for entry in rows:
