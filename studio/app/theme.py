@@ -8,22 +8,24 @@ from PySide6.QtGui import QColor, QPalette
 
 from studio.app.node_status import NodeStatus
 
-THEMES = {
-    "dark": {
-        "BACKGROUND": "#1e1f22", "GRID": "#2a2b2f", "NODE_BODY": "#2f3136", "NODE_TITLE": "#3b3e45",
-        "NODE_BORDER": "#4a4d55", "SELECTED": "#e0a030", "TEXT": "#dcdde0", "MUTED_TEXT": "#8b8e96",
-        "palette": {"Window": "#25262a", "WindowText": "#dcdde0", "Base": "#1e1f22", "AlternateBase": "#2b2d31",
-                    "Text": "#dcdde0", "Button": "#2f3136", "ButtonText": "#dcdde0", "Highlight": "#3d8bfd",
-                    "HighlightedText": "#ffffff", "ToolTipBase": "#2f3136", "ToolTipText": "#dcdde0"},
-    },
-    "light": {
-        "BACKGROUND": "#f3f4f6", "GRID": "#e2e4e8", "NODE_BODY": "#ffffff", "NODE_TITLE": "#dfe3ea",
-        "NODE_BORDER": "#b8bec9", "SELECTED": "#d08a10", "TEXT": "#1f2328", "MUTED_TEXT": "#6a717d",
-        "palette": {"Window": "#eceef1", "WindowText": "#1f2328", "Base": "#ffffff", "AlternateBase": "#f3f4f6",
-                    "Text": "#1f2328", "Button": "#e4e7eb", "ButtonText": "#1f2328", "Highlight": "#2f74e0",
-                    "HighlightedText": "#ffffff", "ToolTipBase": "#ffffff", "ToolTipText": "#1f2328"},
-    },
+THEME_NAMES = ("dark", "light")
+# Each colour the canvas paints with, and each role of Qt's palette, as (dark, light): one row
+# per role, so a theme cannot lack one.
+CANVAS_COLOURS = {
+    "BACKGROUND": ("#1e1f22", "#f3f4f6"), "GRID": ("#2a2b2f", "#e2e4e8"), "NODE_BODY": ("#2f3136", "#ffffff"),
+    "NODE_TITLE": ("#3b3e45", "#dfe3ea"), "NODE_BORDER": ("#4a4d55", "#b8bec9"), "SELECTED": ("#e0a030", "#d08a10"),
+    "TEXT": ("#dcdde0", "#1f2328"), "MUTED_TEXT": ("#8b8e96", "#6a717d"),
 }
+PALETTE_COLOURS = {
+    "Window": ("#25262a", "#eceef1"), "WindowText": ("#dcdde0", "#1f2328"), "Base": ("#1e1f22", "#ffffff"),
+    "AlternateBase": ("#2b2d31", "#f3f4f6"), "Text": ("#dcdde0", "#1f2328"), "Button": ("#2f3136", "#e4e7eb"),
+    "ButtonText": ("#dcdde0", "#1f2328"), "Highlight": ("#3d8bfd", "#2f74e0"),
+    "HighlightedText": ("#ffffff", "#ffffff"), "ToolTipBase": ("#2f3136", "#ffffff"),
+    "ToolTipText": ("#dcdde0", "#1f2328"),
+}
+THEMES = {name: {**{key: pair[index] for key, pair in CANVAS_COLOURS.items()},
+                 "palette": {role: pair[index] for role, pair in PALETTE_COLOURS.items()}}
+          for index, name in enumerate(THEME_NAMES)}
 STATUS_COLOURS = {NodeStatus.QUEUED: QColor("#6c7080"), NodeStatus.RUNNING: QColor("#3d8bfd"),
                   NodeStatus.CACHED: QColor("#6f42c1"), NodeStatus.DONE: QColor("#2fb344"),
                   NodeStatus.ERROR: QColor("#d63939")}
